@@ -1,0 +1,5 @@
+import sys
+
+from tr2_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Action Genome data: the release reader, safe unpickling, the synthetic generator."""

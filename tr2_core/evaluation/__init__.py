@@ -1,0 +1,1 @@
+"""Action Genome scene-graph evaluation (Recall@K, mR@K, breakdowns)."""
