@@ -135,16 +135,16 @@ class VideoFeatures:
     """
 
     frame_keys: list[str]
-    entity_frame: "torch.Tensor"
-    entity_boxes: "torch.Tensor"
-    entity_labels: "torch.Tensor"
-    entity_scores: "torch.Tensor"
-    entity_features: "torch.Tensor"
-    entity_track: "torch.Tensor"
-    pair_frame: "torch.Tensor"
-    pair_subject: "torch.Tensor"
-    pair_object: "torch.Tensor"
-    union_features: "torch.Tensor"
+    entity_frame: torch.Tensor
+    entity_boxes: torch.Tensor
+    entity_labels: torch.Tensor
+    entity_scores: torch.Tensor
+    entity_features: torch.Tensor
+    entity_track: torch.Tensor
+    pair_frame: torch.Tensor
+    pair_subject: torch.Tensor
+    pair_object: torch.Tensor
+    union_features: torch.Tensor
 
 
 @dataclass
@@ -159,10 +159,10 @@ class VideoTargets:
         pair_contacting: (P, 17) float32 multi-hot contacting labels.
     """
 
-    entity_labels: "torch.Tensor"
-    pair_attention: "torch.Tensor"
-    pair_spatial: "torch.Tensor"
-    pair_contacting: "torch.Tensor"
+    entity_labels: torch.Tensor
+    pair_attention: torch.Tensor
+    pair_spatial: torch.Tensor
+    pair_contacting: torch.Tensor
 
 
 @dataclass(frozen=True)
