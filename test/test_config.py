@@ -1,0 +1,55 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from tr2_core.config import apply_overrides, from_dict, load_config, to_dict
+from tr2_core.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    layers: int = 3
+    dropout: float = 0.1
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    mode: Literal["a", "b"] = "a"
+    inner: Inner = field(default_factory=Inner)
+    sizes: tuple[int, ...] = (1, 2)
+    path: str | None = None
+
+
+def test_nested_and_types():
+    cfg = from_dict(Outer, {"inner": {"layers": 1, "dropout": 0}, "sizes": [4], "mode": "b"})
+    assert cfg.inner.layers == 1 and cfg.inner.dropout == 0.0 and cfg.sizes == (4,)
+    assert to_dict(cfg)["sizes"] == [4]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"innr": {}}, "unknown key"),
+        ({"inner": {"layers": "3"}}, "config.inner.layers: expected an integer"),
+        ({"inner": {"layers": True}}, "expected an integer"),
+        ({"mode": "c"}, "not one of"),
+        ({"inner": 3}, "expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, data)
+
+
+def test_overrides_and_files(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  layers: 2\n")
+    cfg = load_config(Outer, path, "models", ["inner.dropout=0.5", "path=/x"])
+    assert cfg.inner.layers == 2 and cfg.inner.dropout == 0.5 and cfg.path == "/x"
+    assert apply_overrides({}, ["a.b=1"]) == {"a": {"b": 1}}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["nonsense"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "missing.yaml", "models")
