@@ -1,0 +1,229 @@
+"""The ``tr2`` ROS 2 node: a thin rclpy layer over :mod:`tr2_ros.pipeline`.
+
+Topics (relative names, remap them or set the *_topic parameters):
+
+* ``image`` (sensor_msgs/Image), or ``image/compressed``
+  (sensor_msgs/CompressedImage) with ``input_transport: compressed``; QoS keep
+  last ``input_depth``, reliability per ``input_reliability`` (best effort by
+  default: sensor-data QoS, matches every camera driver);
+* ``scene_graph`` (tr2/SceneGraph), header copied from the image;
+* ``scene_graph/vocabulary`` (tr2/Vocabulary), published once, transient local;
+* ``scene_graph/debug_image`` (sensor_msgs/Image rgb8), drawn only while
+  someone subscribes.
+
+The subscription callback only stores the newest message; one worker thread
+takes the newest frame whenever it is free (stale frames are dropped and
+counted in ``SceneGraph.dropped_frames``). The engine (torch) is imported and
+loaded in :meth:`Tr2Node.activate` and released in :meth:`Tr2Node.deactivate`.
+rclpy is imported when a node is made, so this module imports anywhere.
+
+Run: ``ros2 run tr2 tr2_node --ros-args --params-file config/tr2.yaml`` or
+``ros2 launch tr2 tr2.launch.py checkpoint:=/path/to/tr2.pt``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tr2_core.errors import Tr2Error
+from tr2_ros.conversions import Decoder, build_vocabulary
+from tr2_ros.messages import MessageClasses, rclpy_classes
+from tr2_ros.params import NodeParams, parameter_specs
+from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
+
+NODE_NAME = "tr2"
+
+
+def cv_bridge_fallback() -> Decoder | None:
+    """cv_bridge's conversion to rgb8 (for encodings such as bayer or 16-bit),
+    or None where cv_bridge is not installed."""
+    try:
+        from cv_bridge import CvBridge
+    except ImportError:
+        return None
+    bridge = CvBridge()
+    return lambda msg: bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+
+
+def _qos(depth: int, *, best_effort: bool = False, latched: bool = False) -> Any:
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+class Tr2Node:
+    """Scene graphs from camera images; ``self.node`` is the rclpy node to spin.
+
+    Args:
+        engine_factory: builds the engine from the parameters at activation
+            (default: :func:`tr2_ros.pipeline.load_engine`; tests inject fakes).
+        classes: message classes (default: rclpy's generated ones).
+        **kwargs: passed to :class:`rclpy.node.Node` (namespace,
+            parameter_overrides, ...).
+
+    Raises:
+        ConfigError: a parameter is invalid (message names it).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine_factory: Callable[[NodeParams], Engine] = load_engine,
+        classes: MessageClasses | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from rclpy.node import Node
+
+        self.node = Node(NODE_NAME, **kwargs)
+        self.params = self._declare_parameters()
+        self.classes = rclpy_classes() if classes is None else classes
+        self._engine_factory = engine_factory
+        self._pipeline: ScenePipeline | None = None
+        self._worker: threading.Thread | None = None
+        self._subscription = None
+        p = self.params
+
+        node = self.node
+        self._graph_pub = node.create_publisher(self.classes.SceneGraph, p.output_topic, _qos(10))
+        self._vocabulary_pub = node.create_publisher(
+            self.classes.Vocabulary, p.vocabulary_topic, _qos(1, latched=True)
+        )
+        self._vocabulary_pub.publish(build_vocabulary(self.classes))
+        self._debug_pub = None
+        if p.publish_debug_image:
+            self._debug_pub = node.create_publisher(
+                self.classes.Image, p.debug_image_topic, _qos(1)
+            )
+
+    def _declare_parameters(self) -> NodeParams:
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+        for spec in parameter_specs():
+            descriptor = ParameterDescriptor(
+                name=spec.name,
+                description=spec.description,
+                additional_constraints=spec.constraints,
+                read_only=True,
+            )
+            if spec.low is not None and isinstance(spec.default, float):
+                descriptor.floating_point_range = [
+                    FloatingPointRange(
+                        from_value=float(spec.low), to_value=float(spec.high), step=0.0
+                    )
+                ]
+            elif spec.low is not None and isinstance(spec.default, int):
+                descriptor.integer_range = [
+                    IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)
+                ]
+            self.node.declare_parameter(spec.name, spec.default, descriptor)
+        values = {spec.name: self.node.get_parameter(spec.name).value for spec in parameter_specs()}
+        return NodeParams.from_mapping(values, strict_types=True)
+
+    # -- lifecycle -----------------------------------------------------------
+    def activate(self) -> None:
+        """Load the engine, start the worker, subscribe to images.
+
+        Raises:
+            Tr2Error: the engine cannot be built (checkpoint, weights).
+        """
+        if self._pipeline is not None:
+            return
+        p = self.params
+        logger = self.node.get_logger()
+        logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
+        engine = self._engine_factory(p)
+        self._pipeline = ScenePipeline(
+            engine,
+            self.classes,
+            p,
+            publish_graph=self._graph_pub.publish,
+            publish_debug=self._debug_pub.publish if self._debug_pub is not None else None,
+            debug_wanted=self._debug_wanted,
+            warn=logger.warning,
+            error=logger.error,
+            fallback=cv_bridge_fallback() if p.input_transport == "raw" else None,
+        )
+        self._worker = threading.Thread(
+            target=self._pipeline.run, name="tr2-inference", daemon=True
+        )
+        self._worker.start()
+        qos = _qos(p.input_depth, best_effort=p.input_reliability == "best_effort")
+        if p.input_transport == "compressed":
+            topic, msg_type = f"{p.input_topic}/compressed", self.classes.CompressedImage
+        else:
+            topic, msg_type = p.input_topic, self.classes.Image
+        self._subscription = self.node.create_subscription(
+            msg_type, topic, self._pipeline.on_image, qos
+        )
+        logger.info(
+            f"subscribed to '{self._subscription.topic_name}' ({p.input_transport}, "
+            f"{p.input_reliability}); publishing '{self._graph_pub.topic_name}'"
+        )
+
+    def deactivate(self) -> None:
+        """Unsubscribe, stop the worker after its current frame, release the engine."""
+        if self._subscription is not None:
+            self.node.destroy_subscription(self._subscription)
+            self._subscription = None
+        if self._pipeline is not None:
+            self._pipeline.stop()
+            if self._worker is not None:
+                self._worker.join()
+            engine = self._pipeline.engine
+            self._pipeline = self._worker = None
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
+
+    def stats(self) -> PipelineStats | None:
+        """Counters of the running pipeline (None before activation)."""
+        return None if self._pipeline is None else self._pipeline.stats()
+
+    def _debug_wanted(self) -> bool:
+        return self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0
+
+    def destroy(self) -> None:
+        """Deactivate and destroy the rclpy node."""
+        self.deactivate()
+        self.node.destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run tr2 tr2_node``; returns the exit status
+    (1 with a fatal log line when parameters or the engine are unusable)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.logging import get_logger
+
+    rclpy.init(args=args)
+    tr2: Tr2Node | None = None
+    status = 0
+    try:
+        tr2 = Tr2Node()
+        tr2.activate()
+        rclpy.spin(tr2.node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Tr2Error as e:
+        get_logger(NODE_NAME).fatal(str(e))
+        status = 1
+    except Exception as e:  # e.g. rclpy rejecting a parameter override's type or range
+        get_logger(NODE_NAME).fatal(f"cannot start: {type(e).__name__}: {e}")
+        status = 1
+    finally:
+        if tr2 is not None:
+            tr2.destroy()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""What the node does with a frame, without rclpy: newest-frame hand-over,
+decode, infer, build and publish. The node (:mod:`tr2_ros.node`) wires this
+to a subscription, publishers and a worker thread; tests and offline tools
+wire it to plain callables.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from tr2_core.errors import Tr2Error
+from tr2_core.types import SceneGraphResult
+from tr2_ros.conversions import (
+    ConversionError,
+    Decoder,
+    build_scene_graph,
+    decode_compressed_image,
+    decode_image,
+    encode_rgb_image,
+    stamp_to_ns,
+)
+from tr2_ros.messages import MessageClasses
+from tr2_ros.params import NodeParams
+from tr2_ros.policy import LatestSlot, RateLimiter
+
+
+class Engine(Protocol):
+    """The streaming engine as the node uses it (``tr2_core.stream.StreamingEngine``)."""
+
+    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
+        """One frame in ((H, W, 3) uint8 RGB, stamp in ns), its scene graph out."""
+        ...
+
+
+def load_engine(params: NodeParams) -> Engine:
+    """Build the streaming engine from the node's parameters (imports torch).
+
+    Raises:
+        ConfigError: the checkpoint parameter is empty or names no file.
+        WeightsError: (from the engine) missing or mismatched weights.
+    """
+    checkpoint = params.require_checkpoint()
+    from tr2_core.stream import StreamingEngine  # heavy: torch, open_clip
+
+    return StreamingEngine.from_checkpoint(
+        str(checkpoint),
+        device=params.device,
+        window=params.window,
+        clip_weights=params.clip_weights or None,
+        detector_weights=params.detector_weights or None,
+        score_threshold=params.score_threshold,
+    )
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """Counters since start.
+
+    Attributes:
+        received: input messages handed to :meth:`ScenePipeline.on_image`.
+        dropped: stale inputs replaced by a newer one before inference took them.
+        rejected: inputs that could not be decoded (bad encoding, size, data).
+        failed: frames whose inference or message building failed.
+        published: SceneGraph messages published.
+    """
+
+    received: int
+    dropped: int
+    rejected: int
+    failed: int
+    published: int
+
+
+def describe_header(header: Any) -> str:
+    """``'stamp 12.000000345, frame_id camera'`` for log lines."""
+    try:
+        sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+        return f"stamp {sec}.{nanosec:09d}, frame_id '{header.frame_id}'"
+    except (AttributeError, TypeError, ValueError):
+        return "no valid header"
+
+
+class ScenePipeline:
+    """Newest frame in, scene graph out.
+
+    Args:
+        engine: the streaming engine.
+        classes: message classes to build with.
+        params: the node's parameters (transport, thresholds, rate, debug).
+        publish_graph: called with each ``tr2/msg/SceneGraph``.
+        publish_debug: called with each debug ``sensor_msgs/msg/Image``.
+        debug_wanted: whether anyone subscribes to the debug image now.
+        warn, error: loggers for one-line reasons (rejected inputs, failures).
+        fallback: decoder for raw encodings not handled here (cv_bridge).
+        clock: monotonic clock for the rate limit.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        classes: MessageClasses,
+        params: NodeParams,
+        *,
+        publish_graph: Callable[[Any], None],
+        publish_debug: Callable[[Any], None] | None = None,
+        debug_wanted: Callable[[], bool] = lambda: False,
+        warn: Callable[[str], None] = print,
+        error: Callable[[str], None] = print,
+        fallback: Decoder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.classes = classes
+        self.params = params
+        self.slot: LatestSlot[Any] = LatestSlot()
+        self.limiter = RateLimiter(params.max_rate_hz, clock)
+        self._publish_graph = publish_graph
+        self._publish_debug = publish_debug
+        self._debug_wanted = debug_wanted
+        self._warn, self._error = warn, error
+        self._fallback = fallback
+        self._lock = threading.Lock()
+        self._rejected = self._failed = self._published = 0
+
+    # -- callback side -----------------------------------------------------
+    def on_image(self, msg: Any) -> None:
+        """Subscription callback: only stores the newest message."""
+        self.slot.put(msg)
+
+    # -- worker side -------------------------------------------------------
+    def run(self) -> None:
+        """Worker loop: process the newest frame until :meth:`stop`."""
+        while self.step():
+            pass
+
+    def step(self, timeout: float | None = None) -> bool:
+        """Wait for the rate limit, take the newest frame (up to ``timeout``
+        seconds) and process it. Returns False once stopped."""
+        delay = self.limiter.delay()
+        if delay > 0:
+            time.sleep(delay)
+        msg = self.slot.take(timeout)
+        if msg is None:
+            return not self.slot.closed
+        self.limiter.mark()
+        self.process(msg)
+        return True
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (after the frame in progress)."""
+        self.slot.close()
+
+    def decode(self, msg: Any) -> np.ndarray:
+        """(H, W, 3) uint8 RGB from an Image or CompressedImage (per input_transport)."""
+        if self.params.input_transport == "compressed":
+            return decode_compressed_image(msg)
+        return decode_image(msg, fallback=self._fallback)
+
+    def process(self, msg: Any) -> Any | None:
+        """Decode, infer, publish. Never raises: a rejected input or failed
+        frame is logged with its reason and counted. Returns the published
+        SceneGraph, or None."""
+        header = msg.header
+        try:
+            image = self.decode(msg)
+        except ConversionError as e:
+            self._count("_rejected")
+            self._warn(f"rejected input image ({describe_header(header)}): {e}")
+            return None
+        try:
+            stamp_ns = stamp_to_ns(header.stamp)
+            result = self.engine.process(image, stamp_ns)
+            stats = self.stats()
+            graph = build_scene_graph(
+                result,
+                header,
+                self.classes,
+                image_width=image.shape[1],
+                image_height=image.shape[0],
+                relation_threshold=self.params.relation_threshold,
+                dropped_frames=stats.dropped,
+                rejected_frames=stats.rejected,
+            )
+        except Tr2Error as e:
+            self._count("_failed")
+            self._error(f"no scene graph for frame ({describe_header(header)}): {e}")
+            return None
+        except Exception as e:  # the engine runs arbitrary torch code; keep the node alive
+            self._count("_failed")
+            self._error(
+                f"inference failed for frame ({describe_header(header)}): {type(e).__name__}: {e}"
+            )
+            return None
+        self._publish_graph(graph)
+        self._count("_published")
+        if self.params.publish_debug_image and self._publish_debug and self._debug_wanted():
+            self._publish_debug_image(image, result, header)
+        return graph
+
+    def _publish_debug_image(
+        self, image: np.ndarray, result: SceneGraphResult, header: Any
+    ) -> None:
+        from tr2_ros.overlay import draw_scene_graph
+
+        try:
+            drawn = draw_scene_graph(
+                image, result, relation_threshold=self.params.relation_threshold
+            )
+            self._publish_debug(encode_rgb_image(drawn, header, self.classes))
+        except Exception as e:  # debug output must never stop the node
+            self._error(f"debug image failed ({describe_header(header)}): {type(e).__name__}: {e}")
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def stats(self) -> PipelineStats:
+        """Snapshot of the counters."""
+        slot = self.slot.stats()
+        with self._lock:
+            return PipelineStats(
+                slot.received, slot.dropped, self._rejected, self._failed, self._published
+            )
