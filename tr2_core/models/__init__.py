@@ -1,0 +1,79 @@
+"""TR² model: frozen feature extractor (Faster R-CNN + CLIP image tower) and the
+trainable relation model (representation, fusion, heads, guidance projections).
+
+Public API::
+
+    from tr2_core.models import (
+        ModelConfig, load_model_config,                     # config/models/*.yaml
+        create_model, create_extractor, create_relation_model, load_relation_weights,
+        FeatureExtractor, RelationModel, RelationOutput, TR2,
+        compute_losses, alpha_from_counts,
+        TextTable, build_text_table, save_text_table, load_text_table, create_clip,
+    )
+
+Data flow: ``extractor.extract(images, boxes, labels) -> VideoFeatures``;
+``relation(features, mode=...) -> RelationOutput``;
+``compute_losses(output, features, targets, text_table, config) -> dict``.
+"""
+
+from tr2_core.models.config import (
+    ClipConfig,
+    DetectorConfig,
+    FusionConfig,
+    GuidanceConfig,
+    HeadConfig,
+    LossConfig,
+    ModelConfig,
+    ObjectClassifierConfig,
+    RepresentationConfig,
+    load_model_config,
+)
+from tr2_core.models.extractor import FeatureExtractor
+from tr2_core.models.factory import (
+    TR2,
+    create_extractor,
+    create_model,
+    create_relation_model,
+    load_relation_weights,
+)
+from tr2_core.models.guidance import (
+    TextTable,
+    build_text_table,
+    load_text_table,
+    prompt,
+    save_text_table,
+)
+from tr2_core.models.losses import alpha_from_counts, compute_losses
+from tr2_core.models.outputs import RelationOutput
+from tr2_core.models.tr2 import TASK_MODES, RelationModel
+from tr2_core.models.union import create_clip
+
+__all__ = [
+    "TASK_MODES",
+    "TR2",
+    "ClipConfig",
+    "DetectorConfig",
+    "FeatureExtractor",
+    "FusionConfig",
+    "GuidanceConfig",
+    "HeadConfig",
+    "LossConfig",
+    "ModelConfig",
+    "ObjectClassifierConfig",
+    "RelationModel",
+    "RelationOutput",
+    "RepresentationConfig",
+    "TextTable",
+    "alpha_from_counts",
+    "build_text_table",
+    "compute_losses",
+    "create_clip",
+    "create_extractor",
+    "create_model",
+    "create_relation_model",
+    "load_model_config",
+    "load_relation_weights",
+    "load_text_table",
+    "prompt",
+    "save_text_table",
+]

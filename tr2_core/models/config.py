@@ -1,0 +1,220 @@
+"""Model architecture configuration (``config/models/*.yaml``).
+
+Architecture is data: one YAML file per named model maps onto
+:class:`ModelConfig`. Weights are separate (paths or tags given on the command
+line or in ``detector.weights`` / ``clip.pretrained``). The paper-size model is
+``config/models/tr2.yaml``; the small test/demo model ``tr2-small.yaml`` runs
+the same code with smaller widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tr2_core.errors import ConfigError
+
+BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+TaskMode = Literal["predcls", "sgcls", "sgdet"]
+GuidanceMode = Literal["none", "full", "bin", "no_tdiff"]
+"""``full``: Eq. (2) on temporal differences (TR²); ``no_tdiff``: Eq. (4), v_t onto s_t;
+``bin``: TR²ᵇⁱⁿ, binary "did the relations change" on v_t - v_{t-1}; ``none``: TR²⁻."""
+
+LAYER4_CHANNELS: dict[str, int] = {
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "resnet101": 2048,
+}
+"""Output channels of ResNet ``layer4`` (the box head), i.e. the entity feature width."""
+
+
+@dataclass
+class DetectorConfig:
+    """Faster R-CNN (torchvision building blocks) with a ResNet C4 body.
+
+    Body = conv1..layer3 (stride 16); box head = layer4 + global average pool,
+    so the pooled entity feature is ``LAYER4_CHANNELS[backbone]`` wide (2048 for
+    ResNet-101). ``weights`` is a torchvision-format state dict of the whole
+    detector (``FasterRCNN.state_dict()``), loaded strictly.
+    """
+
+    backbone: BackboneName = "resnet101"
+    weights: str | None = None
+    num_classes: int = 37
+    min_size: int = 600
+    max_size: int = 1000
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_top_n: int = 6000
+    rpn_post_nms_top_n: int = 300
+    rpn_nms_thresh: float = 0.7
+    roi_output_size: int = 7
+    roi_sampling_ratio: int = 2
+    score_thresh: float = 0.1
+    """SGDet: per-class detection score threshold."""
+    nms_thresh: float = 0.4
+    """SGDet: per-class NMS IoU."""
+    detections_per_image: int = 100
+    assign_iou: float = 0.5
+    """SGDet training: a detection is matched to a GT box at IoU > assign_iou."""
+    frames_per_batch: int = 8
+    """Frames sent through the detector at once (memory bound)."""
+
+    @property
+    def feature_dim(self) -> int:
+        return LAYER4_CHANNELS[self.backbone]
+
+
+@dataclass
+class ClipConfig:
+    """Frozen open_clip model: image tower for union crops, text tower for prompts.
+
+    ``overrides`` are passed to ``open_clip.create_model`` as model kwargs (they
+    replace the named config's ``embed_dim`` / ``vision_cfg`` / ``text_cfg``):
+    the small config uses them for a tiny CLIP with the same code path.
+    """
+
+    model_name: str = "ViT-B-32"
+    pretrained: str | None = None
+    """A local checkpoint file or an open_clip tag (resolved from the local cache)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    crop_mode: Literal["center_square", "stretch"] = "center_square"
+    """``center_square`` reproduces CLIP's resize-shorter-side + center-crop of the union box;
+    ``stretch`` resizes the whole union box to the input size."""
+    crop_sampling_ratio: int = 2
+    """Bilinear samples per output pixel and axis in the batched crop-and-resize (RoIAlign)."""
+    crop_batch_size: int = 512
+    """Union crops per image-tower forward call."""
+
+
+@dataclass
+class RepresentationConfig:
+    """Relation representation: union (CLIP) + subject/object visual + class embeddings."""
+
+    entity_dim: int = 2048
+    """Width of ``VideoFeatures.entity_features`` (must equal the detector's feature_dim)."""
+    union_dim: int = 512
+    """Width of ``VideoFeatures.union_features`` = CLIP embed_dim = text-table width."""
+    entity_proj_dim: int = 512
+    class_embed_dim: int = 200
+    geometry: bool = False
+    """Optional STTran-style two-channel union-box mask branch (off in the paper's model)."""
+    geometry_mask_size: int = 27
+    geometry_dim: int = 256
+
+    @property
+    def d_model(self) -> int:
+        """Width of one relation representation (1936 at paper size)."""
+        geo = self.geometry_dim if self.geometry else 0
+        return self.union_dim + 2 * self.entity_proj_dim + 2 * self.class_embed_dim + geo
+
+
+@dataclass
+class FusionConfig:
+    """Relation feature fusion (paper III-B). A layer count of 0 removes the module."""
+
+    spatial_layers: int = 1
+    temporal_layers: int = 3
+    heads: int = 8
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    message_token: bool = True
+    temporal_window: int = 0
+    """0: each element attends to its whole pair sequence; k > 0: only to elements whose
+    frame index is in [t - k + 1, t] (STTran-like baseline: 2)."""
+
+
+@dataclass
+class HeadConfig:
+    """Per-family predicate classifiers."""
+
+    classifier: Literal["linear", "text"] = "linear"
+    """``text``: project e_r to the CLIP width and score each predicate by the dot product
+    with the (object class, predicate) text embedding (needs the text table)."""
+
+
+@dataclass
+class ObjectClassifierConfig:
+    hidden_dim: int = 1024
+    dropout: float = 0.1
+
+
+@dataclass
+class GuidanceConfig:
+    """Cross-modality feature guidance (paper III-C), training only."""
+
+    mode: GuidanceMode = "full"
+    weight: float = 1.0
+    prompt: str = "a photo of a person {predicate} a {object}"
+    spatial_prompt: str = "a photo of a {object} {predicate} a person"
+
+
+@dataclass
+class LossConfig:
+    object_weight: float = 1.0
+    """lambda of Eq. (3)."""
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class ModelConfig:
+    """The whole TR² model: frozen extractor (detector + CLIP) and relation model."""
+
+    name: str = "tr2"
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    heads: HeadConfig = field(default_factory=HeadConfig)
+    object_classifier: ObjectClassifierConfig = field(default_factory=ObjectClassifierConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    @property
+    def d_model(self) -> int:
+        return self.representation.d_model
+
+    @property
+    def relation_dim(self) -> int:
+        """Width of e_r: 2 * d_model with the message token, d_model without."""
+        return 2 * self.d_model if self.fusion.message_token else self.d_model
+
+    def validate(self) -> None:
+        """Cross-field checks; raises :class:`ConfigError` naming the key."""
+        rep, fus = self.representation, self.fusion
+        if rep.entity_dim != self.detector.feature_dim:
+            raise ConfigError(
+                f"representation.entity_dim={rep.entity_dim} but detector.backbone="
+                f"{self.detector.backbone} gives {self.detector.feature_dim}-d entity features"
+            )
+        embed = self.clip.overrides.get("embed_dim")
+        if embed is not None and embed != rep.union_dim:
+            raise ConfigError(
+                f"representation.union_dim={rep.union_dim} but clip.overrides.embed_dim={embed}"
+            )
+        if fus.heads < 1 or self.d_model % fus.heads:
+            raise ConfigError(
+                f"fusion.heads={fus.heads} must divide the relation width d_model={self.d_model}"
+            )
+        for key in ("spatial_layers", "temporal_layers", "temporal_window"):
+            if getattr(fus, key) < 0:
+                raise ConfigError(f"fusion.{key} must be >= 0")
+        if not 0.0 <= fus.dropout < 1.0:
+            raise ConfigError(f"fusion.dropout={fus.dropout} must be in [0, 1)")
+        if self.detector.num_classes != 37:
+            raise ConfigError("detector.num_classes must be 37 (AG: background + 36 objects)")
+        for key in ("prompt", "spatial_prompt"):
+            text = getattr(self.guidance, key)
+            if "{predicate}" not in text or "{object}" not in text:
+                raise ConfigError(f"guidance.{key} must contain {{predicate}} and {{object}}")
+
+
+def load_model_config(
+    name_or_path: str | Path, overrides: tuple[str, ...] | list[str] = ()
+) -> ModelConfig:
+    """``config/models/<name>.yaml`` (or a YAML path) with dotted overrides -> ModelConfig."""
+    from tr2_core.config import load_config
+
+    return load_config(ModelConfig, name_or_path, "models", tuple(overrides))

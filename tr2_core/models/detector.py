@@ -1,0 +1,223 @@
+"""Entities: Faster R-CNN (torchvision building blocks, ResNet C4) and the box-level
+operations of the pipeline (pooled RoI features, single best person, pairs,
+SGDet training assignment). All box operations are vectorised over the clip.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign, box_iou
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from tr2_core.errors import WeightsError
+from tr2_core.models.config import DetectorConfig
+from tr2_core.vocab import PERSON
+
+LAYER3_CHANNELS: dict[str, int] = {
+    "resnet18": 256,
+    "resnet34": 256,
+    "resnet50": 1024,
+    "resnet101": 1024,
+}
+
+
+def build_detector(cfg: DetectorConfig) -> FasterRCNN:
+    """Faster R-CNN with a ResNet C4 body (conv1..layer3, stride 16) and
+    layer4 + global average pool as the box head (``cfg.feature_dim``-d RoI features),
+    RoIAlign ``roi_output_size`` x ``roi_output_size``; randomly initialised, eval mode."""
+    resnet = getattr(torchvision.models, cfg.backbone)(weights=None, norm_layer=FrozenBatchNorm2d)
+    body = nn.Sequential(
+        OrderedDict(
+            conv1=resnet.conv1,
+            bn1=resnet.bn1,
+            relu=resnet.relu,
+            maxpool=resnet.maxpool,
+            layer1=resnet.layer1,
+            layer2=resnet.layer2,
+            layer3=resnet.layer3,
+        )
+    )
+    body.out_channels = LAYER3_CHANNELS[cfg.backbone]
+    box_head = nn.Sequential(
+        OrderedDict(layer4=resnet.layer4, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())
+    )
+    anchors = AnchorGenerator((tuple(cfg.anchor_sizes),), (tuple(cfg.aspect_ratios),))
+    roi_pool = MultiScaleRoIAlign(["0"], cfg.roi_output_size, cfg.roi_sampling_ratio)
+    model = FasterRCNN(
+        body,
+        num_classes=None,
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n,
+        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n,
+        rpn_nms_thresh=cfg.rpn_nms_thresh,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(cfg.feature_dim, cfg.num_classes),
+        box_score_thresh=cfg.score_thresh,
+        box_nms_thresh=cfg.nms_thresh,
+        box_detections_per_img=cfg.detections_per_image,
+    )
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """``torch.load(path, weights_only=True)``; unwraps ``{"state_dict": ...}`` /
+    ``{"model": ...}``; raises :class:`WeightsError` naming ``what`` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} weights file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
+        raise WeightsError(
+            f"{what} weights {path}: not a readable torch state dict ({e})"
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{what} weights {path}: expected a state dict of tensors")
+    return data
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
+    """Strict ``load_state_dict`` that reports missing / unexpected keys and shape
+    mismatches as a :class:`WeightsError`."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {unexpected[:3]}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es) e.g. {shapes[:3]}")
+        raise WeightsError(
+            f"{what} weights {source} do not match the configured architecture: " + "; ".join(parts)
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_detector_weights(detector: FasterRCNN, path: str | Path) -> None:
+    """Load a torchvision-format ``FasterRCNN.state_dict()`` file strictly."""
+    load_strict(detector, read_state_dict(path, "detector"), "detector", str(path))
+
+
+# --------------------------------------------------------------------------- box ops
+def union_boxes(subject: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+    """Union of two box sets (P, 4) ``x1 y1 x2 y2`` -> (P, 4)."""
+    lo = torch.minimum(subject[:, :2], obj[:, :2])
+    hi = torch.maximum(subject[:, 2:], obj[:, 2:])
+    return torch.cat([lo, hi], dim=1)
+
+
+def best_person(
+    entity_frame: torch.Tensor,
+    entity_labels: torch.Tensor,
+    entity_scores: torch.Tensor,
+    num_frames: int,
+) -> torch.Tensor:
+    """(T,) int64 row of the highest-scoring ``person`` entity of each frame (ties: the
+    first row), -1 for frames without a person."""
+    device = entity_frame.device
+    rows = torch.arange(entity_frame.shape[0], device=device)
+    is_person = entity_labels == PERSON
+    score = torch.where(
+        is_person, entity_scores.float(), torch.full_like(entity_scores.float(), -1.0)
+    )
+    best = torch.full((num_frames,), -2.0, device=device)
+    best = best.scatter_reduce(0, entity_frame, score, reduce="amax", include_self=True)
+    winner = is_person & (score == best[entity_frame])
+    big = torch.iinfo(torch.long).max
+    cand = torch.where(winner, rows, torch.full_like(rows, big))
+    first = torch.full((num_frames,), big, dtype=torch.long, device=device)
+    first = first.scatter_reduce(0, entity_frame, cand, reduce="amin", include_self=True)
+    return torch.where(first == big, torch.full_like(first, -1), first)
+
+
+def make_pairs(
+    entity_frame: torch.Tensor,
+    entity_labels: torch.Tensor,
+    entity_scores: torch.Tensor,
+    num_frames: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs of a clip: the best person of each frame x every other entity of the frame.
+
+    Returns (pair_frame, pair_subject, pair_object), each (P,) int64, in entity row order
+    (so sorted by frame when the entities are).
+    """
+    subject_of = best_person(entity_frame, entity_labels, entity_scores, num_frames)
+    rows = torch.arange(entity_frame.shape[0], device=entity_frame.device)
+    subj = subject_of[entity_frame]
+    keep = (subj >= 0) & (subj != rows)
+    return entity_frame[keep], subj[keep], rows[keep]
+
+
+def keep_single_person(
+    entity_frame: torch.Tensor,
+    entity_labels: torch.Tensor,
+    entity_scores: torch.Tensor,
+    num_frames: int,
+) -> torch.Tensor:
+    """(N,) bool: drop every ``person`` detection but the best one of its frame."""
+    best = best_person(entity_frame, entity_labels, entity_scores, num_frames)
+    rows = torch.arange(entity_frame.shape[0], device=entity_frame.device)
+    return (entity_labels != PERSON) | (best[entity_frame] == rows)
+
+
+def assign_detections(
+    det_boxes: torch.Tensor,
+    det_frame: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_frame: torch.Tensor,
+    iou_threshold: float = 0.5,
+) -> torch.Tensor:
+    """Greedy one-to-one assignment of detections to GT boxes of the same frame at
+    IoU > ``iou_threshold`` (highest IoU first; each detection and GT used once).
+
+    Implemented as rounds of mutual-best matching over the whole clip, which yields
+    the same matches as the sequential greedy pass (a mutually best pair is never taken
+    by a higher-IoU pair) without a Python loop over boxes.
+
+    Returns:
+        (D,) int64 GT row per detection, -1 when unmatched.
+    """
+    num_det, num_gt = det_boxes.shape[0], gt_boxes.shape[0]
+    assigned = torch.full((num_det,), -1, dtype=torch.long, device=det_boxes.device)
+    if num_det == 0 or num_gt == 0:
+        return assigned
+    iou = box_iou(det_boxes.float(), gt_boxes.float())
+    iou = torch.where(det_frame[:, None] == gt_frame[None, :], iou, torch.zeros_like(iou))
+    iou = torch.where(iou > iou_threshold, iou, torch.full_like(iou, -1.0))
+    det_rows = torch.arange(num_det, device=iou.device)
+    while True:
+        best_gt_val, best_gt = iou.max(dim=1)  # per detection
+        best_det = iou.argmax(dim=0)  # per GT
+        mutual = (best_gt_val > 0) & (best_det[best_gt] == det_rows)
+        if not bool(mutual.any()):
+            return assigned
+        d = det_rows[mutual]
+        g = best_gt[mutual]
+        assigned[d] = g
+        iou[d, :] = -1.0
+        iou[:, g] = -1.0

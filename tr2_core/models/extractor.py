@@ -1,0 +1,286 @@
+"""The frozen feature extractor: detector (entities + pooled RoI features) and the
+CLIP image tower (union-box features). Its output, :class:`VideoFeatures`, never
+changes during training and is what the feature cache stores.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+
+from tr2_core.models.config import ModelConfig
+from tr2_core.models.detector import (
+    assign_detections,
+    keep_single_person,
+    make_pairs,
+    union_boxes,
+)
+from tr2_core.models.union import UnionFeatureEncoder, stack_frames
+from tr2_core.types import VideoFeatures
+
+log = logging.getLogger(__name__)
+
+
+def _as_float_image(image: torch.Tensor) -> torch.Tensor:
+    return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+
+class FeatureExtractor(nn.Module):
+    """Detector + CLIP image tower, frozen (eval mode, no gradients).
+
+    Attributes:
+        detector: torchvision ``FasterRCNN`` (ResNet C4 body, layer4 box head).
+        union: :class:`UnionFeatureEncoder` over the open_clip model.
+        random_init: True when built with ``random_init=True`` (record it in metrics).
+    """
+
+    def __init__(
+        self,
+        detector: FasterRCNN,
+        union: UnionFeatureEncoder,
+        config: ModelConfig,
+        *,
+        random_init: bool = False,
+    ) -> None:
+        super().__init__()
+        self.detector = detector
+        self.union = union
+        self.config = config
+        self.random_init = random_init
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """Always stays in eval mode (frozen batch statistics, no dropout)."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.detector.parameters()).device
+
+    # ------------------------------------------------------------------ detector parts
+    def _backbone(self, images: list[torch.Tensor]):
+        """Transform + C4 body for a chunk of frames -> (ImageList, features dict, scales)."""
+        det = self.detector
+        images_t, _ = det.transform(images)
+        feats = OrderedDict([("0", det.backbone(images_t.tensors))])
+        scales = torch.tensor(
+            [
+                [new[1] / im.shape[-1], new[0] / im.shape[-2]]
+                for new, im in zip(images_t.image_sizes, images, strict=True)
+            ],
+            device=images_t.tensors.device,
+        )  # (T, 2) x and y scale per frame
+        return images_t, feats, scales
+
+    def _pool(
+        self, images_t, feats, scales: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """RoIAlign + box head for per-frame boxes in original pixels -> (n, feature_dim)."""
+        det = self.detector
+        scaled = [b.float() * scales[i].repeat(2) for i, b in enumerate(boxes)]
+        if sum(int(b.shape[0]) for b in scaled) == 0:
+            return feats["0"].new_zeros(0, self.config.detector.feature_dim)
+        pooled = det.roi_heads.box_roi_pool(feats, scaled, images_t.image_sizes)
+        return det.roi_heads.box_head(pooled)
+
+    def _detect(self, images_t, feats, scales: torch.Tensor):
+        """Run RPN + box heads; per-frame lists of (boxes original px, labels, scores)."""
+        det = self.detector
+        proposals, _ = det.rpn(images_t, feats)
+        results, _ = det.roi_heads(feats, proposals, images_t.image_sizes)
+        boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
+        return boxes, [r["labels"] for r in results], [r["scores"] for r in results]
+
+    def _chunks(self, num_frames: int) -> list[range]:
+        step = max(1, self.config.detector.frames_per_batch)
+        return [range(s, min(s + step, num_frames)) for s in range(0, num_frames, step)]
+
+    # ------------------------------------------------------------------ public API
+    @torch.no_grad()
+    def extract(
+        self,
+        images: Sequence[torch.Tensor],
+        boxes: Sequence[torch.Tensor] | None = None,
+        labels: Sequence[torch.Tensor] | None = None,
+        *,
+        scores: Sequence[torch.Tensor] | None = None,
+        tracks: Sequence[torch.Tensor] | None = None,
+        frame_keys: Sequence[str] | None = None,
+    ) -> VideoFeatures:
+        """Features of one clip.
+
+        Args:
+            images: T frames, each (3, H, W) uint8 or float in [0, 1], original resolution.
+            boxes: per frame (n_t, 4) ``x1 y1 x2 y2`` original pixels (PredCls / SGCls), or
+                None to detect (SGDet: per-class score > threshold, NMS, single best person).
+            labels: per frame (n_t,) int64 AG object indices; required with ``boxes``
+                (the person is the subject of the pairs).
+            scores: per frame (n_t,) confidences for given boxes (default 1).
+            tracks: per frame (n_t,) int64 track ids for given boxes (default -1).
+            frame_keys: T keys (default ``"0"``, ``"1"``, ...).
+        Returns:
+            :class:`VideoFeatures` on the extractor's device.
+        """
+        if boxes is None:
+            if labels is not None or scores is not None or tracks is not None:
+                raise ValueError("labels/scores/tracks need boxes (SGDet detects its own)")
+            return self._extract_detected(images, frame_keys=frame_keys)[0]
+        if labels is None or len(labels) != len(boxes) or len(boxes) != len(images):
+            raise ValueError("give boxes and labels as one tensor per image")
+        return self._extract_given(images, boxes, labels, scores, tracks, frame_keys)
+
+    @torch.no_grad()
+    def extract_sgdet_training(
+        self,
+        images: Sequence[torch.Tensor],
+        gt_boxes: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+        *,
+        frame_keys: Sequence[str] | None = None,
+    ) -> tuple[VideoFeatures, torch.Tensor]:
+        """SGDet training features: detections assigned to GT boxes (IoU > assign_iou,
+        greedy, one-to-one) plus the GT boxes the detector missed (score 1, GT label, pooled
+        features), so every GT relation can be trained.
+
+        Returns:
+            (features, entity_gt): ``entity_gt`` (N,) int64 row into the concatenated
+            ``gt_boxes`` (frame order), -1 for an unmatched detection (background target).
+        """
+        if len(gt_boxes) != len(images) or len(gt_labels) != len(images):
+            raise ValueError("give gt_boxes and gt_labels as one tensor per image")
+        return self._extract_detected(images, frame_keys=frame_keys, gt=(gt_boxes, gt_labels))
+
+    # ------------------------------------------------------------------ implementation
+    def _finish(
+        self,
+        frames: torch.Tensor,
+        frame_keys: Sequence[str] | None,
+        entity_frame: torch.Tensor,
+        entity_boxes: torch.Tensor,
+        entity_labels: torch.Tensor,
+        entity_scores: torch.Tensor,
+        entity_features: torch.Tensor,
+        entity_track: torch.Tensor,
+    ) -> VideoFeatures:
+        num_frames = frames.shape[0]
+        pair_frame, pair_subject, pair_object = make_pairs(
+            entity_frame, entity_labels, entity_scores, num_frames
+        )
+        union = union_boxes(entity_boxes[pair_subject], entity_boxes[pair_object])
+        union_features = self.union(frames, pair_frame, union)
+        keys = list(frame_keys) if frame_keys is not None else [str(i) for i in range(num_frames)]
+        if len(keys) != num_frames:
+            raise ValueError(f"{len(keys)} frame keys for {num_frames} images")
+        return VideoFeatures(
+            frame_keys=keys,
+            entity_frame=entity_frame,
+            entity_boxes=entity_boxes.float(),
+            entity_labels=entity_labels.long(),
+            entity_scores=entity_scores.float(),
+            entity_features=entity_features.float(),
+            entity_track=entity_track.long(),
+            pair_frame=pair_frame,
+            pair_subject=pair_subject,
+            pair_object=pair_object,
+            union_features=union_features.float(),
+        )
+
+    def _extract_given(self, images, boxes, labels, scores, tracks, frame_keys) -> VideoFeatures:
+        device = self.device
+        imgs = [_as_float_image(im).to(device) for im in images]
+        boxes = [b.to(device).float().reshape(-1, 4) for b in boxes]
+        features = []
+        for chunk in self._chunks(len(imgs)):
+            images_t, feats, scales = self._backbone([imgs[i] for i in chunk])
+            features.append(self._pool(images_t, feats, scales, [boxes[i] for i in chunk]))
+        counts = torch.tensor([b.shape[0] for b in boxes], device=device)
+        entity_frame = torch.repeat_interleave(torch.arange(len(imgs), device=device), counts)
+        n = int(counts.sum())
+        cat = torch.cat
+        return self._finish(
+            stack_frames(imgs),
+            frame_keys,
+            entity_frame,
+            cat(boxes) if n else torch.zeros(0, 4, device=device),
+            cat([lab.to(device).long().reshape(-1) for lab in labels]),
+            cat([s.to(device).float().reshape(-1) for s in scores])
+            if scores is not None
+            else torch.ones(n, device=device),
+            cat(features),
+            cat([t.to(device).long().reshape(-1) for t in tracks])
+            if tracks is not None
+            else torch.full((n,), -1, dtype=torch.long, device=device),
+        )
+
+    def _extract_detected(self, images, *, frame_keys, gt=None):
+        device = self.device
+        cfg = self.config.detector
+        imgs = [_as_float_image(im).to(device) for im in images]
+        num_frames = len(imgs)
+        frame_ids, box_rows, label_rows, score_rows, feat_rows, gt_rows = [], [], [], [], [], []
+        gt_offset = 0
+        for chunk in self._chunks(num_frames):
+            images_t, feats, scales = self._backbone([imgs[i] for i in chunk])
+            boxes, labels, scores = self._detect(images_t, feats, scales)
+            counts = torch.tensor([b.shape[0] for b in boxes], device=device)
+            frame = torch.repeat_interleave(torch.tensor(list(chunk), device=device), counts)
+            box, lab, sc = torch.cat(boxes), torch.cat(labels), torch.cat(scores)
+            keep = keep_single_person(frame, lab, sc, num_frames)
+            frame, box, lab, sc = frame[keep], box[keep], lab[keep], sc[keep]
+            assigned = torch.full_like(lab, -1)
+            if gt is not None:
+                gboxes = [gt[0][i].to(device).float().reshape(-1, 4) for i in chunk]
+                glabels = [gt[1][i].to(device).long().reshape(-1) for i in chunk]
+                gcounts = torch.tensor([b.shape[0] for b in gboxes], device=device)
+                gframe = torch.repeat_interleave(torch.tensor(list(chunk), device=device), gcounts)
+                gbox = torch.cat(gboxes)
+                glab = torch.cat(glabels)
+                assigned = assign_detections(box, frame, gbox, gframe, cfg.assign_iou)
+                missed = torch.ones(gbox.shape[0], dtype=torch.bool, device=device)
+                missed[assigned[assigned >= 0]] = False
+                grows = torch.arange(gbox.shape[0], device=device)
+                frame = torch.cat([frame, gframe[missed]])
+                box = torch.cat([box, gbox[missed]])
+                lab = torch.cat([lab, glab[missed]])
+                sc = torch.cat([sc, torch.ones(int(missed.sum()), device=device)])
+                assigned = torch.cat([assigned, grows[missed]])
+                assigned = torch.where(assigned >= 0, assigned + gt_offset, assigned)
+                gt_offset += gbox.shape[0]
+                # keep entities sorted by frame (stable: detections before added GT boxes)
+                order = torch.sort(frame, stable=True).indices
+                frame, box, lab, sc, assigned = (
+                    frame[order],
+                    box[order],
+                    lab[order],
+                    sc[order],
+                    assigned[order],
+                )
+            local = frame - chunk.start
+            per_frame = [box[local == i] for i in range(len(chunk))]
+            feat = self._pool(images_t, feats, scales, per_frame)
+            # _pool returns rows frame by frame; entities are already sorted by frame
+            frame_ids.append(frame)
+            box_rows.append(box)
+            label_rows.append(lab)
+            score_rows.append(sc)
+            feat_rows.append(feat)
+            gt_rows.append(assigned)
+        entity_frame = torch.cat(frame_ids)
+        features = self._finish(
+            stack_frames(imgs),
+            frame_keys,
+            entity_frame,
+            torch.cat(box_rows),
+            torch.cat(label_rows),
+            torch.cat(score_rows),
+            torch.cat(feat_rows),
+            torch.full_like(entity_frame, -1),
+        )
+        return features, torch.cat(gt_rows)

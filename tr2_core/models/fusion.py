@@ -1,0 +1,284 @@
+"""Relation feature fusion (paper III-B): spatial encoder, regroup by entity pair,
+temporal decoder with sinusoidal temporal position embedding, short-term message
+token (Eq. 1), regroup by frame.
+
+Regrouping is index arithmetic on flat ``(P, d)`` rows: every row gets a
+``(group, position)`` address and is scattered into a padded ``(G, L, d)`` batch
+with one ``index_put``; gathering with the same address is the exact inverse.
+No Python loop over relations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tr2_core.models.config import FusionConfig
+
+
+# --------------------------------------------------------------------------- grouping
+@dataclass(frozen=True)
+class Grouping:
+    """Address of every row in a padded batch.
+
+    Attributes:
+        group: (P,) int64 group index 0..G-1.
+        position: (P,) int64 position inside the group 0..L-1.
+        num_groups: G.
+        max_len: L (0 when P == 0).
+    """
+
+    group: torch.Tensor
+    position: torch.Tensor
+    num_groups: int
+    max_len: int
+
+    def pad(self, x: torch.Tensor, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scatter rows ``x`` (P, ...) into ``(G, L, ...)``; returns (padded, valid (G, L) bool)."""
+        padded = x.new_full((self.num_groups, self.max_len, *x.shape[1:]), fill)
+        padded[self.group, self.position] = x
+        valid = torch.zeros(self.num_groups, self.max_len, dtype=torch.bool, device=x.device)
+        valid[self.group, self.position] = True
+        return padded, valid
+
+    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`pad`: (G, L, ...) -> rows (P, ...) in the original order."""
+        return padded[self.group, self.position]
+
+
+def make_grouping(keys: torch.Tensor, order: torch.Tensor | None = None) -> Grouping:
+    """Group rows by integer ``keys`` (P,) (any values); inside a group rows are ordered
+    by ``order`` (P,) and then by row index (stable). Groups are numbered in
+    increasing key order."""
+    num = keys.shape[0]
+    device = keys.device
+    if num == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return Grouping(empty, empty, 0, 0)
+    uniq, group = torch.unique(keys, return_inverse=True)
+    # lexicographic sort by (group, order, row): stable sorts from the last key to the first
+    perm = torch.arange(num, device=device)
+    if order is not None:
+        perm = perm[torch.sort(order[perm], stable=True).indices]
+    perm = perm[torch.sort(group[perm], stable=True).indices]
+    counts = torch.bincount(group, minlength=uniq.shape[0])
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.empty_like(group)
+    position[perm] = torch.arange(num, device=device) - starts[group[perm]]
+    return Grouping(group, position, int(uniq.shape[0]), int(counts.max()))
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """Pair rows regrouped by entity pair over time.
+
+    Attributes:
+        grouping: sequence address of every pair row (positions in time order).
+        frame: (P,) int64 frame index of every row (the temporal position).
+        prev: (P,) int64 row of the previous element of the same sequence; the row itself
+            for the first element.
+    """
+
+    grouping: Grouping
+    frame: torch.Tensor
+    prev: torch.Tensor
+
+
+def pair_sequence_keys(
+    pair_subject: torch.Tensor,
+    pair_object: torch.Tensor,
+    entity_track: torch.Tensor,
+    entity_labels: torch.Tensor,
+) -> torch.Tensor:
+    """(P, 3) int64 sequence key per pair: ``(1, subject track, object track)`` when both
+    entities carry a track id (>= 0), else the authors' class-label key
+    ``(0, subject label, object label)``."""
+    ts, to = entity_track[pair_subject], entity_track[pair_object]
+    tracked = (ts >= 0) & (to >= 0)
+    a = torch.where(tracked, ts, entity_labels[pair_subject])
+    b = torch.where(tracked, to, entity_labels[pair_object])
+    return torch.stack([tracked.long(), a.long(), b.long()], dim=1)
+
+
+def sequence_layout(
+    pair_frame: torch.Tensor,
+    pair_subject: torch.Tensor,
+    pair_object: torch.Tensor,
+    entity_track: torch.Tensor,
+    entity_labels: torch.Tensor,
+) -> SequenceLayout:
+    """Regroup pair rows by entity pair (see :func:`pair_sequence_keys`), time-ordered.
+
+    With the class-label key two same-class objects of one frame share a sequence (as in
+    the authors' code); their rows follow each other in row order.
+    """
+    num = pair_frame.shape[0]
+    keys = pair_sequence_keys(pair_subject, pair_object, entity_track, entity_labels)
+    if num == 0:
+        grouping = make_grouping(pair_frame)
+        return SequenceLayout(grouping, pair_frame, pair_frame.clone())
+    _, seq = torch.unique(keys, dim=0, return_inverse=True)
+    grouping = make_grouping(seq, order=pair_frame)
+    # previous element: the row at (group, position - 1)
+    rows = torch.arange(num, device=pair_frame.device)
+    table, _ = grouping.pad(rows, fill=-1)
+    prev_pos = (grouping.position - 1).clamp(min=0)
+    prev = table[grouping.group, prev_pos]
+    return SequenceLayout(grouping, pair_frame, prev)
+
+
+# --------------------------------------------------------------------------- modules
+def sinusoidal_embedding(
+    positions: torch.Tensor, dim: int, max_timescale: float = 1.0e4
+) -> torch.Tensor:
+    """Sinusoidal position embedding (``sin`` half then ``cos`` half, geometric timescales
+    1..max_timescale) of integer ``positions`` (...,) -> (..., dim) float32."""
+    half = dim // 2
+    increment = math.log(max_timescale) / max(half - 1, 1)
+    inv = torch.exp(torch.arange(half, device=positions.device, dtype=torch.float32) * -increment)
+    scaled = positions.to(torch.float32).unsqueeze(-1) * inv
+    emb = torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=-1)
+    if dim % 2:
+        emb = nn.functional.pad(emb, (0, 1))
+    return emb
+
+
+class SpatialEncoder(nn.Module):
+    """Transformer encoder over the relations of each frame (no position embedding)."""
+
+    def __init__(self, d_model: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [
+                nn.TransformerEncoderLayer(
+                    d_model, cfg.heads, cfg.ffn_dim, cfg.dropout, batch_first=True
+                )
+                for _ in range(cfg.spatial_layers)
+            ]
+        )
+
+    def forward(self, x: torch.Tensor, frames: Grouping) -> torch.Tensor:
+        """x (P, d) -> (P, d); attention only among rows of the same frame."""
+        padded, valid = frames.pad(x)
+        for layer in self.layers:
+            padded = layer(padded, src_key_padding_mask=~valid)
+        return frames.unpad(padded)
+
+
+class TemporalLayer(nn.Module):
+    """Self-attention over a pair sequence; the temporal embedding is added to queries and
+    keys (not values); post-norm residual blocks."""
+
+    def __init__(self, d_model: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d_model, cfg.heads, dropout=cfg.dropout, batch_first=True)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, cfg.ffn_dim),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.ffn_dim, d_model),
+        )
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.drop1 = nn.Dropout(cfg.dropout)
+        self.drop2 = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+        """x, pos (S, L, d); blocked (S * heads, L, L) bool, True = may not attend."""
+        qk = x + pos
+        out, _ = self.attn(qk, qk, x, attn_mask=blocked, need_weights=False)
+        x = self.norm1(x + self.drop1(out))
+        return self.norm2(x + self.drop2(self.ffn(x)))
+
+
+class TemporalDecoder(nn.Module):
+    """``temporal_layers`` x :class:`TemporalLayer` over each pair sequence, with sinusoidal
+    embedding of the frame index; optionally limited to a window of frames."""
+
+    def __init__(self, d_model: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.heads = cfg.heads
+        self.window = cfg.temporal_window
+        self.layers = nn.ModuleList(
+            [TemporalLayer(d_model, cfg) for _ in range(cfg.temporal_layers)]
+        )
+
+    def attention_block(self, frame: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(S, L) padded frame indices and validity -> (S * heads, L, L) bool blocked mask.
+
+        A query may attend to valid keys (inside the window if one is set); every element
+        may attend to itself so that padded rows stay finite and never feed valid rows.
+        """
+        allowed = valid[:, None, :].expand(-1, valid.shape[1], -1)
+        if self.window > 0:
+            diff = frame[:, :, None] - frame[:, None, :]
+            allowed = allowed & (diff >= 0) & (diff < self.window)
+        eye = torch.eye(valid.shape[1], dtype=torch.bool, device=valid.device)
+        allowed = allowed | eye
+        return (~allowed).repeat_interleave(self.heads, dim=0)
+
+    def forward(self, x: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+        """x (P, d) -> (P, d); attention only inside each pair sequence."""
+        seq = layout.grouping
+        padded, valid = seq.pad(x)
+        frame, _ = seq.pad(layout.frame)
+        pos = sinusoidal_embedding(frame, self.d_model).to(x.dtype)
+        blocked = self.attention_block(frame, valid)
+        for layer in self.layers:
+            padded = layer(padded, pos, blocked)
+        return seq.unpad(padded)
+
+
+class MessageToken(nn.Module):
+    """Short-term message token, Eq. (1):
+    ``m_{t-1} = g(Concat(e_f[t], e_f[t-1]))`` with
+    ``g = tanh(W3 tanh(W2 (W1 x + b1) + b2) + b3)``, ``W1: 2d -> d``;
+    ``e_r[t] = Concat(e_f[t], e_f[t-1] * m_{t-1})``."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.fuse = nn.Linear(2 * d_model, d_model)
+        self.fc1 = nn.Linear(d_model, d_model)
+        self.fc2 = nn.Linear(d_model, d_model)
+
+    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """current, previous (P, d) -> e_r (P, 2d)."""
+        m = self.fuse(torch.cat([current, previous], dim=-1))
+        m = torch.tanh(self.fc2(torch.tanh(self.fc1(m))))
+        return torch.cat([current, previous * m], dim=-1)
+
+
+class RelationFusion(nn.Module):
+    """Spatial encoder -> regroup by pair -> temporal decoder -> message token -> by frame.
+
+    Each part is absent (no parameters) when switched off in :class:`FusionConfig`.
+    """
+
+    def __init__(self, d_model: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.spatial = SpatialEncoder(d_model, cfg) if cfg.spatial_layers > 0 else None
+        self.temporal = TemporalDecoder(d_model, cfg) if cfg.temporal_layers > 0 else None
+        self.message = MessageToken(d_model) if cfg.message_token else None
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.d_model if self.message is not None else self.d_model
+
+    def forward(
+        self, x: torch.Tensor, pair_frame: torch.Tensor, layout: SequenceLayout
+    ) -> torch.Tensor:
+        """x (P, d) relation representations, pair_frame (P,) -> e_r (P, out_dim)."""
+        if x.shape[0] == 0:
+            return x.new_zeros(0, self.out_dim)
+        if self.spatial is not None:
+            x = self.spatial(x, make_grouping(pair_frame))
+        if self.temporal is not None:
+            x = self.temporal(x, layout)
+        if self.message is not None:
+            x = self.message(x, x[layout.prev])
+        return x

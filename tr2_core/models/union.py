@@ -1,0 +1,151 @@
+"""Union-box features: crops of the original frames through the frozen CLIP image tower.
+
+All union crops of a clip are cut and resized in one batched RoIAlign call
+(bilinear crop-and-resize) and encoded by the image tower in batches of
+``clip.crop_batch_size``; never one crop at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from tr2_core.errors import WeightsError
+from tr2_core.models.config import ClipConfig
+
+log = logging.getLogger(__name__)
+
+
+def create_clip(
+    cfg: ClipConfig, *, random_init: bool = False, pretrained: str | None = None
+) -> nn.Module:
+    """Build the frozen open_clip model of ``cfg`` (eval mode, no gradients).
+
+    Args:
+        cfg: the ``clip`` section of the model config.
+        random_init: build the same architecture with random weights (tests / synthetic
+            demo); logs a loud warning.
+        pretrained: checkpoint file or open_clip tag; overrides ``cfg.pretrained``.
+    Raises:
+        WeightsError: no weights given (and not ``random_init``), a missing file, a tag that
+            cannot be resolved offline, or a checkpoint that does not match the architecture.
+    """
+    import open_clip
+
+    source = pretrained if pretrained is not None else cfg.pretrained
+    overrides = dict(cfg.overrides)
+    if random_init:
+        log.warning(
+            "RANDOM INIT: CLIP %s is randomly initialised (--random-init); its features are "
+            "meaningless for real data and results must not be reported as TR² numbers",
+            cfg.model_name,
+        )
+        model = open_clip.create_model(cfg.model_name, pretrained=None, **overrides)
+    else:
+        if not source:
+            raise WeightsError(
+                f"no CLIP weights for {cfg.model_name}: set clip.pretrained (a local checkpoint "
+                "file or an open_clip tag) or pass --clip-weights; use --random-init only for "
+                "tests and the synthetic demo"
+            )
+        looks_like_path = any(sep in source for sep in ("/", "\\")) or Path(source).suffix
+        if looks_like_path and not Path(source).is_file():
+            raise WeightsError(f"CLIP weights file not found: {source}")
+        try:
+            model = open_clip.create_model(
+                cfg.model_name, pretrained=source, weights_only=True, **overrides
+            )
+        except RuntimeError as e:
+            raise WeightsError(
+                f"cannot load CLIP {cfg.model_name} weights from {source!r}: {e}. A tag must "
+                "be in the local open_clip cache (no network); a file must be an open_clip "
+                "state dict of this architecture"
+            ) from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def square_crop_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Centre square of side ``min(w, h)`` inside each box (P, 4): what CLIP's
+    resize-shorter-side + centre-crop keeps of the box."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).min(dim=1, keepdim=True).values / 2
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def stack_frames(images: list[torch.Tensor]) -> torch.Tensor:
+    """List of (3, H_i, W_i) uint8 or float [0, 1] images -> (T, 3, H, W) float32 zero-padded."""
+    height = max(int(im.shape[-2]) for im in images)
+    width = max(int(im.shape[-1]) for im in images)
+    batch = torch.zeros(len(images), 3, height, width, device=images[0].device)
+    for i, im in enumerate(images):  # per frame (not per relation)
+        im = im.float() / 255.0 if im.dtype == torch.uint8 else im.float()
+        batch[i, :, : im.shape[-2], : im.shape[-1]] = im
+    return batch
+
+
+class UnionFeatureEncoder(nn.Module):
+    """Frozen CLIP image tower over union-box crops.
+
+    ``forward(frames, pair_frame, boxes) -> (P, D)`` where ``frames`` is (T, 3, H, W) float
+    in [0, 1] (see :func:`stack_frames`), ``pair_frame`` (P,) the frame row of each union
+    box and ``boxes`` (P, 4) the union boxes ``x1 y1 x2 y2`` in original pixels.
+    """
+
+    def __init__(self, clip_model: nn.Module, cfg: ClipConfig) -> None:
+        super().__init__()
+        self.clip = clip_model
+        self.cfg = cfg
+        visual = clip_model.visual
+        size = visual.image_size
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)
+        pre = getattr(visual, "preprocess_cfg", {}) or {}
+        from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        mean = pre.get("mean", OPENAI_DATASET_MEAN)
+        std = pre.get("std", OPENAI_DATASET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.clip.visual.output_dim)
+
+    def crops(
+        self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """All crops in one call: (P, 3, S, S) CLIP-normalised."""
+        height, width = frames.shape[-2:]
+        boxes = boxes.to(frames.dtype).clone()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)
+        if self.cfg.crop_mode == "center_square":
+            boxes = square_crop_boxes(boxes)
+        rois = torch.cat([pair_frame.to(frames.dtype)[:, None], boxes], dim=1)
+        crops = roi_align(
+            frames,
+            rois,
+            output_size=self.image_size,
+            spatial_scale=1.0,
+            sampling_ratio=self.cfg.crop_sampling_ratio,
+            aligned=True,
+        )
+        return (crops - self.mean) / self.std
+
+    @torch.no_grad()
+    def forward(
+        self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
+        if boxes.shape[0] == 0:
+            return frames.new_zeros(0, self.out_dim)
+        crops = self.crops(frames, pair_frame, boxes)
+        chunk = max(1, self.cfg.crop_batch_size)
+        out = [self.clip.encode_image(part) for part in torch.split(crops, chunk)]
+        return torch.cat(out, dim=0).float()
