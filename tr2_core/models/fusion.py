@@ -163,9 +163,13 @@ class SpatialEncoder(nn.Module):
     def forward(self, x: torch.Tensor, frames: Grouping) -> torch.Tensor:
         """x (P, d) -> (P, d); attention only among rows of the same frame."""
         padded, valid = frames.pad(x)
+        return frames.unpad(self.forward_padded(padded, valid))
+
+    def forward_padded(self, padded: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """padded (F, L, d), valid (F, L) bool -> (F, L, d); padded keys are masked."""
         for layer in self.layers:
             padded = layer(padded, src_key_padding_mask=~valid)
-        return frames.unpad(padded)
+        return padded
 
 
 class TemporalLayer(nn.Module):
@@ -226,11 +230,17 @@ class TemporalDecoder(nn.Module):
         seq = layout.grouping
         padded, valid = seq.pad(x)
         frame, _ = seq.pad(layout.frame)
-        pos = sinusoidal_embedding(frame, self.d_model).to(x.dtype)
+        return seq.unpad(self.forward_padded(padded, frame, valid))
+
+    def forward_padded(
+        self, padded: torch.Tensor, frame: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """padded (S, L, d), frame (S, L) frame index, valid (S, L) bool -> (S, L, d)."""
+        pos = sinusoidal_embedding(frame, self.d_model).to(padded.dtype)
         blocked = self.attention_block(frame, valid)
         for layer in self.layers:
             padded = layer(padded, pos, blocked)
-        return seq.unpad(padded)
+        return padded
 
 
 class MessageToken(nn.Module):
