@@ -83,7 +83,7 @@ def make_result(
     p = max(n - 1, 0) if num_pairs is None else num_pairs
     assert n > 1 or p == 0, "pairs need a person and an object"
     xy = rng.uniform(0, [width / 2, height / 2], (n, 2))
-    wh = rng.uniform(4, [width / 2, height / 2], (n, 2))
+    wh = rng.uniform(0.1, 1.0, (n, 2)) * [width / 2, height / 2]
     boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
     labels = np.concatenate([[1], rng.integers(2, 37, max(n - 1, 0))]).astype(np.int64)[:n]
     attention = rng.random((p, ATTENTION.size)).astype(np.float32)

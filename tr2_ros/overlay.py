@@ -2,8 +2,8 @@
 
 Boxes are coloured by track id and labelled ``label #track score``; every
 edge is an arrow from the subject's box centre to the object's, labelled
-with the predicates that hold (contacting and spatial at or above the
-relation threshold, else the top contacting one) and the attention answer.
+with its best contacting and spatial predicates that hold and the attention
+answer.
 Only drawn while someone subscribes to the debug topic, so per-box drawing
 calls are fine here.
 """
@@ -26,25 +26,30 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 """Distinct colours, indexed by track id (or node index when untracked)."""
 
 
-def edge_captions(result: SceneGraphResult, relation_threshold: float = 0.5) -> list[str]:
-    """One short caption per pair: holding predicates, then the attention answer.
+def edge_captions(
+    result: SceneGraphResult, relation_threshold: float = 0.5, max_contacting: int = 2
+) -> list[str]:
+    """One short caption per pair: the best contacting predicates that hold
+    (at most ``max_contacting``; the top one if none holds), the best spatial
+    one that holds, then the attention answer.
 
     Returns:
         P strings like ``'holding, in_front_of | looking_at'``.
     """
-    names = np.asarray(PREDICATES, dtype=object)
     contacting = np.asarray(result.contacting, dtype=np.float32)
     spatial = np.asarray(result.spatial, dtype=np.float32)
     attention_top = np.argmax(np.asarray(result.attention), axis=1) + ATTENTION.start
-    contact_top = np.argmax(contacting, axis=1) + CONTACTING.start
-    contact_on = contacting >= relation_threshold
-    spatial_on = spatial >= relation_threshold
+    contact_order = np.argsort(-contacting, axis=1, kind="stable")[:, :max_contacting]
+    contact_on = np.take_along_axis(contacting, contact_order, axis=1) >= relation_threshold
+    contact_on[:, 0] = True  # always show the top contacting predicate
+    spatial_top = np.argmax(spatial, axis=1)
+    spatial_on = spatial[np.arange(len(spatial)), spatial_top] >= relation_threshold
     captions = []
     for k in range(contacting.shape[0]):  # debug drawing only
-        held = names[CONTACTING.start + np.flatnonzero(contact_on[k])].tolist()
-        held = held or [PREDICATES[contact_top[k]]]
-        held += names[SPATIAL.start + np.flatnonzero(spatial_on[k])].tolist()
-        captions.append(f"{', '.join(held)} | {PREDICATES[attention_top[k]]}")
+        names = [PREDICATES[CONTACTING.start + i] for i in contact_order[k][contact_on[k]]]
+        if spatial_on[k]:
+            names.append(PREDICATES[SPATIAL.start + spatial_top[k]])
+        captions.append(f"{', '.join(names)} | {PREDICATES[attention_top[k]]}")
     return captions
 
 
@@ -67,7 +72,10 @@ def draw_scene_graph(
     draw = ImageDraw.Draw(canvas)
     height, width = image.shape[:2]
     line = max(2, min(height, width) // 240)
-    font = ImageFont.load_default()
+    try:  # scalable default font (Pillow >= 10.1 with FreeType)
+        font = ImageFont.load_default(size=max(10, min(height, width) // 36))
+    except TypeError:
+        font = ImageFont.load_default()
 
     boxes = np.asarray(result.entity_boxes, dtype=np.float64).reshape(-1, 4)
     finite = np.isfinite(boxes).all(axis=1)
