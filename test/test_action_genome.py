@@ -518,6 +518,31 @@ def test_record_missing_field(tmp_path):
         load(rb.write(tmp_path))
 
 
+def test_visible_record_missing_class(tmp_path):
+    rb = ReleaseBuilder()
+    rb.video("V.mp4", [1, 2, 3])
+    key = rb.frame("V.mp4", 4, [{"cls": "book"}, {"cls": "bed"}])
+    del rb.objects[key][1]["class"]
+    with pytest.raises(DatasetError, match=f"frame '{key}': malformed object record: no 'class'"):
+        load(rb.write(tmp_path))
+
+
+def test_person_bbox_wrong_shape(tmp_path):
+    rb = ReleaseBuilder()
+    rb.video("V.mp4", [1, 2, 3])
+    key = rb.frame("V.mp4", 4)
+    rb.person[key]["bbox"] = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+    with pytest.raises(DatasetError, match=f"frame '{key}': 'bbox' must be an \\(N, 4\\) array"):
+        load(rb.write(tmp_path))
+
+
+def test_pickle_of_wrong_type(tmp_path):
+    root = write_default(tmp_path)
+    (root / "annotations" / "person_bbox.pkl").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(DatasetError, match="person_bbox.pkl: expected a dict"):
+        load(root)
+
+
 def test_person_record_missing_field(tmp_path):
     rb = ReleaseBuilder()
     rb.video("V.mp4", [1, 2, 3])

@@ -59,12 +59,13 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tr2_core.data.safe_pickle import safe_load
+from tr2_core.data.safe_pickle import gc_paused, safe_load
 from tr2_core.errors import ConfigError, DatasetError
 from tr2_core.types import GroundTruth
 from tr2_core.vocab import (
@@ -131,6 +132,24 @@ def split_frame_key(key: str) -> tuple[str, int]:
     if not sep or not video or "/" in frame or not stem.isdigit():
         raise DatasetError(f"frame key {key!r} is not of the form 'VIDEO.mp4/NUMBER.png'")
     return video, int(stem)
+
+
+def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`split_frame_key`: (videos (K,) str, frame numbers (K,) int64)."""
+    if not hasattr(np.strings, "partition"):  # NumPy < 2.3
+        pairs = [split_frame_key(str(k)) for k in keys.tolist()]
+        videos = np.array([p[0] for p in pairs], dtype=str)
+        return videos, np.array([p[1] for p in pairs], dtype=np.int64)
+    video, sep, frame = np.strings.partition(keys, "/")
+    stem, dot, ext = np.strings.rpartition(frame, ".")
+    stem = np.where(dot == "", ext, stem)
+    ok = (sep == "/") & (np.strings.str_len(video) > 0) & (np.strings.find(frame, "/") < 0)
+    ok &= np.strings.isdigit(stem) & (np.strings.str_len(stem) <= 18)
+    if not ok.all():
+        bad = str(keys[int(np.flatnonzero(~ok)[0])])
+        raise DatasetError(f"{source}: frame key {bad!r} is not of the form 'VIDEO.mp4/NUMBER.png'")
+    numbers = stem.astype(np.int64) if keys.size else np.zeros(0, np.int64)
+    return video, numbers
 
 
 def frame_number(key: str) -> int:
@@ -416,72 +435,80 @@ def _parse(
             f"({len(only_o)} such keys)"
         )
 
-    # ---- one pass over the object records of this split -------------------
-    cand_keys: list[str] = []  # frames of the split (dict order)
-    cand_nvis: list[int] = []  # visible objects per such frame
-    vis_cls: list[Any] = []
-    vis_box: list[Any] = []
-    vis_att: list[Any] = []
-    vis_spa: list[Any] = []
-    vis_con: list[Any] = []
-    add_key, add_n = cand_keys.append, cand_nvis.append
-    add_cls, add_box = vis_cls.append, vis_box.append
-    add_att, add_spa, add_con = vis_att.append, vis_spa.append, vis_con.append
+    # ---- one pass over the frames of this split -----------------------------
+    # A frame is "processed" (its visible objects are converted and validated,
+    # as the baselines do) if it is in the split, has a person box (unless
+    # filter_nonperson_box_frame is off) and has at least one visible object.
+    cand_keys: list[str] = []  # processed frames (dict order)
+    cand_nvis: list[int] = []  # visible objects per processed frame
+    cand_person: list[Any] = []  # person records of processed frames
+    visible: list[Any] = []  # visible object records of processed frames
+    add_key, add_n, add_person, add_obj = (
+        cand_keys.append, cand_nvis.append, cand_person.append, visible.append
+    )  # fmt: skip
     items: Iterable[tuple[Any, Any]] = objects.items()
     if show_progress:
         from tqdm import tqdm
 
         items = tqdm(items, total=len(objects), desc=f"parsing {split}", unit="frame", leave=False)
     key: Any = None
+    where = object_path
     try:
         for key, objs in items:
             if not objs or objs[0]["metadata"]["set"] != split:
                 continue
-            n = 0
+            where = person_path
+            rec = person[key]
+            if filter_nonperson_box_frame and not len(rec["bbox"]):
+                where = object_path
+                continue
+            where = object_path
+            before = len(visible)
             for o in objs:
                 if o["visible"]:
-                    add_cls(o["class"])
-                    add_box(o["bbox"])
-                    add_att(o["attention_relationship"])
-                    add_spa(o["spatial_relationship"])
-                    add_con(o["contacting_relationship"])
-                    n += 1
-            add_key(key)
-            add_n(n)
+                    add_obj(o)
+            n = len(visible) - before
+            if n:
+                add_key(key)
+                add_n(n)
+                add_person(rec)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        what = "person" if where == person_path else "object"
         raise DatasetError(
-            f"{object_path}: frame {key!r}: malformed object record ({type(exc).__name__}: {exc})"
+            f"{where}: frame {key!r}: malformed {what} record ({type(exc).__name__}: {exc})"
         ) from exc
     finally:
         if show_progress:
             items.close()  # type: ignore[attr-defined]
-
-    # ---- person records of those frames ------------------------------------
-    nan_row = np.full(4, np.nan, np.float32)
-    p_rows: list[Any] = []
-    p_count: list[int] = []
-    p_size: list[Any] = []
-    key = None
-    try:
-        for key in cand_keys:
-            rec = person[key]
-            b = rec["bbox"]
-            n = len(b)
-            p_count.append(n)
-            p_rows.append(b[0] if n else nan_row)
-            p_size.append(rec["bbox_size"])
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise DatasetError(
-            f"{person_path}: frame {key!r}: malformed person record ({type(exc).__name__}: {exc})"
-        ) from exc
-
     n_cand = len(cand_keys)
-    nvis = np.array(cand_nvis, dtype=np.int64)
-    has_person = np.array(p_count, dtype=np.int64) > 0
+    n_sel = len(visible)
+    owner = np.repeat(np.arange(n_cand), np.array(cand_nvis, dtype=np.int64))
+
+    def fail(row: int, what: str) -> DatasetError:
+        return DatasetError(f"{object_path}: frame {cand_keys[int(owner[row])]!r}: {what}")
+
+    # ---- person records ------------------------------------------------------
+    def column(records: list[Any], field: str, path: Path, rows: np.ndarray | None) -> list[Any]:
+        try:
+            return list(map(itemgetter(field), records))
+        except (KeyError, TypeError, IndexError):
+            i = _first_bad(records, lambda r: isinstance(r, Mapping) and field in r)
+            frame = cand_keys[i if rows is None else int(rows[i])]
+            kind = "person" if path == person_path else "object"
+            raise DatasetError(
+                f"{path}: frame {frame!r}: malformed {kind} record: no {field!r}"
+            ) from None
+
+    p_box = column(cand_person, "bbox", person_path, None)
+    p_size = column(cand_person, "bbox_size", person_path, None)
+    del cand_person
+    nan_row = np.full(4, np.nan, np.float32)
     try:
+        has_person = np.fromiter(map(len, p_box), np.int64, n_cand) > 0
+        p_rows = [b[0] if n else nan_row for b, n in zip(p_box, has_person.tolist(), strict=True)]
         person_box = np.array(p_rows, dtype=np.float32).reshape(n_cand, 4)
-    except (ValueError, TypeError):
-        i = _first_bad(p_rows, lambda r: np.shape(r) == (4,))
+    except (ValueError, TypeError, IndexError, KeyError):
+        i = _first_bad(p_box, lambda b: len(np.shape(b)) == 2 and np.shape(b)[1] == 4)
         raise DatasetError(
             f"{person_path}: frame {cand_keys[i]!r}: 'bbox' must be an (N, 4) array"
         ) from None
@@ -493,25 +520,13 @@ def _parse(
             f"{person_path}: frame {cand_keys[i]!r}: 'bbox_size' must be (width, height)"
         ) from None
 
-    # ---- frames whose visible objects the baselines convert ----------------
-    processed = nvis > 0
-    if filter_nonperson_box_frame:
-        processed &= has_person
-    vis_frame = np.repeat(np.arange(n_cand), nvis)  # candidate frame of each visible object
-    sel = np.flatnonzero(processed[vis_frame])  # visible objects that are validated / used
-    owner = vis_frame[sel]
-
-    def fail(row: int, what: str) -> DatasetError:
-        return DatasetError(f"{object_path}: frame {cand_keys[int(owner[row])]!r}: {what}")
-
-    if sel.size == len(vis_cls):
-        s_cls, s_box, s_att, s_spa, s_con = vis_cls, vis_box, vis_att, vis_spa, vis_con
-    else:
-        s_cls, s_box, s_att, s_spa, s_con = (
-            [lst[i] for i in sel.tolist()] for lst in (vis_cls, vis_box, vis_att, vis_spa, vis_con)
-        )
-    n_sel = int(sel.size)
-    del vis_cls, vis_box, vis_att, vis_spa, vis_con
+    # ---- visible object records ---------------------------------------------
+    s_cls = column(visible, "class", object_path, owner)
+    s_box = column(visible, "bbox", object_path, owner)
+    s_att = column(visible, "attention_relationship", object_path, owner)
+    s_spa = column(visible, "spatial_relationship", object_path, owner)
+    s_con = column(visible, "contacting_relationship", object_path, owner)
+    del visible
 
     # classes
     cls_idx, bad = _map_names(s_cls, _OBJECT_INDEX, np.arange(n_sel))
@@ -563,23 +578,15 @@ def _parse(
     if filter_small_boxes:
         keep_obj = np.minimum(xywh[:, 2], xywh[:, 3]) > SMALL_BOX_MAX_EDGE
     n_keep = np.bincount(owner[keep_obj], minlength=n_cand)
-    frame_ok = processed & (n_keep > 0)
-    ok_idx = np.flatnonzero(frame_ok)
-    video_of: list[str] = []
-    number_of: list[int] = []
-    for i in ok_idx.tolist():
-        try:
-            v, num = split_frame_key(cand_keys[i])
-        except DatasetError as exc:
-            raise DatasetError(f"{object_path}: {exc}") from None
-        video_of.append(v)
-        number_of.append(num)
-    videos_all, video_inv = np.unique(np.array(video_of, dtype=str), return_inverse=True)
+    ok_idx = np.flatnonzero(n_keep > 0)
+    key_array = np.array(cand_keys, dtype=str)
+    video_of, number_of = _split_frame_keys(key_array[ok_idx], object_path)
+    videos_all, video_inv = np.unique(video_of, return_inverse=True)
     video_inv = video_inv.reshape(-1)
     per_video = np.bincount(video_inv, minlength=len(videos_all))
     long_enough = per_video[video_inv] > 2
     ok_idx, video_inv = ok_idx[long_enough], video_inv[long_enough]
-    numbers = np.array(number_of, dtype=np.int64)[long_enough]
+    numbers = number_of[long_enough]
     kept_videos = np.flatnonzero(per_video > 2)
     video_rank = np.full(len(videos_all), -1, np.int64)
     video_rank[kept_videos] = np.arange(kept_videos.size)
@@ -648,11 +655,10 @@ def _parse(
 
     video_start = np.zeros(kept_videos.size + 1, np.int64)
     np.cumsum(np.bincount(frame_video, minlength=kept_videos.size), out=video_start[1:])
-    keys = [cand_keys[i] for i in frames.tolist()]
     arrays = {
         "videos": videos_all[kept_videos].astype(str),
         "video_start": video_start,
-        "frame_keys": np.array(keys, dtype=str),
+        "frame_keys": key_array[frames],
         "frame_video": frame_video.astype(np.int64),
         "frame_size": frame_size[frames],
         "box_start": box_start,
@@ -664,7 +670,7 @@ def _parse(
         "triplet_object": t_object.astype(np.int64),
         "triplet_predicate": t_pred.astype(np.int64),
         "frame_numbers": numbers,
-        "frame_has_person": has_person[frames],
+        "frame_has_person": has_person[frames],  # all True if filter_nonperson_box_frame
         "pair_frame": obj_frame.astype(np.int64),
         "pair_subject": person_row[obj_frame],
         "pair_object": obj_row.astype(np.int64),
@@ -736,7 +742,8 @@ def load_split(
         cache_path = folder / file_name
         arrays = _read_cache(cache_path, cache_key)
     if arrays is None:
-        arrays = _parse(ann, split, show_progress=show_progress, **options)
+        with gc_paused():  # millions of records are built and dropped; none are cyclic garbage
+            arrays = _parse(ann, split, show_progress=show_progress, **options)
         if cache_path is not None:
             _write_cache(cache_path, cache_key, arrays)
     gt = GroundTruth(**{name: arrays[name] for name in _GT_FIELDS})

@@ -31,17 +31,19 @@ from __future__ import annotations
 import _codecs
 import builtins
 import collections
+import contextlib
+import gc
 import importlib
 import io
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from tr2_core.errors import DatasetError, Tr2Error, UnsafePickleError
 
-__all__ = ["safe_load", "safe_loads", "SafeUnpickler", "ALLOWED_GLOBALS"]
+__all__ = ["safe_load", "safe_loads", "SafeUnpickler", "ALLOWED_GLOBALS", "gc_paused"]
 
 _SAFE_CODECS = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "ascii"})
 _SAFE_CODECS |= {"utf-8", "utf8", "utf_8"}
@@ -155,9 +157,27 @@ class SafeUnpickler(pickle.Unpickler):
         )
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restored on exit).
+
+    Building millions of small containers (as unpickling the AG files does)
+    triggers the collector over and over although none of them can be freed:
+    pausing it makes unpickling the release ~2.5x faster.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _load_from(file: BinaryIO, source: str) -> object:
     try:
-        return SafeUnpickler(file, source=source).load()
+        with gc_paused():
+            return SafeUnpickler(file, source=source).load()
     except Tr2Error:
         raise
     except _RefusedCall as exc:
