@@ -1,0 +1,154 @@
+"""On-disk cache of the frozen extractor's outputs (:class:`VideoFeatures`), one
+safetensors file per video.
+
+The detector and CLIP image tower are frozen, so their per-frame and per-pair outputs
+never change during training; computing them once turns an epoch from "run a ResNet
+and a ViT over every frame and union crop" into "read a few arrays". The format is
+safe to load (safetensors: raw tensors + a JSON header, no pickle).
+
+Layout::
+
+    CACHE_ROOT/<key>/manifest.json          what the key was computed from (readable)
+    CACHE_ROOT/<key>/<VIDEO>.safetensors    one video's VideoFeatures
+
+``<key>`` is a hash of everything the features depend on (:func:`cache_key`): the
+extractor config, the extractor's weights (a hash of its state dict), the annotation
+files (name, size, mtime), the task, the small-box option and the storage dtype. Any
+change gives a new folder, so a stale cache is never read. Files are written to a
+temporary name and renamed, so a killed process leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from tr2_core.errors import DatasetError
+from tr2_core.types import VideoFeatures
+
+CACHE_FORMAT_VERSION = 1
+_FLOAT_FEATURES = ("entity_features", "union_features")
+_EXTRA = "extra."
+_TENSOR_FIELDS = tuple(f.name for f in fields(VideoFeatures) if f.name != "frame_keys")
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of a module's state dict (names, shapes, dtypes, values): the identity of
+    its weights, whether they came from a file or a seeded random initialisation."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def annotation_stats(root: str | Path) -> list[list[Any]]:
+    """``[name, size, mtime_ns]`` of every file in ``ROOT/annotations`` (sorted)."""
+    ann = Path(root) / "annotations"
+    if not ann.is_dir():
+        raise DatasetError(f"{ann}: annotations folder not found")
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(ann.iterdir())]
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """Stable hex key of a JSON-serialisable description (key order irrelevant)."""
+    blob = json.dumps({"version": CACHE_FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _safe_name(video: str) -> str:
+    if not video or "/" in video or "\\" in video or video.startswith("."):
+        raise DatasetError(f"video id {video!r} cannot name a cache file")
+    return video
+
+
+class FeatureCache:
+    """One cache folder (one key). ``get`` / ``put`` whole videos.
+
+    Args:
+        root: the cache root (shared by all keys).
+        parts: what the features depend on; hashed into the folder name and written
+            to ``manifest.json``.
+        dtype: storage dtype of the feature vectors (``entity_features``,
+            ``union_features``); they are returned as float32.
+    """
+
+    def __init__(
+        self, root: str | Path, parts: Mapping[str, Any], dtype: torch.dtype = torch.float16
+    ) -> None:
+        self.dtype = dtype
+        self.parts = {**parts, "dtype": str(dtype)}
+        self.key = cache_key(self.parts)
+        self.dir = Path(root) / self.key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = self.dir / "manifest.json"
+        if not manifest.exists():
+            _atomic_write_bytes(
+                manifest, json.dumps(self.parts, indent=1, sort_keys=True, default=str).encode()
+            )
+
+    def path(self, video: str) -> Path:
+        return self.dir / f"{_safe_name(video)}.safetensors"
+
+    def has(self, video: str) -> bool:
+        return self.path(video).is_file()
+
+    def get(self, video: str) -> tuple[VideoFeatures, dict[str, torch.Tensor]] | None:
+        """The cached features of ``video`` (on CPU, float32) and its extra tensors
+        (e.g. ``entity_gt`` of SGDet training), or ``None`` if absent."""
+        path = self.path(video)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(path, framework="pt") as f:
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+                frame_keys = json.loads(f.metadata()["frame_keys"])
+            values = {
+                name: tensors[name].float() if name in _FLOAT_FEATURES else tensors[name]
+                for name in _TENSOR_FIELDS
+            }
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+            raise DatasetError(f"{path}: unreadable feature-cache entry ({e}); delete it") from None
+        extras = {k[len(_EXTRA) :]: v for k, v in tensors.items() if k.startswith(_EXTRA)}
+        return VideoFeatures(frame_keys=list(frame_keys), **values), extras
+
+    def put(
+        self,
+        video: str,
+        features: VideoFeatures,
+        extras: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Store ``features`` (any device) and optional extra tensors atomically."""
+        tensors = {}
+        for name in _TENSOR_FIELDS:
+            t = getattr(features, name).detach().cpu()
+            tensors[name] = (t.to(self.dtype) if name in _FLOAT_FEATURES else t).contiguous()
+        for name, t in (extras or {}).items():
+            tensors[_EXTRA + name] = t.detach().cpu().contiguous()
+        path = self.path(video)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"frame_keys": json.dumps(list(features.frame_keys))})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

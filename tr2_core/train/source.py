@@ -1,0 +1,221 @@
+"""Features and targets of video clips: from the feature cache, or from the extractor.
+
+:class:`ClipSource` is the one place where a video becomes model input. With a
+:class:`~tr2_core.train.feature_cache.FeatureCache` it reads the whole video's frozen
+features from disk (computing and storing them on first use) and cuts the requested
+frame window; without one it decodes the window's frames and runs the extractor.
+Either way the same :class:`VideoFeatures` / :class:`VideoTargets` come out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tr2_core.errors import DatasetError
+from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
+from tr2_core.train.feature_cache import FeatureCache
+from tr2_core.types import VideoFeatures, VideoTargets
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """(3, H, W) uint8 RGB image; :class:`DatasetError` naming the file if unreadable."""
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: cannot read frame image ({e})") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def per_frame(values: torch.Tensor, frame: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
+    """Rows sorted by frame -> one tensor per frame (T lists, possibly empty)."""
+    counts = torch.bincount(frame, minlength=num_frames).tolist()
+    return list(torch.split(values, counts))
+
+
+def sgdet_targets(
+    clip: VideoClip, features: VideoFeatures, entity_gt: torch.Tensor
+) -> VideoTargets:
+    """Targets of SGDet training features (detections assigned to GT, plus missed GT).
+
+    Args:
+        clip: the GT clip the features were extracted from.
+        features: N entities / P pairs from ``extract_sgdet_training``.
+        entity_gt: (N,) int64 row into the clip's GT entities, -1 = background.
+    Returns:
+        entity labels (GT label or 0), and for every pair the labels of the GT pair whose
+        object is the pair's object's GT box and whose subject is its subject's GT box
+        (attention -1 and empty multi-hots when there is none).
+    """
+    gt = clip.targets
+    matched = entity_gt >= 0
+    entity_labels = torch.where(
+        matched, clip.entity_labels[entity_gt.clamp(min=0)], torch.zeros_like(entity_gt)
+    )
+    # GT entity row -> GT pair index with that object (-1 for the person / no pair)
+    pair_of_object = torch.full((clip.entity_labels.shape[0],), -1, dtype=torch.long)
+    pair_of_object[clip.pair_object] = torch.arange(clip.pair_object.shape[0])
+    obj_gt = entity_gt[features.pair_object]
+    subj_gt = entity_gt[features.pair_subject]
+    gt_pair = torch.where(obj_gt >= 0, pair_of_object[obj_gt.clamp(min=0)], -1)
+    ok = gt_pair >= 0
+    ok &= torch.where(ok, clip.pair_subject[gt_pair.clamp(min=0)] == subj_gt, False)
+    idx = gt_pair.clamp(min=0)
+    return VideoTargets(
+        entity_labels=entity_labels,
+        pair_attention=torch.where(ok, gt.pair_attention[idx], -1),
+        pair_spatial=gt.pair_spatial[idx] * ok[:, None],
+        pair_contacting=gt.pair_contacting[idx] * ok[:, None],
+    )
+
+
+class ClipSource:
+    """Model inputs of one split's videos.
+
+    Args:
+        videos: the split's video index.
+        extractor: the frozen :class:`~tr2_core.models.FeatureExtractor`.
+        task: ``predcls`` / ``sgcls`` (GT boxes in) or ``sgdet`` (detections).
+        sgdet_assign: SGDet training features (detections assigned to GT + missed GT),
+            which come with targets; otherwise SGDet features have no targets.
+        cache: a feature cache, or None to extract every time.
+        autocast: context factory wrapped around the extractor (AMP on CUDA).
+    """
+
+    def __init__(
+        self,
+        videos: ActionGenomeVideos,
+        extractor: Any,
+        task: str,
+        *,
+        sgdet_assign: bool = False,
+        cache: FeatureCache | None = None,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> None:
+        self.videos = videos
+        self.extractor = extractor
+        self.task = task
+        self.sgdet_assign = sgdet_assign
+        self.cache = cache
+        self.autocast = autocast
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def video(self, index: int) -> str:
+        return self.videos.videos[index]
+
+    def num_frames(self, index: int) -> int:
+        return self.videos.num_frames(index)
+
+    # -- extraction -------------------------------------------------------------
+    def extract(self, clip: VideoClip) -> tuple[VideoFeatures, dict[str, torch.Tensor]]:
+        """Run the extractor on a clip (frames decoded here). Returns the features (on
+        the extractor's device) and extras (``entity_gt`` for SGDet training)."""
+        images = [load_image(p) for p in clip.image_paths]
+        t = clip.num_frames
+        with torch.no_grad(), self.autocast():
+            if self.task == "sgdet":
+                if not self.sgdet_assign:
+                    return self.extractor.extract(images, frame_keys=clip.frame_keys), {}
+                features, entity_gt = self.extractor.extract_sgdet_training(
+                    images,
+                    per_frame(clip.entity_boxes, clip.entity_frame, t),
+                    per_frame(clip.entity_labels, clip.entity_frame, t),
+                    frame_keys=clip.frame_keys,
+                )
+                return features, {"entity_gt": entity_gt}
+            features = self.extractor.extract(
+                images,
+                per_frame(clip.entity_boxes, clip.entity_frame, t),
+                per_frame(clip.entity_labels, clip.entity_frame, t),
+                frame_keys=clip.frame_keys,
+            )
+        same = features.pair_subject.shape == clip.pair_subject.shape and bool(
+            torch.equal(features.pair_subject.cpu(), clip.pair_subject)
+            and torch.equal(features.pair_object.cpu(), clip.pair_object)
+        )
+        if not same:
+            raise DatasetError(
+                f"video {clip.video}: the extractor's pairs differ from the annotation's "
+                "(person, object) pairs; is there a frame with two person boxes?"
+            )
+        return features, {}
+
+    def targets(
+        self, clip: VideoClip, features: VideoFeatures, extras: dict[str, torch.Tensor]
+    ) -> VideoTargets | None:
+        if self.task != "sgdet":
+            return clip.targets
+        if "entity_gt" in extras:
+            return sgdet_targets(clip, features, extras["entity_gt"].cpu())
+        return None
+
+    def fill_cache(self, index: int) -> bool:
+        """Compute and store video ``index`` if it is not cached; True if computed."""
+        assert self.cache is not None
+        video = self.video(index)
+        if self.cache.has(video):
+            return False
+        features, extras = self.extract(self.videos.clip(index))
+        self.cache.put(video, features, extras)
+        return True
+
+    # -- access -------------------------------------------------------------------
+    def get(
+        self, index: int, start: int = 0, stop: int | None = None
+    ) -> tuple[VideoFeatures, VideoTargets | None]:
+        """Features and targets of frames ``[start, stop)`` of video ``index``.
+
+        From the cache: the whole video is read (computed first if missing) and cut.
+        Without a cache only the window's frames are decoded and extracted.
+        """
+        stop = self.num_frames(index) if stop is None else stop
+        if self.cache is None:
+            clip = self.videos.clip(index, start, stop)
+            features, extras = self.extract(clip)
+            return features, self.targets(clip, features, extras)
+        clip = self.videos.clip(index)
+        cached = self.cache.get(self.video(index))
+        if cached is None:
+            features, extras = self.extract(clip)
+            self.cache.put(self.video(index), features, extras)
+            features = _to_cpu(features)
+            extras = {k: v.cpu() for k, v in extras.items()}
+        else:
+            features, extras = cached
+        if features.frame_keys != clip.frame_keys:
+            raise DatasetError(
+                f"{self.cache.path(self.video(index))}: cached frames differ from the "
+                "annotation's; delete the cache folder"
+            )
+        targets = self.targets(clip, features, extras)
+        sliced = slice_features(features, start, stop)
+        if targets is not None:
+            targets = slice_targets(targets, features, start, stop)
+        return sliced, targets
+
+
+def _to_cpu(features: VideoFeatures) -> VideoFeatures:
+    return move_features(features, torch.device("cpu"))
+
+
+def move_features(features: VideoFeatures, device: torch.device | str) -> VideoFeatures:
+    """A copy of ``features`` with every tensor on ``device``."""
+    values = {
+        k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+        for k, v in vars(features).items()
+    }
+    return VideoFeatures(**values)
+
+
+def move_targets(targets: VideoTargets, device: torch.device | str) -> VideoTargets:
+    """A copy of ``targets`` with every tensor on ``device``."""
+    return VideoTargets(**{k: v.to(device, non_blocking=True) for k, v in vars(targets).items()})
