@@ -164,8 +164,9 @@ class Tr2Node:
             msg_type, topic, self._pipeline.on_image, qos
         )
         logger.info(
-            f"subscribed to '{self._subscription.topic_name}' ({p.input_transport}, "
-            f"{p.input_reliability}); publishing '{self._graph_pub.topic_name}'"
+            f"subscribed to '{getattr(self._subscription, 'topic_name', topic)}'"
+            f" ({p.input_transport}, {p.input_reliability}); publishing"
+            f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'"
         )
 
     def deactivate(self) -> None:
@@ -200,8 +201,10 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run tr2 tr2_node``; returns the exit status
     (1 with a fatal log line when parameters or the engine are unusable)."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    import rclpy.executors
     from rclpy.logging import get_logger
+
+    shutdown = getattr(rclpy.executors, "ExternalShutdownException", KeyboardInterrupt)
 
     rclpy.init(args=args)
     tr2: Tr2Node | None = None
@@ -210,7 +213,7 @@ def main(args: list[str] | None = None) -> int:
         tr2 = Tr2Node()
         tr2.activate()
         rclpy.spin(tr2.node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, shutdown):
         pass
     except Tr2Error as e:
         get_logger(NODE_NAME).fatal(str(e))
