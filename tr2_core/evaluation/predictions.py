@@ -1,0 +1,275 @@
+"""The predictions ``.npz`` file: the contract between a model and the evaluator.
+
+Layout (``shared/spec/evaluation.md``), one file per split, columnar::
+
+    frame_keys      (F,)   str      'VIDEO.mp4/FRAME.png', one per predicted frame
+    box_frame       (B,)   int64    row index into frame_keys
+    boxes           (B,4)  float32  x1 y1 x2 y2, original-image pixels
+    box_labels      (B,)   int64    AG object index 1..36 (1 = person)
+    box_scores      (B,)   float32  object confidence (1.0 in PredCls)
+    pair_subject    (P,)   int64    row index into boxes (the person box)
+    pair_object     (P,)   int64    row index into boxes (the object box)
+    attention       (P,3)  float32  probabilities
+    spatial         (P,6)  float32  sigmoid scores
+    contacting      (P,17) float32  sigmoid scores
+
+:func:`load_predictions` reads a file with ``allow_pickle=False`` and
+:func:`validate_predictions` checks every rule below; a violation raises
+:class:`~tr2_core.errors.PredictionsError` naming the file, the array and the
+first offending row:
+
+* every array present (extra arrays are ignored), with the right kind
+  (``frame_keys`` a unicode string array, indices and labels integers, the rest
+  floating point) and shape; arrays are converted to the contract's dtypes;
+* no duplicate frame key;
+* ``box_frame`` in ``0..F-1``, ``pair_subject`` / ``pair_object`` in ``0..B-1``,
+  a pair's subject and object boxes in the same frame;
+* ``box_labels`` in ``1..36``;
+* no NaN or infinity; ``x2 >= x1`` and ``y2 >= y1`` (catches ``x y w h``
+  boxes written by mistake);
+* ``box_scores`` and the three predicate score arrays in ``[0, 1]``.
+
+Whether each predicted frame is a frame of the ground-truth split is checked by
+the evaluator, which has the ground truth.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from tr2_core.errors import PredictionsError
+from tr2_core.types import Predictions
+from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
+
+__all__ = [
+    "load_predictions",
+    "save_predictions",
+    "validate_predictions",
+    "empty_predictions",
+    "ARRAY_SPECS",
+]
+
+# name -> (dtype kind check, contract dtype, trailing shape after the row axis, length group)
+_INT, _FLOAT, _STR = "integer", "floating", "unicode string"
+ARRAY_SPECS: dict[str, tuple[str, type, tuple[int, ...], str]] = {
+    "frame_keys": (_STR, np.str_, (), "F"),
+    "box_frame": (_INT, np.int64, (), "B"),
+    "boxes": (_FLOAT, np.float32, (4,), "B"),
+    "box_labels": (_INT, np.int64, (), "B"),
+    "box_scores": (_FLOAT, np.float32, (), "B"),
+    "pair_subject": (_INT, np.int64, (), "P"),
+    "pair_object": (_INT, np.int64, (), "P"),
+    "attention": (_FLOAT, np.float32, (ATTENTION.size,), "P"),
+    "spatial": (_FLOAT, np.float32, (SPATIAL.size,), "P"),
+    "contacting": (_FLOAT, np.float32, (CONTACTING.size,), "P"),
+}
+"""Per array: kind, dtype of the contract, shape after the first axis, and the
+letter of the length it shares with other arrays."""
+
+_GROUP_NAMES = {"F": "predicted frame", "B": "box", "P": "pair"}
+
+
+def _kind_ok(arr: np.ndarray, kind: str) -> bool:
+    if kind == _STR:
+        return arr.dtype.kind == "U"
+    if kind == _INT:
+        return arr.dtype.kind in "iu"
+    return arr.dtype.kind == "f"
+
+
+def _shape_text(trailing: tuple[int, ...], group: str) -> str:
+    return "(" + ", ".join([group, *map(str, trailing)]) + ("," if not trailing else "") + ")"
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True row of a (N,) or (N, ...) bool mask."""
+    if mask.ndim > 1:
+        mask = mask.reshape(mask.shape[0], -1).any(axis=1)
+    return int(np.flatnonzero(mask)[0])
+
+
+def _normalise(arrays: Mapping[str, object], source: str) -> Predictions:
+    """Check presence, kind and shape of every array; convert to the contract dtypes."""
+    missing = [name for name in ARRAY_SPECS if name not in arrays]
+    if missing:
+        raise PredictionsError(
+            f"{source}: missing array(s) {', '.join(missing)} "
+            f"(a predictions file holds {', '.join(ARRAY_SPECS)})"
+        )
+    out: dict[str, np.ndarray] = {}
+    lengths: dict[str, tuple[int, str]] = {}
+    for name, (kind, dtype, trailing, group) in ARRAY_SPECS.items():
+        arr = np.asarray(arrays[name])
+        if not _kind_ok(arr, kind):
+            hint = " (save keys with np.asarray(keys, dtype=str))" if kind == _STR else ""
+            raise PredictionsError(
+                f"{source}: array '{name}' has dtype {arr.dtype}, expected {kind}{hint}"
+            )
+        if arr.ndim != 1 + len(trailing) or arr.shape[1:] != trailing:
+            raise PredictionsError(
+                f"{source}: array '{name}' has shape {arr.shape}, "
+                f"expected {_shape_text(trailing, group)}"
+            )
+        if group in lengths and lengths[group][0] != arr.shape[0]:
+            other_len, other = lengths[group]
+            raise PredictionsError(
+                f"{source}: array '{name}' has {arr.shape[0]} rows but '{other}' has "
+                f"{other_len}; both must have one row per {_GROUP_NAMES[group]}"
+            )
+        lengths.setdefault(group, (arr.shape[0], name))
+        out[name] = arr if kind == _STR else np.ascontiguousarray(arr, dtype=dtype)
+    return Predictions(**out)
+
+
+def validate_predictions(preds: Predictions, source: str = "predictions") -> Predictions:
+    """Check ``preds`` against the contract (module docstring).
+
+    Args:
+        preds: predictions, as loaded or built in memory.
+        source: what to call them in error messages (usually the file path).
+
+    Returns:
+        The same predictions with every array in the contract's dtype (no copy
+        where it already is).
+
+    Raises:
+        PredictionsError: naming the array, the problem and the first bad row.
+    """
+    p = _normalise({name: getattr(preds, name) for name in Predictions.FIELDS}, source)
+    n_frames, n_boxes = p.frame_keys.shape[0], p.boxes.shape[0]
+
+    if n_frames:
+        keys_sorted = np.sort(p.frame_keys)
+        dup = keys_sorted[1:] == keys_sorted[:-1]
+        if dup.any():
+            key = keys_sorted[1:][dup][0]
+            raise PredictionsError(f"{source}: frame_keys holds '{key}' more than once")
+
+    def check_index(name: str, values: np.ndarray, bound: int, what: str) -> None:
+        bad = (values < 0) | (values >= bound)
+        if bad.any():
+            i = _first(bad)
+            raise PredictionsError(
+                f"{source}: {name}[{i}] = {int(values[i])} is not a row of {what} (0..{bound - 1})"
+            )
+
+    check_index("box_frame", p.box_frame, n_frames, f"frame_keys ({n_frames} frames)")
+    check_index("pair_subject", p.pair_subject, n_boxes, f"boxes ({n_boxes} boxes)")
+    check_index("pair_object", p.pair_object, n_boxes, f"boxes ({n_boxes} boxes)")
+
+    bad = (p.box_labels < 1) | (p.box_labels >= NUM_OBJECT_CLASSES)
+    if bad.any():
+        i = _first(bad)
+        raise PredictionsError(
+            f"{source}: box_labels[{i}] = {int(p.box_labels[i])} is not an AG object "
+            f"index (1..{NUM_OBJECT_CLASSES - 1})"
+        )
+
+    for name in ("boxes", "box_scores", "attention", "spatial", "contacting"):
+        values = getattr(p, name)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = _first(bad)
+            raise PredictionsError(f"{source}: array '{name}' row {i} holds NaN or infinity")
+    for name in ("box_scores", "attention", "spatial", "contacting"):
+        values = getattr(p, name)
+        bad = (values < 0) | (values > 1)
+        if bad.any():
+            i = _first(bad)
+            raise PredictionsError(
+                f"{source}: array '{name}' row {i} holds a score outside [0, 1] "
+                f"({values[i].tolist()}); scores are probabilities / sigmoids"
+            )
+    bad = (p.boxes[:, 2] < p.boxes[:, 0]) | (p.boxes[:, 3] < p.boxes[:, 1])
+    if bad.any():
+        i = _first(bad)
+        raise PredictionsError(
+            f"{source}: boxes[{i}] = {p.boxes[i].tolist()} has x2 < x1 or y2 < y1 "
+            "(boxes are x1 y1 x2 y2, not x y w h)"
+        )
+
+    sub_frame = p.box_frame[p.pair_subject]
+    obj_frame = p.box_frame[p.pair_object]
+    bad = sub_frame != obj_frame
+    if bad.any():
+        i = _first(bad)
+        raise PredictionsError(
+            f"{source}: pair {i} links boxes of different frames: subject box "
+            f"{int(p.pair_subject[i])} is in '{p.frame_keys[sub_frame[i]]}', object box "
+            f"{int(p.pair_object[i])} is in '{p.frame_keys[obj_frame[i]]}'"
+        )
+    return p
+
+
+def load_predictions(path: str | os.PathLike[str]) -> Predictions:
+    """Read and validate a predictions ``.npz`` (never unpickles anything).
+
+    Raises:
+        PredictionsError: unreadable file, or any rule of the contract broken
+            (the message names the file and the array).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"{path}: no such predictions file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays: dict[str, np.ndarray] = {}
+            for name in ARRAY_SPECS:
+                if name not in npz.files:
+                    continue
+                try:
+                    arrays[name] = npz[name]
+                except ValueError as e:  # object arrays need pickle: refused
+                    raise PredictionsError(
+                        f"{path}: array '{name}' cannot be read without unpickling "
+                        f"({e}); store strings as a unicode array (dtype=str)"
+                    ) from None
+    except PredictionsError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise PredictionsError(f"{path}: not a readable .npz file ({e})") from None
+    return validate_predictions(_normalise(arrays, str(path)), source=str(path))
+
+
+def save_predictions(path: str | os.PathLike[str], preds: Predictions) -> Path:
+    """Validate ``preds`` and write them atomically (temporary file + ``os.replace``).
+
+    The file is an uncompressed ``.npz`` (fast to load; ~16 MB for the AG test
+    split in PredCls).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    preds = validate_predictions(preds, source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{name: getattr(preds, name) for name in Predictions.FIELDS})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def empty_predictions() -> Predictions:
+    """Predictions with no frame (every ground-truth frame then scores 0)."""
+    return Predictions(
+        frame_keys=np.zeros(0, dtype="<U1"),
+        box_frame=np.zeros(0, np.int64),
+        boxes=np.zeros((0, 4), np.float32),
+        box_labels=np.zeros(0, np.int64),
+        box_scores=np.zeros(0, np.float32),
+        pair_subject=np.zeros(0, np.int64),
+        pair_object=np.zeros(0, np.int64),
+        attention=np.zeros((0, ATTENTION.size), np.float32),
+        spatial=np.zeros((0, SPATIAL.size), np.float32),
+        contacting=np.zeros((0, CONTACTING.size), np.float32),
+    )
