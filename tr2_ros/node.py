@@ -76,7 +76,7 @@ class Tr2Node:
     def __init__(
         self,
         *,
-        engine_factory: Callable[[NodeParams], Engine] = load_engine,
+        engine_factory: Callable[[NodeParams], Engine] | None = None,
         classes: MessageClasses | None = None,
         **kwargs: Any,
     ) -> None:
@@ -85,7 +85,7 @@ class Tr2Node:
         self.node = Node(NODE_NAME, **kwargs)
         self.params = self._declare_parameters()
         self.classes = rclpy_classes() if classes is None else classes
-        self._engine_factory = engine_factory
+        self._engine_factory = load_engine if engine_factory is None else engine_factory
         self._pipeline: ScenePipeline | None = None
         self._worker: threading.Thread | None = None
         self._subscription = None
