@@ -44,45 +44,95 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT", help="dataset root to create")
     p.add_argument("--videos", type=int, default=d.videos, help="number of videos (%(default)s)")
     p.add_argument(
-        "--frames", type=int, nargs=2, metavar=("MIN", "MAX"),
+        "--frames",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
         default=(d.min_frames, d.max_frames),
         help="annotated frames per video, uniform in [MIN, MAX] (%(default)s)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--size", type=_size, default=(d.width, d.height), metavar="WxH",
-        help="landscape frame size (default %dx%d, like AG)" % (d.width, d.height),
-    )  # fmt: skip
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                   help="fraction of videos in the test split (%(default)s)")  # fmt: skip
+        "--size",
+        type=_size,
+        default=(d.width, d.height),
+        metavar="WxH",
+        help=f"landscape frame size (default {d.width}x{d.height}, like AG)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=d.test_fraction,
+        help="fraction of videos in the test split (%(default)s)",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument(
-        "--change-rate", type=float, nargs="+", metavar="RATE",
+        "--change-rate",
+        type=float,
+        nargs="+",
+        metavar="RATE",
         default=list(d.change_rate),
         help="per-video probability that a frame changes a relation: one value, or LOW HIGH "
         "to draw each video's rate uniformly (default %(default)s)",
-    )  # fmt: skip
-    p.add_argument("--static-fraction", type=float, default=d.static_fraction,
-                   help="fraction of videos whose relations never change (%(default)s)")  # fmt: skip
-    p.add_argument("--objects", type=int, nargs=2, metavar=("MIN", "MAX"),
-                   default=(d.min_objects, d.max_objects),
-                   help="annotated objects per video, at most 3 (%(default)s)")  # fmt: skip
-    p.add_argument("--motion", type=float, default=d.motion,
-                   help="scene drift per frame as a fraction of the width (%(default)s)")  # fmt: skip
+    )
+    p.add_argument(
+        "--static-fraction",
+        type=float,
+        default=d.static_fraction,
+        help="fraction of videos that never change a relation (%(default)s)",
+    )
+    p.add_argument(
+        "--objects",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=(d.min_objects, d.max_objects),
+        help="annotated objects per video, at most 3 (%(default)s)",
+    )
+    p.add_argument(
+        "--motion",
+        type=float,
+        default=d.motion,
+        help="scene drift per frame, fraction of the width (%(default)s)",
+    )
     g = p.add_argument_group("edge cases (rates in [0, 1])")
-    g.add_argument("--no-person-rate", type=float, default=d.no_person_rate,
-                   help="per frame: person box missing (%(default)s)")  # fmt: skip
-    g.add_argument("--invisible-rate", type=float, default=d.invisible_rate,
-                   help="per object and frame: object not visible (%(default)s)")  # fmt: skip
-    g.add_argument("--short-video-rate", type=float, default=d.short_video_rate,
-                   help="per video: only 1-2 frames (%(default)s)")  # fmt: skip
-    g.add_argument("--small-box-rate", type=float, default=d.small_box_rate,
-                   help="per video: distant scene with boxes <= 16 px (%(default)s)")  # fmt: skip
-    g.add_argument("--portrait-rate", type=float, default=d.portrait_rate,
-                   help="per video: portrait frame (%(default)s)")  # fmt: skip
-    p.add_argument("--no-images", action="store_true",
-                   help="write the annotations only (fast; for loader/evaluator tests)")  # fmt: skip
-    p.add_argument("--force", action="store_true",
-                   help="replace an earlier synthetic dataset at OUT")  # fmt: skip
+    g.add_argument(
+        "--no-person-rate",
+        type=float,
+        default=d.no_person_rate,
+        help="per frame: person box missing (%(default)s)",
+    )
+    g.add_argument(
+        "--invisible-rate",
+        type=float,
+        default=d.invisible_rate,
+        help="per object and frame: object not visible (%(default)s)",
+    )
+    g.add_argument(
+        "--short-video-rate",
+        type=float,
+        default=d.short_video_rate,
+        help="per video: only 1-2 frames (%(default)s)",
+    )
+    g.add_argument(
+        "--small-box-rate",
+        type=float,
+        default=d.small_box_rate,
+        help="per video: distant scene with boxes <= 16 px (%(default)s)",
+    )
+    g.add_argument(
+        "--portrait-rate",
+        type=float,
+        default=d.portrait_rate,
+        help="per video: portrait frame (%(default)s)",
+    )
+    p.add_argument(
+        "--no-images",
+        action="store_true",
+        help="annotations only (fast; for loader/evaluator tests)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an earlier synthetic dataset at OUT"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -15,7 +15,8 @@ Scene model (one subject per video, like AG):
 * **attention** follows the face: a profile face (eye and nose on one side)
   looks at objects whose centre lies on that side beyond the head radius; a
   frontal face looks at nothing (``not_looking_at``); a head seen from behind
-  is ``unsure`` (:func:`attention_relations`);
+  is ``unsure`` (:func:`attention_relations`; the floor, which spans the
+  frame, is never looked at);
 * **spatial** relations are a function of the object box, the person box and
   the drawing order (:func:`spatial_relations`): objects drawn over the
   person are ``in_front_of``, objects the person occludes are ``behind``,
@@ -595,11 +596,11 @@ class _VideoScene:
         self.cfg = cfg
         self.W, self.H = size
         self.small = small
-        base = min(self.W, self.H)
+        base = min(self.H, 1.5 * self.W)  # person height scale (portrait: taller)
         self.ay = float(self.H * rng.uniform(0.86, 0.94))
         scale = rng.uniform(0.28, 0.36) if small else rng.uniform(0.55, 0.72)
         self.ph = float(min(scale * base, self.ay - 0.03 * self.H))
-        min_edge = 0.0 if small or 17 > 0.25 * base else 17.0
+        min_edge = 5.0 if small or 17 > 0.25 * min(self.W, self.H) else 17.0
         self.size_px: dict[str, tuple[float, float]] = {}
         for c in classes:
             w, h = (v * self.ph for v in _SPECS[c].size)
@@ -778,7 +779,40 @@ class _VideoScene:
         g.person_box = pb.astype(np.float32).astype(np.float64)  # as recorded
         if (g.person_box[2:] - g.person_box[:2] < 2.0).any():
             return None
+        if self._hidden(g):
+            return None
         return g
+
+    @staticmethod
+    def _draw_order(g: _Geom) -> np.ndarray:
+        """Object rows in drawing order: objects behind the person, then
+        those in front; larger ones first inside each layer."""
+        b = g.obj_boxes
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        return np.lexsort((-area, g.obj_front))
+
+    def _hidden(self, g: _Geom) -> bool:
+        """Whether some object would be mostly (> 70 % of its box) covered by
+        one thing drawn after it (another object, or the torso for objects
+        behind the person): such a frame is not used."""
+        order = self._draw_order(g)
+        b = g.obj_boxes[order]
+        torso = self._torso(g.joints, g.facing in (-1, 1), g.lw)
+        torso_box = np.array([*torso.min(0), *torso.max(0)])
+        later = np.concatenate([b, torso_box[None]])  # (K + 1, 4)
+        x1 = np.maximum(b[:, None, 0], later[None, :, 0])
+        y1 = np.maximum(b[:, None, 1], later[None, :, 1])
+        x2 = np.minimum(b[:, None, 2], later[None, :, 2])
+        y2 = np.minimum(b[:, None, 3], later[None, :, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-6)
+        k = b.shape[0]
+        drawn_after = np.triu(np.ones((k, k), dtype=bool), 1)  # [i, j]: j drawn after i
+        torso_after = ~g.obj_front[order]
+        after = np.concatenate([drawn_after, torso_after[:, None]], axis=1)
+        band = np.array([g.obj_kind[i][0] == "band" for i in order])
+        after[band] = False
+        return bool(((inter / area[:, None] > 0.7) & after).any())
 
     def _layout(self, st: _State, jitter: np.ndarray, ax: float) -> _Geom | None:
         ph, ay = self.ph, self.ay
@@ -866,9 +900,10 @@ class _VideoScene:
                         yt = min(max(sc[1] - 0.05, 0.02), top - 0.01)
                     else:
                         yt = min(max(sc[1] - 0.2, 0.02), top - 0.01)
+                    yt = max(yt, sc[1] - 0.97 * reach)  # within reach
+                    if yt > top - 0.005:
+                        return None  # too low to reach from here
                     dy = sc[1] - yt
-                    if dy > reach:
-                        return None
                     dx = max(math.sqrt(reach**2 - dy**2), 0.05)
                     edge = sc[0] + d * dx
                     hand = np.array([edge + d * 0.01, yt])
@@ -1085,7 +1120,11 @@ class _VideoScene:
     def labels(self, st: _State, g: _Geom) -> tuple:
         """Per object: (attention index, spatial tuple, contact state)."""
         spat = spatial_relations(g.obj_boxes, g.person_box, g.obj_front)
-        att = attention_relations(g.obj_boxes, float(g.head[0]), g.head_r, g.facing)
+        # The floor spans the frame: never looked at (judged at the head itself).
+        band = np.array([kind == "band" for kind, _ in g.obj_kind], dtype=bool)
+        head = np.array([g.head[0], g.head[1], g.head[0], g.head[1]])
+        att_boxes = np.where(band[:, None], head[None, :], g.obj_boxes)
+        att = attention_relations(att_boxes, float(g.head[0]), g.head_r, g.facing)
         return tuple(
             (int(att[i]), tuple(np.flatnonzero(spat[i]).tolist()), CONTACT_LABELS[o.contact])
             for i, o in enumerate(st.objs)
@@ -1095,8 +1134,7 @@ class _VideoScene:
     def render(self, g: _Geom, classes: Sequence[str], visible: np.ndarray) -> Image.Image:
         im = self.background.copy()
         dr = ImageDraw.Draw(im)
-        area = (g.obj_boxes[:, 2] - g.obj_boxes[:, 0]) * (g.obj_boxes[:, 3] - g.obj_boxes[:, 1])
-        order = np.argsort(-area, kind="stable")
+        order = self._draw_order(g)
         for i in order:
             if visible[i] and not g.obj_front[i]:
                 self._draw_object(dr, g, int(i), classes[i])
@@ -1483,7 +1521,8 @@ def make_synthetic(
             raise ConfigError(f"{root}: already holds annotations/ (use overwrite / --force)")
         if not (ann / META_FILE).is_file():
             raise ConfigError(
-                f"{root}: annotations/ not written by the synthetic generator; refusing to replace it"
+                f"{root}: annotations/ was not written by the synthetic generator; "
+                "refusing to replace it"
             )
         shutil.rmtree(ann)
         if (root / "frames").is_dir():
