@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from tr2_core.errors import Tr2Error
 
 # Order shown by `tr2 --help`: data -> evaluation -> model -> deployment.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("make_synthetic", "prompts")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "make_synthetic",
+    "prompts",
+    "cache_features",
+    "train",
+    "test",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -275,19 +275,13 @@ def needs_text_table(model_cfg: Any) -> bool:
     return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.classifier == "text"
 
 
-def build_parts(
-    run: RunSpec,
-    model_cfg: Any,
-    seed: int,
-    device: torch.device,
-    *,
-    out_dir: Path | None = None,
-    text_table_out: bool = False,
-) -> Parts:
-    """Extractor (frozen; seeded when random-init, so the same run config always gives
-    the same weights), text table (loaded, or built from the extractor's CLIP and written
-    to ``out_dir/text_table.npz``), and the relation model (seeded init)."""
-    from tr2_core.models import create_extractor, create_relation_model, load_text_table
+def build_extractor(
+    run: RunSpec, model_cfg: Any, seed: int, device: torch.device
+) -> tuple[Any, str]:
+    """The frozen extractor and the fingerprint of its weights. Random-init weights are
+    drawn after ``torch.manual_seed(seed)``, so a run config always rebuilds the same ones
+    (on the same torch version)."""
+    from tr2_core.models import create_extractor
 
     torch.manual_seed(seed)
     extractor = create_extractor(
@@ -297,9 +291,31 @@ def build_parts(
         clip_weights=run.clip_weights,
         device=device,
     )
-    fingerprint = module_fingerprint(extractor)
+    return extractor, module_fingerprint(extractor)
+
+
+def build_parts(
+    run: RunSpec,
+    model_cfg: Any,
+    seed: int,
+    device: torch.device,
+    *,
+    training: bool = True,
+    out_dir: Path | None = None,
+    text_table_out: bool = False,
+) -> Parts:
+    """Extractor (:func:`build_extractor`), text table and relation model (seeded init).
+
+    Training with guidance or text heads needs the prompt table: loaded from
+    ``run.text_table``, or built from the extractor's own CLIP text tower and (with
+    ``text_table_out``) written to ``out_dir/text_table.npz``. For inference
+    (``training=False``) no table is loaded: text heads get theirs from the checkpoint.
+    """
+    from tr2_core.models import create_relation_model, load_text_table
+
+    extractor, fingerprint = build_extractor(run, model_cfg, seed, device)
     table = None
-    if needs_text_table(model_cfg):
+    if training and needs_text_table(model_cfg):
         if run.text_table:
             table = load_text_table(run.text_table, expected_dim=model_cfg.representation.union_dim)
         else:
@@ -318,6 +334,38 @@ def build_parts(
         text_table=None if table is None else table.table.to(device),
         extractor_fingerprint=fingerprint,
     )
+
+
+def load_trained(
+    checkpoint: str | Path, device: torch.device, **run_overrides: Any
+) -> tuple[RunSpec, Any, TrainConfig, Parts, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint: configs from the checkpoint (``run``
+    fields may be overridden, e.g. ``data`` or weight paths), extractor checked against
+    the fingerprint the run recorded, relation weights loaded strictly.
+
+    Returns:
+        (run, model_cfg, train_cfg, parts, checkpoint dict).
+    """
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    run, model_cfg, train_cfg = configs_from_dict(ckpt["config"])
+    for key, value in run_overrides.items():
+        if value is not None:
+            setattr(run, key, value)
+    parts = build_parts(run, model_cfg, train_cfg.seed, device, training=False)
+    recorded = ckpt.get("extractor_fingerprint")
+    if recorded is not None and recorded != parts.extractor_fingerprint:
+        raise WeightsError(
+            f"{checkpoint}: the frozen detector/CLIP built now (weights "
+            f"{run.detector_weights or '-'} / {run.clip_weights or '-'}"
+            f"{', random init' if run.random_init else ''}) differ from the ones the model "
+            "was trained with; pass the same --detector-weights / --clip-weights"
+        )
+    try:
+        parts.relation.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise WeightsError(f"{checkpoint}: relation weights do not fit the config ({e})") from None
+    parts.relation.eval()
+    return run, model_cfg, train_cfg, parts, ckpt
 
 
 def build_run_text_table(extractor: Any, model_cfg: Any, run: RunSpec) -> Any:

@@ -1,0 +1,109 @@
+"""``tr2 test``: run a trained checkpoint over a split -> predictions .npz + metrics JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "test"
+HELP = "run a trained checkpoint over an AG split; write predictions.npz and metrics.json"
+DESCRIPTION = """\
+Rebuild the model from the configuration saved in the checkpoint (the frozen
+detector/CLIP must be the ones it was trained with: pass the same weights), run it
+over the split, and write OUT/predictions.npz (the evaluation.md contract, readable by
+`tr2 eval`) and OUT/metrics.json (the evaluator's result, fractions in [0, 1]).
+
+examples:
+  tr2 test --checkpoint runs/tr2/best.pt --data AG --out runs/tr2/test \\
+      --clip-weights ViT-B-32.pt --detector-weights faster_rcnn_ag.pth
+  tr2 test --checkpoint runs/s/best.pt --data synth --out runs/s/test
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="RUN_DIR/best.pt or last.pt")
+    parser.add_argument("--data", help="AG root (default: the one the run was trained on)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--clip-weights", metavar="PATH_OR_TAG", help="(default: as trained)")
+    parser.add_argument("--detector-weights", metavar="PATH", help="(default: as trained)")
+    parser.add_argument("--cache-dir", help="feature-cache root (default: as trained)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="extract features without the feature cache"
+    )
+    parser.add_argument(
+        "--max-videos", type=int, default=0, help="only the first N videos (0: all)"
+    )
+    parser.add_argument(
+        "--max-clip-frames",
+        type=int,
+        help="run videos in chunks of at most N frames (default: the training recipe's)",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    from pathlib import Path
+
+    from tr2_core.evaluation.predictions import save_predictions
+    from tr2_core.evaluation.recall import evaluate
+    from tr2_core.train.loop import (
+        RANDOM_INIT_BANNER,
+        autocast_factory,
+        fill_cache,
+        gt_first_videos,
+        load_trained,
+        make_source,
+        setup_distributed,
+    )
+    from tr2_core.train.predict import predict
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("tr2.test")
+    d = setup_distributed(args.device)
+    if d.enabled:
+        from tr2_core.errors import ConfigError
+
+        raise ConfigError("tr2 test runs in one process (not under torchrun)")
+    run_spec, model_cfg, train_cfg, parts, ckpt = load_trained(
+        args.checkpoint,
+        d.device,
+        data=args.data,
+        clip_weights=args.clip_weights,
+        detector_weights=args.detector_weights,
+        cache_dir=args.cache_dir,
+    )
+    if run_spec.random_init:
+        log.warning(RANDOM_INIT_BANNER)
+    source, split = make_source(
+        run_spec, train_cfg, args.split, parts, d.device,
+        training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
+    )  # fmt: skip
+    fill_cache(source, d, f"cache {args.split} features")
+    chunk = train_cfg.max_clip_frames if args.max_clip_frames is None else args.max_clip_frames
+    preds = predict(
+        parts.relation, source, list(range(len(source))), task=run_spec.task, device=d.device,
+        max_clip_frames=chunk, autocast=autocast_factory(train_cfg, d.device),
+        progress=not args.no_progress, desc=f"test {args.split}",
+    )  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_predictions(out / "predictions.npz", preds)
+    metrics = evaluate(gt_first_videos(split.gt, len(source)), preds, task=run_spec.task)
+    metrics["checkpoint"] = str(args.checkpoint)
+    metrics["epoch"] = int(ckpt["epoch"])
+    metrics["random_init"] = run_spec.random_init
+    metrics["split"] = args.split
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(f"{run_spec.task} on {args.split} ({metrics['frames']} frames), epoch {ckpt['epoch']}"
+          + ("  [RANDOM INIT: not TR² numbers]" if run_spec.random_init else ""))  # fmt: skip
+    print(f"{'':8}" + "".join(f"{k:>8}" for k in ("R@10", "R@20", "R@50", "mR@10", "mR@20")))
+    for setting in ("with", "semi", "no", "top6"):
+        if setting in metrics:
+            row = metrics[setting]
+            print(f"{setting:8}" + "".join(f"{100 * row[k]:8.1f}" for k in
+                                           ("R@10", "R@20", "R@50", "mR@10", "mR@20")))  # fmt: skip
+    print(f"wrote {out / 'predictions.npz'} and {out / 'metrics.json'}")
+    return 0
