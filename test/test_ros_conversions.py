@@ -412,6 +412,11 @@ BROKEN_RESULTS = {
     "entity_labels has shape": _with(entity_labels=np.array([1, 2, 3])),
     "entity_track has dtype kind 'f'": _with(entity_track=np.zeros(4, np.float32)),
     "window_stamps_ns has shape": _with(window_stamps_ns=np.zeros((2, 2), np.int64)),
+    r"window_stamps_ns has shape \(0,\)": _with(window_stamps_ns=np.zeros(0, np.int64)),
+    "must be oldest first and end with the frame's stamp 12000000345": _with(
+        window_stamps_ns=np.array([12_000_000_345, 11_000_000_000])
+    ),
+    "end with the frame's stamp": _with(window_stamps_ns=np.array([1, 2])),
 }
 
 

@@ -111,16 +111,22 @@ def test_engine_failures_and_broken_results_do_not_stop_the_pipeline():
     assert "inference failed for frame (stamp 12.000000345" in out.errors[0]
     assert "RuntimeError: CUDA out of memory" in out.errors[0]
 
-    result = make_result(3)
+    result = make_result(3, stamp_ns=13 * 10**9)
     result.entity_boxes[1, 2] = np.nan  # a broken checkpoint
     pipeline.engine = FakeEngine(result=result)
     assert pipeline.process(image_msg(random_rgb(4, 5), stamp=(13, 0))) is None
     assert "no scene graph for frame (stamp 13.000000000" in out.errors[1]
     assert "entity_boxes has 1 NaN/inf values in rows [1]" in out.errors[1]
 
+    pipeline.engine = FakeEngine(result=make_result(3, stamp_ns=1))  # answers another frame
+    assert pipeline.process(image_msg(random_rgb(4, 5), stamp=(15, 0))) is None
+    assert (
+        "the engine answered for stamp 1 ns, not for this frame's 15000000000 ns" in (out.errors[2])
+    )
+
     pipeline.engine = FakeEngine()
     assert pipeline.process(image_msg(random_rgb(4, 5), stamp=(14, 0))) is not None
-    assert pipeline.stats().failed == 2 and len(out.graphs) == 1
+    assert pipeline.stats().failed == 3 and len(out.graphs) == 1
 
 
 def test_compressed_transport():

@@ -218,7 +218,8 @@ def validate_result(result: SceneGraphResult) -> None:
     Raises:
         ResultRejected: naming the field that is wrong: inconsistent shapes,
             non-integer ids, NaN/inf boxes or scores, labels outside
-            1..36, pair rows outside the entities.
+            1..36, pair rows outside the entities, a window that is not
+            oldest-first ending with ``stamp_ns``.
     """
     r = result
     n = int(np.shape(r.entity_track)[0]) if np.ndim(r.entity_track) == 1 else -1
@@ -239,8 +240,11 @@ def validate_result(result: SceneGraphResult) -> None:
                 f"result.{name} has shape {got}, expected {shape} "
                 f"({max(n, 0)} entities, {max(p, 0)} pairs)"
             )
-    if np.ndim(r.window_stamps_ns) != 1:
-        raise ResultRejected(f"result.window_stamps_ns has shape {np.shape(r.window_stamps_ns)}")
+    window = np.asarray(r.window_stamps_ns)
+    if window.ndim != 1 or window.size == 0:
+        raise ResultRejected(
+            f"result.window_stamps_ns has shape {window.shape}, expected (W,) with W >= 1"
+        )
     for name in (
         "entity_track",
         "entity_labels",
@@ -260,6 +264,11 @@ def validate_result(result: SceneGraphResult) -> None:
                 f"result.{name} has {int(bad.sum())} NaN/inf values in {_bad_rows(rows)} "
                 "(broken checkpoint?)"
             )
+    if int(window[-1]) != int(r.stamp_ns) or (np.diff(window) < 0).any():
+        raise ResultRejected(
+            f"result.window_stamps_ns must be oldest first and end with the frame's stamp"
+            f" {int(r.stamp_ns)}, got {window.tolist()}"
+        )
     labels = np.asarray(r.entity_labels)
     bad = (labels < 1) | (labels >= NUM_OBJECT_CLASSES)
     if bad.any():

@@ -19,6 +19,7 @@ from tr2_core.types import SceneGraphResult
 from tr2_ros.conversions import (
     ConversionError,
     Decoder,
+    ResultRejected,
     build_scene_graph,
     decode_compressed_image,
     decode_image,
@@ -176,6 +177,11 @@ class ScenePipeline:
         try:
             stamp_ns = stamp_to_ns(header.stamp)
             result = self.engine.process(image, stamp_ns)
+            if int(result.stamp_ns) != stamp_ns:
+                raise ResultRejected(
+                    f"the engine answered for stamp {int(result.stamp_ns)} ns,"
+                    f" not for this frame's {stamp_ns} ns"
+                )
             stats = self.stats()
             graph = build_scene_graph(
                 result,
