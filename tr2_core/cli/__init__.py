@@ -18,6 +18,8 @@ from tr2_core.errors import Tr2Error
 # Order shown by `tr2 --help`: data -> evaluation -> model -> deployment.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "make_synthetic",
+    "eval",
+    "baseline",
     "prompts",
     "cache_features",
     "train",

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -75,6 +76,9 @@ from tr2_core.evaluation.metrics import PREDICATE_FAMILY, recall_tables, summari
 from tr2_core.evaluation.predictions import validate_predictions
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, NUM_PREDICATES
+
+if TYPE_CHECKING:
+    from tr2_core.evaluation.breakdown import RelationChanges
 
 __all__ = [
     "TASKS",
@@ -605,19 +609,20 @@ class EvaluationResult:
             out[has, col] = hits[has] / gt_count[has]
         return out
 
-    def metrics(self, *, breakdowns: bool = True) -> dict:
+    def metrics(self, *, breakdowns: bool = True, changes: RelationChanges | None = None) -> dict:
         """The metrics file's structure (fractions in [0, 1]).
 
         ``{setting: {'R@K': .., 'mR@K': ..}, ..., 'frames': N, 'task': ..,
         'triplets': T}`` plus, with ``breakdowns``, ``'families'`` and
         ``'time_variant'`` (see :mod:`tr2_core.evaluation.breakdown`).
-        Values are ``None`` where undefined (no GT triplet).
+        Values are ``None`` where undefined (no GT triplet). ``changes``:
+        precomputed :func:`~tr2_core.evaluation.breakdown.relation_changes`.
         """
         from tr2_core.evaluation.breakdown import breakdown_metrics
 
         gt = self.gt
         if breakdowns:
-            full = breakdown_metrics(self)
+            full = breakdown_metrics(self, changes)
             out = {setting: full[setting] for setting in self.settings}
         else:
             full = {}

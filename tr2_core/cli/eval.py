@@ -1,0 +1,87 @@
+"""``tr2 eval``: score a predictions file against Action Genome annotations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+NAME = "eval"
+HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
+DESCRIPTION = """\
+Score a predictions file (the .npz contract of spec/evaluation.md) against the
+Action Genome annotations of a split: Recall@K and mean Recall@K for
+K = 10, 20, 50, 100 in the With / Semi / No constraint and Top-6 settings, plus
+a per-family and a time-variant breakdown. Reads only AG_ROOT/annotations/.
+
+Examples:
+  tr2 eval --data AG_ROOT --predictions preds.npz --task predcls --json metrics.json
+  tr2 eval --data AG_ROOT --predictions preds.npz --task sgdet --filter-small-boxes
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="AG_ROOT", help="Action Genome root")
+    parser.add_argument("--predictions", required=True, metavar="PRED.npz")
+    parser.add_argument("--task", required=True, choices=("predcls", "sgcls", "sgdet"))
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--json", metavar="OUT.json", help="write the metrics (fractions)")
+    parser.add_argument(
+        "--filter-small-boxes",
+        action="store_true",
+        help="drop objects with a box short edge <= 16 px (the SGCls / SGDet variant)",
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["with", "semi", "no", "topk"],
+        metavar="S",
+        help="constraint settings: with semi no top<k> (topk = top<--topk>)",
+    )
+    parser.add_argument("--topk", type=int, default=6, help="k of the Top-k setting (6)")
+    parser.add_argument("--ks", nargs="+", type=int, default=[10, 20, 50, 100], metavar="K")
+    parser.add_argument(
+        "--per-frame",
+        metavar="OUT.npz",
+        help="also save per-frame recalls (to compare two runs: Fig. 5 analysis)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tr2_core.data.action_genome import load_split
+    from tr2_core.evaluation.breakdown import relation_changes
+    from tr2_core.evaluation.predictions import load_predictions
+    from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
+    from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
+
+    parse_settings(args.settings, args.topk)  # fail on a typo before loading anything
+    t0 = time.perf_counter()
+    split = load_split(args.data, args.split, filter_small_boxes=args.filter_small_boxes)
+    t1 = time.perf_counter()
+    preds = load_predictions(args.predictions)
+    t2 = time.perf_counter()
+    result = evaluate_detailed(
+        split.gt,
+        preds,
+        task=args.task,
+        settings=args.settings,
+        ks=args.ks,
+        topk=args.topk,
+        validate=False,  # load_predictions validated
+        source=str(args.predictions),
+    )
+    changes = relation_changes(split.gt)
+    metrics = result.metrics(changes=changes)
+    t3 = time.perf_counter()
+    print(format_report(metrics))
+    if args.json:
+        write_metrics_json(args.json, metrics)
+        print(f"\nmetrics written to {args.json}")
+    if args.per_frame:
+        save_per_frame(args.per_frame, result, changes)
+        print(f"per-frame recalls written to {args.per_frame}")
+    print(
+        f"(annotations {t1 - t0:.2f} s, predictions {t2 - t1:.2f} s, evaluation {t3 - t2:.2f} s)",
+        file=sys.stderr,
+    )
+    return 0
