@@ -47,7 +47,10 @@ def load_engine(params: NodeParams) -> Engine:
         WeightsError: (from the engine) missing or mismatched weights.
     """
     checkpoint = params.require_checkpoint()
-    from tr2_core.stream import StreamingEngine  # heavy: torch, open_clip
+    try:  # heavy: torch, open_clip
+        from tr2_core.stream import StreamingEngine
+    except ImportError:  # the package may not re-export it
+        from tr2_core.stream.engine import StreamingEngine
 
     return StreamingEngine.from_checkpoint(
         str(checkpoint),
