@@ -3,6 +3,7 @@ relations grounded in the drawn geometry, controllable change rate, edge cases."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -219,10 +220,13 @@ def test_same_seed_same_bytes_and_pixels(tmp_path: Path, dataset: Path) -> None:
 def test_different_seed_differs(tmp_path: Path) -> None:
     cfg = SyntheticConfig(videos=6, min_frames=3, max_frames=5, images=False, seed=1)
     make_synthetic(tmp_path / "a", cfg, progress=False)
-    make_synthetic(tmp_path / "b", SyntheticConfig(**{**cfg.__dict__, "seed": 2}), progress=False)
-    pa, oa, la = _load(tmp_path / "a")
-    pb, ob, lb = _load(tmp_path / "b")
+    make_synthetic(tmp_path / "b", dataclasses.replace(cfg, seed=2), progress=False)
+    _, oa, la = _load(tmp_path / "a")
+    _, ob, lb = _load(tmp_path / "b")
     assert la != lb
+    assert (tmp_path / "a" / "annotations" / "person_bbox.pkl").read_bytes() != (
+        tmp_path / "b" / "annotations" / "person_bbox.pkl"
+    ).read_bytes()
     assert not (tmp_path / "a" / "frames").exists()  # images=False writes no frames
 
 

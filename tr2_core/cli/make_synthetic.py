@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="RATE",
         default=list(d.change_rate),
-        help="per-video probability that a frame changes a relation: one value, or LOW HIGH "
+        help="per-video proportion of frames that change a relation: one value, or LOW HIGH "
         "to draw each video's rate uniformly (default %(default)s)",
     )
     p.add_argument(

@@ -30,15 +30,19 @@ Scene model (one subject per video, like AG):
   (``leaning_on``) and so on (:data:`CONTACT_LABELS`).
 
 Time: every video gets a *change rate* ``r`` (0 for a controllable fraction
-of static videos, like the top 30 % of AG in the TR² paper's Fig. 5). At each
-frame an event happens with probability ``r`` - the person turns, an object
-moves (above / beneath / in front / behind / beside), or a contact state
-advances (approach, touch, pick up, carry, drink, put down, sit, lie ...) -
-and the event is kept only if it changes at least one relation label. Frames
-without an event keep every label but the scene still moves (the anchor
-drifts, objects jitter), so that appearance changes without relation changes
-are present too. The measured proportion of frames whose relations changed
-(:func:`change_degree`) therefore tracks ``r``.
+of static videos, like the top 30 % of AG in the TR² paper's Fig. 5). A video
+of ``F`` frames gets ``r (F - 1)`` event frames (stochastically rounded) at
+random positions; at an event frame the person turns, an object moves (above
+/ beneath / in front / behind / beside), or a contact state advances
+(approach, touch, pick up, carry, drink, put down, sit, lie ...), and the
+event is kept only if it changes at least one relation label (up to 30
+proposals). Frames without an event keep every label but the scene still
+moves (the whole scene drifts, untouched objects jitter; a jittered layout
+that would change a label is replaced by the previous frame's), so
+appearance changes without relation changes are present too. The measured
+proportion of frames whose relations changed (:func:`change_degree`) thus
+tracks ``r`` (it is lower only where an object is invisible around an
+event).
 
 Edge cases of the real data appear at controllable rates: frames without a
 person box (``bbox`` with 0 rows), invisible objects (``bbox`` and relations
@@ -89,8 +93,8 @@ class SyntheticConfig:
         width, height: landscape frame size in pixels (AG: 480 x 270).
         test_fraction: fraction of videos in the ``'test'`` split.
         seed: everything (ids, scenes, pixels) is a function of the seed.
-        change_rate: (low, high) range of the per-video probability that a
-            frame changes a relation; each non-static video draws its rate
+        change_rate: (low, high) range of the per-video proportion of frames
+            that change a relation; each non-static video draws its rate
             uniformly from it.
         static_fraction: fraction of videos with rate 0 (no relation change).
         min_objects, max_objects: annotated objects per video.
