@@ -209,3 +209,40 @@ def test_step_returns_false_once_stopped(transport):
     assert pipeline.step(timeout=0.01) is True  # nothing yet, still running
     pipeline.stop()
     assert pipeline.step(timeout=0.01) is False
+
+
+def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from tr2_core.errors import ConfigError
+    from tr2_ros.pipeline import load_engine
+
+    calls = []
+
+    class StreamingEngine:
+        @classmethod
+        def from_checkpoint(cls, checkpoint, **kwargs):
+            calls.append((checkpoint, kwargs))
+            return FakeEngine()
+
+    fake = types.ModuleType("tr2_core.stream")
+    fake.StreamingEngine = StreamingEngine
+    monkeypatch.setitem(sys.modules, "tr2_core.stream", fake)
+    with pytest.raises(ConfigError, match="'checkpoint' is empty"):
+        load_engine(NodeParams())
+    ckpt = tmp_path / "tr2.pt"
+    ckpt.write_bytes(b"")
+    engine = load_engine(
+        NodeParams(checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt")
+    )
+    assert isinstance(engine, FakeEngine)
+    assert calls == [
+        (
+            str(ckpt),
+            dict(
+                device="cuda:1", window=4, clip_weights="/w/clip.pt", detector_weights=None,
+                score_threshold=0.1,
+            ),
+        )
+    ]  # fmt: skip
