@@ -16,7 +16,7 @@ import numpy as np
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, PERSON, SPATIAL
 
-__all__ = ["ground_truth_from_frames", "random_split", "random_predictions"]
+__all__ = ["ground_truth_from_frames", "random_split", "random_predictions", "release_records"]
 
 
 def ground_truth_from_frames(frames: Sequence[Mapping[str, Any]]) -> GroundTruth:
@@ -154,9 +154,11 @@ def random_split(
     subj = np.concatenate([person_rows, obj_rows[sp_obj], person_rows[ct_obj]])
     obj = np.concatenate([obj_rows, person_rows[sp_obj], obj_rows[ct_obj]])
     pred = np.concatenate([att_pred, sp_pred, ct_pred])
-    # Order triplets by frame (stable: attention, spatial, contacting inside a frame).
+    # The loader's order: by object box, then attention, spatial, contacting.
     t_frame = box_frame[subj]
-    order = np.argsort(t_frame, kind="stable")
+    owner = np.concatenate([obj_rows, obj_rows[sp_obj], obj_rows[ct_obj]])
+    fam = np.repeat([0, 1, 2], [obj_rows.shape[0], sp_obj.shape[0], ct_obj.shape[0]])
+    order = np.lexsort((fam, owner))
     return GroundTruth(
         videos=videos,
         video_start=video_start,
@@ -245,3 +247,57 @@ def random_predictions(
         spatial=rel[:, SPATIAL.slice],
         contacting=rel[:, CONTACTING.slice],
     )
+
+
+def release_records(
+    gt: GroundTruth, split: str = "test"
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The two annotation pickles' content (``person_bbox``,
+    ``object_bbox_and_relationship``) that describe ``gt`` in the release format,
+    for :func:`tr2_core.data.release_writer.write_annotations`.
+
+    Boxes become ``x y w h`` with ``w = x2 - x1`` (the loader's inverse); every
+    object is visible; predicate names come from the GT triplets of its box.
+    """
+    from tr2_core.vocab import OBJECT_CLASSES, PREDICATES
+
+    family = np.zeros(len(PREDICATES), dtype=np.int64)
+    family[SPATIAL.slice] = 1
+    family[CONTACTING.slice] = 2
+    fields = ("attention_relationship", "spatial_relationship", "contacting_relationship")
+    t_pred = np.asarray(gt.triplet_predicate)
+    t_box = np.where(family[t_pred] == 1, gt.triplet_subject, gt.triplet_object)
+    order = np.argsort(t_box, kind="stable")
+    box_first = np.searchsorted(t_box[order], np.arange(gt.boxes.shape[0] + 1))
+    boxes = gt.boxes.astype(np.float64)
+    person: dict[str, dict[str, Any]] = {}
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for f, key in enumerate(gt.frame_keys.tolist()):
+        start, stop = int(gt.box_start[f]), int(gt.box_start[f + 1])
+        person[key] = {
+            "bbox": gt.boxes[start : start + 1].astype(np.float32),
+            "bbox_score": np.ones(1, dtype=np.float32),
+            "bbox_size": tuple(int(v) for v in gt.frame_size[f]),
+            "bbox_mode": "xyxy",
+            "keypoints": np.zeros((1, 17, 3), dtype=np.float32),
+            "keypoints_logits": np.zeros((1, 17), dtype=np.float32),
+        }
+        video, frame = key.split("/", 1)
+        records = []
+        for b in range(start + 1, stop):
+            names: tuple[list[str], list[str], list[str]] = ([], [], [])
+            for t in order[box_first[b] : box_first[b + 1]]:
+                names[family[t_pred[t]]].append(PREDICATES[t_pred[t]])
+            x1, y1, x2, y2 = boxes[b].tolist()
+            cls = OBJECT_CLASSES[int(gt.box_labels[b])]
+            records.append(
+                {
+                    "class": cls,
+                    "bbox": (x1, y1, x2 - x1, y2 - y1),
+                    "visible": True,
+                    **dict(zip(fields, names, strict=True)),
+                    "metadata": {"tag": f"{video}/{cls}/{frame[:-4]}", "set": split},
+                }
+            )
+        objects[key] = records
+    return person, objects
