@@ -1,0 +1,233 @@
+"""Frozen extractor: pooled RoI features, batched CLIP union crops, SGDet detection and
+training assignment, weights errors, and the paper-size build."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+import torch
+from model_fixtures import small_config
+
+from tr2_core.errors import WeightsError
+from tr2_core.models import create_extractor, create_model, load_model_config
+from tr2_core.models.detector import (
+    assign_detections,
+    best_person,
+    build_detector,
+    keep_single_person,
+    make_pairs,
+)
+from tr2_core.models.union import UnionFeatureEncoder, create_clip, square_crop_boxes
+from tr2_core.vocab import PERSON
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return create_extractor(small_config("detector.score_thresh=0.0"), random_init=True)
+
+
+def frames(num: int = 3, seed: int = 0, size=(96, 128)) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=g) for _ in range(num)]
+
+
+BOXES = torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 30.0, 120.0, 80.0], [0.0, 0.0, 20.0, 30.0]])
+LABELS = torch.tensor([PERSON, 5, 9])
+
+
+def test_given_boxes_shapes_and_pairs(extractor):
+    imgs = frames()
+    f = extractor.extract(imgs, [BOXES] * 3, [LABELS] * 3, frame_keys=["a", "b", "c"])
+    assert f.entity_features.shape == (9, 512) and f.union_features.shape == (6, 64)
+    assert f.entity_frame.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert f.pair_subject.tolist() == [0, 0, 3, 3, 6, 6]
+    assert f.pair_object.tolist() == [1, 2, 4, 5, 7, 8]
+    assert f.entity_track.tolist() == [-1] * 9 and f.frame_keys == ["a", "b", "c"]
+    assert extractor.random_init is True
+    assert not any(p.requires_grad for p in extractor.parameters())
+    # the same frame content gives the same features, independent of the other frames
+    g = extractor.extract([imgs[1], imgs[1]], [BOXES] * 2, [LABELS] * 2)
+    assert torch.allclose(g.entity_features[:3], f.entity_features[3:6], atol=1e-4)
+    assert torch.allclose(g.union_features[:2], f.union_features[2:4], atol=1e-4)
+    assert not torch.allclose(f.entity_features[0], f.entity_features[1])
+
+
+def test_frames_of_different_sizes(extractor):
+    imgs = [frames(1, 0, (96, 128))[0], frames(1, 1, (80, 100))[0]]
+    f = extractor.extract(imgs, [BOXES, BOXES[:2]], [LABELS, LABELS[:2]])
+    assert f.union_features.shape == (3, 64) and torch.isfinite(f.union_features).all()
+
+
+@pytest.mark.parametrize("chunk, calls", [(512, 1), (2, 3)])
+def test_clip_crops_batched_in_one_call(chunk, calls):
+    cfg = small_config(f"clip.crop_batch_size={chunk}")
+    ext = create_extractor(cfg, random_init=True)
+    seen = []
+    ext.union.clip.visual.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    ext.extract(frames(), [BOXES] * 3, [LABELS] * 3)  # 6 union crops
+    assert len(seen) == calls and sum(seen) == 6
+
+
+def test_crop_and_resize_geometry():
+    cfg = small_config("clip.crop_mode=stretch").clip
+    enc = UnionFeatureEncoder(create_clip(cfg, random_init=True), cfg)
+    width = 100
+    ramp = torch.arange(width, dtype=torch.float32).expand(3, 50, width).clone()[None] / 255
+    box = torch.tensor([[20.0, 10.0, 84.0, 40.0]])
+    crops = enc.crops(ramp, torch.tensor([0]), box) * enc.std + enc.mean
+    size = enc.image_size[1]
+    centres = 20.0 + (torch.arange(size) + 0.5) * 64.0 / size - 0.5
+    assert torch.allclose(crops[0, 0, 5] * 255, centres, atol=1e-3)
+    sq = square_crop_boxes(torch.tensor([[0.0, 0.0, 100.0, 40.0]]))
+    assert sq.tolist() == [[30.0, 0.0, 70.0, 40.0]]
+
+
+def test_best_person_and_pairs_vectorised():
+    frame = torch.tensor([0, 0, 0, 1, 1, 2])
+    labels = torch.tensor([PERSON, 5, PERSON, 7, 8, PERSON])
+    scores = torch.tensor([0.5, 0.9, 0.8, 0.4, 0.3, 0.2])
+    assert best_person(frame, labels, scores, 4).tolist() == [2, -1, 5, -1]
+    keep = keep_single_person(frame, labels, scores, 4)
+    assert keep.tolist() == [False, True, True, True, True, True]
+    pf, ps, po = make_pairs(frame[keep], labels[keep], scores[keep], 4)
+    assert pf.tolist() == [0] and ps.tolist() == [1] and po.tolist() == [0]
+
+
+def _greedy_reference(det, gt, iou_thr):
+    from torchvision.ops import box_iou
+
+    iou = box_iou(det, gt)
+    cand = sorted(
+        ((float(iou[d, g]), d, g) for d, g in itertools.product(range(len(det)), range(len(gt)))),
+        reverse=True,
+    )
+    out, used_d, used_g = [-1] * len(det), set(), set()
+    for v, d, g in cand:
+        if v > iou_thr and d not in used_d and g not in used_g:
+            out[d] = g
+            used_d.add(d)
+            used_g.add(g)
+    return out
+
+
+def test_assign_detections_equals_sequential_greedy():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        nd, ng = (
+            int(torch.randint(1, 12, (1,), generator=gen)),
+            int(torch.randint(1, 8, (1,), generator=gen)),
+        )
+        gt = torch.rand(ng, 2, generator=gen) * 50
+        gt = torch.cat([gt, gt + 20 + torch.rand(ng, 2, generator=gen) * 20], 1)
+        pick = torch.randint(0, ng, (nd,), generator=gen)
+        det = gt[pick] + torch.randn(nd, 4, generator=gen) * 4
+        got = assign_detections(
+            det, torch.zeros(nd, dtype=torch.long), gt, torch.zeros(ng, dtype=torch.long)
+        )
+        assert got.tolist() == _greedy_reference(det, gt, 0.5)
+    # boxes of different frames never match
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    assert assign_detections(box, torch.tensor([0]), box, torch.tensor([1])).tolist() == [-1]
+
+
+def test_sgdet_detection_invariants():
+    ext = create_extractor(small_config("detector.detections_per_image=100"), random_init=True)
+    with torch.no_grad():  # a detector that sees people (0.27) and bags (0.25) everywhere
+        predictor = ext.detector.roi_heads.box_predictor.cls_score
+        predictor.weight.zero_()
+        predictor.bias.zero_()
+        predictor.bias[PERSON] = 3.0
+        predictor.bias[2] = 2.9
+    raw = ext.detector([im.float() / 255 for im in frames()])
+    assert min(int((r["labels"] == PERSON).sum()) for r in raw) > 1
+    assert min(int((r["labels"] == 2).sum()) for r in raw) > 1
+    f = ext.extract(frames())
+    assert f.pair_frame.shape[0] > 0
+    assert f.entity_features.shape[1] == 512
+    for t in range(3):
+        rows = f.entity_frame == t
+        assert int((f.entity_labels[rows] == PERSON).sum()) <= 1
+    assert (f.entity_labels[f.pair_subject] == PERSON).all()
+    assert (f.pair_subject != f.pair_object).all()
+    assert torch.equal(f.entity_frame, f.entity_frame.sort().values)
+
+
+def test_sgdet_training_adds_missed_gt(extractor):
+    gt_boxes = [BOXES, BOXES[:2], BOXES]
+    gt_labels = [LABELS, LABELS[:2], LABELS]
+    f, entity_gt = extractor.extract_sgdet_training(frames(), gt_boxes, gt_labels)
+    assert entity_gt.shape == f.entity_labels.shape
+    matched = entity_gt[entity_gt >= 0]
+    assert sorted(matched.tolist()) == list(range(8))  # every GT box exactly once
+    gt_all = torch.cat(gt_boxes)
+    from torchvision.ops import box_iou
+
+    rows = (entity_gt >= 0).nonzero().flatten()
+    ious = box_iou(f.entity_boxes[rows], gt_all[entity_gt[rows]]).diagonal()
+    assert (ious > 0.5).all()
+    assert torch.equal(f.entity_frame, f.entity_frame.sort().values)
+
+
+def test_missing_weights_are_errors_not_random(tmp_path, caplog):
+    cfg = small_config()
+    with pytest.raises(WeightsError, match="no detector weights"):
+        create_extractor(cfg)
+    with pytest.raises(WeightsError, match="not found"):
+        create_extractor(cfg, detector_weights=tmp_path / "nope.pt", clip_weights="x.bin")
+    with caplog.at_level(logging.WARNING):
+        create_extractor(cfg, random_init=True)
+    assert "RANDOM INIT" in caplog.text
+
+
+def test_detector_weights_strict(tmp_path):
+    cfg = small_config()
+    det = build_detector(cfg.detector)
+    good = tmp_path / "det.pt"
+    torch.save(det.state_dict(), good)
+    other = build_detector(small_config().detector.__class__(backbone="resnet34"))
+    bad = tmp_path / "det34.pt"
+    torch.save(other.state_dict(), bad)
+    clip_file = tmp_path / "clip.pt"
+    clip = create_clip(cfg.clip, random_init=True)
+    torch.save(clip.state_dict(), clip_file)
+    with pytest.raises(WeightsError, match="do not match"):
+        create_extractor(cfg, detector_weights=bad, clip_weights=str(clip_file))
+    ext = create_extractor(cfg, detector_weights=good, clip_weights=str(clip_file))
+    assert ext.random_init is False
+    for k, v in det.state_dict().items():
+        assert torch.equal(ext.detector.state_dict()[k], v)
+    for k, v in clip.state_dict().items():
+        assert torch.equal(ext.union.clip.state_dict()[k], v)
+
+
+def test_clip_weights_errors(tmp_path):
+    cfg = small_config().clip
+    with pytest.raises(WeightsError, match="no CLIP weights"):
+        create_clip(cfg)
+    with pytest.raises(WeightsError, match="not found"):
+        create_clip(cfg, pretrained=str(tmp_path / "missing.bin"))
+    wide = small_config().clip.__class__(overrides={**cfg.overrides, "embed_dim": 32})
+    bad = tmp_path / "wide.pt"
+    torch.save(create_clip(wide, random_init=True).state_dict(), bad)
+    with pytest.raises(WeightsError, match="cannot load CLIP"):
+        create_clip(cfg, pretrained=str(bad))
+
+
+def test_paper_size_model_builds_and_runs_on_two_tiny_frames():
+    """ResNet-101 C4 Faster R-CNN + ViT-B-32 + the 1936-d relation model, random init.
+    The detector's resize is lowered (min_size 96) to keep the CPU test fast."""
+    cfg = load_model_config("tr2")
+    assert cfg.detector.backbone == "resnet101" and cfg.clip.model_name == "ViT-B-32"
+    model = create_model(
+        "tr2", random_init=True, overrides=["detector.min_size=96", "detector.max_size=128"]
+    )
+    assert model.extractor.union.out_dim == 512 and model.extractor.union.image_size == (224, 224)
+    imgs = frames(2, size=(64, 80))
+    boxes = [torch.tensor([[5.0, 5.0, 40.0, 60.0], [30.0, 20.0, 78.0, 62.0]])] * 2
+    labels = [torch.tensor([PERSON, 5])] * 2
+    features, out = model.predict(imgs, boxes, labels, mode="predcls")
+    assert features.entity_features.shape == (4, 2048)
+    assert features.union_features.shape == (2, 512)
+    assert out.relation_features.shape == (2, 3872) and out.contacting.shape == (2, 17)
