@@ -1,0 +1,110 @@
+"""The streaming engine equals the offline model on the same window (small random-init
+config of the same code; see config/models/tr2-small.yaml)."""
+
+import numpy as np
+import pytest
+import torch
+
+from tr2_core.models import create_model
+from tr2_core.stream.engine import StreamingEngine
+
+H, W = 96, 128
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("tr2-small", random_init=True)
+
+
+def _frames(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images, boxes = [], []
+    for t in range(n):
+        images.append(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+        person = [10 + t, 10, 60 + t, 90]
+        cup = [70 - t, 30, 100 - t, 60]
+        book = [5, 60 + t, 40, 90]
+        boxes.append(np.array([person, cup, book], np.float32))
+    labels = np.array([1, 11, 5], np.int64)
+    return images, boxes, labels
+
+
+def _offline_last(model, images, boxes, labels, tracks):
+    feats = model.extractor.extract(
+        [torch.from_numpy(im).permute(2, 0, 1) for im in images],
+        [torch.from_numpy(b) for b in boxes],
+        [torch.from_numpy(labels) for _ in boxes],
+        tracks=[torch.from_numpy(t) for t in tracks],
+    )
+    model.relation.eval()
+    with torch.no_grad():
+        out = model.relation(feats, mode="predcls")
+    att, spa, con = out.probabilities()
+    last = feats.pair_frame == len(images) - 1
+    return att[last].numpy(), spa[last].numpy(), con[last].numpy()
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_streaming_equals_offline_on_the_same_window(model, window):
+    images, boxes, labels = _frames(5)
+    engine = StreamingEngine(model.extractor, model.relation, window=window, mode="predcls")
+    tracks = []
+    for t in range(len(images)):
+        res = engine.process(images[t], stamp_ns=t * 100_000_000, boxes=boxes[t], labels=labels)
+        tracks.append(res.entity_track)
+        lo = max(0, t - window + 1)
+        att, spa, con = _offline_last(
+            model, images[lo : t + 1], boxes[lo : t + 1], labels, tracks[lo : t + 1]
+        )
+        np.testing.assert_allclose(res.attention, att, atol=1e-5)
+        np.testing.assert_allclose(res.spatial, spa, atol=1e-5)
+        np.testing.assert_allclose(res.contacting, con, atol=1e-5)
+        assert len(res.window_stamps_ns) == min(t + 1, window)
+    # the tracker kept one id per entity across the moving boxes
+    assert all((tr == tracks[0]).all() for tr in tracks)
+
+
+def test_window_changes_the_output(model):
+    """With W > 1 the temporal pass really uses earlier frames."""
+    images, boxes, labels = _frames(3, seed=1)
+    single = StreamingEngine(model.extractor, model.relation, window=1, mode="predcls")
+    multi = StreamingEngine(model.extractor, model.relation, window=3, mode="predcls")
+    for t in range(3):
+        a = single.process(images[t], t * 10**8, boxes[t], labels)
+        b = multi.process(images[t], t * 10**8, boxes[t], labels)
+    assert not np.allclose(a.contacting, b.contacting, atol=1e-6)
+
+
+def test_resets_on_backwards_time_and_long_gaps(model, caplog):
+    images, boxes, labels = _frames(4)
+    engine = StreamingEngine(
+        model.extractor, model.relation, window=4, mode="predcls", max_gap_s=0.5
+    )
+    stamps = [10**9, 10**9 + 10**8, 10**9, 5 * 10**9]  # back in time, then a 4 s gap
+    sizes = []
+    for im, b, s in zip(images, boxes, stamps, strict=True):
+        sizes.append(len(engine.process(im, s, b, labels).window_stamps_ns))
+    assert sizes == [1, 2, 1, 1]
+    assert engine.stats.resets == 2
+    assert "backwards" in engine.stats.reset_reasons[0]
+    assert "gap" in engine.stats.reset_reasons[1]
+
+
+def test_bad_images_are_rejected_with_a_clear_error(model):
+    engine = StreamingEngine(model.extractor, model.relation, mode="predcls")
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        engine.process(np.zeros((0, 10, 3), np.uint8), 0, np.zeros((1, 4)), np.ones(1))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        engine.process(np.zeros((10, 10), np.uint8), 0, np.zeros((1, 4)), np.ones(1))
+
+
+def test_nan_outputs_are_dropped_not_raised(model):
+    images, boxes, labels = _frames(1)
+    engine = StreamingEngine(model.extractor, model.relation, mode="predcls")
+    bad = boxes[0].copy()
+    bad[2] = np.nan  # a broken upstream: one object's box is NaN
+    res = engine.process(images[0], 0, bad, labels)
+    assert np.isfinite(res.entity_boxes).all()
+    assert len(res.entity_labels) == 2 and len(res.pair_object) == 1
+    assert engine.stats.rejected >= 1
