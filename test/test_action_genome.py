@@ -211,6 +211,17 @@ def test_frames_without_person_box(tmp_path):
     assert np.isfinite(boxes[1]).all()
 
 
+def test_empty_release_and_empty_split(tmp_path):
+    empty = ReleaseBuilder().write(tmp_path / "empty")
+    s = load(empty)
+    assert s.num_frames == 0 and s.num_videos == 0 and s.num_pairs == 0
+    assert s.gt.box_start.tolist() == [0] and s.gt.video_start.tolist() == [0]
+    assert s.gt.boxes.shape == (0, 4) and s.pair_spatial.shape == (0, SPATIAL.size)
+    rb = ReleaseBuilder()
+    rb.video("V.mp4", [1, 2, 3], split="train")
+    assert load(rb.write(tmp_path / "train_only"), "test").num_frames == 0
+
+
 def test_first_person_box_used(tmp_path):
     rb = ReleaseBuilder()
     two = person_record([(5, 6, 7, 8), (100, 100, 200, 200)])
@@ -388,6 +399,17 @@ def test_matches_reference_loop(tmp_path, seed):
                         if t[:2] == (0, m) and t[2] >= CONTACTING.start
                     }
                     assert set(np.flatnonzero(s.pair_contacting[p])) == con
+
+
+def test_key_parsing_fallback_for_older_numpy(tmp_path, monkeypatch):
+    rb = random_release(random.Random(3))
+    root = rb.write(tmp_path)
+    fast = load(root, "train")
+    monkeypatch.delattr(np.strings, "partition", raising=False)
+    slow = load(root, "train")
+    np.testing.assert_array_equal(fast.gt.frame_keys, slow.gt.frame_keys)
+    np.testing.assert_array_equal(fast.frame_numbers, slow.frame_numbers)
+    np.testing.assert_array_equal(fast.gt.videos, slow.gt.videos)
 
 
 # --------------------------------------------------------------------------

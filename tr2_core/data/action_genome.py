@@ -136,6 +136,8 @@ def split_frame_key(key: str) -> tuple[str, int]:
 
 def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`split_frame_key`: (videos (K,) str, frame numbers (K,) int64)."""
+    if keys.size == 0:
+        return np.zeros(0, dtype="<U1"), np.zeros(0, dtype=np.int64)
     if not hasattr(np.strings, "partition"):  # NumPy < 2.3
         pairs = [split_frame_key(str(k)) for k in keys.tolist()]
         videos = np.array([p[0] for p in pairs], dtype=str)
@@ -148,8 +150,7 @@ def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.nd
     if not ok.all():
         bad = str(keys[int(np.flatnonzero(~ok)[0])])
         raise DatasetError(f"{source}: frame key {bad!r} is not of the form 'VIDEO.mp4/NUMBER.png'")
-    numbers = stem.astype(np.int64) if keys.size else np.zeros(0, np.int64)
-    return video, numbers
+    return video, stem.astype(np.int64)
 
 
 def frame_number(key: str) -> int:
@@ -480,6 +481,8 @@ def _parse(
     finally:
         if show_progress:
             items.close()  # type: ignore[attr-defined]
+    # free the records of other frames now (lowers the peak memory of the build)
+    del items, person, objects
     n_cand = len(cand_keys)
     n_sel = len(visible)
     owner = np.repeat(np.arange(n_cand), np.array(cand_nvis, dtype=np.int64))
