@@ -7,7 +7,7 @@ resolves the globals that plain data needs:
 
 * builtin value types and containers (``set``, ``frozenset``, ``list``,
   ``dict``, ``tuple``, ``str``, ``bytes``, ``bytearray``, ``int``, ``float``,
-  ``complex``, ``bool``, ``slice``, ``range``) and ``collections.OrderedDict``
+  ``complex``, ``bool``, ``slice``) and ``collections.OrderedDict``
   (the Python 2 module name ``__builtin__`` is accepted for ``builtins``);
 * ``_codecs.encode`` restricted to the latin-1 / ASCII / UTF-8 codecs
   (protocol 0-2 pickles written by Python 3 store ``bytes`` that way);
@@ -21,6 +21,10 @@ Anything else raises :class:`~tr2_core.errors.UnsafePickleError` naming the
 file and the refused global (``module.name``) *before* it is imported or
 called. A truncated or corrupt file raises
 :class:`~tr2_core.errors.DatasetError` naming the file.
+
+The allow-list stops code execution, not resource exhaustion: a crafted file
+can still ask for a huge array; that surfaces as a ``DatasetError``
+(``MemoryError``) or as the memory limit of the process.
 
 Python 2 pickles are read with ``encoding='latin1'``, the setting NumPy
 documents for Python 2 array pickles; Python 3 pickles are unaffected by it.
@@ -64,7 +68,7 @@ def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
 
 _BUILTIN_NAMES = (
     "set", "frozenset", "list", "dict", "tuple", "str", "bytes", "bytearray",
-    "int", "float", "complex", "bool", "slice", "range",
+    "int", "float", "complex", "bool", "slice",
 )  # fmt: skip
 
 # Canonical "module.name" -> how to resolve it. NumPy entries are resolved
@@ -85,7 +89,7 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
 
 _MODULE_ALIASES = {"__builtin__": "builtins", "exceptions": "builtins"}
 # Python 2 names that protocol 0-2 pickles use for Python 3 builtins.
-_PY2_BUILTINS = {"xrange": "range", "unicode": "str", "long": "int"}
+_PY2_BUILTINS = {"unicode": "str", "long": "int"}
 
 
 def _canonical(module: str, name: str) -> str:
