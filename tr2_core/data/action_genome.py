@@ -19,7 +19,11 @@ Frame and video selection (the benchmark's frame set), in this order:
    object is *validated* (the records the baselines convert): non-None
    ``bbox`` of 4 finite numbers with ``w > 0`` and ``h > 0``, known class,
    relationship lists that are not None and hold known names of the right
-   family. Records outside that set are not looked at beyond ``visible``.
+   family; the person record of such a frame must have an (N, 4) ``bbox`` and
+   a ``(width, height)`` ``bbox_size``. Other records are only read for
+   ``metadata['set']``, ``visible`` and the person box count, so bad data in
+   frames the benchmark never uses does not stop loading. Both pickles must
+   hold the same frame keys.
 4. With ``filter_small_boxes`` visible objects whose box has a short edge
    ``min(w, h) <= 16`` px are removed (what the baselines' variant annotation
    file ``object_bbox_and_relationship_filtersmall.pkl`` contains).
