@@ -9,8 +9,8 @@ import numpy as np
 from ros_testing import make_result
 
 from tr2_core.types import SceneGraphResult
+from tr2_core.viz.overlay import PALETTE, draw_scene_graph, edge_captions
 from tr2_core.vocab import CONTACTING, SPATIAL
-from tr2_ros.overlay import PALETTE, draw_scene_graph, edge_captions
 
 
 def _two_boxes() -> SceneGraphResult:

@@ -215,7 +215,7 @@ class ScenePipeline:
     def _publish_debug_image(
         self, image: np.ndarray, result: SceneGraphResult, header: Any
     ) -> None:
-        from tr2_ros.overlay import draw_scene_graph
+        from tr2_core.viz.overlay import draw_scene_graph
 
         try:
             drawn = draw_scene_graph(
