@@ -166,7 +166,7 @@ def frame_number(key: str) -> int:
 # Result type
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous; identity instead
 class ActionGenomeSplit:
     """One split of Action Genome as loaded by :func:`load_split`.
 
