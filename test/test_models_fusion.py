@@ -86,7 +86,8 @@ def test_sinusoidal_embedding_values():
     )
 
 
-def test_spatial_encoder_padding_never_leaks():
+@pytest.mark.parametrize("grad", [True, False])  # no_grad may take torch's fast path
+def test_spatial_encoder_padding_never_leaks(grad):
     torch.manual_seed(0)
     enc = SpatialEncoder(D, CFG).eval()
     padded = torch.randn(3, 5, D)
@@ -94,7 +95,8 @@ def test_spatial_encoder_padding_never_leaks():
     out1 = enc.forward_padded(padded.clone(), valid)
     garbage = padded.clone()
     garbage[~valid] = 1e3 * torch.randn(int((~valid).sum()), D)
-    out2 = enc.forward_padded(garbage, valid)
+    with torch.set_grad_enabled(grad):
+        out2 = enc.forward_padded(garbage, valid)
     assert torch.allclose(out1[valid], out2[valid], atol=1e-5)
     assert not torch.allclose(
         out1[0, 0], enc.forward_padded(padded[:, :1].clone(), valid[:, :1])[0, 0]

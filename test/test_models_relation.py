@@ -103,6 +103,15 @@ def test_geometry_branch_masks_and_width():
     assert out.relation_features.shape == (2, 2 * 320)
 
 
+def test_config_round_trips_through_a_plain_dict():
+    from tr2_core.config import from_dict, to_dict
+    from tr2_core.models import ModelConfig
+
+    for name in ("tr2", "tr2-small", "sttran-like"):
+        cfg = load_model_config(name)
+        assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+
+
 def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match="fusion.heads"):
         load_model_config("tr2-small", ("fusion.heads=7",))
