@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tr2_core.evaluation.metrics import PREDICATE_FAMILY, RecallTables, recall_tables, summarise
+from tr2_core.evaluation.metrics import PREDICATE_FAMILY, recall_tables, summarise_selected
 from tr2_core.types import GroundTruth
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, SPATIAL
 
@@ -158,30 +158,8 @@ def relation_changes(gt: GroundTruth) -> RelationChanges:
     )
 
 
-def _grouped_tables(
-    result: EvaluationResult, changes: RelationChanges
-) -> tuple[dict[str, RecallTables], np.ndarray]:
-    """Per setting, tables grouped by ``family * 3 + change state``."""
-    gt = result.gt
-    family = PREDICATE_FAMILY[gt.triplet_predicate]
-    group = family * 3 + changes.triplet_state.astype(np.int64)
-    tables = {
-        setting: recall_tables(
-            result.ranks[setting],
-            gt.triplet_frame,
-            gt.triplet_predicate,
-            gt.num_frames,
-            result.ks,
-            group,
-            3 * len(FAMILIES),
-        )
-        for setting in result.settings
-    }
-    return tables, group
-
-
 def breakdown_metrics(result: EvaluationResult, changes: RelationChanges | None = None) -> dict:
-    """Main metrics plus both breakdowns, from one pass over the triplets.
+    """Main metrics plus both breakdowns.
 
     Returns:
         ``{setting: {'R@K': .., 'mR@K': ..}, ..., 'families': ..., 'time_variant': ...}``
@@ -189,35 +167,45 @@ def breakdown_metrics(result: EvaluationResult, changes: RelationChanges | None 
     """
     gt = result.gt
     changes = changes if changes is not None else relation_changes(gt)
-    tables, group = _grouped_tables(result, changes)
-    counts = np.bincount(group, minlength=3 * len(FAMILIES)).reshape(len(FAMILIES), 3)
-    selections: dict[str, list[int] | None] = {"all": None}
-    for f, fam in enumerate(FAMILIES):
-        selections[fam.name] = [3 * f + s for s in range(3)]
-    for name, state in (("changed", CHANGED), ("unchanged", UNCHANGED)):
-        selections[name] = [3 * f + state for f in range(len(FAMILIES))]
-    summaries = {setting: summarise(tables[setting], selections) for setting in result.settings}
+    family = PREDICATE_FAMILY[gt.triplet_predicate]
+    state = changes.triplet_state.astype(np.int64)
+    family_count = np.bincount(family, minlength=len(FAMILIES))
+    state_count = np.bincount(state, minlength=3)
+    names = ["all", *(fam.name for fam in FAMILIES), "unchanged", "changed"]
+    summaries = {}
+    for setting in result.settings:
+        args = (result.ranks[setting], gt.triplet_frame, gt.triplet_predicate, gt.num_frames)
+        by_family = recall_tables(*args, result.ks, family, len(FAMILIES))
+        by_state = recall_tables(*args, result.ks, state, 3)
+        picked = []
+        for fam_hist, state_hist in (
+            (by_family.frame_hist, by_state.frame_hist),
+            (by_family.pred_hist, by_state.pred_hist),
+        ):
+            everything = fam_hist.sum(axis=1, keepdims=True)
+            # state columns: UNCHANGED, CHANGED (FIRST_FRAME left out)
+            states = state_hist[:, [UNCHANGED, CHANGED], :]
+            picked.append(np.concatenate([everything, fam_hist, states], axis=1))
+        summaries[setting] = summarise_selected(picked[0], picked[1], by_family, names)
     out: dict = {setting: summaries[setting]["all"] for setting in result.settings}
 
     families: dict = {}
     for f, fam in enumerate(FAMILIES):
-        entry: dict = {"triplets": int(counts[f].sum())}
+        entry: dict = {"triplets": int(family_count[f])}
         for setting in result.settings:
             entry[setting] = summaries[setting][fam.name]
         families[fam.name] = entry
     out["families"] = families
 
     time_variant: dict = {}
-    for name, state in (("changed", CHANGED), ("unchanged", UNCHANGED)):
-        in_group = changes.triplet_state == state
-        entry = {
-            "triplets": int(counts[:, state].sum()),
-            "frames": int(np.unique(gt.triplet_frame[in_group]).shape[0]),
-        }
+    frames_with = np.zeros((3, gt.num_frames), dtype=bool)
+    frames_with[state, gt.triplet_frame] = True
+    for name, code in (("changed", CHANGED), ("unchanged", UNCHANGED)):
+        entry = {"triplets": int(state_count[code]), "frames": int(frames_with[code].sum())}
         for setting in result.settings:
             entry[setting] = summaries[setting][name]
         time_variant[name] = entry
-    time_variant["first_frame_triplets"] = int(counts[:, FIRST_FRAME].sum())
+    time_variant["first_frame_triplets"] = int(state_count[FIRST_FRAME])
     time_variant["changed_frames"] = int(changes.frame_changed.sum())
     time_variant["frames_after_first"] = int((~changes.frame_first).sum())
     out["time_variant"] = time_variant

@@ -14,7 +14,15 @@ import numpy as np
 
 from tr2_core.vocab import FAMILIES, NUM_PREDICATES
 
-__all__ = ["PREDICATE_FAMILY", "metric_keys", "RecallTables", "recall_tables", "summarise"]
+__all__ = [
+    "PREDICATE_FAMILY",
+    "metric_keys",
+    "RecallTables",
+    "recall_tables",
+    "select",
+    "summarise",
+    "summarise_selected",
+]
 
 PREDICATE_FAMILY: np.ndarray = np.concatenate(
     [np.full(f.size, i, dtype=np.int64) for i, f in enumerate(FAMILIES)]
@@ -91,15 +99,55 @@ def recall_tables(
     )
 
 
-def _mean_ratio(hist: np.ndarray, groups: Sequence[int] | None, cols: np.ndarray) -> np.ndarray:
-    """(K,) mean over rows holding selected triplets of (matched / triplets)."""
-    counts = hist.sum(axis=1) if groups is None else hist[:, list(groups), :].sum(axis=1)
-    total = counts.sum(axis=1)  # (R,)
-    rows = np.flatnonzero(total)
-    if rows.shape[0] == 0:
-        return np.full(cols.shape[0], np.nan)
-    hits = np.cumsum(counts[rows], axis=1)[:, cols]  # (R', K)
-    return (hits / total[rows][:, None]).mean(axis=0)
+def _mean_ratio(hist: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(S, K) per selection: mean over rows holding selected triplets of (matched / triplets).
+
+    ``hist``: (R, S, L) counts per row (frame or predicate), selection and level.
+    NaN for a selection without triplets.
+    """
+    total = hist.sum(axis=2)  # (R, S)
+    hits = np.cumsum(hist, axis=2)[:, :, cols]  # (R, S, K)
+    ratio = hits / np.maximum(total, 1)[:, :, None]
+    rows = (total > 0).sum(axis=0)  # (S,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ratio.sum(axis=0) / rows[:, None]
+
+
+def select(
+    tables: RecallTables, selections: Mapping[str, Sequence[int] | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the groups of each selection: (F, S, L) and (26, S, L) histograms."""
+
+    def pick(hist: np.ndarray) -> np.ndarray:
+        parts = [
+            hist.sum(axis=1) if groups is None else hist[:, list(groups), :].sum(axis=1)
+            for groups in selections.values()
+        ]
+        return np.stack(parts, axis=1)
+
+    return pick(tables.frame_hist), pick(tables.pred_hist)
+
+
+def summarise_selected(
+    frame_hist: np.ndarray,
+    pred_hist: np.ndarray,
+    tables: RecallTables,
+    names: Sequence[str],
+) -> dict[str, dict[str, float | None]]:
+    """R@K and mR@K per selection from (F, S, L) / (26, S, L) histograms."""
+    cols = np.array([tables.ks_sorted.index(k) for k in tables.ks], dtype=np.int64)
+    recall = _mean_ratio(frame_hist, cols)
+    mean_recall = _mean_ratio(pred_hist, cols)
+    out: dict[str, dict[str, float | None]] = {}
+    for j, name in enumerate(names):
+        empty = not np.isfinite(recall[j]).all()
+        entry: dict[str, float | None] = {}
+        for c, k in enumerate(tables.ks):
+            entry[f"R@{k}"] = None if empty else float(recall[j, c])
+        for c, k in enumerate(tables.ks):
+            entry[f"mR@{k}"] = None if empty else float(mean_recall[j, c])
+        out[name] = entry
+    return out
 
 
 def summarise(
@@ -117,16 +165,5 @@ def summarise(
         (matched / triplets)}`` in :func:`metric_keys` order; ``None`` values
         for a selection without triplets.
     """
-    cols = np.array([tables.ks_sorted.index(k) for k in tables.ks], dtype=np.int64)
-    out: dict[str, dict[str, float | None]] = {}
-    for name, groups in selections.items():
-        recall = _mean_ratio(tables.frame_hist, groups, cols)
-        mean_recall = _mean_ratio(tables.pred_hist, groups, cols)
-        empty = not np.isfinite(recall).all()
-        entry: dict[str, float | None] = {}
-        for c, k in enumerate(tables.ks):
-            entry[f"R@{k}"] = None if empty else float(recall[c])
-        for c, k in enumerate(tables.ks):
-            entry[f"mR@{k}"] = None if empty else float(mean_recall[c])
-        out[name] = entry
-    return out
+    frame_hist, pred_hist = select(tables, selections)
+    return summarise_selected(frame_hist, pred_hist, tables, list(selections))

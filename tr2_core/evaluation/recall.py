@@ -180,6 +180,8 @@ class _Prepared:
     frame_pairs: np.ndarray  # (F,) pairs per GT frame
     frame_pair_start: np.ndarray  # (F + 1,) CSR offsets
     values: np.ndarray  # (P, 26) float64 [attention | spatial | contacting]
+    row_argmax: np.ndarray  # (3, P) argmax predicate of each row's zero-filled 26-vector
+    row_max: np.ndarray  # (3, P) float64 its value
     pair_score: np.ndarray  # (P,) float64 score(subject) * score(object)
     entry_triplet: np.ndarray  # (E,) GT triplet row
     entry_pair: np.ndarray  # (E,) pair row (sorted order)
@@ -227,8 +229,19 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
     np.cumsum(frame_pairs, out=frame_pair_start[1:])
     pair_rank = np.arange(num_pairs, dtype=np.int64) - frame_pair_start[pair_frame]
 
-    values = np.concatenate([preds.attention, preds.spatial, preds.contacting], axis=1)
-    values = values[order].astype(np.float64)
+    blocks = [
+        np.asarray(a, dtype=np.float64)[order]
+        for a in (preds.attention, preds.spatial, preds.contacting)
+    ]
+    values = np.concatenate(blocks, axis=1)
+    row_argmax = np.zeros((len(FAMILIES), num_pairs), dtype=np.int64)
+    row_max = np.zeros((len(FAMILIES), num_pairs), dtype=np.float64)
+    if num_pairs:
+        for b, (fam, block) in enumerate(zip(FAMILIES, blocks, strict=True)):
+            # First maximum of the zero-filled row: predicate 0 if the family is all 0.
+            m = block.max(axis=1)
+            row_argmax[b] = np.where(m > 0, fam.start + block.argmax(axis=1), 0)
+            row_max[b] = m
     if task == "predcls":
         box_score = np.ones(preds.box_scores.shape[0], dtype=np.float64)
     else:
@@ -284,6 +297,8 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         frame_pairs=frame_pairs,
         frame_pair_start=frame_pair_start,
         values=values,
+        row_argmax=row_argmax,
+        row_max=row_max,
         pair_score=pair_score,
         entry_triplet=entry_triplet,
         entry_pair=entry_pair,
@@ -340,8 +355,15 @@ def _rank_queries(
     if q_frame.shape[0] == 0:
         return out
     q_count = frame_count[q_frame]
-    key = q_count * (frame_count.shape[0] + 1) + q_frame
-    order = np.argsort(key, kind="stable")
+    # Group by count, frames ascending inside a group (the sort path needs it).
+    if q_frame.shape[0] > 1 and bool((q_frame[1:] < q_frame[:-1]).any()):
+        by_frame = np.argsort(q_frame, kind="stable")
+    else:
+        by_frame = np.arange(q_frame.shape[0])
+    counts = q_count[by_frame]
+    if int(counts.max()) < np.iinfo(np.int16).max:
+        counts = counts.astype(np.int16)  # stable sort of int16 is a radix sort
+    order = by_frame[np.argsort(counts, kind="stable")]
     sorted_count = q_count[order]
     starts = np.flatnonzero(np.r_[True, sorted_count[1:] != sorted_count[:-1]])
     ends = np.r_[starts[1:], order.shape[0]]
@@ -417,28 +439,13 @@ def _pair_index(prep: _Prepared, frames: np.ndarray, n: int) -> np.ndarray:
     return prep.frame_pair_start[frames][:, None] + np.arange(n)[None, :]
 
 
-def _family_argmax(prep: _Prepared) -> tuple[np.ndarray, np.ndarray]:
-    """(3, P) argmax predicate of each row's zero-filled 26-vector and (3, P) max."""
-    num_pairs = prep.values.shape[0]
-    arg = np.zeros((len(FAMILIES), num_pairs), dtype=np.int64)
-    top = np.zeros((len(FAMILIES), num_pairs), dtype=np.float64)
-    if num_pairs == 0:
-        return arg, top
-    for b, fam in enumerate(FAMILIES):
-        block = prep.values[:, fam.slice]
-        m = block.max(axis=1)
-        arg[b] = np.where(m > 0, fam.start + block.argmax(axis=1), 0)
-        top[b] = m
-    return arg, top
-
-
 def _entry_predicate(prep: _Prepared) -> np.ndarray:
     return prep.triplet_predicate[prep.entry_triplet]
 
 
 def _rank_with(prep: _Prepared) -> np.ndarray:
-    arg, top = _family_argmax(prep)
-    row_score = prep.pair_score[None, :] * top  # (3, P)
+    arg = prep.row_argmax
+    row_score = prep.pair_score[None, :] * prep.row_max  # (3, P)
     b, i = prep.entry_block, prep.entry_pair
     candidate = arg[b, i] == _entry_predicate(prep)
     n = prep.frame_pairs[prep.pair_frame[i]]
@@ -502,9 +509,8 @@ def _rank_cells(prep: _Prepared, cells: np.ndarray) -> np.ndarray:
 
 
 def _rank_semi(prep: _Prepared) -> np.ndarray:
-    arg, _ = _family_argmax(prep)
     cells = np.zeros(prep.values.shape, dtype=bool)
-    cells[np.arange(cells.shape[0]), arg[0]] = True  # attention argmax
+    cells[np.arange(cells.shape[0]), prep.row_argmax[0]] = True  # attention argmax
     for fam in FAMILIES:
         if fam.multi_label:
             cells[:, fam.slice] = prep.values[:, fam.slice] > SEMI_THRESHOLD
@@ -516,11 +522,11 @@ def _rank_topk(prep: _Prepared, k: int) -> np.ndarray:
     k = min(k, NUM_PREDICATES)
     if values.shape[0] == 0:
         return _rank_cells(prep, np.zeros(values.shape, dtype=bool))
-    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]  # k-th highest, (P, 1)
+    kth = np.sort(values, axis=1)[:, NUM_PREDICATES - k : NUM_PREDICATES - k + 1]  # (P, 1)
     above = values > kth
     equal = values == kth
     room = k - above.sum(axis=1, keepdims=True)
-    cells = above | (equal & (np.cumsum(equal, axis=1) <= room))
+    cells = above | (equal & (np.cumsum(equal, axis=1, dtype=np.int8) <= room))
     return _rank_cells(prep, cells)
 
 
