@@ -214,6 +214,13 @@ def _ground_truth_frame_rows(gt: GroundTruth, preds: Predictions, source: str) -
     return rows
 
 
+def _expand(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For segments of ``count[i]`` items: (segment of each item, index inside it)."""
+    seg = np.repeat(np.arange(count.shape[0], dtype=np.int64), count)
+    within = np.arange(seg.shape[0], dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    return seg, within
+
+
 def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Prepared:
     num_frames = gt.num_frames
     frame_rows = _ground_truth_frame_rows(gt, preds, source)
@@ -262,21 +269,29 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
     t_frame = np.asarray(gt.triplet_frame, dtype=np.int64)
     t_sub = np.asarray(gt.triplet_subject, dtype=np.int64)
     t_obj = np.asarray(gt.triplet_object, dtype=np.int64)
+    # GT triplets share (subject box, object box) pairs: match those once.
+    num_gt_boxes = int(np.asarray(gt.boxes).shape[0])
+    g_key, g_of_triplet = np.unique(t_sub * num_gt_boxes + t_obj, return_inverse=True)
+    g_sub, g_obj = g_key // num_gt_boxes, g_key % num_gt_boxes
     gt_labels = np.asarray(gt.box_labels, dtype=np.int64)
-    t_key = (t_frame * _NC + gt_labels[t_sub]) * _NC + gt_labels[t_obj]
-    lo = np.searchsorted(sorted_keys, t_key, side="left")
-    hi = np.searchsorted(sorted_keys, t_key, side="right")
-    count = hi - lo
-    total = int(count.sum())
-    j_triplet = np.repeat(np.arange(t_key.shape[0], dtype=np.int64), count)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-    j_oriented = key_order[np.repeat(lo, count) + within]
-
-    gt_boxes = np.asarray(gt.boxes)
-    ok = (
-        legacy_iou(gt_boxes[t_sub[j_triplet]], preds.boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
-    ) & (legacy_iou(gt_boxes[t_obj[j_triplet]], preds.boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD)
-    j_triplet, j_oriented = j_triplet[ok], j_oriented[ok]
+    g_join = (np.asarray(gt.box_frame)[g_sub] * _NC + gt_labels[g_sub]) * _NC + gt_labels[g_obj]
+    lo = np.searchsorted(sorted_keys, g_join, side="left")
+    count = np.searchsorted(sorted_keys, g_join, side="right") - lo
+    j_gt, within = _expand(count)
+    j_oriented = key_order[lo[j_gt] + within]
+    gt_boxes = np.asarray(gt.boxes, dtype=np.float64)
+    pred_boxes = np.asarray(preds.boxes, dtype=np.float64)
+    ok = legacy_iou(gt_boxes[g_sub[j_gt]], pred_boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    ok = legacy_iou(gt_boxes[g_obj[j_gt]], pred_boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    # Back to triplets: every triplet of a matched GT box pair.
+    triplets_by_pair = np.argsort(g_of_triplet, kind="stable")
+    pair_count = np.bincount(g_of_triplet, minlength=g_key.shape[0])
+    pair_start = np.cumsum(pair_count) - pair_count
+    j_match, within = _expand(pair_count[j_gt])
+    j_triplet = triplets_by_pair[pair_start[j_gt][j_match] + within]
+    j_oriented = j_oriented[j_match]
     rev = o_reversed[j_oriented]
     fwd = ~rev
     j_pair = o_pair[j_oriented]
