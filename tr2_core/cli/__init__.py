@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cache_features",
     "train",
     "test",
+    "plot",
 )
 
 
