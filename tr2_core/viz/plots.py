@@ -280,8 +280,10 @@ def plot_training_curves(
                     values.append(v)
             if epochs:
                 drawn = True
+                # Earlier runs drawn wider, so identical curves stay visible.
+                wide = max(len(logs) - 1 - i, 0)
                 ax.plot(epochs, values, marker=_RUN_MARKERS[i % len(_RUN_MARKERS)],
-                        markersize=4, linewidth=1.5, alpha=0.9,
+                        markersize=4 + 1.5 * wide, linewidth=1.4 + 1.2 * wide, alpha=0.9,
                         color=RUN_COLOURS[i % len(RUN_COLOURS)], label=names[i])  # fmt: skip
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
