@@ -217,6 +217,11 @@ def test_recall_png_and_svg(world: World):
 def test_recall_json_only_has_no_predicate_panel(world: World):
     svg = _svg_text(plots.plot_recall([world.metrics_json], world.tmp / "r1.svg"))
     assert "per predicate family" in svg and "Per predicate (mR view)" not in svg
+    # A metrics file that carries 'predicates' (evaluate_for_plots) gets the panel.
+    full = plots.evaluate_for_plots(world.test.gt, world.mixed)
+    (world.tmp / "full.json").write_text(json.dumps(full))
+    svg = _svg_text(plots.plot_recall([world.tmp / "full.json"], world.tmp / "r2.svg"))
+    assert "Per predicate (mR view)" in svg and "no per-predicate recall" not in svg
 
 
 def test_recall_bad_inputs(world: World, tmp_path: Path):
