@@ -186,6 +186,8 @@ class _Prepared:
     entry_triplet: np.ndarray  # (E,) GT triplet row
     entry_pair: np.ndarray  # (E,) pair row (sorted order)
     entry_block: np.ndarray  # (E,) 0, 1 or 2
+    entry_predicate: np.ndarray  # (E,) the GT triplet's predicate
+    entry_own: np.ndarray  # (E,) bool: the predicate belongs to the row's family
     triplet_frame: np.ndarray  # (T,)
     triplet_predicate: np.ndarray  # (T,)
 
@@ -305,6 +307,7 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
             np.full(int(rev.sum()), _SPATIAL_BLOCK, np.int64),
         ]
     )
+    entry_predicate = np.asarray(gt.triplet_predicate, dtype=np.int64)[entry_triplet]
     return _Prepared(
         num_frames=num_frames,
         pair_frame=pair_frame,
@@ -318,6 +321,8 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         entry_triplet=entry_triplet,
         entry_pair=entry_pair,
         entry_block=entry_block,
+        entry_predicate=entry_predicate,
+        entry_own=PREDICATE_FAMILY[entry_predicate] == entry_block,
         triplet_frame=t_frame,
         triplet_predicate=np.asarray(gt.triplet_predicate, dtype=np.int64),
     )
@@ -418,7 +423,7 @@ def _rank_queries(
 
 def _best_rank(
     prep: _Prepared,
-    candidate: np.ndarray,
+    triplet: np.ndarray,
     score: np.ndarray,
     pos: np.ndarray,
     frame_count: np.ndarray,
@@ -427,19 +432,15 @@ def _best_rank(
 ) -> np.ndarray:
     """(T,) rank of each GT triplet's best matching candidate (UNMATCHED if none).
 
-    ``candidate``, ``score``, ``pos``: per join entry, whether its cell is a
-    candidate of the setting, its ranking score and its generation position
-    inside the frame.
+    ``triplet``, ``score``, ``pos``: per matching candidate, its GT triplet,
+    its ranking score and its generation position inside the frame.
     """
     num_triplets = prep.triplet_frame.shape[0]
-    t = prep.entry_triplet[candidate]
-    score = score[candidate]
-    pos = pos[candidate]
     best = np.full(num_triplets, -np.inf)
-    np.maximum.at(best, t, score)
-    keep = score == best[t]
+    np.maximum.at(best, triplet, score)
+    keep = score == best[triplet]
     best_pos = np.full(num_triplets, UNMATCHED, dtype=np.int64)
-    np.minimum.at(best_pos, t[keep], pos[keep])
+    np.minimum.at(best_pos, triplet[keep], pos[keep])
     hit = np.flatnonzero(best_pos != UNMATCHED)
     ranks = np.full(num_triplets, UNMATCHED, dtype=np.int64)
     r = _rank_queries(prep.triplet_frame[hit], best_pos[hit], best[hit], frame_count, gather)
@@ -449,29 +450,38 @@ def _best_rank(
     return ranks
 
 
+def _entries(prep: _Prepared, mask: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """(triplet, block, pair, predicate) of the join entries selected by ``mask``."""
+    if mask is None:
+        return prep.entry_triplet, prep.entry_block, prep.entry_pair, prep.entry_predicate
+    sel = np.flatnonzero(mask)
+    return (
+        prep.entry_triplet[sel],
+        prep.entry_block[sel],
+        prep.entry_pair[sel],
+        prep.entry_predicate[sel],
+    )
+
+
 def _pair_index(prep: _Prepared, frames: np.ndarray, n: int) -> np.ndarray:
     """(G, n) pair rows of frames that all have n pairs."""
     return prep.frame_pair_start[frames][:, None] + np.arange(n)[None, :]
 
 
-def _entry_predicate(prep: _Prepared) -> np.ndarray:
-    return prep.triplet_predicate[prep.entry_triplet]
-
-
 def _rank_with(prep: _Prepared) -> np.ndarray:
-    arg = prep.row_argmax
     row_score = prep.pair_score[None, :] * prep.row_max  # (3, P)
-    b, i = prep.entry_block, prep.entry_pair
-    candidate = arg[b, i] == _entry_predicate(prep)
-    n = prep.frame_pairs[prep.pair_frame[i]]
-    pos = b * n + prep.pair_rank[i]
+    # A row's argmax is a predicate of its family, or 0 for an all-zero row.
+    t, b, i, p = _entries(prep, prep.entry_own | (prep.entry_predicate == 0))
+    keep = np.flatnonzero(prep.row_argmax[b, i] == p)
+    t, b, i = t[keep], b[keep], i[keep]
+    pos = b * prep.frame_pairs[prep.pair_frame[i]] + prep.pair_rank[i]
 
     def gather(frames: np.ndarray, c: int) -> np.ndarray:
         pairs = _pair_index(prep, frames, c // _ROWS_PER_PAIR)
         return row_score[:, pairs].transpose(1, 0, 2).reshape(frames.shape[0], c)
 
     frame_count = _ROWS_PER_PAIR * prep.frame_pairs
-    return _best_rank(prep, candidate, row_score[b, i], pos, frame_count, gather)
+    return _best_rank(prep, t, row_score[b, i], pos, frame_count, gather)
 
 
 def _rank_cells(prep: _Prepared, cells: np.ndarray) -> np.ndarray:
@@ -512,15 +522,16 @@ def _rank_cells(prep: _Prepared, cells: np.ndarray) -> np.ndarray:
 
     within_cell = np.zeros(cells.shape, dtype=np.int32)
     within_cell[ci, cp] = within_row
-    b, i, p = prep.entry_block, prep.entry_pair, _entry_predicate(prep)
-    candidate = (PREDICATE_FAMILY[p] == b) & cells[i, p]
+    t, b, i, p = _entries(prep, prep.entry_own)
+    keep = np.flatnonzero(cells[i, p])
+    t, b, i, p = t[keep], b[keep], i[keep], p[keep]
     score = prep.pair_score[i] * prep.values[i, p]
     pos = row_offset[b, i] + within_cell[i, p]
 
     def gather(frames: np.ndarray, c: int) -> np.ndarray:
         return flat[frame_start[frames][:, None] + np.arange(c)[None, :]]
 
-    return _best_rank(prep, candidate, score, pos, frame_count, gather)
+    return _best_rank(prep, t, score, pos, frame_count, gather)
 
 
 def _rank_semi(prep: _Prepared) -> np.ndarray:
@@ -546,8 +557,8 @@ def _rank_topk(prep: _Prepared, k: int) -> np.ndarray:
 
 
 def _rank_no(prep: _Prepared) -> np.ndarray:
-    b, i, p = prep.entry_block, prep.entry_pair, _entry_predicate(prep)
-    value = np.where(PREDICATE_FAMILY[p] == b, prep.values[i, p], 0.0)
+    t, b, i, p = _entries(prep)
+    value = np.where(prep.entry_own, prep.values[i, p], 0.0)
     score = prep.pair_score[i] * value
     n = prep.frame_pairs[prep.pair_frame[i]]
     pos = (b * n + prep.pair_rank[i]) * NUM_PREDICATES + p
@@ -563,10 +574,9 @@ def _rank_no(prep: _Prepared) -> np.ndarray:
             grid[:, block, :, fam.slice] = s * v[..., fam.slice]
         return grid.reshape(frames.shape[0], c)
 
-    candidate = np.ones(b.shape[0], dtype=bool)
     return _best_rank(
         prep,
-        candidate,
+        t,
         score,
         pos,
         cells_per_pair * prep.frame_pairs,
