@@ -25,6 +25,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "train",
     "test",
     "plot",
+    "bag",
+    "video",
 )
 
 

@@ -1,0 +1,360 @@
+"""``tr2 bag``: round trip on small generated bags (sqlite3 and MCAP, Image and
+CompressedImage) with the tiny real engine; malformed frames skipped and counted;
+corrupt bags are clear errors that leave no output behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from tools_testing import H, W, frames, png_bytes, tiny_engine
+
+from tr2_core.cli import main
+from tr2_core.tools.bag import BagError, process_bag
+from tr2_core.tools.staging import OutputExistsError
+from tr2_core.types import SceneGraphResult
+from tr2_core.vocab import OBJECT_CLASSES
+from tr2_ros.conversions import decode_compressed_image, decode_image, stamp_to_ns
+from tr2_ros.messages import make_typestore
+
+TS = make_typestore("humble")
+IMAGE_T, COMPRESSED_T, STRING_T = (
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CompressedImage",
+    "std_msgs/msg/String",
+)
+TOPIC = "/camera/image"
+T0 = 100 * 10**9
+DT = 100_000_000  # 10 Hz
+LATENCY = 5_000_000  # bag (receive) time = stamp + 5 ms
+
+
+def _header(k: int):
+    t = T0 + k * DT
+    time = TS.types["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+    return TS.types["std_msgs/msg/Header"](stamp=time, frame_id="cam")
+
+
+def raw_image(k: int, rgb: np.ndarray, encoding: str = "rgb8", data=None):
+    h, w = rgb.shape[:2]
+    return TS.types[IMAGE_T](
+        header=_header(k), height=h, width=w, encoding=encoding, is_bigendian=0, step=w * 3,
+        data=rgb.reshape(-1) if data is None else data,
+    )  # fmt: skip
+
+
+def compressed_image(k: int, payload: bytes, fmt: str = "png"):
+    return TS.types[COMPRESSED_T](
+        header=_header(k), format=fmt, data=np.frombuffer(payload, np.uint8)
+    )
+
+
+def write_bag(path: Path, storage: str, msgtype: str, images: list, *, chatter: bool = True):
+    """A bag with ``images`` (messages, or raw CDR bytes) on TOPIC and, between them,
+    std_msgs/String on /chatter."""
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as w:
+        conn = w.add_connection(TOPIC, msgtype, typestore=TS)
+        text = w.add_connection("/chatter", STRING_T, typestore=TS) if chatter else None
+        for k, msg in enumerate(images):
+            t = T0 + k * DT + LATENCY
+            raw = msg if isinstance(msg, bytes) else TS.serialize_cdr(msg, msgtype)
+            w.write(conn, t, raw)
+            if text is not None:
+                w.write(text, t + 1, TS.serialize_cdr(TS.types[STRING_T](data=f"m{k}"), STRING_T))
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """topic -> [(bag time, raw CDR)] in bag order."""
+    out: dict[str, list[tuple[int, bytes]]] = {}
+    with Reader(path) as r:
+        for conn in r.connections:
+            out.setdefault(conn.topic, [])
+        for conn, t, raw in r.messages():
+            out[conn.topic].append((t, bytes(raw)))
+    return out
+
+
+def no_leftovers(dst: Path) -> bool:
+    return not dst.exists() and not list(dst.parent.glob(f".{dst.name}.partial-*"))
+
+
+class EmptyEngine:
+    """Stand-in engine: an empty scene graph per frame (fast), records stamps;
+    raises on the frames listed in ``fail_on``."""
+
+    def __init__(self, fail_on: tuple[int, ...] = ()):
+        self.stamps: list[int] = []
+        self.fail_on = fail_on
+
+    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
+        assert image.dtype == np.uint8 and image.shape == (H, W, 3)
+        if len(self.stamps) in self.fail_on:
+            raise RuntimeError("engine exploded")
+        self.stamps.append(stamp_ns)
+        z = np.zeros
+        return SceneGraphResult(
+            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
+            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
+            z((0, 17), np.float32), np.array([stamp_ns]),
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------
+# Round trip with the real (tiny) engine.
+
+
+class Recording:
+    """Wraps an engine; keeps each (image, stamp, result)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
+
+    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
+        result = self.engine.process(image, stamp_ns)
+        self.calls.append((image.copy(), stamp_ns, result))
+        return result
+
+
+@pytest.mark.parametrize(
+    ("storage", "msgtype", "real"),
+    [
+        ("sqlite3", IMAGE_T, True),
+        ("mcap", COMPRESSED_T, True),
+        ("mcap", IMAGE_T, False),
+        ("sqlite3", COMPRESSED_T, False),
+    ],
+)
+def test_round_trip(tmp_path, storage, msgtype, real):
+    """Originals copied byte for byte; one SceneGraph per frame at its bag time with
+    the image's header, holding the engine's result for exactly that frame."""
+    images = frames(3)
+    msgs = [
+        raw_image(k, rgb) if msgtype == IMAGE_T else compressed_image(k, png_bytes(rgb))
+        for k, rgb in enumerate(images)
+    ]
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, storage, msgtype, msgs)
+    debug = "/scene_graph/debug_image" if real else None
+    engine = Recording(tiny_engine() if real else EmptyEngine())
+    report = process_bag(src, dst, engine, TOPIC, debug_topic=debug, progress=False)
+    assert (report.frames, report.graphs, report.rejected, report.failed) == (3, 3, 0, 0)
+    assert report.storage == storage
+    assert list(dst.glob("*.mcap" if storage == "mcap" else "*.db3"))
+
+    before, after = read_bag(src), read_bag(dst)
+    ours = {"/scene_graph", "/scene_graph/vocabulary"} | ({debug} if debug else set())
+    assert set(after) == set(before) | ours
+    for topic in before:  # originals copied byte for byte, same bag times
+        assert after[topic] == before[topic]
+    graphs = after["/scene_graph"]
+    assert [t for t, _ in graphs] == [t for t, _ in before[TOPIC]]
+    edges = 0
+    for k, ((_, raw), (image, stamp, r)) in enumerate(zip(graphs, engine.calls, strict=True)):
+        np.testing.assert_array_equal(image, images[k])  # decoded exactly
+        assert stamp == T0 + k * DT  # the header stamp, not the bag time
+        g = TS.deserialize_cdr(raw, "tr2/msg/SceneGraph")
+        assert stamp_to_ns(g.header.stamp) == stamp and g.header.frame_id == "cam"
+        assert (g.image_width, g.image_height) == (W, H)
+        assert [stamp_to_ns(s) for s in g.window_stamps] == r.window_stamps_ns.tolist()
+        assert [n.track_id for n in g.nodes] == r.entity_track.tolist()
+        assert [n.label_id for n in g.nodes] == r.entity_labels.tolist()
+        np.testing.assert_allclose(
+            np.reshape([n.box_xyxy for n in g.nodes], (-1, 4)), r.entity_boxes, atol=1e-4
+        )
+        assert [(e.subject_id, e.object_id) for e in g.edges] == list(
+            zip(r.pair_subject.tolist(), r.pair_object.tolist(), strict=True)
+        )
+        np.testing.assert_allclose(
+            np.reshape([e.contacting.scores for e in g.edges], (-1, 17)), r.contacting, atol=1e-6
+        )
+        edges += len(g.edges)
+    if real:
+        assert [len(r.window_stamps_ns) for _, _, r in engine.calls] == [1, 2, 3]
+        assert edges > 0, "the tiny engine should find person-object pairs (see tools_testing)"
+    (vocab,) = after["/scene_graph/vocabulary"]
+    assert TS.deserialize_cdr(vocab[1], "tr2/msg/Vocabulary").object_classes == list(OBJECT_CLASSES)
+    assert vocab[0] == before[TOPIC][0][0]
+    if debug:
+        assert [t for t, _ in after[debug]] == [t for t, _ in before[TOPIC]]
+        img = TS.deserialize_cdr(after[debug][0][1], IMAGE_T)
+        assert (img.height, img.width, img.encoding) == (H, W, "rgb8")
+        assert stamp_to_ns(img.header.stamp) == T0
+        assert not np.array_equal(decode_image(img), images[0])  # something was drawn
+    with Reader(dst) as r:  # the vocabulary is latched like the node's
+        (conn,) = [c for c in r.connections if c.topic == "/scene_graph/vocabulary"]
+        assert conn.ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
+
+
+def test_storage_conversion_and_bare_file_input(tmp_path):
+    src = tmp_path / "in"
+    write_bag(src, "mcap", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(2))])
+    (mcap_file,) = src.glob("*.mcap")
+    report = process_bag(mcap_file, tmp_path / "out", EmptyEngine(), TOPIC, storage="sqlite3",
+                         progress=False)  # fmt: skip
+    assert report.graphs == 2 and list((tmp_path / "out").glob("*.db3"))
+    assert read_bag(tmp_path / "out")[TOPIC] == read_bag(src)[TOPIC]
+
+
+# --------------------------------------------------------------------------
+# Malformed frames: skipped, logged, counted; never a crash.
+
+
+def test_malformed_raw_frames_are_skipped_and_counted(tmp_path, caplog):
+    ok = frames(2)
+    good = raw_image(0, ok[0])
+    msgs = [
+        good,
+        raw_image(1, ok[0], encoding="16UC1"),  # unsupported encoding
+        raw_image(2, ok[0], data=ok[0].reshape(-1)[:100]),  # truncated data
+        b"\x00\x01\x00\x00\x07",  # not a CDR Image at all
+        raw_image(4, ok[1]),
+    ]
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "sqlite3", IMAGE_T, msgs)
+    engine = EmptyEngine()
+    report = process_bag(src, dst, engine, TOPIC, progress=False)
+    assert (report.frames, report.graphs, report.rejected, report.failed) == (5, 2, 3, 0)
+    assert engine.stamps == [T0, T0 + 4 * DT]
+    assert read_bag(dst)[TOPIC] == read_bag(src)[TOPIC]  # every original still copied
+    reasons = " ".join(report.skip_reasons)
+    assert "16UC1" in reasons and "truncated" in reasons and "deserialise" in reasons
+    assert "16UC1" in caplog.text
+    last = TS.deserialize_cdr(read_bag(dst)["/scene_graph"][-1][1], "tr2/msg/SceneGraph")
+    assert last.rejected_frames == 3
+
+
+def test_truncated_compressed_frame_is_skipped(tmp_path):
+    rgb = frames(1)[0]
+    payload = png_bytes(rgb)
+    msgs = [
+        compressed_image(0, payload),
+        compressed_image(1, payload[: len(payload) // 2]),
+        compressed_image(2, b"", fmt="jpeg"),
+        compressed_image(3, payload),
+    ]
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "mcap", COMPRESSED_T, msgs)
+    report = process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+    assert (report.graphs, report.rejected) == (2, 2)
+    assert len(read_bag(dst)["/scene_graph"]) == 2
+    # The decoder the tool uses agrees that the first frame is the PNG's pixels.
+    g = TS.deserialize_cdr(read_bag(src)[TOPIC][0][1], COMPRESSED_T)
+    np.testing.assert_array_equal(decode_compressed_image(g), rgb)
+
+
+# --------------------------------------------------------------------------
+# Corrupt / wrong inputs: clear errors, nothing left behind.
+
+
+def _corrupt(path: Path, how: str) -> None:
+    if how == "metadata":
+        (path / "metadata.yaml").write_text("rosbag2_bagfile_information: [unclosed\n")
+    elif how == "db3-garbage":
+        (db,) = path.glob("*.db3")
+        db.write_bytes(b"this is not an sqlite database" * 100)
+    elif how == "mcap-truncated":
+        (f,) = path.glob("*.mcap")
+        data = f.read_bytes()
+        f.write_bytes(data[: len(data) // 2])
+    elif how == "missing-file":
+        for f in list(path.glob("*.db3")):
+            f.unlink()
+    elif how == "no-metadata":
+        (path / "metadata.yaml").unlink()
+
+
+@pytest.mark.parametrize(
+    ("storage", "how"),
+    [
+        ("sqlite3", "metadata"),
+        ("sqlite3", "db3-garbage"),
+        ("mcap", "mcap-truncated"),
+        ("sqlite3", "missing-file"),
+        ("mcap", "no-metadata"),
+    ],
+)
+def test_corrupt_bag_is_a_clear_error_and_leaves_no_output(tmp_path, storage, how):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, storage, IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
+    _corrupt(src, how)
+    with pytest.raises(BagError, match="cannot read bag .*in"):
+        process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+    assert no_leftovers(dst)
+
+
+def test_failure_mid_run_removes_the_partial_output(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
+    with pytest.raises(RuntimeError, match="exploded"):
+        process_bag(src, dst, EmptyEngine(fail_on=(1,)), TOPIC, progress=False)
+    assert no_leftovers(dst)
+
+
+def test_topic_errors_and_existing_output(tmp_path):
+    src = tmp_path / "in"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
+    with pytest.raises(BagError, match=r"no topic '/nope'.*\['/camera/image'\]"):
+        process_bag(src, tmp_path / "a", EmptyEngine(), "/nope", progress=False)
+    with pytest.raises(BagError, match="carries.*std_msgs/msg/String"):
+        process_bag(src, tmp_path / "a", EmptyEngine(), "/chatter", progress=False)
+    with pytest.raises(BagError, match="already has topic"):
+        process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, graph_topic="/chatter",
+                    progress=False)  # fmt: skip
+    with pytest.raises(BagError, match="outside the input"):
+        process_bag(src, src / "inside", EmptyEngine(), TOPIC, progress=False)
+    assert no_leftovers(tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, progress=False)
+    report = process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, overwrite=True, progress=False)
+    assert report.graphs == 1 and (tmp_path / "a" / "metadata.yaml").is_file()
+
+
+# --------------------------------------------------------------------------
+# The command.
+
+
+def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeypatch):
+    import tr2_core.tools.engine_args as engine_args
+
+    def no_build(options):
+        raise AssertionError("the model must not be built for an unreadable bag")
+
+    monkeypatch.setattr(engine_args, "build_engine", no_build)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
+    _corrupt(src, "db3-garbage")
+    rc = main(["bag", str(src), str(dst), "--image-topic", TOPIC, "--model", "tr2-small",
+               "--random-init"])  # fmt: skip
+    assert rc == 2
+    assert "tr2 bag: error: cannot read bag" in capsys.readouterr().err
+    assert no_leftovers(dst)
+    rc = main(["bag", str(src), str(dst), "--image-topic", TOPIC, "--model", "tr2-small"])
+    assert rc == 2 and "--random-init" in capsys.readouterr().err
+
+
+def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
+    import tr2_core.tools.engine_args as engine_args
+
+    seen = []
+
+    def fake_build(options):
+        seen.append(options)
+        return EmptyEngine()
+
+    monkeypatch.setattr(engine_args, "build_engine", fake_build)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(2))])
+    rc = main(["bag", str(src), str(dst), "--image-topic", TOPIC, "--model", "tr2-small",
+               "--random-init", "--window", "3", "--debug-image", "--storage", "mcap",
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    assert (seen[0].window, seen[0].model, seen[0].random_init) == (3, "tr2-small", True)
+    out = read_bag(dst)
+    assert len(out["/scene_graph"]) == 2 and len(out["/scene_graph/debug_image"]) == 2
+    assert list(dst.glob("*.mcap"))
+    assert "2 scene graphs from 2 frames" in capsys.readouterr().out

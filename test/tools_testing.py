@@ -1,0 +1,90 @@
+"""Shared helpers for the tests of ``tr2 bag`` / ``tr2 video``: a tiny real engine
+and small generated bags and frames.
+
+The tiny engine is ``tr2-small`` with random weights (seeded), shrunk to
+48x64 inputs, its detector's classifier made image-independent so that every
+proposal scores person 0.16, cup and book 0.42 (all other classes ~0): each
+frame then has one person and a few objects (a random detector rarely calls
+anything a person, and without a person there are no pairs). Boxes still come
+from the random RPN. The numbers mean nothing; the code path is the real one.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tr2_core.models import create_model
+from tr2_core.stream.engine import StreamingEngine
+from tr2_core.vocab import OBJECT_INDEX
+
+H, W = 48, 64
+TINY_OVERRIDES = (
+    "detector.score_thresh=0.01",
+    "detector.min_size=48",
+    "detector.max_size=64",
+    "detector.detections_per_image=100",
+    "detector.rpn_post_nms_top_n=5",
+)
+CLASS_LOGITS = {"person": 2.0, "cup/glass/bottle": 3.0, "book": 3.0}
+
+
+@functools.cache
+def tiny_model():
+    torch.manual_seed(0)
+    model = create_model("tr2-small", random_init=True, overrides=TINY_OVERRIDES)
+    cls = model.extractor.detector.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        cls.weight.zero_()
+        cls.bias.fill_(-20.0)
+        for name, logit in CLASS_LOGITS.items():
+            cls.bias[OBJECT_INDEX[name]] = logit
+    return model
+
+
+def tiny_engine(window: int = 4) -> StreamingEngine:
+    """A fresh engine (empty window, no tracks) over the shared tiny model."""
+    model = tiny_model()
+    return StreamingEngine(model.extractor, model.relation, window=window, score_threshold=0.0)
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` random (H, W, 3) uint8 RGB frames."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_frames(folder: Path, images: list[np.ndarray], names: list[str] | None = None) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = names or [f"{i + 1:06d}.png" for i in range(len(images))]
+    for name, rgb in zip(names, images, strict=True):
+        Image.fromarray(rgb).save(folder / name)
+
+
+def write_mp4(path: Path, images: list[np.ndarray], fps: int = 10) -> None:
+    """A tiny H.264 video (needs PyAV)."""
+    import av
+
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for rgb in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)

@@ -1,0 +1,103 @@
+"""``tr2 bag``: add scene graphs to a rosbag2 offline (no ROS installation needed)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tr2_core.tools.engine_args import add_engine_arguments
+
+NAME = "bag"
+HELP = "run the streaming engine over a rosbag2 and write a bag with /scene_graph added"
+DESCRIPTION = """\
+Read a rosbag2 (sqlite3 or MCAP folder, or a bare .db3 / .mcap file) with
+sensor_msgs/Image or sensor_msgs/CompressedImage messages on --image-topic, run
+the streaming engine on every frame and write OUT: every original message
+(same topics, types, definitions, QoS and bag timestamps) plus one
+tr2/msg/SceneGraph per frame on /scene_graph (header copied from the image,
+written at the image's bag time), the tr2/msg/Vocabulary once on
+/scene_graph/vocabulary and, with --debug-image, the annotated frames.
+
+Frames that cannot be decoded (unsupported encoding, truncated data) are
+skipped, logged and counted. A corrupt or unreadable bag is an error and
+leaves no OUT behind: the bag is written beside OUT and renamed when complete.
+
+Examples:
+  tr2 bag run.mcap_dir out_dir --image-topic /camera/image_raw --checkpoint best.pt
+  tr2 bag in_bag out_bag --image-topic /camera/image_raw/compressed --checkpoint best.pt \\
+      --debug-image --storage mcap --device cuda
+  tr2 bag in_bag demo_out --image-topic /image --model tr2-small --random-init   # demo only
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="input bag folder, or a .db3 / .mcap file")
+    parser.add_argument("output", metavar="OUT", help="output bag folder (must not exist)")
+    parser.add_argument(
+        "--image-topic",
+        required=True,
+        metavar="TOPIC",
+        help="topic of sensor_msgs/Image or sensor_msgs/CompressedImage messages",
+    )
+    parser.add_argument("--graph-topic", default="/scene_graph", metavar="TOPIC")
+    parser.add_argument("--vocabulary-topic", default="/scene_graph/vocabulary", metavar="TOPIC")
+    parser.add_argument(
+        "--debug-image",
+        action="store_true",
+        help="also write the annotated frames (sensor_msgs/Image rgb8) on --debug-topic",
+    )
+    parser.add_argument("--debug-topic", default="/scene_graph/debug_image", metavar="TOPIC")
+    parser.add_argument(
+        "--storage",
+        choices=("sqlite3", "mcap"),
+        help="storage of the output bag (default: the input's)",
+    )
+    parser.add_argument(
+        "--distro",
+        default="humble",
+        help="ROS 2 distribution whose standard message definitions fill in types the "
+        "input bag carries no definition for (default humble)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT (once the new bag is complete)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from pathlib import Path
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from tr2_core.tools.bag import check_paths, open_bag, process_bag
+    from tr2_core.tools.engine_args import EngineOptions, build_engine
+
+    options = EngineOptions.from_args(args)
+    options.validate()  # cheap checks before the slow model build
+    check_paths(Path(args.input), Path(args.output), overwrite=args.overwrite)
+    reader, _ = open_bag(
+        Path(args.input),
+        args.image_topic,
+        [args.graph_topic, args.vocabulary_topic, args.debug_topic if args.debug_image else None],
+    )
+    reader.close()  # readable, topic checked: now the slow model build
+    engine = build_engine(options)
+    with logging_redirect_tqdm():
+        report = process_bag(
+            args.input,
+            args.output,
+            engine,
+            args.image_topic,
+            graph_topic=args.graph_topic,
+            vocabulary_topic=args.vocabulary_topic or None,
+            debug_topic=args.debug_topic if args.debug_image else None,
+            storage=args.storage,
+            distro=args.distro,
+            relation_threshold=args.relation_threshold,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    print(report.summary())
+    return 0

@@ -1,0 +1,440 @@
+"""``tr2 video``: scene graphs of every frame of a video file or an image folder.
+
+Input is either a video file (anything FFmpeg reads, through PyAV) or a folder
+of images (PNG / JPEG / BMP / WebP / TIFF, in natural order of their names, so
+``frames/VIDEO.mp4/000123.png`` of an Action Genome layout works as is). Output
+is one JSON line per frame (:mod:`tr2_core.tools.records`) and, optionally, the
+annotated frames as a video (``.mp4``, ``.mkv``, ``.mov``, ``.avi``) or as a
+folder of PNGs (any other path).
+
+Timestamps: a video frame's presentation time; the ``i``-th image of a folder
+is at ``i / fps`` seconds. A frame that cannot be read (unreadable image file,
+undecodable video packet) gets a JSON line with its ``error`` and is counted;
+it never stops the run. Outputs are written beside their final paths and
+appear only when the run completes (:mod:`tr2_core.tools.staging`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tr2_core.errors import Tr2Error
+from tr2_core.tools.records import error_record, result_record
+from tr2_core.tools.staging import check_output, staged_outputs
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm"})
+"""Overlay outputs with these suffixes are encoded as video; others are PNG folders."""
+DEFAULT_FPS = 30.0
+LOGGED_SKIPS = 20
+_NS = 1_000_000_000
+
+
+class VideoError(Tr2Error):
+    """An input that cannot be read at all, or an output that cannot be written."""
+
+
+@dataclass
+class Frame:
+    """One input frame.
+
+    Attributes:
+        index: position in the input (0-based, counting unreadable frames too).
+        stamp_ns: presentation time in nanoseconds.
+        image: (H, W, 3) uint8 RGB, or None when the frame could not be read.
+        source: file name (image folders) or None.
+        error: why the frame could not be read (``image`` is None).
+    """
+
+    index: int
+    stamp_ns: int
+    image: np.ndarray | None
+    source: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class VideoReport:
+    """What :func:`process_video` did.
+
+    Attributes:
+        frames: input frames (one JSON line each).
+        graphs: frames with a scene graph.
+        rejected: frames that could not be read or decoded.
+        truncated: reading stopped early at an unreadable part of a video file.
+        fps: frame rate used for stamps (folders) / the overlay video.
+        skip_reasons: reason -> number of frames.
+        outputs: paths written.
+    """
+
+    frames: int = 0
+    graphs: int = 0
+    rejected: int = 0
+    truncated: str | None = None
+    fps: float = DEFAULT_FPS
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    outputs: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.graphs} scene graphs from {self.frames} frames "
+            f"({self.rejected} rejected); wrote {', '.join(str(p) for p in self.outputs)}"
+        ]
+        lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
+        if self.truncated:
+            lines.append(f"  WARNING: input truncated: {self.truncated}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Inputs.
+
+
+def _natural_key(name: str) -> list[Any]:
+    """``img2.png`` before ``img10.png``; zero-padded AG names sort as numbers too."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, in natural order of their names."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file.
+
+    Raises:
+        VideoError: unreadable, undecodable or empty image (reason in the message).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
+        raise VideoError(f"cannot read image {path.name}: {type(e).__name__}: {e}") from None
+    if rgb.ndim != 3 or 0 in rgb.shape:
+        raise VideoError(f"image {path.name} is empty")
+    return np.array(rgb, dtype=np.uint8, order="C", copy=True)  # PIL's view is read-only
+
+
+class FolderSource:
+    """The images of a folder as frames ``i / fps`` seconds apart."""
+
+    def __init__(self, folder: Path, fps: float | None = None) -> None:
+        self.files = image_files(folder)
+        if not self.files:
+            raise VideoError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.fps = float(fps or DEFAULT_FPS)
+        self.total: int | None = len(self.files)
+        self.truncated: str | None = None
+
+    def close(self) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, path in enumerate(self.files):
+            stamp = round(i * _NS / self.fps)
+            try:
+                yield Frame(i, stamp, read_image(path), path.name)
+            except VideoError as e:
+                yield Frame(i, stamp, None, path.name, str(e))
+
+
+def _import_av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise VideoError(
+            "reading or writing video files needs PyAV (pip install av); "
+            "a folder of images as IN and a folder as --overlay work without it"
+        ) from None
+    return av
+
+
+class VideoSource:
+    """The frames of a video file (PyAV), stamped with their presentation time."""
+
+    def __init__(self, path: Path, fps: float | None = None) -> None:
+        av = self.av = _import_av()
+        try:
+            self.container = av.open(str(path))
+        except Exception as e:  # av.error.FFmpegError subclasses, OSError
+            raise VideoError(f"cannot open video {path}: {type(e).__name__}: {e}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoError(f"{path} has no video stream")
+        self.path = path
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps = float(fps or (rate if rate else DEFAULT_FPS))
+        self.total = int(self.stream.frames) or None
+        self.truncated: str | None = None
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _stamp(self, frame: Any, index: int) -> int:
+        if frame.pts is None or frame.time_base is None:
+            return round(index * _NS / self.fps)
+        t = Fraction(frame.pts) * Fraction(frame.time_base)
+        return int(t * _NS)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        packets = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except self.av.error.FFmpegError as e:
+                self.truncated = f"stopped after {index} frames: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.path, self.truncated)
+                return
+            if packet is None:
+                return
+            try:
+                decoded = packet.decode()
+            except self.av.error.FFmpegError as e:
+                # A broken packet: one frame lost (its stamp is the packet's).
+                reason = f"cannot decode: {type(e).__name__}: {e}"
+                yield Frame(index, self._stamp(packet, index), None, None, reason)
+                index += 1
+                continue
+            for frame in decoded:
+                yield Frame(index, self._stamp(frame, index), frame.to_ndarray(format="rgb24"))
+                index += 1
+
+
+def open_source(path: Path, fps: float | None = None) -> FolderSource | VideoSource:
+    """A folder of images or a video file.
+
+    Raises:
+        VideoError: missing path, empty folder, unreadable video, PyAV missing.
+    """
+    if not path.exists():
+        raise VideoError(f"input {path} does not exist")
+    if fps is not None and fps <= 0:
+        raise VideoError(f"--fps must be > 0, got {fps}")
+    if path.is_dir():
+        return FolderSource(path, fps)
+    return VideoSource(path, fps)
+
+
+# --------------------------------------------------------------------------
+# Overlay outputs.
+
+
+class PngFolderWriter:
+    """Annotated frames as ``FRAME.png`` files (index zero-padded to 6 digits)."""
+
+    def __init__(self, folder: Path, fps: float) -> None:
+        self.folder = folder
+        folder.mkdir()
+
+    def write(self, image: np.ndarray, frame: Frame) -> None:
+        from PIL import Image
+
+        Image.fromarray(image).save(self.folder / f"{frame.index:06d}.png", compress_level=1)
+
+    def close(self) -> None:
+        pass
+
+
+class VideoWriter:
+    """Annotated frames as an H.264 (or MPEG-4 part 2) video at a constant rate.
+
+    Frames are padded to even sizes (yuv420p) and resized to the first frame's
+    size if later ones differ (image folders of mixed sizes).
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        av = _import_av()
+        self.path = path
+        try:
+            self.container = av.open(str(path), mode="w")
+        except Exception as e:
+            raise VideoError(f"cannot create video {path}: {type(e).__name__}: {e}") from None
+        self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.stream: Any = None
+        self.size: tuple[int, int] | None = None
+        self.av = av
+
+    def _open_stream(self, height: int, width: int) -> None:
+        self.stream = self.container.add_stream(self.codec, rate=self.rate)
+        self.stream.height, self.stream.width = height + height % 2, width + width % 2
+        self.stream.pix_fmt = "yuv420p"
+        if self.codec == "libx264":
+            self.stream.options = {"crf": "20", "preset": "veryfast"}
+        self.size = (height, width)
+
+    def write(self, image: np.ndarray, frame: Frame) -> None:
+        if self.stream is None:
+            self._open_stream(*image.shape[:2])
+        assert self.size is not None
+        if image.shape[:2] != self.size:
+            from PIL import Image
+
+            image = np.asarray(Image.fromarray(image).resize(self.size[::-1]))
+        h, w = self.size
+        if h % 2 or w % 2:
+            image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        out = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        for packet in self.stream.encode(out):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            if self.stream is not None:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+def open_overlay(path: Path, fps: float) -> PngFolderWriter | VideoWriter:
+    """A video writer for video suffixes, else a PNG folder writer."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoWriter(path, fps)
+    return PngFolderWriter(path, fps)
+
+
+# --------------------------------------------------------------------------
+# The run.
+
+
+def check_paths(
+    src: Path, jsonl: Path, overlay: Path | None = None, *, overwrite: bool = False
+) -> None:
+    """Cheap checks before any work (the CLI runs them before building the model).
+
+    Raises:
+        VideoError: missing input, the same path given twice.
+        OutputExistsError: an output exists and ``overwrite`` is off.
+    """
+    if not src.exists():
+        raise VideoError(f"input {src} does not exist")
+    outs = [jsonl] + ([overlay] if overlay is not None else [])
+    resolved = [p.resolve() for p in outs]
+    if len(set(resolved)) != len(resolved) or src.resolve() in resolved:
+        raise VideoError("IN, --jsonl and --overlay must be different paths")
+    for path in outs:
+        check_output(path, overwrite=overwrite)
+
+
+def process_video(
+    src: str | Path,
+    engine: Any,
+    jsonl: str | Path,
+    *,
+    overlay: str | Path | None = None,
+    fps: float | None = None,
+    relation_threshold: float = 0.5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> VideoReport:
+    """Scene graphs of every frame of ``src`` as JSON lines (and an annotated video).
+
+    Args:
+        src: video file or folder of images.
+        engine: a fresh streaming engine (``process(image, stamp_ns)``).
+        jsonl: output file, one line per input frame.
+        overlay: annotated output: a video (``.mp4`` ...) or a folder of PNGs.
+        fps: frame rate of a folder's images (default 30) / override of a video's rate
+            for the overlay video (stamps of video files always come from the file).
+        relation_threshold: spatial/contacting predicates hold from this score.
+        overwrite: replace existing outputs (once the run is complete).
+        progress: show a progress bar.
+
+    Raises:
+        VideoError: unreadable input, output not writable. No output is left behind.
+    """
+    src, jsonl = Path(src), Path(jsonl)
+    overlay = Path(overlay) if overlay is not None else None
+    check_paths(src, jsonl, overlay, overwrite=overwrite)
+    source = open_source(src, fps)
+    report = VideoReport(fps=source.fps)
+    finals = [jsonl] + ([overlay] if overlay is not None else [])
+    try:
+        _run(source, engine, finals, report, relation_threshold, overwrite, progress)
+    finally:
+        source.close()
+    report.outputs = finals
+    return report
+
+
+def _run(
+    source: FolderSource | VideoSource,
+    engine: Any,
+    finals: list[Path],
+    report: VideoReport,
+    relation_threshold: float,
+    overwrite: bool,
+    progress: bool,
+) -> None:
+    from tqdm import tqdm
+
+    overlay = finals[1] if len(finals) > 1 else None
+    with staged_outputs(finals, overwrite=overwrite) as staged:
+        writer = open_overlay(staged[1], source.fps) if overlay is not None else None
+        try:
+            with (
+                staged[0].open("w", encoding="utf-8") as lines,
+                tqdm(
+                    total=source.total, unit="frame", desc="tr2 video", disable=not progress
+                ) as bar,
+            ):
+                for frame in source:
+                    report.frames += 1
+                    bar.update()
+                    if frame.image is None:
+                        record = _skip(report, frame)
+                    else:
+                        result = engine.process(frame.image, frame.stamp_ns)
+                        height, width = frame.image.shape[:2]
+                        record = result_record(
+                            result,
+                            frame.index,
+                            image_size=(width, height),
+                            source=frame.source,
+                            relation_threshold=relation_threshold,
+                        )
+                        report.graphs += 1
+                        if writer is not None:
+                            from tr2_core.viz.overlay import draw_scene_graph
+
+                            drawn = draw_scene_graph(
+                                frame.image, result, relation_threshold=relation_threshold
+                            )
+                            writer.write(drawn, frame)
+                    lines.write(json.dumps(record, allow_nan=False) + "\n")
+                    bar.set_postfix(graphs=report.graphs, rejected=report.rejected)
+        finally:
+            if writer is not None:
+                writer.close()
+        report.truncated = source.truncated
+
+
+def _skip(report: VideoReport, frame: Frame) -> dict[str, Any]:
+    reason = frame.error or "unreadable frame"
+    report.rejected += 1
+    report.skip_reasons[reason] += 1
+    if report.rejected <= LOGGED_SKIPS:
+        log.warning("frame %d skipped: %s", frame.index, reason)
+        if report.rejected == LOGGED_SKIPS:
+            log.warning("further skipped frames are counted, not logged")
+    return error_record(frame.index, frame.stamp_ns, frame.source, reason)
