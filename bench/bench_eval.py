@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,12 +51,13 @@ from tr2_core.types import GroundTruth, Predictions  # noqa: E402
 TEST_VIDEOS, TEST_FRAMES = 1750, 56923
 
 
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+def timed(fn: Callable[[], object], repeat: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each call (CPU time is robust to other load)."""
     out = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t)
+        out.append((time.perf_counter() - t, time.process_time() - c))
     return out
 
 
@@ -63,8 +65,13 @@ def fast_eval(gt: GroundTruth, preds: Predictions, task: str) -> dict:
     return evaluate_detailed(gt, preds, task=task).metrics()
 
 
-def fmt(times: list[float]) -> str:
-    return f"{min(times):7.2f} s (median {statistics.median(times):.2f}, n={len(times)})"
+def fmt(times: list[tuple[float, float]]) -> str:
+    wall = [w for w, _ in times]
+    cpu = [c for _, c in times]
+    return (
+        f"{min(wall):6.2f} s wall (median {statistics.median(wall):.2f}), "
+        f"{min(cpu):6.2f} s CPU, n={len(times)}"
+    )
 
 
 def bench_case(name: str, objects: tuple[int, int], args: argparse.Namespace) -> list[str]:
@@ -80,37 +87,45 @@ def bench_case(name: str, objects: tuple[int, int], args: argparse.Namespace) ->
         t = timed(lambda p=preds, k=task: fast_eval(gt, p, k), args.repeat)
         lines.append(f"  fast evaluator, 4 settings + breakdowns, {task:8s}: {fmt(t)}")
         if task == "predcls":
-            fast_full = min(t)
+            fast_full = min(c for _, c in t)
 
     # Reference on a subset of the same shape, extrapolated per frame.
     sub_frames = args.reference_frames or TEST_FRAMES
     sub_videos = max(1, round(TEST_VIDEOS * sub_frames / TEST_FRAMES))
     sub = random_split(num_videos=sub_videos, num_frames=sub_frames, objects=objects, seed=2)
     sub_preds = random_predictions(sub, seed=3)
-    t_ref = timed(
+    ((_, t_ref),) = timed(
         lambda: reference_evaluate(sub, sub_preds, task="predcls", settings=DEFAULT_SETTINGS), 1
-    )[0]
+    )
     per_frame = t_ref / sub.num_frames
     ref_full = per_frame * TEST_FRAMES
     how = "measured" if sub.num_frames == TEST_FRAMES else f"from {sub.num_frames:,} frames"
     lines.append(
-        f"  reference (plain per-frame), predcls: {ref_full:7.1f} s for the split "
+        f"  reference (plain per-frame), predcls: {ref_full:7.1f} s CPU for the split "
         f"({how}, {1000 * per_frame:.2f} ms/frame)"
     )
-    lines.append(f"  speed-up of the fast evaluator: {ref_full / fast_full:,.0f}x")
+    lines.append(
+        f"  speed-up of the fast evaluator (CPU time, predcls): {ref_full / fast_full:,.0f}x"
+    )
     return lines
 
 
-def run_cli(root: Path, preds: Path, cache: Path, out_json: Path) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cli(root: Path, preds: Path, cache: Path, out_json: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``tr2 eval`` subprocess."""
     env = dict(os.environ, TR2_CACHE_DIR=str(cache))
     cmd = [sys.executable, "-m", "tr2_core", "eval", "--data", str(root)]
     cmd += ["--predictions", str(preds), "--task", "predcls", "--json", str(out_json)]
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, _children_cpu() - c
     if done.returncode != 0:
         raise RuntimeError(f"tr2 eval failed:\n{done.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
 def bench_cli(args: argparse.Namespace) -> list[str]:
@@ -135,12 +150,14 @@ def bench_cli(args: argparse.Namespace) -> list[str]:
             run_cli(tmp_path / "ag", pred_path, cache, tmp_path / "m.json")
             for _ in range(args.repeat)
         ]
-        lines.append(f"  cold annotation cache (parses the pickles): {cold:7.2f} s")
+        lines.append(f"  cold annotation cache (parses the pickles): {fmt([cold])}")
         lines.append(f"  warm annotation cache:                      {fmt(warm)}")
-        t_start = timed(
-            lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), 3
-        )
-        lines.append(f"  (for scale: `python -c 'import numpy'` takes {min(t_start):.2f} s)")
+        start = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import numpy"], check=True)
+            start.append(time.perf_counter() - t)
+        lines.append(f"  (for scale: `python -c 'import numpy'` takes {min(start):.2f} s wall)")
     return lines
 
 
@@ -161,9 +178,10 @@ def main() -> None:
         args.repeat, args.reference_frames = 1, 300
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"machine: {platform.processor() or platform.machine()}, {cores} CPU cores available, "
-        f"Python {platform.python_version()}"
+        f"load average {load:.1f} at start, Python {platform.python_version()}"
     )
     lines = bench_case("AG test split size, 2-3 objects/frame", (2, 3), args)
     print("\n".join(lines), flush=True)

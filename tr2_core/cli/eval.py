@@ -80,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
     if args.per_frame:
         save_per_frame(args.per_frame, result, changes)
         print(f"per-frame recalls written to {args.per_frame}")
+    if args.task in ("sgcls", "sgdet") and not args.filter_small_boxes:
+        print(
+            "note: published SGCls / SGDet numbers use the small-box filter (--filter-small-boxes)",
+            file=sys.stderr,
+        )
     print(
         f"(annotations {t1 - t0:.2f} s, predictions {t2 - t1:.2f} s, evaluation {t3 - t2:.2f} s)",
         file=sys.stderr,
