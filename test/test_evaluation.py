@@ -336,8 +336,9 @@ def test_ties_keep_generation_order() -> None:
     assert m["with"]["R@1"] == 0.5
     assert m["with"]["R@2"] == 1.0
     # top-6 keeps predicates 0, 1, 3, 4, 5, 6 of each pair (ties: lower index
-    # first); generation order puts att0's 0, 1 before att1's 0 -> rank 2.
-    assert result.ranks["top6"].tolist() == [2, 0]
+    # first), generated pair by pair: the book's looking_at comes after the
+    # cup pair's six -> rank 6.
+    assert result.ranks["top6"].tolist() == [6, 0]
 
 
 def test_pairs_in_any_order_and_across_frames() -> None:

@@ -17,12 +17,13 @@ block. A setting turns rows into candidate triplets:
 * ``no``: every (row, predicate) cell, zero-filled cells included; only the
   first 100 in ranking order are kept;
 * ``top<k>`` (``top6`` by default): per pair the k highest of its 26
-  concatenated scores (ties: lower predicate index first); a kept predicate
-  lives in its family's row, so a kept spatial predicate is a triplet of the
-  reversed pair.
+  concatenated scores (ties: lower predicate index first); a kept spatial
+  predicate is a triplet of the reversed pair.
 
 The *generation order* of candidates is row order, then increasing predicate
-index inside a row. A candidate's ranking score is
+index inside a row. For ``top<k>`` the row of a pair is its concatenated
+26-vector, so candidates are generated pair by pair (as TR²'s evaluator does),
+in increasing predicate index inside a pair. A candidate's ranking score is
 ``float64(score(subject box)) * float64(score(object box)) * predicate score``
 (in that order). Candidates are ranked by a stable descending sort of that
 score, so ties keep generation order. In ``task='predcls'`` object scores are
@@ -485,8 +486,9 @@ def _rank_with(prep: _Prepared) -> np.ndarray:
 
 
 def _rank_cells(prep: _Prepared, cells: np.ndarray) -> np.ndarray:
-    """Ranks for settings whose candidates are cells of a (P, 26) mask, each
-    living in the row of its predicate's family (``semi``, ``top<k>``)."""
+    """Ranks for a setting whose candidates are cells of a (P, 26) mask, each
+    living in the row of its predicate's family (``semi``), generated in row
+    order."""
     num_pairs = prep.values.shape[0]
     nf = prep.num_frames
     rows_per_pair = len(FAMILIES)
@@ -544,16 +546,37 @@ def _rank_semi(prep: _Prepared) -> np.ndarray:
 
 
 def _rank_topk(prep: _Prepared, k: int) -> np.ndarray:
+    """Top-k: per pair the k highest of its 26 scores (ties: lower index first).
+
+    Generation order is pair by pair (the pair's concatenated 26-vector is its
+    row), increasing predicate index inside a pair, as TR²'s own evaluator
+    builds them pair by pair.
+    """
     values = prep.values
     k = min(k, NUM_PREDICATES)
-    if values.shape[0] == 0:
-        return _rank_cells(prep, np.zeros(values.shape, dtype=bool))
-    kth = np.sort(values, axis=1)[:, NUM_PREDICATES - k : NUM_PREDICATES - k + 1]  # (P, 1)
-    above = values > kth
-    equal = values == kth
-    room = k - above.sum(axis=1, keepdims=True)
-    cells = above | (equal & (np.cumsum(equal, axis=1, dtype=np.int8) <= room))
-    return _rank_cells(prep, cells)
+    num_pairs = values.shape[0]
+    if num_pairs:
+        kth = np.sort(values, axis=1)[:, NUM_PREDICATES - k : NUM_PREDICATES - k + 1]  # (P, 1)
+        above = values > kth
+        equal = values == kth
+        room = k - above.sum(axis=1, keepdims=True)
+        kept = above | (equal & (np.cumsum(equal, axis=1, dtype=np.int8) <= room))
+    else:
+        kept = np.zeros(values.shape, dtype=bool)
+    within = np.cumsum(kept, axis=1, dtype=np.int8) - 1  # index among the pair's kept ones
+    kept_scores = prep.pair_score[:, None] * values[kept].reshape(num_pairs, k)  # (P, k)
+
+    t, b, i, p = _entries(prep, prep.entry_own)  # a kept predicate lives in its family's row
+    sel = np.flatnonzero(kept[i, p])
+    t, i, p = t[sel], i[sel], p[sel]
+    score = prep.pair_score[i] * values[i, p]
+    pos = prep.pair_rank[i] * k + within[i, p]
+
+    def gather(frames: np.ndarray, c: int) -> np.ndarray:
+        pairs = _pair_index(prep, frames, c // k)
+        return kept_scores[pairs].reshape(frames.shape[0], c)
+
+    return _best_rank(prep, t, score, pos, k * prep.frame_pairs, gather)
 
 
 def _rank_no(prep: _Prepared) -> np.ndarray:

@@ -78,19 +78,17 @@ def _frame_candidates(
         for sub, obj, vec in rows:
             for p in range(NUM_PREDICATES):
                 add(sub, obj, p, vec[p])
-    else:  # top<k>
+    else:  # top<k>: pair by pair, the pair's 26 concatenated scores
         k = int(setting[3:])
-        kept = []
-        for _sub, _obj, vec in pairs:
+        for sub, obj, vec in pairs:
             by_score = sorted(range(NUM_PREDICATES), key=lambda p, v=vec: -v[p])  # stable
-            kept.append(set(by_score[:k]))
-        n = len(pairs)
-        for r, (sub, obj, vec) in enumerate(rows):
-            block, q = divmod(r, n)
-            fam = FAMILIES[block]
-            for p in range(fam.start, fam.stop):
-                if p in kept[q]:
-                    add(sub, obj, p, vec[p])
+            kept = set(by_score[:k])
+            for p in range(NUM_PREDICATES):
+                if p in kept:
+                    if SPATIAL.start <= p < SPATIAL.stop:
+                        add(obj, sub, p, vec[p])  # the reversed pair
+                    else:
+                        add(sub, obj, p, vec[p])
     ranked = sorted(cands, key=lambda c: -c[3])  # Python's sort is stable
     if setting == "no":
         ranked = ranked[:NO_CONSTRAINT_LIMIT]
