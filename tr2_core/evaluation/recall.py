@@ -42,6 +42,19 @@ least one GT triplet (a GT frame without predictions scores 0); mR@K pools
 matches per predicate over all frames and averages over predicates present in
 the GT.
 
+Where the lineage's code is not deterministic or not literal
+------------------------------------------------------------
+* Ties: the lineage ranks with ``argsort()[::-1]`` (tie order left to the
+  sort algorithm) and TR²'s top-k with ``np.argsort(-scores)[:, :6]``; here
+  ties follow the spec's stable rule above. Without exact ties both give the
+  same numbers.
+* ``semi``: the lineage recognises a row's family by testing two of its
+  scores (``s[0] + s[1] > 0`` attention, ``s[3] + s[4] > 0`` spatial,
+  ``s[9] + s[10] > 0`` contacting), so a row whose two tested scores are both
+  exactly 0 yields nothing; here a row's family is known by construction, as
+  the spec states. Softmax / sigmoid outputs are never exactly 0, so real
+  model outputs score the same; hand-made scores (e.g. frequencies of 0) may not.
+
 How it is computed fast
 -----------------------
 Everything follows from one number per GT triplet and setting: the rank
