@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         run_spec, train_cfg, args.split, parts, d.device,
         training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
     )  # fmt: skip
-    fill_cache(source, d, f"cache {args.split} features")
+    fill_cache(source, d, f"cache {args.split} features", not args.no_progress)
     chunk = train_cfg.max_clip_frames if args.max_clip_frames is None else args.max_clip_frames
     preds = predict(
         parts.relation, source, list(range(len(source))), task=run_spec.task, device=d.device,

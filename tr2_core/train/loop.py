@@ -30,7 +30,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -432,7 +432,7 @@ def make_source(
     return source, split
 
 
-def fill_cache(source: ClipSource, d: Dist, desc: str) -> None:
+def fill_cache(source: ClipSource, d: Dist, desc: str, progress: bool = True) -> None:
     """Compute the features of every uncached video (each rank a share), then wait."""
     if source.cache is None:
         return
@@ -441,7 +441,7 @@ def fill_cache(source: ClipSource, d: Dist, desc: str) -> None:
     if mine:
         log.info("feature cache %s: computing %d of %d videos", source.cache.dir, len(todo),
                  len(source))  # fmt: skip
-    for i in tqdm(mine, desc=desc, unit="video", disable=not d.master or not mine):
+    for i in tqdm(mine, desc=desc, unit="video", disable=not (progress and d.master and mine)):
         source.fill_cache(i)
     d.barrier()
 
@@ -496,13 +496,13 @@ def train(
     if run.random_init and d.master:
         log.warning(RANDOM_INIT_BANNER)
 
-    text_table_path = out / "text_table.npz"
-    if resume and not run.text_table and text_table_path.is_file():
-        run.text_table = str(text_table_path)
-    parts = build_parts(run, model_cfg, train_cfg.seed, d.device, out_dir=out,
+    # a prompt table the run built itself lives in the run folder (found again on resume)
+    built_table = out / "text_table.npz"
+    build_from = run
+    if resume and not run.text_table and built_table.is_file():
+        build_from = replace(run, text_table=str(built_table))
+    parts = build_parts(build_from, model_cfg, train_cfg.seed, d.device, out_dir=out,
                         text_table_out=d.master)  # fmt: skip
-    if needs_text_table(model_cfg) and not run.text_table:
-        run.text_table = str(text_table_path)  # the table this run built, for test/resume
     config = run_config_dict(run, model_cfg, train_cfg)
     if d.master:
         (out / "config.json").write_text(json.dumps(config, indent=1))
@@ -518,8 +518,8 @@ def train(
     )  # fmt: skip
     val_gt = gt_first_videos(val_split.gt, len(val_src))
     alpha = {k: v.to(d.device) for k, v in class_alpha(train_split).items()}
-    fill_cache(train_src, d, "cache train features")
-    fill_cache(val_src, d, "cache val features")
+    fill_cache(train_src, d, "cache train features", progress)
+    fill_cache(val_src, d, "cache val features", progress)
 
     relation = parts.relation
     params = [p for p in relation.parameters() if p.requires_grad]
@@ -613,6 +613,7 @@ def train(
 
         # ---- validate (all ranks predict their share; rank 0 evaluates)
         metrics = None
+        t1 = time.perf_counter()
         last = epoch + 1 == train_cfg.epochs
         if (epoch + 1) % train_cfg.eval_every == 0 or last:
             val_order = shard_indices(len(val_src), d.rank, d.world_size, shuffle=False,
@@ -633,6 +634,7 @@ def train(
             best = max(best, value)
         else:
             improved = False
+        val_time = time.perf_counter() - t1
 
         # ---- log and checkpoint (rank 0)
         if d.master:
@@ -644,9 +646,10 @@ def train(
                 "train_frames": int(n_frames),
                 "train_time_s": train_time,
                 "train_frames_per_s": n_frames / max(train_time, 1e-9),
+                "val_time_s": val_time,
                 "val": metrics,
                 "plateau_metric": train_cfg.plateau_metric,
-                "best_metric": best,
+                "best_metric": best if math.isfinite(best) else None,
                 "task": run.task,
                 "random_init": run.random_init,
                 "world_size": d.world_size,
