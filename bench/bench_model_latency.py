@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import time
 
@@ -118,6 +119,8 @@ def main() -> None:
         "model": args.model,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads() if cpu else None,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "frames": args.frames,
         "pairs_per_frame": args.objects,
         "frame_size_hw": list(args.size),

@@ -176,6 +176,10 @@ def test_missing_weights_are_errors_not_random(tmp_path, caplog):
         create_extractor(cfg)
     with pytest.raises(WeightsError, match="not found"):
         create_extractor(cfg, detector_weights=tmp_path / "nope.pt", clip_weights="x.bin")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a readable"):
+        create_extractor(cfg, detector_weights=garbage)
     with caplog.at_level(logging.WARNING):
         create_extractor(cfg, random_init=True)
     assert "RANDOM INIT" in caplog.text
@@ -213,6 +217,12 @@ def test_clip_weights_errors(tmp_path):
     torch.save(create_clip(wide, random_init=True).state_dict(), bad)
     with pytest.raises(WeightsError, match="cannot load CLIP"):
         create_clip(cfg, pretrained=str(bad))
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot load CLIP"):
+        create_clip(cfg, pretrained=str(garbage))
+    with pytest.raises(WeightsError, match="cannot load CLIP"):
+        create_clip(cfg, pretrained="no-such-tag")
 
 
 def test_paper_size_model_builds_and_runs_on_two_tiny_frames():

@@ -59,7 +59,7 @@ def create_clip(
             model = open_clip.create_model(
                 cfg.model_name, pretrained=source, weights_only=True, **overrides
             )
-        except RuntimeError as e:
+        except Exception as e:  # noqa: BLE001 - any load failure is a weights error
             raise WeightsError(
                 f"cannot load CLIP {cfg.model_name} weights from {source!r}: {e}. A tag must "
                 "be in the local open_clip cache (no network); a file must be an open_clip "
