@@ -124,13 +124,13 @@ class StreamingEngine:
         training machine)."""
         from tr2_core.train.loop import load_trained
 
-        extractor, relation = load_trained(
+        *_, parts, _ = load_trained(
             checkpoint,
-            device=device,
+            torch.device(device),
             clip_weights=clip_weights,
             detector_weights=detector_weights,
         )
-        return cls(extractor, relation, window=window, mode=mode, **kwargs)
+        return cls(parts.extractor, parts.relation, window=window, mode=mode, **kwargs)
 
     @property
     def device(self) -> torch.device:
