@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=3.0, help="points over the baseline")
     parser.add_argument("--geometry", action="store_true", help="also train the box-mask branch")
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. lr=1e-3")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. lr=0.001")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 

@@ -14,7 +14,7 @@ reads them from there. Every epoch evaluates on the validation split with the
 project's evaluator, appends a record to RUN_DIR/metrics.jsonl and writes
 RUN_DIR/last.pt (RUN_DIR/best.pt when validation R@20 improved), atomically.
 
-Trailing KEY=VALUE arguments override the training recipe (lr=1e-4, epochs=2);
+Trailing KEY=VALUE arguments override the training recipe (lr=0.0001, epochs=2);
 prefix model keys with "model." (model.fusion.temporal_layers=1).
 
 examples:

@@ -524,7 +524,11 @@ def train(
     relation = parts.relation
     params = [p for p in relation.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=train_cfg.betas
+        params,
+        lr=train_cfg.lr,
+        weight_decay=train_cfg.weight_decay,
+        betas=train_cfg.betas,
+        foreach=True,  # one kernel per op over all parameters (CPU default is a Python loop)
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
