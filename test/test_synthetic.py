@@ -610,3 +610,11 @@ def test_loader_reads_synthetic_and_applies_rules(dataset: Path, tmp_path: Path)
     )
     full = ag.load_split(dataset, "train", show_progress=False, cache=False)
     assert small.num_pairs < full.num_pairs
+
+
+def test_regression_out_of_reach_layout_does_not_crash(tmp_path):
+    """Seed 0 with 60 videos of 6-12 frames once hit a math domain error in the hand-reach
+    layout (an object further below the shoulder than the arm reaches)."""
+    cfg = SyntheticConfig(videos=60, min_frames=6, max_frames=12, seed=0, images=False)
+    summary = make_synthetic(tmp_path / "ag", cfg, progress=False)
+    assert summary.videos == 60

@@ -908,6 +908,8 @@ class _VideoScene:
                     if yt > top - 0.005:
                         return None  # too low to reach from here
                     dy = sc[1] - yt
+                    if abs(dy) >= reach:
+                        return None  # out of the arm's reach (above or below)
                     dx = max(math.sqrt(reach**2 - dy**2), 0.05)
                     edge = sc[0] + d * dx
                     hand = np.array([edge + d * 0.01, yt])
