@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "plot",
     "bag",
     "video",
+    "demo",
 )
 
 

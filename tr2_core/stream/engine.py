@@ -252,7 +252,8 @@ class StreamingEngine:
                 f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
             )
         self._check_stamp(stamp_ns)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(self.device)
+        tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
+        tensor = tensor.to(self.device)
         frame = self._encode_frame(tensor, stamp_ns, boxes, labels)
         self.frames.append(frame)
         self.stats.frames += 1
