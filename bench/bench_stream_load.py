@@ -109,8 +109,10 @@ def producer(slot: Any, image: np.ndarray, period_s: float, stop: threading.Even
             stop.wait(delay)
 
 
-def run_load(engine: StreamingEngine, slot: Any, args, image, boxes, labels, period_s: float):
-    """Drive ``engine`` from ``slot`` for ``args.duration`` s; returns the measurements."""
+def run_load(
+    engine: StreamingEngine, slot: Any, duration: float, mode: str, image, boxes, labels, period_s
+):
+    """Drive ``engine`` from ``slot`` for ``duration`` s; returns the measurements."""
     stop = threading.Event()
     samples: list[tuple[float, float, int, int]] = []  # (t, rss, pending, window)
     t0 = time.monotonic()
@@ -121,7 +123,7 @@ def run_load(engine: StreamingEngine, slot: Any, args, image, boxes, labels, per
             samples.append((time.monotonic() - t0, rss_mb(), pending, len(engine.frames)))
             stop.wait(0.25)
 
-    given = {} if args.mode == "sgdet" else {"boxes": boxes, "labels": labels}
+    given = {} if mode == "sgdet" else {"boxes": boxes, "labels": labels}
     threads = [
         threading.Thread(target=producer, args=(slot, image, period_s, stop), daemon=True),
         threading.Thread(target=monitor, daemon=True),
@@ -129,7 +131,7 @@ def run_load(engine: StreamingEngine, slot: Any, args, image, boxes, labels, per
     for t in threads:
         t.start()
     latencies, inference, seqs = [], [], []
-    while time.monotonic() - t0 < args.duration:
+    while time.monotonic() - t0 < duration:
         frame = slot.take(timeout=1.0)
         if frame is None:
             continue
@@ -201,11 +203,20 @@ def main() -> None:
         help="engine reset gap in s (the node's default 1.0 would reset a slow model)",
     )
     parser.add_argument("--compare-fifo", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--fifo-duration",
+        type=float,
+        default=20.0,
+        help="seconds for the FIFO run (its memory grows with time: keep it short)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="OUT.json")
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = create_model(args.model, random_init=True, device=device)
@@ -235,20 +246,23 @@ def main() -> None:
     print(
         f"engine ({args.model}, {args.mode}, W={args.window}, {args.width}x{args.height}):"
         f" {1000 * t_inf:.0f} ms/frame at best -> frames every {1000 * period:.0f} ms"
-        f" ({1 / period:.2f} Hz, {args.speedup}x); {args.duration:.0f} s per policy"
+        f" ({1 / period:.2f} Hz, {args.speedup}x)"
     )
     results = []
     policies = [("LatestSlot", LatestSlot())] + (
         [("unbounded FIFO", FifoSlot())] if args.compare_fifo else []
     )
     for name, slot in policies:
-        out = run_load(engine(), slot, args, image, boxes, labels, period)
-        results.append(summarise(name, slot, *out, args.duration))
+        duration = args.fifo_duration if isinstance(slot, FifoSlot) else args.duration
+        out = run_load(engine(), slot, duration, args.mode, image, boxes, labels, period)
+        results.append(summarise(name, slot, *out, duration))
+        results[-1]["duration_s"] = duration
 
     for r in results:
         lat, rss = r["latency_ms"], r["rss_mb"]
         print(
-            f"\n{r['policy']}: produced {r['produced']}, processed {r['processed']}"
+            f"\n{r['policy']} ({r['duration_s']:.0f} s): produced {r['produced']},"
+            f" processed {r['processed']}"
             f" ({r['produced'] / max(r['processed'], 1):.1f}x overload), "
             f"dropped {r['dropped']} ({100 * r['dropped'] / max(r['produced'], 1):.0f} %),"
             f" backlog at end {r['backlog_at_end']}, max pending {r['max_pending']},"
