@@ -199,6 +199,53 @@ def test_storage_conversion_and_bare_file_input(tmp_path):
     assert read_bag(tmp_path / "out")[TOPIC] == read_bag(src)[TOPIC]
 
 
+def _strip_definitions(bag: Path) -> None:
+    """Make ``bag`` (sqlite3) look like a Humble-era bag: no message definitions and
+    no type hashes."""
+    import sqlite3
+
+    import yaml
+
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    con.execute("delete from message_definitions")
+    con.execute("update topics set type_description_hash = ''")
+    con.commit()
+    con.close()
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        topic["topic_metadata"]["type_description_hash"] = ""
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+
+
+def test_bag_without_definitions(tmp_path, caplog):
+    """Standard types get their definition from the distro's typestore; a custom type
+    with no definition cannot be copied: dropped, logged and reported."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    custom = get_typestore(Stores.ROS2_HUMBLE)
+    custom.register(get_types_from_msg("int32 x", "my_pkg/msg/Foo"))
+    src, dst = tmp_path / "in", tmp_path / "out"
+    with Writer(src, version=8) as w:
+        image = w.add_connection(TOPIC, IMAGE_T, typestore=TS)
+        foo = w.add_connection("/foo", "my_pkg/msg/Foo", typestore=custom)
+        for k, rgb in enumerate(frames(2)):
+            w.write(image, T0 + k * DT, TS.serialize_cdr(raw_image(k, rgb), IMAGE_T))
+            msg = custom.types["my_pkg/msg/Foo"](x=k)
+            w.write(foo, T0 + k * DT, custom.serialize_cdr(msg, "my_pkg/msg/Foo"))
+    _strip_definitions(src)
+    with Reader(src) as r:
+        assert all(not c.msgdef.data and not c.digest for c in r.connections)
+    report = process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+    assert report.graphs == 2 and report.dropped_topics == ["/foo"]
+    assert "my_pkg/msg/Foo" in caplog.text
+    with Reader(dst) as r:
+        (conn,) = [c for c in r.connections if c.topic == TOPIC]
+        assert conn.digest == TS.hash_rihs01(IMAGE_T) and "uint32 height" in conn.msgdef.data
+    assert read_bag(dst)[TOPIC] == read_bag(src)[TOPIC]
+    assert "/foo" not in read_bag(dst)
+
+
 # --------------------------------------------------------------------------
 # Malformed frames: skipped, logged, counted; never a crash.
 
