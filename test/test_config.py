@@ -53,3 +53,16 @@ def test_overrides_and_files(tmp_path):
         apply_overrides({}, ["nonsense"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Outer, tmp_path / "missing.yaml", "models")
+
+
+def test_base_configs_merge_key_by_key(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: p\ninner:\n  layers: 5\n  dropout: 0.3\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ninner:\n  layers: 1\n")
+    cfg = load_config(Outer, tmp_path / "child.yaml", "models", ["name=c"])
+    assert (cfg.name, cfg.inner.layers, cfg.inner.dropout) == ("c", 1, 0.3)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(Outer, tmp_path / "loop.yaml", "models")
+    (tmp_path / "bad.yaml").write_text("base: parent.yaml\ninner:\n  layerz: 1\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(Outer, tmp_path / "bad.yaml", "models")

@@ -144,15 +144,48 @@ def resolve_config_path(name_or_path: str | Path, subdir: str) -> Path:
     return candidate
 
 
-def load_config(
-    cls: type[T], name_or_path: str | Path, subdir: str, overrides: Sequence[str] = ()
-) -> T:
-    """Load ``cls`` from a YAML file (or named config) with dotted overrides."""
+def _deep_merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_data(name_or_path: str | Path, subdir: str, _seen: tuple = ()) -> dict[str, Any]:
+    """The mapping of a config file with its ``base:`` chain resolved.
+
+    A file may start with ``base: NAME`` (a config of the same folder, or a
+    path): it then holds only what differs from that config, merged key by key
+    over it. Ablation configs are written this way.
+    """
     path = resolve_config_path(name_or_path, subdir)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: `base:` chain loops back to itself")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return from_dict(cls, apply_overrides(data, overrides), where=str(path))
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: `base` must be a config name or path, got {base!r}")
+    if Path(base).suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+        base = str(path.parent / base)
+    parent = read_config_data(base, subdir, (*_seen, path.resolve()))
+    return _deep_merge(parent, data)
+
+
+def load_config(
+    cls: type[T], name_or_path: str | Path, subdir: str, overrides: Sequence[str] = ()
+) -> T:
+    """Load ``cls`` from a YAML file (or named config, ``base:`` resolved) with
+    dotted overrides."""
+    data = read_config_data(name_or_path, subdir)
+    where = str(resolve_config_path(name_or_path, subdir))
+    return from_dict(cls, apply_overrides(data, overrides), where=where)
