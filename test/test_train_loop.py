@@ -207,3 +207,16 @@ def test_kill_during_training_then_resume(ag, cache, tmp_path):
 def test_resume_refuses_config_changes(tmp_path, capsys):
     assert tr2_main(["train", "--out", str(tmp_path), "--resume", "lr=1"]) == 2
     assert "--resume continues with the configuration saved" in capsys.readouterr().err
+
+
+def test_cache_features_command_uses_the_training_key(ag, cache, straight_run, capsys):
+    """`tr2 cache-features` with the run's settings finds every video already cached by
+    training (same key), and computes nothing."""
+    before = cache_files(cache)
+    argv = ["cache-features", "--data", str(ag), "--model", "tr2-small", "--train-config",
+            "small", "--random-init", "--cache-dir", str(cache), "--device", "cpu",
+            *(f"model.{o}" for o in MODEL_OVERRIDES)]  # fmt: skip
+    assert tr2_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "train: 6 videos cached" in out and "test: 2 videos cached" in out
+    assert cache_files(cache) == before

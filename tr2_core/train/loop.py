@@ -415,8 +415,10 @@ def make_source(
             "annotations": annotation_stats(run.data),
             "data": str(Path(run.data).resolve()),
             "split": split_name,
-            "task": run.task,
-            "sgdet_assign": sgdet_assign,
+            # PredCls and SGCls extract the same features (GT boxes): they share entries
+            "entities": ("detected+gt" if sgdet_assign else "detected")
+            if run.task == "sgdet"
+            else "annotated",
             "filter_small_boxes": run.small_boxes_filtered,
         }
         root = Path(run.cache_dir) if run.cache_dir else default_feature_cache_dir()
@@ -578,7 +580,7 @@ def train(
             shuffle=train_cfg.shuffle, seed=train_cfg.seed + epoch,
         )  # fmt: skip
         window_rng = np.random.default_rng([train_cfg.seed, epoch, d.rank])
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
         frames, steps = 0, 0
         t0 = time.perf_counter()
         bar = tqdm(order, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="video",
@@ -603,15 +605,17 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            for name, value in losses.items():
-                sums[name] += float(value.detach())
-            sums["loss"] += float(loss.detach())
+            for name, value in {**losses, "loss": loss}.items():  # on device: no sync here
+                sums[name] = sums[name] + value.detach().float()
             frames += len(features.frame_keys)
             steps += 1
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}", fps=f"{frames / elapsed:.1f}")
+            if steps % 10 == 1 or steps == len(order):  # one device sync per 10 steps
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}",
+                                fps=f"{frames / elapsed:.1f}")  # fmt: skip
         train_time = time.perf_counter() - t0
-        totals = reduce_sums({**sums, "_frames": frames, "_steps": steps}, d)
+        sums_f = {k: float(v) for k, v in sums.items()}
+        totals = reduce_sums({**sums_f, "_frames": frames, "_steps": steps}, d)
         n_steps = max(totals.pop("_steps"), 1.0)
         n_frames = totals.pop("_frames")
 
