@@ -11,13 +11,13 @@ test split next to the baseline's, and a verdict:
 * the loss must fall (last epoch clearly below the first);
 * the best With R@10 must beat the frequency baseline by ``--margin`` (points).
 
-``--geometry`` also trains the configuration with STTran's union-box mask branch
-(``representation.geometry=true``), which hands the model the box layout explicitly.
+``--variants plain geometry`` also trains the configuration with STTran's union-box mask
+branch (``representation.geometry=true``), which hands the model the box layout explicitly.
 
 Usage::
 
     .venv/bin/python bench/learning_check.py                  # ~5 CPU minutes
-    .venv/bin/python bench/learning_check.py --minutes 2 --geometry
+    .venv/bin/python bench/learning_check.py --minutes 2 --variants plain geometry
     .venv/bin/python bench/learning_check.py --data /path/to/synthetic_ag
 
 The test suite runs :func:`run_training` on a tiny dataset and asserts the loss falls.
@@ -131,8 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="upper bound on epochs")
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     parser.add_argument("--margin", type=float, default=3.0, help="points over the baseline")
-    parser.add_argument("--geometry", action="store_true", help="also train the box-mask branch")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=("plain", "geometry"),
+        default=["plain"],
+        help="plain: tr2-small as configured; geometry: + union-box mask branch",
+    )
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache (default: WORK/cache)")
     parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. lr=0.001")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -142,12 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         make_data(data, args.videos, args.seed, args.width, args.height)
     base = baseline_metrics(data)
-    configs = [("tr2-small (random-init detector + CLIP)", ())]
-    if args.geometry:
-        configs.append(
-            ("tr2-small + union-box masks (representation.geometry=true)",
-             ("representation.geometry=true",))
-        )  # fmt: skip
+    variants = {
+        "plain": ("tr2-small (random-init detector + CLIP)", ()),
+        "geometry": (
+            "tr2-small + union-box masks (representation.geometry=true)",
+            ("representation.geometry=true",),
+        ),
+    }
+    configs = [variants[v] for v in args.variants]
     ok = True
     results = {}
     for i, (name, model_over) in enumerate(configs):
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         records = run_training(
             data, work / f"run{i}", epochs=args.epochs, minutes=args.minutes,
             model_overrides=model_over, train_overrides=tuple(args.overrides),
-            cache_dir=work / "cache", progress=False,
+            cache_dir=args.cache_dir or work / "cache", progress=False,
         )  # fmt: skip
         print(f"\n{name}: {len(records)} epochs in {time.perf_counter() - t0:.0f} s")
         ok &= report(name, records, base, args.margin)

@@ -87,4 +87,8 @@ def run(args: argparse.Namespace) -> int:
         if d.master:
             print(f"{split}: {len(source)} videos cached in {source.cache.dir} "
                   f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
