@@ -23,7 +23,7 @@ from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
 TINY_ARGS = [
     "--model", "tr2-small", "--random-init", "--score-threshold", "0", "--window", "3",
     "--override", "detector.min_size=48", "--override", "detector.max_size=64",
-    "--override", "detector.rpn_post_nms_top_n=5", "--no-progress",
+    "--override", "detector.rpn_post_nms_top_n=5", "--no-progress", "--threads", "1",
 ]  # fmt: skip
 
 
@@ -127,8 +127,20 @@ def test_mp4_to_jsonl_and_overlay_mp4(tmp_path):
     assert len(out) == 4 and out[0].shape == (H, W, 3)
 
 
-def test_cli_end_to_end_with_random_init(tmp_path, capsys):
+@pytest.fixture
+def keep_torch_threads():
+    """``--threads`` changes a process-wide torch setting: restore it for later tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_end_to_end_with_random_init(tmp_path, capsys, keep_torch_threads):
     """The real option path: --model --random-init builds the engine (loud warning)."""
+    import torch
+
     write_frames(tmp_path / "frames", frames(3, seed=3))
     overlay = tmp_path / "o.mp4"
     args = ["video", str(tmp_path / "frames"), "--jsonl", str(tmp_path / "o.jsonl")]
@@ -141,6 +153,7 @@ def test_cli_end_to_end_with_random_init(tmp_path, capsys):
     rc = main(args + TINY_ARGS)
     captured = capsys.readouterr()
     assert rc == 0, captured.err
+    assert torch.get_num_threads() == 1  # --threads 1
     assert "UNTRAINED" in captured.err
     assert "3 scene graphs from 3 frames" in captured.out
     assert len(read_lines(tmp_path / "o.jsonl")) == 3
@@ -304,6 +317,7 @@ def test_result_record_layout():
         (EngineOptions(model="tr2-small", random_init=True, window=0), "--window"),
         (EngineOptions(model="tr2-small", random_init=True, clip_weights="x"), "--checkpoint"),
         (EngineOptions(model="tr2-small", random_init=True, max_gap=0), "--max-gap"),
+        (EngineOptions(model="tr2-small", random_init=True, threads=-1), "--threads"),
     ],
 )
 def test_engine_options_are_validated(options, message):

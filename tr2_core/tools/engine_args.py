@@ -62,6 +62,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     g.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default 0: torch's choice; 1 is often fastest on a CPU "
+        "shared with other processes)",
+    )
+    g.add_argument(
         "--score-threshold",
         type=float,
         default=0.1,
@@ -98,6 +105,7 @@ class EngineOptions:
     mode: str = "sgdet"
     window: int = 8
     device: str = "auto"
+    threads: int = 0
     score_threshold: float = 0.1
     max_gap: float = 1.0
 
@@ -113,6 +121,7 @@ class EngineOptions:
             mode=args.mode,
             window=args.window,
             device=args.device,
+            threads=args.threads,
             score_threshold=args.score_threshold,
             max_gap=args.max_gap,
         )
@@ -132,6 +141,8 @@ class EngineOptions:
             raise ConfigError("--clip-weights / --detector-weights apply to --checkpoint")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ConfigError(f"--checkpoint {self.checkpoint}: no such file")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {self.threads}")
         if self.window < 1:
             raise ConfigError(f"--window must be >= 1, got {self.window}")
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -165,6 +176,10 @@ def build_engine(options: EngineOptions) -> StreamingEngine:
     """
     options.validate()
     device = resolve_device(options.device)
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     from tr2_core.stream.engine import StreamingEngine
 
     common: dict[str, Any] = {
