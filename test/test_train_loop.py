@@ -30,6 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL_OVERRIDES = ("detector.min_size=64", "detector.max_size=128")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """Parsed-annotation and default feature caches in a temporary folder, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TR2_CACHE_DIR", str(tmp_path_factory.mktemp("tr2_cache_home")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def ag(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ag") / "synthetic"

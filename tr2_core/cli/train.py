@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         train_cfg.epochs = args.epochs
         train_cfg.validate()
+    from pathlib import Path
+
     run_spec = RunSpec(
-        data=args.data,
+        data=str(Path(args.data).resolve()),  # absolute: --resume may run from elsewhere
         model=args.model,
         task=args.task,
         random_init=args.random_init,
@@ -138,10 +140,8 @@ def run(args: argparse.Namespace) -> int:
         detector_weights=args.detector_weights,
         text_table=args.text_table,
         filter_small_boxes=args.filter_small_boxes,
-        cache_dir=args.cache_dir,
+        cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
     )
-    from pathlib import Path
-
     if (Path(args.out) / "last.pt").exists():
         raise ConfigError(
             f"{args.out} already holds a run (last.pt): use --resume to continue it or "
