@@ -88,7 +88,7 @@ def run_one(args: argparse.Namespace, key: str, overrides: tuple[str, ...], seed
     for flag in ("clip_weights", "detector_weights", "text_table"):
         if getattr(args, flag):
             train += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
-    train += [f"seed={seed}"] + [f"model.{o}" for o in overrides]
+    train += [f"seed={seed}"] + [f"model.{o}" for o in (*args.base_override, *overrides)]
     _tr2(train)
     checkpoint = run_dir / ("best.pt" if args.select_best else "last.pt")
     test = ["test", "--checkpoint", str(checkpoint), "--out", str(run_dir / "test")]
@@ -138,6 +138,13 @@ def main() -> int:
     p.add_argument("--out", default="runs/ablations", help="output folder")
     p.add_argument("--base", default="tr2-small", help="base model config (tr2 = paper size)")
     p.add_argument("--train-config", default="small", help="training recipe (small | tr2)")
+    p.add_argument(
+        "--base-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override of the base model config for every run, e.g. representation.geometry=true",
+    )
     p.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--videos", type=int, default=120, help="synthetic videos (without --data)")
@@ -179,6 +186,7 @@ def main() -> int:
         "data": str(args.data),
         "base": args.base,
         "train_config": args.train_config,
+        "base_overrides": args.base_override,
         "epochs": args.epochs or "recipe",
         "seeds": args.seeds,
         "random_init": bool(args.random_init),
