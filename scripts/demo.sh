@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/tr2 demo "${1:-runs/demo}"
+.venv/bin/tr2 demo "${1:-runs/demo}" --force
