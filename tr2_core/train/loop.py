@@ -582,7 +582,7 @@ def train(
         window_rng = np.random.default_rng([train_cfg.seed, epoch, d.rank])
         sums: dict[str, Any] = defaultdict(float)
         frames, steps = 0, 0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         bar = tqdm(order, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="video",
                    disable=not (progress and d.master), dynamic_ncols=True)  # fmt: skip
         for index in bar:
@@ -614,6 +614,7 @@ def train(
                 bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}",
                                 fps=f"{frames / elapsed:.1f}")  # fmt: skip
         train_time = time.perf_counter() - t0
+        train_cpu = time.process_time() - cpu0  # this process's CPU seconds, all threads
         sums_f = {k: float(v) for k, v in sums.items()}
         totals = reduce_sums({**sums_f, "_frames": frames, "_steps": steps}, d)
         n_steps = max(totals.pop("_steps"), 1.0)
@@ -654,6 +655,7 @@ def train(
                 "train_frames": int(n_frames),
                 "train_time_s": train_time,
                 "train_frames_per_s": n_frames / max(train_time, 1e-9),
+                "train_cpu_s": train_cpu,  # rank 0's; with wall time: robust to a busy host
                 "val_time_s": val_time,
                 "val": metrics,
                 "plateau_metric": train_cfg.plateau_metric,
