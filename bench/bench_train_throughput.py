@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.model} on {args.device} ({torch.get_num_threads()} threads), "
           f"{len(source)} training videos / {frames} frames per epoch, last of {args.epochs} "
           "epochs")  # fmt: skip
-    print("  (wall clock; per CPU-second of this process, robust to other load on the host)")
+    print("  (wall clock, and per CPU-second used by this process)")
     print(f"  without feature cache : {results['no_cache_frames_per_s']:8.2f} frames/s  "
           f"{results['no_cache_frames_per_cpu_s']:8.2f} frames/CPU-s")  # fmt: skip
     print(f"  with feature cache    : {results['cached_frames_per_s']:8.2f} frames/s  "

@@ -655,7 +655,7 @@ def train(
                 "train_frames": int(n_frames),
                 "train_time_s": train_time,
                 "train_frames_per_s": n_frames / max(train_time, 1e-9),
-                "train_cpu_s": train_cpu,  # rank 0's; with wall time: robust to a busy host
+                "train_cpu_s": train_cpu,  # rank 0's process CPU time, all threads
                 "val_time_s": val_time,
                 "val": metrics,
                 "plateau_metric": train_cfg.plateau_metric,
