@@ -66,3 +66,10 @@ def test_base_configs_merge_key_by_key(tmp_path):
     (tmp_path / "bad.yaml").write_text("base: parent.yaml\ninner:\n  layerz: 1\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(Outer, tmp_path / "bad.yaml", "models")
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    cfg = from_dict(Inner, apply_overrides({}, ["dropout=1e-4"]))
+    assert cfg.dropout == 1e-4
+    with pytest.raises(ConfigError, match="expected a number"):
+        from_dict(Inner, {"dropout": "high"})
