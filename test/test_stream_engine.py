@@ -108,3 +108,35 @@ def test_nan_outputs_are_dropped_not_raised(model):
     assert np.isfinite(res.entity_boxes).all()
     assert len(res.entity_labels) == 2 and len(res.pair_object) == 1
     assert engine.stats.rejected >= 1
+
+
+def _nan_copy(module):
+    import copy
+
+    broken = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    return broken
+
+
+def test_broken_checkpoint_nan_relation_weights_never_crash(model):
+    """A relation model whose weights are all NaN (a broken checkpoint): every pair is
+    dropped from the result and counted, nothing raises."""
+    images, boxes, labels = _frames(2)
+    engine = StreamingEngine(model.extractor, _nan_copy(model.relation), window=2, mode="predcls")
+    for t in range(2):
+        res = engine.process(images[t], t * 10**8, boxes[t], labels)
+        assert len(res.pair_subject) == 0
+        assert np.isfinite(res.entity_boxes).all()
+    assert engine.stats.rejected >= 2
+
+
+def test_broken_checkpoint_nan_detector_never_crashes(model):
+    """SGDet with an all-NaN detector: no entities survive, an empty graph comes out."""
+    images, _, _ = _frames(1)
+    broken = _nan_copy(model.extractor)
+    engine = StreamingEngine(broken, model.relation, window=2, mode="sgdet")
+    res = engine.process(images[0], 0)
+    assert np.isfinite(res.entity_boxes).all()
+    assert len(res.pair_subject) == len(res.attention)
