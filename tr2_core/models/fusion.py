@@ -279,16 +279,25 @@ class RelationFusion(nn.Module):
     def out_dim(self) -> int:
         return 2 * self.d_model if self.message is not None else self.d_model
 
-    def forward(
-        self, x: torch.Tensor, pair_frame: torch.Tensor, layout: SequenceLayout
-    ) -> torch.Tensor:
-        """x (P, d) relation representations, pair_frame (P,) -> e_r (P, out_dim)."""
+    def spatial_pass(self, x: torch.Tensor, pair_frame: torch.Tensor) -> torch.Tensor:
+        """Intra-frame part: x (P, d), pair_frame (P,) -> (P, d). Depends only on each
+        frame's own pairs, so the streaming engine runs it once per frame."""
+        if self.spatial is None or x.shape[0] == 0:
+            return x
+        return self.spatial(x, make_grouping(pair_frame))
+
+    def temporal_pass(self, x: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+        """Inter-frame part: x (P, d) after :meth:`spatial_pass` -> e_r (P, out_dim)."""
         if x.shape[0] == 0:
             return x.new_zeros(0, self.out_dim)
-        if self.spatial is not None:
-            x = self.spatial(x, make_grouping(pair_frame))
         if self.temporal is not None:
             x = self.temporal(x, layout)
         if self.message is not None:
             x = self.message(x, x[layout.prev])
         return x
+
+    def forward(
+        self, x: torch.Tensor, pair_frame: torch.Tensor, layout: SequenceLayout
+    ) -> torch.Tensor:
+        """x (P, d) relation representations, pair_frame (P,) -> e_r (P, out_dim)."""
+        return self.temporal_pass(self.spatial_pass(x, pair_frame), layout)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tr2_core.models.config import TaskMode
-from tr2_core.models.fusion import make_grouping, sequence_layout
+from tr2_core.models.fusion import sequence_layout
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
 
@@ -184,9 +184,7 @@ class StreamingEngine:
         tracks = self.tracker.update(feats.entity_boxes.cpu().numpy(), ent_labels.cpu().numpy())
         feats.entity_track = torch.as_tensor(tracks, device=dev)
         x = self.relation.representation(feats, ent_labels)
-        spatial = self.relation.fusion.spatial
-        if spatial is not None and x.shape[0]:
-            x = spatial(x, make_grouping(feats.pair_frame))
+        x = self.relation.fusion.spatial_pass(x, feats.pair_frame)
         return _WindowFrame(stamp_ns, feats, ent_labels, ent_scores, x)
 
     @torch.no_grad()
@@ -215,10 +213,7 @@ class StreamingEngine:
         keep = wanted[layout.grouping.group]
         pf, subj, obj, x = pf[keep], subj[keep], obj[keep], x[keep]
         layout = sequence_layout(pf, subj, obj, tracks, labels)
-        if fusion.temporal is not None:
-            x = fusion.temporal(x, layout)
-        if fusion.message is not None:
-            x = fusion.message(x, x[layout.prev])
+        x = fusion.temporal_pass(x, layout)
         newest = pf == last
         logits = self.relation.heads(x[newest], labels[obj[newest]])
         return (
