@@ -49,19 +49,43 @@ person box (``bbox`` with 0 rows), invisible objects (``bbox`` and relations
 ``None``), videos of 1-2 frames (dropped by the benchmark rules), small boxes
 (short edge <= 16 px), portrait frames.
 
+Relations that need time (:mod:`.temporal`; each at its own rate, all 0 by
+default, :data:`TEMPORAL_PRESET` for ``--temporal``): occluders that hide an
+object or the hands for 2-4 frames while the relation continues, motion
+blur, halfway poses before a contact change labelled with the relation in
+force, and the same halfway poses labelled with where the motion is heading
+(picking up vs putting down).
+
 Beside the release files, ``annotations/synthetic_meta.json`` records the
-seed, the configuration and per-video ground truth about change (rate,
-measured degree, changed frames).
+seed, the configuration (every rate), ``val_videos`` and per video the
+ground truth about change (rate, measured degree, changed frames) and the
+temporal effects (``halfway_frames``, ``occluded_frames`` with the panel
+boxes, ``blurred_frames``).
+
+Validation split: AG's format knows only ``train`` and ``test`` (the
+records' ``metadata.set``). A seeded subset of the training videos
+(:attr:`SyntheticConfig.val_fraction`, default 0.1) is listed in the meta's
+``val_videos`` (and per video ``"val": true``); their records keep
+``set = 'train'``, so the AG loader reads them as training videos and a
+trainer that wants honest model selection drops :func:`validation_videos`
+from its training set and validates on them.
 
 Modules (each one job, lowest first): :mod:`.config` (parameters),
 :mod:`.state` (symbolic scene state and its events), :mod:`.geometry`
 (stage and per-frame geometry types), :mod:`.poses` (the person figure),
 :mod:`.layout` (state -> drawn geometry), :mod:`.labels` (relations from the
 geometry, change measures), :mod:`.render` (pixels), :mod:`.video` (one
-video's timeline and records), :mod:`.writer` (the release on disk).
+video's timeline and records), :mod:`.temporal` (halfway poses, occlusion,
+blur), :mod:`.writer` (the release on disk).
 """
 
-from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
+from tr2_core.data.synthetic.config import (
+    META_FILE,
+    TEMPORAL_PRESET,
+    SyntheticConfig,
+    SyntheticSummary,
+    temporal_config,
+)
 from tr2_core.data.synthetic.labels import (
     attention_relations,
     change_degree,
@@ -76,7 +100,7 @@ from tr2_core.data.synthetic.state import (
     FACING_LEFT,
     FACING_RIGHT,
 )
-from tr2_core.data.synthetic.writer import make_synthetic
+from tr2_core.data.synthetic.writer import make_synthetic, validation_videos
 
 __all__ = [
     "CONTACT_LABELS",
@@ -85,6 +109,7 @@ __all__ = [
     "FACING_LEFT",
     "FACING_RIGHT",
     "META_FILE",
+    "TEMPORAL_PRESET",
     "SyntheticConfig",
     "SyntheticSummary",
     "attention_relations",
@@ -93,4 +118,6 @@ __all__ = [
     "make_synthetic",
     "relation_changes",
     "spatial_relations",
+    "temporal_config",
+    "validation_videos",
 ]

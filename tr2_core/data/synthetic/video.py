@@ -27,6 +27,12 @@ from tr2_core.data.synthetic.state import (
     initial_state,
     propose_event,
 )
+from tr2_core.data.synthetic.temporal import (
+    Occlusion,
+    add_halfway_poses,
+    plan_blur,
+    plan_occlusions,
+)
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_CLASSES, SPATIAL
 
 _CONTACT_ORDER = {name: i for i, name in enumerate(CONTACTING.predicates)}
@@ -75,6 +81,8 @@ class VideoOut:
     look: Appearance
     geoms: list[FrameGeometry]
     visible: list[np.ndarray]
+    occlusions: list[Occlusion]
+    blurred: list[int]
 
 
 def _choose_classes(rng: np.random.Generator, k: int) -> list[str]:
@@ -258,6 +266,7 @@ def generate_video(cfg: SyntheticConfig, index: int, video: str, split: str) -> 
     plan = _plan(cfg, rng)
     stage, look, st, g = _first_frame(rng, plan, video)
     line = _simulate(cfg, rng, plan, stage, st, g)
+    halfway = add_halfway_poses(cfg, index, stage, line.states, line.geoms, line.labels)
     keys = _frame_keys(rng, video, plan.n_frames)
     person_recs, object_recs, visibles = [], [], []
     n_noperson = n_invisible = 0
@@ -272,6 +281,8 @@ def generate_video(cfg: SyntheticConfig, index: int, video: str, split: str) -> 
             _object_records(key, split, line.states[t], line.geoms[t], line.labels[t], visible)
         )
     changed = relation_changes(object_recs)
+    occlusions = plan_occlusions(cfg, index, stage, plan.classes, line.geoms, line.labels, visibles)
+    blurred = plan_blur(cfg, index, plan.n_frames)
     meta = {
         "video": video,
         "split": split,
@@ -288,8 +299,19 @@ def generate_video(cfg: SyntheticConfig, index: int, video: str, split: str) -> 
         "portrait": plan.portrait,
         "no_person_frames": n_noperson,
         "invisible_objects": n_invisible,
+        "halfway_frames": [{"frame": keys[t], "labels": m} for t, m in sorted(halfway.items())],
+        "occluded_frames": [
+            {
+                "frame": keys[o.frame],
+                "episode": o.episode,
+                "target": o.target,
+                "box": [round(v, 2) for v in o.box],
+            }
+            for o in occlusions
+        ],
+        "blurred_frames": [keys[t] for t in blurred],
     }
     return VideoOut(
         video, split, plan.size, keys, person_recs, object_recs, meta, stage, look, line.geoms,
-        visibles,
+        visibles, occlusions, blurred,
     )  # fmt: skip

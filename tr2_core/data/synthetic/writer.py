@@ -15,8 +15,9 @@ import numpy as np
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
 from tr2_core.data.synthetic.render import render
+from tr2_core.data.synthetic.temporal import blur_length, draw_occluder, motion_blur
 from tr2_core.data.synthetic.video import VideoOut, generate_video
-from tr2_core.errors import ConfigError
+from tr2_core.errors import ConfigError, DatasetError
 
 _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -61,12 +62,52 @@ def _ids_and_test_rows(cfg: SyntheticConfig) -> tuple[list[str], set[int]]:
     return ids, test_rows
 
 
+def _val_videos(cfg: SyntheticConfig, ids: list[str], test_rows: set[int]) -> list[str]:
+    """The validation videos: a seeded subset of the training videos
+    (``round(val_fraction * videos)``, at least one when the fraction is
+    positive, never all training videos). Drawn from its own stream, so the
+    train/test assignment does not depend on it."""
+    train = [i for i in range(len(ids)) if i not in test_rows]
+    n_val = int(round(cfg.val_fraction * cfg.videos))
+    if cfg.val_fraction > 0.0:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, len(train) - 1)
+    if n_val <= 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, 0x7A1])
+    rows = rng.permutation(len(train))[:n_val]
+    return sorted(f"{ids[train[int(r)]]}.mp4" for r in rows)
+
+
+def validation_videos(root: str | os.PathLike[str]) -> list[str]:
+    """Validation video ids (``"XXXXX.mp4"``) of the synthetic dataset at
+    ``root``, read from ``annotations/synthetic_meta.json`` (empty for a
+    dataset written before the split existed). Their records are in AG's
+    ``'train'`` set: a loader trains on the train split minus these.
+
+    Raises:
+        DatasetError: ``root`` holds no synthetic meta file.
+    """
+    path = Path(root) / "annotations" / META_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found (not a synthetic dataset?)")
+    return list(json.loads(path.read_text()).get("val_videos", []))
+
+
 def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
-    """Render and save every frame of ``v``; returns the number written."""
+    """Render and save every frame of ``v`` (occluders drawn over the scene,
+    then motion blur); returns the number written."""
     (root / "frames" / v.video).mkdir(parents=True, exist_ok=True)
+    occluders: dict[int, list] = {}
+    for occ in v.occlusions:
+        occluders.setdefault(occ.frame, []).append(occ)
     for t, key in enumerate(v.keys):
         classes = [o["class"] for o in v.objects[t]]
         im = render(v.stage, v.look, v.geoms[t], classes, v.visible[t])
+        for occ in occluders.get(t, ()):
+            draw_occluder(im, occ)
+        if t in v.blurred:
+            im = motion_blur(im, blur_length(v.stage))
         im.save(root / "frames" / key, format="PNG", compress_level=compress_level)
     return len(v.keys)
 
@@ -104,6 +145,7 @@ def make_synthetic(
     _clear_root(root, overwrite)
     t0 = time.perf_counter()
     ids, test_rows = _ids_and_test_rows(cfg)
+    val = _val_videos(cfg, ids, test_rows)
     person: dict[str, dict[str, Any]] = {}
     objects: dict[str, list[dict[str, Any]]] = {}
     metas = []
@@ -117,7 +159,7 @@ def make_synthetic(
             objects[key] = v.objects[t]
         if cfg.images:
             n_images += _write_frames(root, v, cfg.png_compress_level)
-        metas.append(v.meta)
+        metas.append({**v.meta, "val": video in val})
         bar.update(1)
     bar.close()
     write_annotations(root, person, objects, list(person))
@@ -127,6 +169,7 @@ def make_synthetic(
         "format_version": 1,
         "seed": cfg.seed,
         "config": asdict(cfg),
+        "val_videos": val,
         "videos": metas,
     }
     (root / "annotations" / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
@@ -140,4 +183,5 @@ def make_synthetic(
         seconds=time.perf_counter() - t0,
         mean_change_degree=float(np.mean(degrees)) if degrees else 0.0,
         video_ids=tuple(f"{vid}.mp4" for vid in ids),
+        val_videos=len(val),
     )
