@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.models import load_model_config
     from tr2_core.run import RunSpec, announce_random_init, build_frozen_extractor
     from tr2_core.train.config import load_train_config
-    from tr2_core.train.distributed import setup_distributed
-    from tr2_core.train.source import fill_cache, make_source
+    from tr2_core.train.distributed import fill_cache, setup_distributed
+    from tr2_core.train.source import make_source
 
     setup_logging()
     model_over, train_over = split_overrides(args.overrides)

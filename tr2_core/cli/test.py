@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.run import load_trained
     from tr2_core.train.checkpoint import train_config_from
     from tr2_core.train.config import autocast_factory
-    from tr2_core.train.distributed import setup_distributed
+    from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict
-    from tr2_core.train.source import fill_cache, make_source
+    from tr2_core.train.source import make_source
     from tr2_core.train.validation import gt_first_videos
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

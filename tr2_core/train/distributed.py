@@ -1,18 +1,20 @@
 """Distributed helpers: this process's place in a (possibly single-process) run and the
 few collectives the loop needs. Everything is a no-op in a plain one-process run.
 
-Under ``torchrun`` each rank trains on its share of the videos; gradients are all-reduced
-by DistributedDataParallel, validation predictions are gathered on rank 0, which
-evaluates, logs and saves.
+Under ``torchrun`` each rank trains on its share of the videos (and fills the feature
+cache for its share); gradients are all-reduced by DistributedDataParallel, validation
+predictions are gathered on rank 0, which evaluates, logs and saves.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from tr2_core.run import resolve_device
 from tr2_core.train.predict import (
@@ -20,7 +22,10 @@ from tr2_core.train.predict import (
     predictions_from_bytes,
     predictions_to_bytes,
 )
+from tr2_core.train.source import ClipSource
 from tr2_core.types import Predictions
+
+log = logging.getLogger("tr2.train")
 
 
 @dataclass
@@ -110,3 +115,17 @@ def broadcast_float(value: float, d: Dist) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=d.comm_device)
     dist.broadcast(t, src=0)
     return float(t.item())
+
+
+def fill_cache(source: ClipSource, d: Dist, desc: str, progress: bool = True) -> None:
+    """Compute the features of every uncached video (each rank a share), then wait."""
+    if source.cache is None:
+        return
+    todo = [i for i in range(len(source)) if not source.cache.has(source.video(i))]
+    mine = todo[d.rank :: d.world_size]
+    if mine:
+        log.info("feature cache %s: computing %d of %d videos", source.cache.dir, len(todo),
+                 len(source))  # fmt: skip
+    for i in tqdm(mine, desc=desc, unit="video", disable=not (progress and d.master and mine)):
+        source.fill_cache(i)
+    d.barrier()

@@ -48,8 +48,8 @@ from tr2_core.train.checkpoint import (
 )
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import frame_window, shard_indices
-from tr2_core.train.distributed import Dist, reduce_sums, setup_distributed
-from tr2_core.train.source import ClipSource, fill_cache, make_source, move_features, move_targets
+from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
+from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
 from tr2_core.train.validation import gt_first_videos, metric_value, validate
 
 log = logging.getLogger("tr2.train")

@@ -5,23 +5,20 @@
 features from disk (computing and storing them on first use) and cuts the requested
 frame window; without one it decodes the window's frames and runs the extractor.
 Either way the same :class:`VideoFeatures` / :class:`VideoTargets` come out.
-:func:`make_source` builds one for a split of a run (with its feature cache),
-:func:`fill_cache` computes what the cache lacks.
+:func:`make_source` builds one for a split of a run (with its feature cache).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from tr2_core.config import to_dict
 from tr2_core.errors import DatasetError
@@ -30,11 +27,6 @@ from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import FeatureCache, annotation_stats
 from tr2_core.types import VideoFeatures, VideoTargets
-
-if TYPE_CHECKING:
-    from tr2_core.train.distributed import Dist
-
-log = logging.getLogger("tr2.train")
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -294,17 +286,3 @@ def make_source(
         autocast=autocast_factory(train_cfg, device),
     )
     return source, split
-
-
-def fill_cache(source: ClipSource, d: Dist, desc: str, progress: bool = True) -> None:
-    """Compute the features of every uncached video (each rank a share), then wait."""
-    if source.cache is None:
-        return
-    todo = [i for i in range(len(source)) if not source.cache.has(source.video(i))]
-    mine = todo[d.rank :: d.world_size]
-    if mine:
-        log.info("feature cache %s: computing %d of %d videos", source.cache.dir, len(todo),
-                 len(source))  # fmt: skip
-    for i in tqdm(mine, desc=desc, unit="video", disable=not (progress and d.master and mine)):
-        source.fill_cache(i)
-    d.barrier()
