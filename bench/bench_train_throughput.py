@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from tr2_core.models import load_model_config
-    from tr2_core.run import RunSpec, build_frozen_extractor
+    from tr2_core.run import RunSpec, build_run_extractor
     from tr2_core.train.config import load_train_config
     from tr2_core.train.distributed import Dist, fill_cache
     from tr2_core.train.loop import train
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. build the cache (what `tr2 cache-features` does), timed
     cfg = load_train_config("small", (*recipe, f"epochs={args.epochs}"))
-    frozen = build_frozen_extractor(model_cfg, random_init=True, seed=cfg.seed, device=device)
+    frozen = build_run_extractor(run, model_cfg, cfg.seed, device)
     source, _ = make_source(
         run, cfg, "train", frozen, device,
         training=True, max_videos=0, use_cache=True,

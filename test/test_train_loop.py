@@ -21,7 +21,7 @@ from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.evaluation.predictions import load_predictions
 from tr2_core.evaluation.recall import evaluate
 from tr2_core.models import load_model_config
-from tr2_core.run import RunSpec, build_frozen_extractor, load_checkpoint
+from tr2_core.run import RunSpec, build_run_extractor, load_checkpoint
 from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train
 from tr2_core.train.source import make_source
@@ -159,7 +159,7 @@ def test_cached_features_equal_fresh_extraction(ag, tmp_path):
     run = new_run(ag, tmp_path / "cache32")
     model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)
     train_cfg = load_train_config("small", ("cache_dtype=float32",))
-    frozen = build_frozen_extractor(model_cfg, random_init=run.random_init, seed=train_cfg.seed)
+    frozen = build_run_extractor(run, model_cfg, train_cfg.seed, "cpu")
     kw = dict(training=True, max_videos=2)
     cached, _ = make_source(
         run, train_cfg, "train", frozen, torch.device("cpu"), use_cache=True, **kw

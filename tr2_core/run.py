@@ -184,6 +184,21 @@ def build_frozen_extractor(
     return FrozenExtractor(extractor, module_fingerprint(extractor))
 
 
+def build_run_extractor(
+    run: RunSpec, model_cfg: ModelConfig, seed: int, device: str | torch.device
+) -> FrozenExtractor:
+    """The frozen extractor alone, as the run ``run`` (seeded with ``seed``) builds it:
+    what computing features (``tr2 cache-features``) needs. Announces nothing."""
+    return build_frozen_extractor(
+        model_cfg,
+        random_init=run.random_init,
+        detector_weights=run.detector_weights,
+        clip_weights=run.clip_weights,
+        seed=seed,
+        device=device,
+    )
+
+
 def _with_relation(
     frozen: FrozenExtractor,
     model_cfg: ModelConfig,
@@ -256,14 +271,7 @@ def build_run_model(
     """
     if run.random_init and announce:
         announce_random_init()
-    frozen = build_frozen_extractor(
-        model_cfg,
-        random_init=run.random_init,
-        detector_weights=run.detector_weights,
-        clip_weights=run.clip_weights,
-        seed=seed,
-        device=device,
-    )
+    frozen = build_run_extractor(run, model_cfg, seed, device)
     table = None
     if training and needs_text_table(model_cfg):
         if run.text_table:

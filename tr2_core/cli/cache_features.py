@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tr2_core.cli.train import setup_logging, split_overrides
     from tr2_core.models import load_model_config
-    from tr2_core.run import RunSpec, announce_random_init, build_frozen_extractor
+    from tr2_core.run import RunSpec, announce_random_init, build_run_extractor
     from tr2_core.train.config import load_train_config
     from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.source import make_source
@@ -72,14 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.random_init and d.master:
         announce_random_init()
     # the relation model is not needed: the extractor alone, seeded as the training run's
-    frozen = build_frozen_extractor(
-        model_cfg,
-        random_init=run_spec.random_init,
-        detector_weights=run_spec.detector_weights,
-        clip_weights=run_spec.clip_weights,
-        seed=train_cfg.seed,
-        device=d.device,
-    )
+    frozen = build_run_extractor(run_spec, model_cfg, train_cfg.seed, d.device)
     splits = ("train", "test") if args.split == "all" else (args.split,)
     for split in splits:
         t0 = time.perf_counter()
