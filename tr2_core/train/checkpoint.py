@@ -110,6 +110,30 @@ def configs_from_dict(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, Tra
     return run, model_cfg, train_config_from(config)
 
 
+def checkpoint_state(
+    relation: torch.nn.Module,
+    optimisation: dict[str, Any],
+    *,
+    epoch: int,
+    best: float,
+    config: dict[str, Any],
+    extractor_fingerprint: str,
+    random_init: bool,
+) -> dict[str, Any]:
+    """The checkpoint dict (keys above) after ``epoch`` finished epochs; ``optimisation``
+    holds the ``optimizer``, ``scheduler`` and ``scaler`` state dicts."""
+    return {
+        "model": relation.state_dict(),
+        **optimisation,
+        "epoch": epoch,
+        "best_metric": best,
+        "config": config,
+        "extractor_fingerprint": extractor_fingerprint,
+        "random_init": random_init,
+        "rng": get_rng_state(),
+    }
+
+
 # --------------------------------------------------------------------------- resume
 def restore_training(
     ckpt: dict[str, Any],

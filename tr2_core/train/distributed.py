@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tr2_core.run import resolve_device
@@ -53,6 +54,16 @@ class Dist:
         """End the process group (when there is one)."""
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` under DistributedDataParallel when there are several ranks."""
+        if not self.enabled:
+            return module
+        return DistributedDataParallel(
+            module,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=True,  # e.g. the object classifier in PredCls
+        )
 
     @property
     def comm_device(self) -> torch.device:

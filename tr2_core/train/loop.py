@@ -33,15 +33,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tr2_core.models import ModelConfig
 from tr2_core.run import RunModel, RunSpec, build_run_model, load_checkpoint
 from tr2_core.train.checkpoint import (
     atomic_torch_save,
+    checkpoint_state,
     configs_from_dict,
-    get_rng_state,
     restore_training,
     run_config_dict,
     truncate_log,
@@ -231,6 +230,17 @@ def epoch_record(
     }
 
 
+def log_epoch(record: dict[str, Any], cfg: TrainConfig) -> None:
+    """One log line per finished epoch."""
+    metrics = record["val"]
+    shown = "-" if metrics is None else f"{metric_value(metrics, cfg.plateau_metric):.4f}"
+    log.info(
+        "epoch %d/%d  loss %.4f  val %s %s  lr %.2e  %.1f frames/s%s",
+        record["epoch"], cfg.epochs, record["loss"], cfg.plateau_metric, shown, record["lr"],
+        record["train_frames_per_s"], "  [RANDOM INIT]" if record["random_init"] else "",
+    )  # fmt: skip
+
+
 def _start(
     out: Path,
     run: RunSpec | None,
@@ -301,13 +311,7 @@ def train(
         if d.master:
             log.info("resuming %s from the end of epoch %d", out / "last.pt", start_epoch)
             truncate_log(out / "metrics.jsonl", start_epoch)
-    model: torch.nn.Module = rm.relation
-    if d.enabled:
-        model = DistributedDataParallel(
-            rm.relation,
-            device_ids=[d.device.index] if d.device.type == "cuda" else None,
-            find_unused_parameters=True,  # e.g. the object classifier in PredCls
-        )
+    model = d.wrap(rm.relation)
 
     record: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg.epochs):
@@ -331,22 +335,11 @@ def train(
             record = epoch_record(epoch, totals, metrics, val_time, best, lr, run, cfg, d)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            shown = "-" if metrics is None else f"{metric_value(metrics, cfg.plateau_metric):.4f}"
-            log.info(
-                "epoch %d/%d  loss %.4f  val %s %s  lr %.2e  %.1f frames/s%s",
-                epoch + 1, cfg.epochs, record["loss"], cfg.plateau_metric, shown, lr,
-                record["train_frames_per_s"], "  [RANDOM INIT]" if run.random_init else "",
+            log_epoch(record, cfg)
+            state = checkpoint_state(
+                rm.relation, opt.state(), epoch=epoch + 1, best=best, config=config,
+                extractor_fingerprint=rm.extractor_fingerprint, random_init=run.random_init,
             )  # fmt: skip
-            state = {
-                "model": rm.relation.state_dict(),
-                **opt.state(),
-                "epoch": epoch + 1,
-                "best_metric": best,
-                "config": config,
-                "extractor_fingerprint": rm.extractor_fingerprint,
-                "random_init": run.random_init,
-                "rng": get_rng_state(),
-            }
             atomic_torch_save(state, out / "last.pt")
             if improved:
                 atomic_torch_save(state, out / "best.pt")
