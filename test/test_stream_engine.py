@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tr2_core.models import create_model
+from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 
 H, W = 96, 128
@@ -14,7 +14,7 @@ H, W = 96, 128
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return create_model("tr2-small", random_init=True)
+    return build_model("tr2-small", random_init=True)
 
 
 def _frames(n: int, seed: int = 0):
