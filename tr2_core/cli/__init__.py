@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
 from tr2_core.errors import Tr2Error
+
+log = logging.getLogger(__name__)
 
 # Order shown by `tr2 --help`: data -> evaluation -> model -> deployment.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -40,10 +43,15 @@ ENTRY_POINT_GROUP = "tr2.commands"
 
 def subcommand_modules() -> list[ModuleType]:
     """This package's subcommand modules, then those registered under
-    :data:`ENTRY_POINT_GROUP` (in name order)."""
+    :data:`ENTRY_POINT_GROUP` (in name order; one that cannot be imported is
+    left out with a warning)."""
     modules = [importlib.import_module(f"tr2_core.cli.{name}") for name in SUBCOMMAND_MODULES]
-    registered = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-    return modules + [ep.load() for ep in registered]
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        try:
+            modules.append(ep.load())
+        except ImportError as e:  # e.g. tr2_core installed without tr2_ros: no `tr2 bag`
+            log.warning("tr2 %s is unavailable: %s", ep.name, e)
+    return modules
 
 
 def build_parser() -> argparse.ArgumentParser:
