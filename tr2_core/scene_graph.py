@@ -135,9 +135,9 @@ def check_result(result: SceneGraphResult) -> None:
     _check_indices(result)
 
 
-def keep_valid(result: SceneGraphResult, score_threshold: float = 0.0) -> tuple[
-    SceneGraphResult, int
-]:  # fmt: skip
+def keep_valid(
+    result: SceneGraphResult, score_threshold: float = 0.0
+) -> tuple[SceneGraphResult, int]:
     """Leave out entities with a non-finite box or score or a score below
     ``score_threshold``, and pairs with non-finite scores or a left-out entity.
 
