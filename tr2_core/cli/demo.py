@@ -202,7 +202,7 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
     frames = range(int(gt.video_start[video]), int(gt.video_start[video + 1]))
     # AG key frames are ~1 s apart (sparse samples of 24 fps videos): allow gaps.
     engine = StreamingEngine.from_checkpoint(
-        checkpoint, window=window, mode="predcls", max_gap_s=10.0
+        checkpoint, window=window, mode="predcls", max_gap_s=10.0, device="cpu"
     )
     out.mkdir(parents=True, exist_ok=True)
     jsonl, drawn, results = out / "scene_graphs.jsonl", [], []
