@@ -170,8 +170,42 @@ def frame_number(key: str) -> int:
 # Result type
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedSplit:
+    """What :func:`_parse` builds (and the cache stores): the ground truth and
+    the per-pair training labels of one split (shapes in
+    :class:`ActionGenomeSplit`)."""
+
+    gt: GroundTruth
+    frame_numbers: np.ndarray
+    frame_has_person: np.ndarray
+    pair_frame: np.ndarray
+    pair_subject: np.ndarray
+    pair_object: np.ndarray
+    pair_attention: np.ndarray
+    pair_spatial: np.ndarray
+    pair_contacting: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by name (the cache entry's content)."""
+        out = {name: getattr(self.gt, name) for name in _GT_FIELDS}
+        out.update({name: getattr(self, name) for name in _SPLIT_ARRAYS})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ParsedSplit:
+        """Inverse of :meth:`arrays` (checks the shapes agree).
+
+        Raises:
+            ValueError: the arrays do not form one split.
+        """
+        _check_consistent(arrays)
+        gt = GroundTruth(**{name: arrays[name] for name in _GT_FIELDS})
+        return cls(gt=gt, **{name: arrays[name] for name in _SPLIT_ARRAYS})
+
+
 @dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous; identity instead
-class ActionGenomeSplit:
+class ActionGenomeSplit(ParsedSplit):
     """One split of Action Genome as loaded by :func:`load_split`.
 
     ``F`` frames, ``B`` boxes, ``P = B - F`` (person, object) pairs: one pair
@@ -196,15 +230,6 @@ class ActionGenomeSplit:
 
     root: Path
     split: str
-    gt: GroundTruth
-    frame_numbers: np.ndarray
-    frame_has_person: np.ndarray
-    pair_frame: np.ndarray
-    pair_subject: np.ndarray
-    pair_object: np.ndarray
-    pair_attention: np.ndarray
-    pair_spatial: np.ndarray
-    pair_contacting: np.ndarray
     filter_small_boxes: bool = False
     filter_nonperson_box_frame: bool = True
 
@@ -381,40 +406,6 @@ def _check_consistent(a: Mapping[str, np.ndarray]) -> None:
 # Parsing: named steps, each a function of the previous steps' records.
 #   _read_release -> _collect_frames -> _person_columns, _object_columns
 #   -> _select_frames -> _layout_boxes -> _pair_labels, _triplets -> ParsedSplit
-
-
-@dataclass(frozen=True, eq=False)
-class ParsedSplit:
-    """What :func:`_parse` builds (and the cache stores): the ground truth and
-    the per-pair training labels of one split (shapes in
-    :class:`ActionGenomeSplit`)."""
-
-    gt: GroundTruth
-    frame_numbers: np.ndarray
-    frame_has_person: np.ndarray
-    pair_frame: np.ndarray
-    pair_subject: np.ndarray
-    pair_object: np.ndarray
-    pair_attention: np.ndarray
-    pair_spatial: np.ndarray
-    pair_contacting: np.ndarray
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Every array by name (the cache entry's content)."""
-        out = {name: getattr(self.gt, name) for name in _GT_FIELDS}
-        out.update({name: getattr(self, name) for name in _SPLIT_ARRAYS})
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ParsedSplit:
-        """Inverse of :meth:`arrays` (checks the shapes agree).
-
-        Raises:
-            ValueError: the arrays do not form one split.
-        """
-        _check_consistent(arrays)
-        gt = GroundTruth(**{name: arrays[name] for name in _GT_FIELDS})
-        return cls(gt=gt, **{name: arrays[name] for name in _SPLIT_ARRAYS})
 
 
 def _load_pickle(path: Path, show_progress: bool) -> Any:
