@@ -79,20 +79,17 @@ Everything follows from one number per GT triplet and setting: the rank
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tr2_core.errors import ConfigError, PredictionsError
-from tr2_core.evaluation.metrics import PREDICATE_FAMILY, recall_tables, summarise
+from tr2_core.evaluation.metrics import PREDICATE_FAMILY
 from tr2_core.evaluation.predictions import validate_predictions
+from tr2_core.evaluation.result import UNMATCHED, EvaluationResult
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, NUM_PREDICATES
-
-if TYPE_CHECKING:
-    from tr2_core.evaluation.breakdown import RelationChanges
 
 __all__ = [
     "TASKS",
@@ -119,8 +116,6 @@ SEMI_THRESHOLD: float = 0.9
 NO_CONSTRAINT_LIMIT: int = 100
 """``no``: only the first 100 ranked cells of a frame are predictions."""
 IOU_THRESHOLD: float = 0.5
-UNMATCHED: int = int(np.iinfo(np.int64).max)
-"""Rank of a GT triplet that no candidate matches."""
 
 _NC = NUM_OBJECT_CLASSES
 _ROWS_PER_PAIR = len(FAMILIES)  # attention, spatial, contacting rows
@@ -633,86 +628,6 @@ def _rank_setting(prep: _Prepared, setting: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------
 # Public API
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Per-triplet outcome of one evaluation; all metrics derive from it.
-
-    Attributes:
-        gt: the ground truth evaluated against.
-        task: ``'predcls'``, ``'sgcls'`` or ``'sgdet'``.
-        settings: canonical setting names, e.g. ``('with', 'semi', 'no', 'top6')``.
-        ks: the K of R@K / mR@K.
-        ranks: setting -> (T,) int64, the 0-based rank inside its frame of the
-            first candidate matching each GT triplet (:data:`UNMATCHED` if none;
-            for ``no`` only the first 100 candidates count).
-    """
-
-    gt: GroundTruth
-    task: str
-    settings: tuple[str, ...]
-    ks: tuple[int, ...]
-    ranks: Mapping[str, np.ndarray]
-
-    def matched(self, setting: str) -> np.ndarray:
-        """(T, len(ks)) bool: triplet matched within its frame's top K."""
-        return self.ranks[setting][:, None] < np.asarray(self.ks, dtype=np.int64)[None, :]
-
-    @property
-    def frame_has_triplets(self) -> np.ndarray:
-        """(F,) bool: frames that count (those with at least one GT triplet)."""
-        return np.bincount(self.gt.triplet_frame, minlength=self.gt.num_frames) > 0
-
-    def frame_recall(self, setting: str) -> np.ndarray:
-        """(F, len(ks)) float64 per-frame R@K; NaN for frames without GT triplets."""
-        gt = self.gt
-        gt_count = np.bincount(gt.triplet_frame, minlength=gt.num_frames)
-        matched = self.matched(setting)
-        out = np.full((gt.num_frames, len(self.ks)), np.nan)
-        has = gt_count > 0
-        for col in range(len(self.ks)):
-            hits = np.bincount(gt.triplet_frame, weights=matched[:, col], minlength=gt.num_frames)
-            out[has, col] = hits[has] / gt_count[has]
-        return out
-
-    def metrics(self, *, breakdowns: bool = True, changes: RelationChanges | None = None) -> dict:
-        """The metrics file's structure (fractions in [0, 1]).
-
-        ``{setting: {'R@K': .., 'mR@K': ..}, ..., 'frames': N, 'task': ..,
-        'triplets': T}`` plus, with ``breakdowns``, ``'families'`` and
-        ``'time_variant'`` (see :mod:`tr2_core.evaluation.breakdown`).
-        Values are ``None`` where undefined (no GT triplet). ``changes``:
-        precomputed :func:`~tr2_core.evaluation.breakdown.relation_changes`.
-        """
-        from tr2_core.evaluation.breakdown import breakdown_metrics
-
-        gt = self.gt
-        if breakdowns:
-            full = breakdown_metrics(self, changes)
-            out = {setting: full[setting] for setting in self.settings}
-        else:
-            full = {}
-            out = {
-                setting: summarise(
-                    recall_tables(
-                        self.ranks[setting],
-                        gt.triplet_frame,
-                        gt.triplet_predicate,
-                        gt.num_frames,
-                        self.ks,
-                    ),
-                    {"all": None},
-                )["all"]
-                for setting in self.settings
-            }
-        out["frames"] = int(self.frame_has_triplets.sum())
-        out["task"] = self.task
-        out["triplets"] = int(gt.triplet_frame.shape[0])
-        if breakdowns:
-            out["families"] = full["families"]
-            out["time_variant"] = full["time_variant"]
-        return out
 
 
 def evaluate_detailed(

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from tr2_core.evaluation.breakdown import RelationChanges, change_gain_curve, relation_changes
-from tr2_core.evaluation.recall import EvaluationResult
+from tr2_core.evaluation.breakdown import change_gain_curve
+from tr2_core.evaluation.changes import RelationChanges, relation_changes
+from tr2_core.evaluation.result import EvaluationResult
 from tr2_core.vocab import FAMILIES
 
 __all__ = [
