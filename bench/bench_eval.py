@@ -40,12 +40,12 @@ sys.path.insert(0, str(REPO))
 from tr2_core.data.release_writer import write_annotations  # noqa: E402
 from tr2_core.evaluation.predictions import save_predictions  # noqa: E402
 from tr2_core.evaluation.recall import DEFAULT_SETTINGS, evaluate_detailed  # noqa: E402
-from tr2_core.testing.reference import reference_evaluate  # noqa: E402
 from tr2_core.testing.eval_fixtures import (  # noqa: E402
     random_predictions,
     random_split,
     release_records,
 )
+from tr2_core.testing.reference import reference_evaluate  # noqa: E402
 from tr2_core.types import GroundTruth, Predictions  # noqa: E402
 
 TEST_VIDEOS, TEST_FRAMES = 1750, 56923

@@ -20,8 +20,8 @@ from tr2_core.evaluation.recall import (
     legacy_iou,
     parse_settings,
 )
-from tr2_core.testing.reference import legacy_iou_one, reference_evaluate
 from tr2_core.testing.eval_fixtures import ground_truth_from_frames
+from tr2_core.testing.reference import legacy_iou_one, reference_evaluate
 from tr2_core.types import Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_INDEX, PREDICATE_INDEX, SPATIAL
 
