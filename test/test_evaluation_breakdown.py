@@ -18,13 +18,8 @@ from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.p
     scores,
 )
 
-from tr2_core.evaluation.breakdown import (
-    CHANGED,
-    FIRST_FRAME,
-    UNCHANGED,
-    change_gain_curve,
-    relation_changes,
-)
+from tr2_core.evaluation.breakdown import change_gain_curve
+from tr2_core.evaluation.changes import CHANGED, FIRST_FRAME, UNCHANGED, relation_changes
 from tr2_core.evaluation.recall import evaluate_detailed
 from tr2_core.evaluation.report import (
     compare_per_frame,

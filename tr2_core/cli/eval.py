@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
-    from tr2_core.evaluation.breakdown import relation_changes
+    from tr2_core.evaluation.changes import relation_changes
     from tr2_core.evaluation.predictions import load_predictions
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json

@@ -1,6 +1,6 @@
 """Breakdowns of the evaluation: per predicate family, per predicate,
-time-variant relations, and the TR² paper's Fig. 5 analysis (gain vs. proportion of videos sorted by
-how often their relations change).
+time-variant relations, and the TR² paper's Fig. 5 analysis (gain vs.
+proportion of videos sorted by how often their relations change).
 
 The definitions of "changed", "unchanged" and a video's change degree are in
 :mod:`tr2_core.evaluation.changes`.
@@ -17,26 +17,12 @@ from typing import Any
 
 import numpy as np
 
-# Re-exported: the change flags were defined here before they got their own module.
-from tr2_core.evaluation.changes import (
-    CHANGED,
-    FIRST_FRAME,
-    UNCHANGED,
-    RelationChanges,
-    relation_changes,
-    triplet_object_class,
-)
+from tr2_core.evaluation.changes import RelationChanges
 from tr2_core.evaluation.metrics import recall_tables
 from tr2_core.evaluation.result import EvaluationResult
 from tr2_core.vocab import PREDICATES
 
 __all__ = [
-    "FIRST_FRAME",
-    "UNCHANGED",
-    "CHANGED",
-    "RelationChanges",
-    "triplet_object_class",
-    "relation_changes",
     "breakdown_metrics",
     "family_breakdown",
     "time_variant_breakdown",
