@@ -232,6 +232,64 @@ def _expand(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return seg, within
 
 
+def _match_triplets(
+    gt: GroundTruth,
+    preds: Predictions,
+    pair_frame: np.ndarray,
+    sub: np.ndarray,
+    obj: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (GT triplet, predicted pair) whose boxes match: same frame, same
+    labels, both boxes at legacy IoU >= 0.5, in either orientation of the pair.
+
+    Args:
+        pair_frame, sub, obj: (P,) GT frame row, subject box and object box of
+            each predicted pair (pairs sorted by frame).
+
+    Returns:
+        (M,) triplet index, (M,) pair index, (M,) bool the pair matched reversed
+        (its object box is the triplet's subject).
+    """
+    # Join GT triplets with oriented pairs on (frame, subject label, object label).
+    labels = preds.box_labels
+    num_pairs = int(pair_frame.shape[0])
+    pair_ids = np.arange(num_pairs, dtype=np.int64)
+    o_pair = np.concatenate([pair_ids, pair_ids])
+    o_reversed = np.repeat(np.array([False, True]), num_pairs)
+    o_sub = np.concatenate([sub, obj])
+    o_obj = np.concatenate([obj, sub])
+    o_key = (np.concatenate([pair_frame, pair_frame]) * _NC + labels[o_sub]) * _NC + labels[o_obj]
+    key_order = np.argsort(o_key, kind="stable")
+    sorted_keys = o_key[key_order]
+
+    t_sub = np.asarray(gt.triplet_subject, dtype=np.int64)
+    t_obj = np.asarray(gt.triplet_object, dtype=np.int64)
+    # GT triplets share (subject box, object box) pairs: match those once.
+    num_gt_boxes = int(np.asarray(gt.boxes).shape[0])
+    g_key, g_of_triplet = np.unique(t_sub * num_gt_boxes + t_obj, return_inverse=True)
+    g_sub, g_obj = g_key // num_gt_boxes, g_key % num_gt_boxes
+    gt_labels = np.asarray(gt.box_labels, dtype=np.int64)
+    g_join = (np.asarray(gt.box_frame)[g_sub] * _NC + gt_labels[g_sub]) * _NC + gt_labels[g_obj]
+    lo = np.searchsorted(sorted_keys, g_join, side="left")
+    count = np.searchsorted(sorted_keys, g_join, side="right") - lo
+    j_gt, within = _expand(count)
+    j_oriented = key_order[lo[j_gt] + within]
+    gt_boxes = np.asarray(gt.boxes, dtype=np.float64)
+    pred_boxes = np.asarray(preds.boxes, dtype=np.float64)
+    ok = legacy_iou(gt_boxes[g_sub[j_gt]], pred_boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    ok = legacy_iou(gt_boxes[g_obj[j_gt]], pred_boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    # Back to triplets: every triplet of a matched GT box pair.
+    triplets_by_pair = np.argsort(g_of_triplet, kind="stable")
+    pair_count = np.bincount(g_of_triplet, minlength=g_key.shape[0])
+    pair_start = np.cumsum(pair_count) - pair_count
+    j_match, within = _expand(pair_count[j_gt])
+    j_triplet = triplets_by_pair[pair_start[j_gt][j_match] + within]
+    j_oriented = j_oriented[j_match]
+    return j_triplet, o_pair[j_oriented], o_reversed[j_oriented]
+
+
 def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Prepared:
     num_frames = gt.num_frames
     frame_rows = _ground_truth_frame_rows(gt, preds, source)
@@ -266,46 +324,8 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         box_score = preds.box_scores.astype(np.float64)
     pair_score = box_score[sub] * box_score[obj]
 
-    # Join GT triplets with oriented pairs on (frame, subject label, object label).
-    labels = preds.box_labels
-    pair_ids = np.arange(num_pairs, dtype=np.int64)
-    o_pair = np.concatenate([pair_ids, pair_ids])
-    o_reversed = np.repeat(np.array([False, True]), num_pairs)
-    o_sub = np.concatenate([sub, obj])
-    o_obj = np.concatenate([obj, sub])
-    o_key = (np.concatenate([pair_frame, pair_frame]) * _NC + labels[o_sub]) * _NC + labels[o_obj]
-    key_order = np.argsort(o_key, kind="stable")
-    sorted_keys = o_key[key_order]
-
-    t_frame = np.asarray(gt.triplet_frame, dtype=np.int64)
-    t_sub = np.asarray(gt.triplet_subject, dtype=np.int64)
-    t_obj = np.asarray(gt.triplet_object, dtype=np.int64)
-    # GT triplets share (subject box, object box) pairs: match those once.
-    num_gt_boxes = int(np.asarray(gt.boxes).shape[0])
-    g_key, g_of_triplet = np.unique(t_sub * num_gt_boxes + t_obj, return_inverse=True)
-    g_sub, g_obj = g_key // num_gt_boxes, g_key % num_gt_boxes
-    gt_labels = np.asarray(gt.box_labels, dtype=np.int64)
-    g_join = (np.asarray(gt.box_frame)[g_sub] * _NC + gt_labels[g_sub]) * _NC + gt_labels[g_obj]
-    lo = np.searchsorted(sorted_keys, g_join, side="left")
-    count = np.searchsorted(sorted_keys, g_join, side="right") - lo
-    j_gt, within = _expand(count)
-    j_oriented = key_order[lo[j_gt] + within]
-    gt_boxes = np.asarray(gt.boxes, dtype=np.float64)
-    pred_boxes = np.asarray(preds.boxes, dtype=np.float64)
-    ok = legacy_iou(gt_boxes[g_sub[j_gt]], pred_boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
-    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
-    ok = legacy_iou(gt_boxes[g_obj[j_gt]], pred_boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD
-    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
-    # Back to triplets: every triplet of a matched GT box pair.
-    triplets_by_pair = np.argsort(g_of_triplet, kind="stable")
-    pair_count = np.bincount(g_of_triplet, minlength=g_key.shape[0])
-    pair_start = np.cumsum(pair_count) - pair_count
-    j_match, within = _expand(pair_count[j_gt])
-    j_triplet = triplets_by_pair[pair_start[j_gt][j_match] + within]
-    j_oriented = j_oriented[j_match]
-    rev = o_reversed[j_oriented]
+    j_triplet, j_pair, rev = _match_triplets(gt, preds, pair_frame, sub, obj)
     fwd = ~rev
-    j_pair = o_pair[j_oriented]
     # A forward pair owns an attention row and a contacting row, a reversed one a spatial row.
     entry_triplet = np.concatenate([j_triplet[fwd], j_triplet[fwd], j_triplet[rev]])
     entry_pair = np.concatenate([j_pair[fwd], j_pair[fwd], j_pair[rev]])
@@ -332,7 +352,7 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         entry_block=entry_block,
         entry_predicate=entry_predicate,
         entry_own=PREDICATE_FAMILY[entry_predicate] == entry_block,
-        triplet_frame=t_frame,
+        triplet_frame=np.asarray(gt.triplet_frame, dtype=np.int64),
         triplet_predicate=np.asarray(gt.triplet_predicate, dtype=np.int64),
     )
 
