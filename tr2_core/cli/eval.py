@@ -59,7 +59,7 @@ def _check_output_file(path: str | None, flag: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
-    from tr2_core.evaluation.breakdown import relation_changes
+    from tr2_core.evaluation.changes import relation_changes
     from tr2_core.evaluation.predictions import check_frame_coverage, load_predictions
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
