@@ -27,7 +27,7 @@ from tr2_core.evaluation.predictions import (
     load_predictions,
     save_predictions,
 )
-from tr2_core.evaluation.synthetic import random_predictions
+from tr2_core.testing.eval_fixtures import random_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 _NO_REFS = (3, "|", None, None, None, -1, -1, 0)  # dtype state whose flags claim "no objects"

@@ -96,7 +96,7 @@ class TrainConfig:
 
 
 def load_train_config(name_or_path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfig:
-    """``tr2_core/configs/train/<name>.yaml`` (or a YAML path) with dotted ``key=value`` overrides."""
+    """``tr2_core/configs/train/<name>.yaml`` (or a path) with dotted ``key=value`` overrides."""
     return load_config(TrainConfig, name_or_path, subdir="train", overrides=overrides)
 
 
