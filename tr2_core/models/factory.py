@@ -116,7 +116,7 @@ def create_relation_model(
     """
     cfg = resolve_config(config)
     table = _table_tensor(text_table, cfg.representation.union_dim)
-    model = RelationModel(cfg, text_table=table if cfg.heads.classifier == "text" else None)
+    model = RelationModel(cfg, text_table=table if cfg.heads.uses_text else None)
     if weights is not None:
         load_relation_weights(model, weights)
     return model.to(device)

@@ -15,9 +15,10 @@ from torch import nn
 from tr2_core.models.config import ModelConfig, TaskMode
 from tr2_core.models.detector import union_boxes
 from tr2_core.models.fusion import RelationFusion, sequence_layout
-from tr2_core.models.heads import LinearPredicateHeads, ObjectClassifier, TextPredicateHeads
+from tr2_core.models.guidance import ChangeHead
+from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
 from tr2_core.models.outputs import RelationOutput
-from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, PERSON
+from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
 
@@ -106,10 +107,7 @@ class RelationModel(nn.Module):
         self.representation = RelationRepresentation(config)
         self.fusion = RelationFusion(d, config.fusion)
         r = self.fusion.out_dim
-        if config.heads.classifier == "text":
-            self.heads: nn.Module = TextPredicateHeads(r, rep.union_dim, text_table)
-        else:
-            self.heads = LinearPredicateHeads(r)
+        self.heads = build_predicate_heads(r, rep.union_dim, config.heads, text_table)
         mode = config.guidance.mode
         self.guidance_proj = (
             nn.ModuleDict({f.name: nn.Linear(r, rep.union_dim) for f in FAMILIES})
@@ -117,7 +115,9 @@ class RelationModel(nn.Module):
             else None
         )
         self.change_heads = (
-            nn.ModuleDict({f.name: nn.Linear(rep.union_dim, 1) for f in FAMILIES})
+            nn.ModuleDict(
+                {f.name: ChangeHead(rep.union_dim, config.guidance.change_head) for f in FAMILIES}
+            )
             if mode == "bin"
             else None
         )
@@ -128,17 +128,7 @@ class RelationModel(nn.Module):
         """(entity_logits or None, labels (N,), scores (N,)) for ``mode``."""
         if mode == "predcls":
             return None, features.entity_labels, features.entity_scores
-        logits = self.object_classifier(features.entity_features)
-        probs = logits.softmax(-1)
-        # objects: best class among 2..36; pair subjects are the person by construction
-        obj_score, obj_label = probs[:, PERSON + 1 :].max(dim=1)
-        labels = obj_label + PERSON + 1
-        scores = obj_score
-        is_subject = torch.zeros_like(labels, dtype=torch.bool)
-        is_subject[features.pair_subject] = True
-        labels = torch.where(is_subject, torch.full_like(labels, PERSON), labels)
-        scores = torch.where(is_subject, probs[:, PERSON], scores)
-        return logits, labels, scores.detach()
+        return self.object_classifier.classify(features)
 
     def forward(
         self,
@@ -165,7 +155,7 @@ class RelationModel(nn.Module):
         )
         x = self.representation(features, labels)
         e_r = self.fusion(x, features.pair_frame, layout)
-        family_logits = self.heads(e_r, labels[features.pair_object])
+        family_logits = self.heads(e_r, labels[features.pair_object], mode)
         visual = change = None
         if with_guidance is None:
             with_guidance = self.training

@@ -215,7 +215,7 @@ class StreamingEngine:
         layout = sequence_layout(pf, subj, obj, tracks, labels)
         x = fusion.temporal_pass(x, layout)
         newest = pf == last
-        logits = self.relation.heads(x[newest], labels[obj[newest]])
+        logits = self.relation.heads(x[newest], labels[obj[newest]], self.mode)
         return (
             logits["attention"].softmax(-1),
             logits["spatial"].sigmoid(),

@@ -87,6 +87,8 @@ class RunSpec:
     clip_weights: str | None = None
     detector_weights: str | None = None
     text_table: str | None = None
+    glove: str | None = None
+    """GloVe text file (e.g. glove.6B.200d.txt) initialising the class embeddings."""
     filter_small_boxes: bool | None = None
     """Drop objects with a short edge <= 16 px; default: on for SGCls / SGDet, as the
     baselines."""
@@ -272,7 +274,7 @@ class Parts:
 
 
 def needs_text_table(model_cfg: Any) -> bool:
-    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.classifier == "text"
+    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.uses_text
 
 
 def build_extractor(
@@ -328,6 +330,11 @@ def build_parts(
                 log.info("built the CLIP prompt table from the extractor's CLIP: %s", path)
     torch.manual_seed(seed + 1)
     relation = create_relation_model(model_cfg, text_table=table, device=device)
+    if training:
+        from tr2_core.models.glove import init_class_embeddings
+
+        rep = relation.representation
+        init_class_embeddings([rep.subject_embed, rep.object_embed], run.glove)
     return Parts(
         extractor=extractor,
         relation=relation,
@@ -594,9 +601,8 @@ def train(
             targets = move_targets(targets, d.device)
             with autocast():
                 output = model(features, targets, mode=run.task)
-                losses = compute_losses(
-                    output, features, targets, parts.text_table, model_cfg, class_alpha=alpha
-                )
+                losses = compute_losses(output, features, targets, parts.text_table, model_cfg,
+                                        class_alpha=alpha, task=run.task)  # fmt: skip
                 loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
