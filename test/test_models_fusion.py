@@ -179,10 +179,13 @@ def test_message_token_matches_hand_computation():
         assert torch.allclose(out[i], expected, atol=1e-6)
 
 
-def test_fusion_message_token_uses_previous_frame_and_self_first():
+@pytest.mark.parametrize("first", ["self", "zeros"])
+def test_fusion_message_token_uses_previous_frame_and_first_element_rule(first):
+    """Later elements: e_f[t-1] for both g and the product. First element: the product
+    uses the element itself; g sees the element (``self``) or zeros (``zeros``, authors)."""
     torch.manual_seed(0)
     cfg = FusionConfig(
-        spatial_layers=0, temporal_layers=0, heads=4, ffn_dim=64, dropout=0.0, message_first="self"
+        spatial_layers=0, temporal_layers=0, heads=4, ffn_dim=64, dropout=0.0, message_first=first
     )
     fusion = RelationFusion(D, cfg).eval()
     f = make_features([[5], [5], [5]])
@@ -191,9 +194,13 @@ def test_fusion_message_token_uses_previous_frame_and_self_first():
     )
     x = torch.randn(3, D)
     out = fusion(x, f.pair_frame, lay)
+    tok = fusion.message
     assert out.shape == (3, 2 * D)
-    assert torch.allclose(out[0], fusion.message(x[:1], x[:1])[0])  # first: itself as t-1
-    assert torch.allclose(out[2], fusion.message(x[2:3], x[1:2])[0])
+    assert torch.allclose(out[2], tok(x[2:3], x[1:2])[0], atol=1e-6)
+    gate_in = x[0] if first == "self" else torch.zeros(D)
+    m0 = torch.tanh(tok.fc2(torch.tanh(tok.fc1(tok.fuse(torch.cat([x[0], gate_in]))))))
+    assert torch.allclose(out[0], torch.cat([x[0], x[0] * m0]), atol=1e-6)
+    assert torch.allclose(out[0], tok(x[:1], x[:1])[0], atol=1e-6) == (first == "self")
 
 
 def test_fusion_round_trip_is_identity_without_modules():
@@ -294,22 +301,3 @@ def test_decoder_layer_has_no_layernorm_after_the_ffn_by_default():
     paper = load_model_config("tr2").fusion
     assert not paper.post_ffn_norm and paper.temporal_position == "sequence"
     assert paper.message_first == "zeros"
-
-
-def test_message_token_first_element_gate_sees_zeros():
-    """Authors: at a sequence's first element g gets zeros as e_f[t-1]; the multiplied term
-    is the element itself. Later elements use the true previous element for both."""
-    torch.manual_seed(0)
-    cfg = FusionConfig(spatial_layers=0, temporal_layers=0, heads=4, ffn_dim=64, dropout=0.0)
-    fusion = RelationFusion(D, cfg).eval()
-    f = make_features([[5], [5], [5]])
-    lay = sequence_layout(
-        f.pair_frame, f.pair_subject, f.pair_object, f.entity_track, f.entity_labels
-    )
-    x = torch.randn(3, D)
-    out = fusion(x, f.pair_frame, lay)
-    tok = fusion.message
-    m0 = torch.tanh(tok.fc2(torch.tanh(tok.fc1(tok.fuse(torch.cat([x[0], torch.zeros(D)]))))))
-    assert torch.allclose(out[0], torch.cat([x[0], x[0] * m0]), atol=1e-6)
-    assert not torch.allclose(out[0], tok(x[:1], x[:1])[0])  # the "self" variant differs
-    assert torch.allclose(out[2], tok(x[2:3], x[1:2])[0], atol=1e-6)
