@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from tr2_core.models import create_model
+from tr2_core.run import build_model
 from tr2_core.vocab import PERSON
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = create_model(args.model, random_init=True, device=device)
+    model = build_model(args.model, random_init=True, device=device)
     model.relation.eval()
     images, boxes, labels = clip_inputs(args.frames, args.objects, tuple(args.size))
     images = [im.to(device) for im in images]

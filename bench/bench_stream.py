@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tr2_core.models import create_model
+from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.types import VideoFeatures
 from tr2_core.vocab import PERSON
@@ -218,7 +218,7 @@ def sgdet_model(args, device):
     throw every proposal off the image and the detector would stop after the RPN; the
     RPN's and box head's regression layers are zeroed (proposals = anchors, detections
     = proposals). Neither change alters the detector's work per frame."""
-    model = create_model(
+    model = build_model(
         args.model,
         random_init=True,
         overrides=("detector.score_thresh=0.0", f"detector.detections_per_image={args.entities}"),
@@ -273,7 +273,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     start = time.perf_counter()
-    model = create_model(args.model, random_init=True, device=device)
+    model = build_model(args.model, random_init=True, device=device)
     model.relation.eval()
     image, boxes, labels = scene(args.height, args.width, args.entities)
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tr2_core.models import create_model
+from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.vocab import PERSON
 from tr2_ros.policy import LatestSlot
@@ -219,7 +219,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = create_model(args.model, random_init=True, device=device)
+    model = build_model(args.model, random_init=True, device=device)
     image, boxes, labels = scene(args.height, args.width, args.entities)
     given = {} if args.mode == "sgdet" else {"boxes": boxes, "labels": labels}
 

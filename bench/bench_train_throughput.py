@@ -54,16 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from tr2_core.models import load_model_config
+    from tr2_core.run import RunSpec, build_run_extractor
     from tr2_core.train.config import load_train_config
-    from tr2_core.train.loop import (
-        Dist,
-        Parts,
-        RunSpec,
-        build_extractor,
-        fill_cache,
-        make_source,
-        train,
-    )
+    from tr2_core.train.distributed import Dist, fill_cache
+    from tr2_core.train.loop import train
+    from tr2_core.train.source import make_source
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tr2_throughput_"))
     data = args.data
@@ -95,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. build the cache (what `tr2 cache-features` does), timed
     cfg = load_train_config("small", (*recipe, f"epochs={args.epochs}"))
-    extractor, fingerprint = build_extractor(run, model_cfg, cfg.seed, device)
+    frozen = build_run_extractor(run, model_cfg, cfg.seed, device)
     source, _ = make_source(
-        run, cfg, "train", Parts(extractor, None, None, fingerprint), device,
+        run, cfg, "train", frozen, device,
         training=True, max_videos=0, use_cache=True,
     )  # fmt: skip
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -120,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. where the difference comes from, measured interleaved video by video (both see
     #    the same host load): extractor on decoded frames vs one cache read
     fresh, _ = make_source(
-        run, cfg, "train", Parts(extractor, None, None, fingerprint), device,
+        run, cfg, "train", frozen, device,
         training=True, max_videos=0, use_cache=False,
     )  # fmt: skip
     extract_ms, read_ms = [], []

@@ -73,8 +73,9 @@ def run_training(
     budget: one epoch is timed, then the run is resumed for as many epochs as fit. Returns
     the per-epoch records of ``metrics.jsonl``."""
     from tr2_core.models import load_model_config
+    from tr2_core.run import RunSpec
     from tr2_core.train.config import load_train_config
-    from tr2_core.train.loop import RunSpec, train
+    from tr2_core.train.loop import train
 
     model_cfg = load_model_config("tr2-small", model_overrides)
     train_cfg = load_train_config("small", ("epochs=1", *train_overrides))

@@ -11,7 +11,7 @@ import torch
 from model_fixtures import small_config
 
 from tr2_core.errors import WeightsError
-from tr2_core.models import create_extractor, create_model, load_model_config
+from tr2_core.models import create_extractor, load_model_config
 from tr2_core.models.detector import (
     assign_detections,
     best_person,
@@ -20,6 +20,7 @@ from tr2_core.models.detector import (
     make_pairs,
 )
 from tr2_core.models.union import UnionFeatureEncoder, create_clip, square_crop_boxes
+from tr2_core.run import build_model
 from tr2_core.vocab import PERSON
 
 
@@ -181,8 +182,9 @@ def test_missing_weights_are_errors_not_random(tmp_path, caplog):
     with pytest.raises(WeightsError, match="not a readable"):
         create_extractor(cfg, detector_weights=garbage)
     with caplog.at_level(logging.WARNING):
-        create_extractor(cfg, random_init=True)
-    assert "RANDOM INIT" in caplog.text
+        model = build_model(cfg, random_init=True)
+    assert model.extractor.random_init
+    assert caplog.text.count("RANDOM INIT") == 1  # announced once, by the run builder
 
 
 def test_detector_weights_strict(tmp_path):
@@ -231,7 +233,7 @@ def test_paper_size_model_builds_and_runs_on_two_tiny_frames():
     cfg = load_model_config("tr2")
     assert cfg.detector.backbone == "resnet101" and cfg.clip.model_name == "ViT-B-32"
     table = torch.randn(37, 26, 512)  # PredCls/SGCls classify with the prompt table
-    model = create_model(
+    model = build_model(
         "tr2",
         random_init=True,
         overrides=["detector.min_size=96", "detector.max_size=128"],
@@ -241,7 +243,9 @@ def test_paper_size_model_builds_and_runs_on_two_tiny_frames():
     imgs = frames(2, size=(64, 80))
     boxes = [torch.tensor([[5.0, 5.0, 40.0, 60.0], [30.0, 20.0, 78.0, 62.0]])] * 2
     labels = [torch.tensor([PERSON, 5])] * 2
-    features, out = model.predict(imgs, boxes, labels, mode="predcls")
+    features = model.extractor.extract(imgs, boxes, labels)
+    with torch.no_grad():
+        out = model.relation.eval()(features, mode="predcls")
     assert features.entity_features.shape == (4, 2048)
     assert features.union_features.shape == (2, 512)
     assert out.relation_features.shape == (2, 3872) and out.contacting.shape == (2, 17)

@@ -21,9 +21,10 @@ from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.evaluation.predictions import load_predictions
 from tr2_core.evaluation.recall import evaluate
 from tr2_core.models import load_model_config
-from tr2_core.train.checkpoint import load_checkpoint
+from tr2_core.run import RunSpec, build_run_extractor, load_checkpoint
 from tr2_core.train.config import load_train_config
-from tr2_core.train.loop import RunSpec, build_parts, make_source, train
+from tr2_core.train.loop import train
+from tr2_core.train.source import make_source
 
 REPO = Path(__file__).resolve().parent.parent
 # smaller detector input than tr2-small's 128 px: same code, faster on a shared 2-core box
@@ -158,13 +159,13 @@ def test_cached_features_equal_fresh_extraction(ag, tmp_path):
     run = new_run(ag, tmp_path / "cache32")
     model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)
     train_cfg = load_train_config("small", ("cache_dtype=float32",))
-    parts = build_parts(run, model_cfg, train_cfg.seed, torch.device("cpu"), training=False)
+    frozen = build_run_extractor(run, model_cfg, train_cfg.seed, "cpu")
     kw = dict(training=True, max_videos=2)
     cached, _ = make_source(
-        run, train_cfg, "train", parts, torch.device("cpu"), use_cache=True, **kw
+        run, train_cfg, "train", frozen, torch.device("cpu"), use_cache=True, **kw
     )
     fresh, _ = make_source(
-        run, train_cfg, "train", parts, torch.device("cpu"), use_cache=False, **kw
+        run, train_cfg, "train", frozen, torch.device("cpu"), use_cache=False, **kw
     )
     for start, stop in [(0, None), (1, 3)]:
         fc, tc = cached.get(0, start, stop)  # first call fills the cache, then cuts the window

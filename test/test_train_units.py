@@ -12,10 +12,10 @@ from model_fixtures import make_features, make_targets
 
 from tr2_core.cli.train import split_overrides
 from tr2_core.errors import ConfigError, DatasetError, WeightsError
+from tr2_core.run import load_checkpoint, module_fingerprint
 from tr2_core.train.checkpoint import (
     atomic_torch_save,
     get_rng_state,
-    load_checkpoint,
     set_rng_state,
 )
 from tr2_core.train.config import load_train_config
@@ -27,14 +27,14 @@ from tr2_core.train.dataset import (
     slice_features,
     slice_targets,
 )
-from tr2_core.train.feature_cache import FeatureCache, cache_key, module_fingerprint
-from tr2_core.train.loop import gt_first_videos, metric_value
+from tr2_core.train.feature_cache import FeatureCache, cache_key
 from tr2_core.train.predict import (
     concat_predictions,
     predictions_from_bytes,
     predictions_to_bytes,
 )
 from tr2_core.train.source import sgdet_targets
+from tr2_core.train.validation import gt_first_videos, metric_value
 from tr2_core.types import GroundTruth, Predictions, VideoTargets
 
 # ----------------------------------------------------------------------------- config

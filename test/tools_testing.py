@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tr2_core.models import create_model
+from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.vocab import OBJECT_INDEX
 
@@ -36,7 +36,7 @@ CLASS_LOGITS = {"person": 2.0, "cup/glass/bottle": 3.0, "book": 3.0}
 @functools.cache
 def tiny_model():
     torch.manual_seed(0)
-    model = create_model("tr2-small", random_init=True, overrides=TINY_OVERRIDES)
+    model = build_model("tr2-small", random_init=True, overrides=TINY_OVERRIDES)
     cls = model.extractor.detector.roi_heads.box_predictor.cls_score
     with torch.no_grad():
         cls.weight.zero_()

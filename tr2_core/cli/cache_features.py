@@ -49,15 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tr2_core.cli.train import setup_logging, split_overrides
     from tr2_core.models import load_model_config
+    from tr2_core.run import RunSpec, announce_random_init, build_run_extractor
     from tr2_core.train.config import load_train_config
-    from tr2_core.train.loop import (
-        Parts,
-        RunSpec,
-        build_extractor,
-        fill_cache,
-        make_source,
-        setup_distributed,
-    )
+    from tr2_core.train.distributed import fill_cache, setup_distributed
+    from tr2_core.train.source import make_source
 
     setup_logging()
     model_over, train_over = split_overrides(args.overrides)
@@ -74,21 +69,20 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     d = setup_distributed(args.device)
-    extractor, fingerprint = build_extractor(run_spec, model_cfg, train_cfg.seed, d.device)
-    parts = Parts(extractor, None, None, fingerprint)  # the relation model is not needed
+    if args.random_init and d.master:
+        announce_random_init()
+    # the relation model is not needed: the extractor alone, seeded as the training run's
+    frozen = build_run_extractor(run_spec, model_cfg, train_cfg.seed, d.device)
     splits = ("train", "test") if args.split == "all" else (args.split,)
     for split in splits:
         t0 = time.perf_counter()
         source, _ = make_source(
-            run_spec, train_cfg, split, parts, d.device,
+            run_spec, train_cfg, split, frozen, d.device,
             training=split == train_cfg.train_split, max_videos=args.max_videos, use_cache=True,
         )  # fmt: skip
         fill_cache(source, d, f"cache {split} features")
         if d.master:
             print(f"{split}: {len(source)} videos cached in {source.cache.dir} "
                   f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
-    if d.enabled:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    d.close()
     return 0

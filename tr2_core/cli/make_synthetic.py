@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from tr2_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tr2_core.data.synthetic import SyntheticConfig
 
 NAME = "make-synthetic"
 HELP = "generate a synthetic Action Genome dataset (frames + annotations)"
@@ -23,11 +27,28 @@ never change). Edge cases of the real data (frames without a person box,
 invisible objects, 1-2 frame videos, small boxes, portrait frames) appear at
 the given rates. Same seed, same bytes.
 
+Relations that need time (all off by default; --temporal turns on the preset
+occlusion 0.08, motion blur 0.1, ambiguous pose 0.35, direction 0.35, and any
+explicit rate flag wins): occluders hide an object or the hands for 2-4
+frames while the relation continues, blurred frames, halfway poses labelled
+with the relation in force (--ambiguous-pose-rate) or with where the motion
+is heading (--direction-rate). A seeded --val-fraction of the training
+videos is listed as the validation split in synthetic_meta.json
+("val_videos"; their records keep AG's set "train").
+
 examples:
   tr2 make-synthetic data/synth --videos 200
   tr2 make-synthetic /tmp/ag_tiny --videos 40 --frames 8 12 --size 320x180
   tr2 make-synthetic /tmp/ag_ann --videos 500 --no-images --change-rate 0.2 0.6
+  tr2 make-synthetic data/synth_t --videos 400 --temporal
 """
+
+_TEMPORAL_FLAGS = {
+    "occlusion_rate": "per frame: an occlusion episode (2-4 frames) starts",
+    "motion_blur_rate": "per frame: horizontal motion blur",
+    "ambiguous_pose_rate": "per contact change: halfway pose before it, labelled as in force",
+    "direction_rate": "per contact change: halfway pose before it, labelled as heading",
+}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -94,6 +115,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.motion,
         help="scene drift per frame, fraction of the width (%(default)s)",
     )
+    _add_edge_case_arguments(p, d)
+    _add_temporal_arguments(p, d)
+    p.add_argument(
+        "--no-images",
+        action="store_true",
+        help="annotations only (fast; for loader/evaluator tests)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an earlier synthetic dataset at OUT"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_edge_case_arguments(p: argparse.ArgumentParser, d: SyntheticConfig) -> None:
     g = p.add_argument_group("edge cases (rates in [0, 1])")
     g.add_argument(
         "--no-person-rate",
@@ -125,15 +160,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.portrait_rate,
         help="per video: portrait frame (%(default)s)",
     )
-    p.add_argument(
-        "--no-images",
+
+
+def _add_temporal_arguments(p: argparse.ArgumentParser, d: SyntheticConfig) -> None:
+    from tr2_core.data.synthetic import TEMPORAL_PRESET
+
+    g = p.add_argument_group("relations that need time (rates in [0, 1])")
+    g.add_argument(
+        "--temporal",
         action="store_true",
-        help="annotations only (fast; for loader/evaluator tests)",
+        help="turn on the preset rates "
+        + ", ".join(f"{k}={v}" for k, v in TEMPORAL_PRESET.items()),
     )
-    p.add_argument(
-        "--force", action="store_true", help="replace an earlier synthetic dataset at OUT"
+    for name, what in _TEMPORAL_FLAGS.items():
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=None,
+            help=f"{what} (default {getattr(d, name)}, with --temporal {TEMPORAL_PRESET[name]})",
+        )
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="fraction of all videos held out from training as validation (%(default)s)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _temporal_rates(args: argparse.Namespace) -> dict[str, float]:
+    """Explicit rate flags, else the preset with --temporal, else the defaults."""
+    from tr2_core.data.synthetic import TEMPORAL_PRESET, SyntheticConfig
+
+    d = SyntheticConfig()
+    rates = {}
+    for name in _TEMPORAL_FLAGS:
+        given = getattr(args, name)
+        if given is not None:
+            rates[name] = given
+        else:
+            rates[name] = TEMPORAL_PRESET[name] if args.temporal else getattr(d, name)
+    return rates
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,11 +228,14 @@ def run(args: argparse.Namespace) -> int:
         short_video_rate=args.short_video_rate,
         small_box_rate=args.small_box_rate,
         portrait_rate=args.portrait_rate,
+        val_fraction=args.val_fraction,
         images=not args.no_images,
+        **_temporal_rates(args),
     )
     s = make_synthetic(args.out, cfg, progress=not args.quiet, overwrite=args.force)
     print(
-        f"wrote {s.videos} videos ({s.train_videos} train / {s.test_videos} test), "
+        f"wrote {s.videos} videos ({s.train_videos} train, of which {s.val_videos} "
+        f"validation / {s.test_videos} test), "
         f"{s.frames} frames, {s.images} images to {s.root} in {s.seconds:.1f} s; "
         f"mean degree of relation change {s.mean_change_degree:.3f}"
     )

@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.models.union import create_clip
 
     cfg = load_model_config(args.model, args.overrides)
+    if args.random_init:
+        from tr2_core.run import announce_random_init
+
+        announce_random_init()
     model = create_clip(cfg.clip, random_init=args.random_init, pretrained=args.clip_weights)
     model.to(args.device)
     tokenizer = open_clip.get_tokenizer(cfg.clip.model_name)

@@ -49,25 +49,21 @@ def run(args: argparse.Namespace) -> int:
 
     from tr2_core.evaluation.predictions import save_predictions
     from tr2_core.evaluation.recall import evaluate
-    from tr2_core.train.loop import (
-        RANDOM_INIT_BANNER,
-        autocast_factory,
-        fill_cache,
-        gt_first_videos,
-        load_trained,
-        make_source,
-        setup_distributed,
-    )
+    from tr2_core.run import load_trained
+    from tr2_core.train.checkpoint import train_config_from
+    from tr2_core.train.config import autocast_factory
+    from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict
+    from tr2_core.train.source import make_source
+    from tr2_core.train.validation import gt_first_videos
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("tr2.test")
     d = setup_distributed(args.device)
     if d.enabled:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
-    run_spec, model_cfg, train_cfg, parts, ckpt = load_trained(
+    trained = load_trained(
         args.checkpoint,
         d.device,
         data=args.data,
@@ -75,17 +71,17 @@ def run(args: argparse.Namespace) -> int:
         detector_weights=args.detector_weights,
         cache_dir=args.cache_dir,
     )
-    if run_spec.random_init:
-        log.warning(RANDOM_INIT_BANNER)
+    run_spec, ckpt = trained.run, trained.checkpoint
+    train_cfg = train_config_from(ckpt["config"])
     source, split = make_source(
-        run_spec, train_cfg, args.split, parts, d.device,
+        run_spec, train_cfg, args.split, trained.model.frozen, d.device,
         training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
     )  # fmt: skip
     fill_cache(source, d, f"cache {args.split} features", not args.no_progress)
     chunk = train_cfg.max_clip_frames if args.max_clip_frames is None else args.max_clip_frames
     preds = predict(
-        parts.relation, source, list(range(len(source))), task=run_spec.task, device=d.device,
-        max_clip_frames=chunk, autocast=autocast_factory(train_cfg, d.device),
+        trained.model.relation, source, list(range(len(source))), task=run_spec.task,
+        device=d.device, max_clip_frames=chunk, autocast=autocast_factory(train_cfg, d.device),
         progress=not args.no_progress, desc=f"test {args.split}",
     )  # fmt: skip
     out = Path(args.out)

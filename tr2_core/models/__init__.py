@@ -4,15 +4,19 @@ trainable relation model (representation, fusion, heads, guidance projections).
 Public API::
 
     from tr2_core.models import (
-        ModelConfig, load_model_config,                     # config/models/*.yaml
-        create_model, create_extractor, create_relation_model, load_relation_weights,
-        FeatureExtractor, RelationModel, RelationOutput, TR2,
+        ModelConfig, load_model_config, resolve_config,     # config/models/*.yaml
+        create_extractor, create_relation_model, load_relation_weights,
+        FeatureExtractor, RelationModel, RelationOutput, PairEncoding, concat_encodings,
         compute_losses, alpha_from_counts,
         TextTable, build_text_table, save_text_table, load_text_table, create_clip,
     )
 
+The whole model of a run (extractor + relation model + text table, weights or a
+checkpoint) is assembled by :mod:`tr2_core.run`, not here.
+
 Data flow: ``extractor.extract(images, boxes, labels) -> VideoFeatures``;
-``relation(features, mode=...) -> RelationOutput``;
+``relation(features, mode=...) -> RelationOutput`` (= ``relation.decode(relation.encode(
+features, mode))``: per-frame half, then the temporal half over a window);
 ``compute_losses(output, features, targets, text_table, config) -> dict``.
 """
 
@@ -27,15 +31,9 @@ from tr2_core.models.config import (
     ObjectClassifierConfig,
     RepresentationConfig,
     load_model_config,
+    resolve_config,
 )
-from tr2_core.models.extractor import FeatureExtractor
-from tr2_core.models.factory import (
-    TR2,
-    create_extractor,
-    create_model,
-    create_relation_model,
-    load_relation_weights,
-)
+from tr2_core.models.extractor import FeatureExtractor, create_extractor
 from tr2_core.models.guidance import (
     TextTable,
     build_text_table,
@@ -44,13 +42,17 @@ from tr2_core.models.guidance import (
     save_text_table,
 )
 from tr2_core.models.losses import alpha_from_counts, compute_losses
-from tr2_core.models.outputs import RelationOutput
-from tr2_core.models.tr2 import TASK_MODES, RelationModel
+from tr2_core.models.outputs import PairEncoding, RelationOutput, concat_encodings
+from tr2_core.models.tr2 import (
+    TASK_MODES,
+    RelationModel,
+    create_relation_model,
+    load_relation_weights,
+)
 from tr2_core.models.union import create_clip
 
 __all__ = [
     "TASK_MODES",
-    "TR2",
     "ClipConfig",
     "DetectorConfig",
     "FeatureExtractor",
@@ -60,6 +62,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "ObjectClassifierConfig",
+    "PairEncoding",
     "RelationModel",
     "RelationOutput",
     "RepresentationConfig",
@@ -67,13 +70,14 @@ __all__ = [
     "alpha_from_counts",
     "build_text_table",
     "compute_losses",
+    "concat_encodings",
     "create_clip",
     "create_extractor",
-    "create_model",
     "create_relation_model",
     "load_model_config",
     "load_relation_weights",
     "load_text_table",
     "prompt",
+    "resolve_config",
     "save_text_table",
 ]

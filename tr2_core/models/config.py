@@ -279,3 +279,12 @@ def load_model_config(
     from tr2_core.config import load_config
 
     return load_config(ModelConfig, name_or_path, "models", tuple(overrides))
+
+
+def resolve_config(config: ModelConfig | str | Path, overrides=()) -> ModelConfig:
+    """A ModelConfig as is, or a named / YAML config with dotted overrides."""
+    if isinstance(config, ModelConfig):
+        if overrides:
+            raise ValueError("overrides apply to named configs; edit the ModelConfig instead")
+        return config
+    return load_model_config(config, tuple(overrides))

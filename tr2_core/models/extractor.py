@@ -8,19 +8,23 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 
-from tr2_core.models.config import ModelConfig
+from tr2_core.errors import WeightsError
+from tr2_core.models.config import ModelConfig, resolve_config
 from tr2_core.models.detector import (
     assign_detections,
+    build_detector,
     keep_single_person,
+    load_detector_weights,
     make_pairs,
     union_boxes,
 )
-from tr2_core.models.union import UnionFeatureEncoder, stack_frames
+from tr2_core.models.union import UnionFeatureEncoder, create_clip, stack_frames
 from tr2_core.types import VideoFeatures
 
 log = logging.getLogger(__name__)
@@ -284,3 +288,46 @@ class FeatureExtractor(nn.Module):
             torch.full_like(entity_frame, -1),
         )
         return features, torch.cat(gt_rows)
+
+
+def create_extractor(
+    config: ModelConfig | str | Path,
+    *,
+    random_init: bool = False,
+    detector_weights: str | Path | None = None,
+    clip_weights: str | None = None,
+    device: str | torch.device = "cpu",
+) -> FeatureExtractor:
+    """The frozen :class:`FeatureExtractor` of ``config``.
+
+    Says nothing about a random init: the run builder (:mod:`tr2_core.run`) announces it.
+
+    Args:
+        random_init: same architecture with random weights; sets
+            ``extractor.random_init = True``.
+        detector_weights: torchvision-format ``FasterRCNN`` state dict file (overrides
+            ``detector.weights``).
+        clip_weights: open_clip checkpoint file or tag (overrides ``clip.pretrained``).
+    Raises:
+        WeightsError: weights missing / unreadable / not matching (never a silent random init).
+    """
+    cfg = resolve_config(config)
+    detector = build_detector(cfg.detector)
+    if not random_init:
+        path = detector_weights if detector_weights is not None else cfg.detector.weights
+        if not path:
+            raise WeightsError(
+                f"model {cfg.name!r}: no detector weights; set detector.weights or pass "
+                "--detector-weights PATH (a torchvision FasterRCNN state dict); use "
+                "--random-init only for tests and the synthetic demo"
+            )
+        load_detector_weights(detector, path)
+    clip_model = create_clip(cfg.clip, random_init=random_init, pretrained=clip_weights)
+    union = UnionFeatureEncoder(clip_model, cfg.clip)
+    if union.out_dim != cfg.representation.union_dim:
+        raise WeightsError(
+            f"CLIP {cfg.clip.model_name} gives {union.out_dim}-d image features but "
+            f"representation.union_dim is {cfg.representation.union_dim}"
+        )
+    extractor = FeatureExtractor(detector, union, cfg, random_init=random_init)
+    return extractor.to(device)

@@ -87,6 +87,25 @@ class SequenceLayout:
     frame: torch.Tensor
     prev: torch.Tensor
 
+    def keep_sequences(self, wanted: torch.Tensor) -> tuple[torch.Tensor, SequenceLayout]:
+        """Only the sequences marked in ``wanted`` (G,) bool, by index arithmetic (no
+        regrouping): returns (kept rows (P',) int64 in row order, their layout). Groups keep
+        their relative order and every kept row its position, so the padded batch equals
+        the one :func:`sequence_layout` builds from the kept rows alone."""
+        seq = self.grouping
+        rows = wanted[seq.group].nonzero().squeeze(1)
+        new_row = torch.full_like(seq.group, -1)
+        new_row[rows] = torch.arange(rows.shape[0], device=rows.device)
+        new_group = torch.cumsum(wanted.long(), 0) - 1
+        position = seq.position[rows]
+        grouping = Grouping(
+            new_group[seq.group[rows]],
+            position,
+            int(wanted.sum()),
+            int(position.max()) + 1 if rows.shape[0] else 0,
+        )
+        return rows, SequenceLayout(grouping, self.frame[rows], new_row[self.prev[rows]])
+
 
 def pair_sequence_keys(
     pair_subject: torch.Tensor,

@@ -1,7 +1,9 @@
-"""Output type of the relation model."""
+"""What the relation model hands on: the per-frame :class:`PairEncoding` (its first half,
+cacheable) and the clip's :class:`RelationOutput` (its second half)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,3 +62,58 @@ class RelationOutput:
             self.spatial.sigmoid(),
             self.contacting.sigmoid(),
         )
+
+
+@dataclass
+class PairEncoding:
+    """The per-frame half of :class:`~tr2_core.models.tr2.RelationModel`
+    (:meth:`~tr2_core.models.tr2.RelationModel.encode`): everything the temporal decode
+    needs. It depends only on each frame's own entities and pairs, so the streaming engine
+    computes it once per frame and keeps it (:func:`concat_encodings` makes a window).
+
+    ``N`` entities, ``P`` pairs over ``num_frames`` frames; pair rows sorted by frame.
+
+    Attributes:
+        num_frames: frames covered (pair_frame values are 0..num_frames-1).
+        entity_logits: (N, 37) object-classifier logits, or None in PredCls.
+        entity_labels: (N,) int64 labels the relation model uses.
+        entity_scores: (N,) float confidence of those labels.
+        entity_track: (N,) int64 track id (-1 = untracked; the temporal grouping then
+            falls back to class labels).
+        pair_frame: (P,) int64 frame of each pair.
+        pair_subject: (P,) int64 row of the subject entity.
+        pair_object: (P,) int64 row of the object entity.
+        encoded: (P, d_model) relation representation after the spatial encoder.
+    """
+
+    num_frames: int
+    entity_logits: torch.Tensor | None
+    entity_labels: torch.Tensor
+    entity_scores: torch.Tensor
+    entity_track: torch.Tensor
+    pair_frame: torch.Tensor
+    pair_subject: torch.Tensor
+    pair_object: torch.Tensor
+    encoded: torch.Tensor
+
+
+def concat_encodings(parts: Sequence[PairEncoding]) -> PairEncoding:
+    """Consecutive encodings -> one over all their frames (entity rows and frame indices
+    offset per part, in order). Entity logits are kept only when every part has them."""
+    n_ent = [p.entity_labels.shape[0] for p in parts]
+    ent_offset = [sum(n_ent[:i]) for i in range(len(parts))]
+    frame_offset = [sum(p.num_frames for p in parts[:i]) for i in range(len(parts))]
+    logits = [p.entity_logits for p in parts]
+    return PairEncoding(
+        num_frames=sum(p.num_frames for p in parts),
+        entity_logits=None if any(x is None for x in logits) else torch.cat(logits),
+        entity_labels=torch.cat([p.entity_labels for p in parts]),
+        entity_scores=torch.cat([p.entity_scores for p in parts]),
+        entity_track=torch.cat([p.entity_track for p in parts]),
+        pair_frame=torch.cat([p.pair_frame + o for p, o in zip(parts, frame_offset, strict=True)]),
+        pair_subject=torch.cat(
+            [p.pair_subject + o for p, o in zip(parts, ent_offset, strict=True)]
+        ),
+        pair_object=torch.cat([p.pair_object + o for p, o in zip(parts, ent_offset, strict=True)]),
+        encoded=torch.cat([p.encoded for p in parts]),
+    )

@@ -9,15 +9,18 @@ object classifier in SGCls/SGDet); all other branches are the same.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from tr2_core.models.config import ModelConfig, TaskMode
-from tr2_core.models.detector import union_boxes
+from tr2_core.errors import WeightsError
+from tr2_core.models.config import ModelConfig, TaskMode, resolve_config
+from tr2_core.models.detector import load_strict, read_state_dict, union_boxes
 from tr2_core.models.fusion import RelationFusion, sequence_layout
-from tr2_core.models.guidance import ChangeHead
+from tr2_core.models.guidance import ChangeHead, TextTable, load_text_table
 from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
-from tr2_core.models.outputs import RelationOutput
+from tr2_core.models.outputs import PairEncoding, RelationOutput
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
@@ -93,7 +96,9 @@ class RelationRepresentation(nn.Module):
 class RelationModel(nn.Module):
     """TR² trainable part.
 
-    ``forward(features, targets=None, *, mode="predcls") -> RelationOutput``.
+    ``forward(features, targets=None, *, mode="predcls") -> RelationOutput`` is
+    ``decode(encode(features, mode), mode)``: :meth:`encode` is the per-frame half (cacheable),
+    :meth:`decode` the temporal half over a window of encodings.
     ``targets`` is accepted for interface symmetry and not used: the heads never see
     labels; the losses take targets (see :func:`~tr2_core.models.losses.compute_losses`).
     """
@@ -130,6 +135,116 @@ class RelationModel(nn.Module):
             return None, features.entity_labels, features.entity_scores
         return self.object_classifier.classify(features)
 
+    def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:
+        """Per-frame half: entity labels (given, or the object classifier), relation
+        representation and spatial encoder. Every row depends only on its own frame, so a
+        stream computes this once per frame and caches it.
+
+        features: :class:`~tr2_core.types.VideoFeatures` of T frames -> :class:`PairEncoding`
+        (``encoded`` (P, d_model)).
+        """
+        if mode not in TASK_MODES:
+            raise ValueError(f"mode must be one of {TASK_MODES}, got {mode!r}")
+        logits, labels, scores = self.entity_labels(features, mode)
+        x = self.representation(features, labels)
+        return PairEncoding(
+            num_frames=len(features.frame_keys),
+            entity_logits=logits,
+            entity_labels=labels,
+            entity_scores=scores,
+            entity_track=features.entity_track,
+            pair_frame=features.pair_frame,
+            pair_subject=features.pair_subject,
+            pair_object=features.pair_object,
+            encoded=self.fusion.spatial_pass(x, features.pair_frame),
+        )
+
+    def decode(
+        self,
+        encoding: PairEncoding,
+        mode: TaskMode,
+        *,
+        with_guidance: bool | None = None,
+        only_frame: int | None = None,
+    ) -> RelationOutput:
+        """Temporal half, over a window of encodings (:func:`concat_encodings`): regroup
+        by entity pair, temporal decoder, message token, predicate heads (and guidance).
+
+        This is the one path from encodings to predicate scores, offline (:meth:`forward`)
+        and online (the streaming engine): which frames a pair may attend to is decided
+        once, in :meth:`~tr2_core.models.fusion.TemporalDecoder.attention_block`.
+
+        Args:
+            encoding: P pair rows over the window.
+            mode: the task the encoding was made for (:meth:`encode`'s ``mode``); the
+                predicate heads may differ per task (``heads.sgdet_classifier``).
+            with_guidance: compute the guidance outputs (default: ``self.training``).
+            only_frame: decode for that frame only (the streaming engine's newest frame):
+                sequences that do not reach it are dropped before the temporal decoder
+                (attention never crosses sequences, so its rows are unchanged) and the
+                pair fields of the output are that frame's rows, in encoding order;
+                ``pair_sequence`` / ``pair_prev`` then index the encoding's rows. No
+                guidance outputs.
+        Returns:
+            :class:`RelationOutput` (entity fields: all of the encoding's entities).
+        """
+        if mode not in TASK_MODES:
+            raise ValueError(f"mode must be one of {TASK_MODES}, got {mode!r}")
+        enc = encoding
+        labels = enc.entity_labels
+        layout = sequence_layout(
+            enc.pair_frame, enc.pair_subject, enc.pair_object, enc.entity_track, labels
+        )
+        rows = torch.arange(enc.pair_frame.shape[0], device=enc.pair_frame.device)
+        if only_frame is not None:
+            wanted = torch.zeros(layout.grouping.num_groups, dtype=torch.bool, device=rows.device)
+            wanted[layout.grouping.group[enc.pair_frame == only_frame]] = True
+            rows, layout = layout.keep_sequences(wanted)
+            with_guidance = False
+        e_r = self.fusion.temporal_pass(enc.encoded[rows], layout)
+        pair_object = enc.pair_object[rows]
+        sequence, prev = layout.grouping.group, layout.prev
+        if only_frame is not None:
+            newest = enc.pair_frame[rows] == only_frame
+            e_r, pair_object = e_r[newest], pair_object[newest]
+            sequence, prev = sequence[newest], rows[prev[newest]]
+        family_logits = self.heads(e_r, labels[pair_object], mode)
+        if with_guidance is None:
+            with_guidance = self.training
+        visual, change = self._guidance(e_r, layout.prev) if with_guidance else (None, None)
+        return RelationOutput(
+            entity_logits=enc.entity_logits,
+            entity_labels=labels,
+            entity_scores=enc.entity_scores,
+            attention=family_logits["attention"],
+            spatial=family_logits["spatial"],
+            contacting=family_logits["contacting"],
+            relation_features=e_r,
+            pair_sequence=sequence,
+            pair_prev=prev,
+            guidance_visual=visual,
+            change_logits=change,
+        )
+
+    def _guidance(
+        self, e_r: torch.Tensor, prev: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(guidance_visual (3, P, D) or None, change_logits (P, 3) or None) of e_r (P, R);
+        ``prev`` (P,) is each row's previous element in its sequence."""
+        if self.guidance_proj is None:
+            return None, None
+        projected = [self.guidance_proj[f.name](e_r) for f in FAMILIES]
+        if self.change_heads is None:
+            return torch.stack(projected, dim=0), None
+        change = torch.cat(
+            [
+                self.change_heads[f.name](v - v[prev])
+                for f, v in zip(FAMILIES, projected, strict=True)
+            ],
+            dim=1,
+        )
+        return None, change
+
     def forward(
         self,
         features,
@@ -138,49 +253,52 @@ class RelationModel(nn.Module):
         mode: TaskMode = "predcls",
         with_guidance: bool | None = None,
     ) -> RelationOutput:
-        """features: :class:`~tr2_core.types.VideoFeatures` of one clip -> RelationOutput.
+        """features: :class:`~tr2_core.types.VideoFeatures` of one clip -> RelationOutput:
+        :meth:`decode` of :meth:`encode`.
 
         ``with_guidance`` (default: ``self.training``) computes the guidance outputs
         (``guidance_visual`` / ``change_logits``) when the config has guidance.
         """
-        if mode not in TASK_MODES:
-            raise ValueError(f"mode must be one of {TASK_MODES}, got {mode!r}")
-        logits, labels, scores = self.entity_labels(features, mode)
-        layout = sequence_layout(
-            features.pair_frame,
-            features.pair_subject,
-            features.pair_object,
-            features.entity_track,
-            labels,
-        )
-        x = self.representation(features, labels)
-        e_r = self.fusion(x, features.pair_frame, layout)
-        family_logits = self.heads(e_r, labels[features.pair_object], mode)
-        visual = change = None
-        if with_guidance is None:
-            with_guidance = self.training
-        if self.guidance_proj is not None and with_guidance:
-            projected = [self.guidance_proj[f.name](e_r) for f in FAMILIES]
-            if self.change_heads is not None:
-                change = torch.cat(
-                    [
-                        self.change_heads[f.name](v - v[layout.prev])
-                        for f, v in zip(FAMILIES, projected, strict=True)
-                    ],
-                    dim=1,
-                )
-            else:
-                visual = torch.stack(projected, dim=0)
-        return RelationOutput(
-            entity_logits=logits,
-            entity_labels=labels,
-            entity_scores=scores,
-            attention=family_logits["attention"],
-            spatial=family_logits["spatial"],
-            contacting=family_logits["contacting"],
-            relation_features=e_r,
-            pair_sequence=layout.grouping.group,
-            pair_prev=layout.prev,
-            guidance_visual=visual,
-            change_logits=change,
-        )
+        return self.decode(self.encode(features, mode), mode, with_guidance=with_guidance)
+
+
+def create_relation_model(
+    config: ModelConfig | str | Path,
+    *,
+    text_table: TextTable | torch.Tensor | str | Path | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> RelationModel:
+    """The trainable :class:`RelationModel` (random init, or ``weights``: a state dict file
+    of this model, loaded strictly with ``weights_only=True``).
+
+    ``text_table`` (a :class:`TextTable`, (37, 26, D) tensor or ``.npz`` path) is installed
+    in the text classifier heads (when any task uses them: ``heads.uses_text``); a
+    checkpoint also carries it.
+    """
+    cfg = resolve_config(config)
+    table = _table_tensor(text_table, cfg.representation.union_dim)
+    model = RelationModel(cfg, text_table=table if cfg.heads.uses_text else None)
+    if weights is not None:
+        load_relation_weights(model, weights)
+    return model.to(device)
+
+
+def _table_tensor(
+    text_table: TextTable | torch.Tensor | str | Path | None, dim: int
+) -> torch.Tensor | None:
+    """The (37, 26, dim) tensor of a text table given as a table, tensor or ``.npz`` path."""
+    if text_table is None:
+        return None
+    if isinstance(text_table, (str, Path)):
+        text_table = load_text_table(text_table, expected_dim=dim)
+    table = text_table.table if isinstance(text_table, TextTable) else text_table
+    if table.shape[-1] != dim:
+        raise WeightsError(f"text table width {table.shape[-1]} but the model expects {dim}")
+    return table
+
+
+def load_relation_weights(model: nn.Module, path: str | Path) -> None:
+    """Strictly load a relation-model state dict file (``{"model": sd}``, ``{"state_dict":
+    sd}`` or a bare state dict); mismatches raise :class:`WeightsError`."""
+    load_strict(model, read_state_dict(path, "relation model"), "relation model", str(path))

@@ -7,7 +7,6 @@ All union crops of a clip are cut and resized in one batched RoIAlign call
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -16,8 +15,6 @@ from torchvision.ops import roi_align
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import ClipConfig
-
-log = logging.getLogger(__name__)
 
 
 def create_clip(
@@ -28,7 +25,7 @@ def create_clip(
     Args:
         cfg: the ``clip`` section of the model config.
         random_init: build the same architecture with random weights (tests / synthetic
-            demo); logs a loud warning.
+            demo); the caller announces it (:func:`tr2_core.run.announce_random_init`).
         pretrained: checkpoint file or open_clip tag; overrides ``cfg.pretrained``.
     Raises:
         WeightsError: no weights given (and not ``random_init``), a missing file, a tag that
@@ -39,11 +36,6 @@ def create_clip(
     source = pretrained if pretrained is not None else cfg.pretrained
     overrides = dict(cfg.overrides)
     if random_init:
-        log.warning(
-            "RANDOM INIT: CLIP %s is randomly initialised (--random-init); its features are "
-            "meaningless for real data and results must not be reported as TR² numbers",
-            cfg.model_name,
-        )
         model = open_clip.create_model(cfg.model_name, pretrained=None, **overrides)
     else:
         if not source:

@@ -1,11 +1,12 @@
 """The online engine: frames one at a time in, that frame's scene graph out.
 
 Per frame, the work that depends only on that frame (detector or given boxes,
-CLIP union crops, relation representation, spatial encoder) is done once and
-kept in a rolling window of ``W`` frames. Each new frame then adds only the
-temporal pass (decoder + message token + heads) over the window's sequences
-that contain one of its pairs. The result for frame ``t`` equals the offline
-model run on the same ``W`` frames (tested).
+CLIP union crops, then the relation model's per-frame half
+:meth:`~tr2_core.models.RelationModel.encode`) is done once and kept in a rolling
+window of ``W`` frames. Each new frame then adds only the model's temporal half
+(:meth:`~tr2_core.models.RelationModel.decode`) over the window, for its own pairs.
+The result for frame ``t`` equals the offline model run on the same ``W`` frames
+(tested).
 
 Entities get stable ids from :class:`~tr2_core.stream.tracker.IoUTracker`, and
 the temporal decoder groups relations by those ids.
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 
 from tr2_core.models.config import TaskMode
-from tr2_core.models.fusion import sequence_layout
+from tr2_core.models.outputs import PairEncoding, concat_encodings
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
+from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,17 @@ class _WindowFrame:
 
     stamp_ns: int
     features: VideoFeatures  # one frame, entity_track filled by the tracker
-    labels: torch.Tensor  # (N,) labels the relation model uses
-    scores: torch.Tensor  # (N,) their confidences
-    encoded: torch.Tensor  # (P, d) relation representation after the spatial encoder
+    encoding: PairEncoding  # the relation model's per-frame half, with the tracks
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """(N,) labels the relation model uses."""
+        return self.encoding.entity_labels
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """(N,) their confidences."""
+        return self.encoding.entity_scores
 
 
 @dataclass
@@ -61,9 +71,9 @@ def _empty_result(stamp_ns: int, window: np.ndarray) -> SceneGraphResult:
         entity_boxes=z((0, 4), np.float32),
         pair_subject=z(0, np.int64),
         pair_object=z(0, np.int64),
-        attention=z((0, 3), np.float32),
-        spatial=z((0, 6), np.float32),
-        contacting=z((0, 17), np.float32),
+        attention=z((0, ATTENTION.size), np.float32),
+        spatial=z((0, SPATIAL.size), np.float32),
+        contacting=z((0, CONTACTING.size), np.float32),
         window_stamps_ns=window,
     )
 
@@ -122,15 +132,13 @@ class StreamingEngine:
         ``clip_weights`` / ``detector_weights`` override the paths saved in the
         checkpoint (weights usually live elsewhere on a robot than on the
         training machine)."""
-        from tr2_core.train.loop import load_trained
+        from tr2_core.run import load_trained
 
-        *_, parts, _ = load_trained(
-            checkpoint,
-            torch.device(device),
-            clip_weights=clip_weights,
-            detector_weights=detector_weights,
+        trained = load_trained(
+            checkpoint, device, clip_weights=clip_weights, detector_weights=detector_weights
         )
-        return cls(parts.extractor, parts.relation, window=window, mode=mode, **kwargs)
+        model = trained.model
+        return cls(model.extractor, model.relation, window=window, mode=mode, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -180,47 +188,20 @@ class StreamingEngine:
             b = torch.from_numpy(b_np).to(dev)
             lab = torch.from_numpy(lab_np).to(dev)
             feats = self.extractor.extract([image], [b], [lab], frame_keys=[str(stamp_ns)])
-        _, ent_labels, ent_scores = self.relation.entity_labels(feats, self.mode)
-        tracks = self.tracker.update(feats.entity_boxes.cpu().numpy(), ent_labels.cpu().numpy())
-        feats.entity_track = torch.as_tensor(tracks, device=dev)
-        x = self.relation.representation(feats, ent_labels)
-        x = self.relation.fusion.spatial_pass(x, feats.pair_frame)
-        return _WindowFrame(stamp_ns, feats, ent_labels, ent_scores, x)
+        encoding = self.relation.encode(feats, self.mode)
+        tracks = self.tracker.update(
+            feats.entity_boxes.cpu().numpy(), encoding.entity_labels.cpu().numpy()
+        )
+        feats.entity_track = encoding.entity_track = torch.as_tensor(tracks, device=dev)
+        return _WindowFrame(stamp_ns, feats, encoding)
 
     @torch.no_grad()
     def _temporal(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Temporal pass over the window -> newest frame's (attention, spatial,
-        contacting) probabilities, each (P_last, family size)."""
-        frames = list(self.frames)
-        fusion = self.relation.fusion
-        # Concatenate the window: entity rows offset per frame, frame index 0..W-1.
-        n_ent = torch.tensor([f.labels.shape[0] for f in frames], device=self.device)
-        offsets = torch.cumsum(n_ent, 0) - n_ent
-        subj = torch.cat(
-            [f.features.pair_subject + o for f, o in zip(frames, offsets, strict=True)]
-        )
-        obj = torch.cat([f.features.pair_object + o for f, o in zip(frames, offsets, strict=True)])
-        pf = torch.cat([torch.full_like(f.features.pair_frame, i) for i, f in enumerate(frames)])
-        tracks = torch.cat([f.features.entity_track for f in frames])
-        labels = torch.cat([f.labels for f in frames])
-        x = torch.cat([f.encoded for f in frames])
-        last = len(frames) - 1
-        layout = sequence_layout(pf, subj, obj, tracks, labels)
-        # Only sequences that reach the newest frame matter; attention never crosses
-        # sequences, so dropping the others changes nothing for the newest rows.
-        wanted = torch.zeros(layout.grouping.num_groups, dtype=torch.bool, device=x.device)
-        wanted[layout.grouping.group[pf == last]] = True
-        keep = wanted[layout.grouping.group]
-        pf, subj, obj, x = pf[keep], subj[keep], obj[keep], x[keep]
-        layout = sequence_layout(pf, subj, obj, tracks, labels)
-        x = fusion.temporal_pass(x, layout)
-        newest = pf == last
-        logits = self.relation.heads(x[newest], labels[obj[newest]], self.mode)
-        return (
-            logits["attention"].softmax(-1),
-            logits["spatial"].sigmoid(),
-            logits["contacting"].sigmoid(),
-        )
+        """The model's temporal half over the window -> newest frame's (attention,
+        spatial, contacting) probabilities, each (P_last, family size)."""
+        window = concat_encodings([f.encoding for f in self.frames])
+        out = self.relation.decode(window, self.mode, only_frame=len(self.frames) - 1)
+        return out.probabilities()
 
     def process(
         self,

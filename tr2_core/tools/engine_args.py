@@ -19,11 +19,6 @@ from tr2_core.errors import ConfigError
 if TYPE_CHECKING:
     from tr2_core.stream.engine import StreamingEngine
 
-RANDOM_INIT_BANNER = (
-    "WARNING: --random-init: the detector, CLIP and relation model are UNTRAINED. "
-    "The scene graphs written are meaningless (demo / test only); use --checkpoint for real output."
-)
-
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model / engine options (one of ``--checkpoint`` or ``--model``)."""
@@ -156,15 +151,11 @@ class EngineOptions:
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA device without CUDA
     raises :class:`ConfigError`."""
-    import torch
+    from tr2_core.run import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    if device != "cpu" and not device.startswith("cuda"):
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return device
+    return str(resolve(device))
 
 
 def build_engine(options: EngineOptions) -> StreamingEngine:
@@ -196,10 +187,10 @@ def build_engine(options: EngineOptions) -> StreamingEngine:
             detector_weights=options.detector_weights,
             **common,
         )
-    from tr2_core.models import create_model
+    from tr2_core.run import announce_random_init, build_model
 
-    print(RANDOM_INIT_BANNER, file=sys.stderr)
-    model = create_model(
-        options.model, random_init=True, overrides=options.overrides, device=device
+    announce_random_init(relation_trained=False, stream=sys.stderr)
+    model = build_model(
+        options.model, random_init=True, overrides=options.overrides, device=device, announce=False
     )
     return StreamingEngine(model.extractor, model.relation, **common)

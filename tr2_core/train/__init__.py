@@ -4,18 +4,23 @@ Public API::
 
     from tr2_core.train import (
         TrainConfig, load_train_config,          # config/train/*.yaml
-        RunSpec, train, load_trained,            # the loop; rebuild a trained model
+        train,                                   # the loop (RunSpec, load_trained: tr2_core.run)
         FeatureCache, ClipSource, ActionGenomeVideos,
         predict, clip_predictions, concat_predictions,
-        atomic_torch_save, load_checkpoint,
+        atomic_torch_save,
     )
+
+Rooms: ``loop`` (the loop), ``distributed`` (ranks and collectives), ``validation``
+(the validation / test run), ``checkpoint`` (saving, resuming, the stored config),
+``source`` (a split -> model input, feature cache). The model itself is built by
+:mod:`tr2_core.run`.
 """
 
-from tr2_core.train.checkpoint import atomic_torch_save, load_checkpoint
+from tr2_core.train.checkpoint import atomic_torch_save
 from tr2_core.train.config import TrainConfig, load_train_config
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip
 from tr2_core.train.feature_cache import FeatureCache
-from tr2_core.train.loop import RunSpec, load_trained, train
+from tr2_core.train.loop import train
 from tr2_core.train.predict import clip_predictions, concat_predictions, predict
 from tr2_core.train.source import ClipSource
 
@@ -23,14 +28,11 @@ __all__ = [
     "ActionGenomeVideos",
     "ClipSource",
     "FeatureCache",
-    "RunSpec",
     "TrainConfig",
     "VideoClip",
     "atomic_torch_save",
     "clip_predictions",
     "concat_predictions",
-    "load_checkpoint",
-    "load_trained",
     "load_train_config",
     "predict",
     "train",

@@ -1,4 +1,6 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``, resumable exactly.
+"""Checkpoints: written atomically, read with ``weights_only=True``
+(:func:`tr2_core.run.load_checkpoint`, which the streaming engine uses too), resumable
+exactly.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing
 that needs pickled classes), so ``torch.load(..., weights_only=True)`` reads it:
@@ -11,20 +13,31 @@ that needs pickled classes), so ``torch.load(..., weights_only=True)`` reads it:
 ``best_metric``  best validation metric so far (``-inf`` before the first evaluation)
 ``config``       the run configuration as a plain dict (model, train, run sections)
 ``rng``          python / numpy / torch (and CUDA) generator states
+``extractor_fingerprint``  identity of the frozen extractor's weights
+``random_init``  whether the frozen parts were random
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from tr2_core.config import from_dict, to_dict
 from tr2_core.errors import WeightsError
+from tr2_core.models import ModelConfig
+from tr2_core.run import RunSpec, run_spec_and_model_config
+from tr2_core.train.config import TrainConfig
+
+log = logging.getLogger("tr2.train")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -42,24 +55,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``); raises :class:`WeightsError`
-    naming the file when it is missing or not a tr2 checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt file, or one that needs unsafe globals
-        raise WeightsError(f"{path}: cannot be read as a tr2 checkpoint ({e})") from None
-    missing = [
-        k for k in ("model", "config", "epoch") if not isinstance(ckpt, dict) or k not in ckpt
-    ]
-    if missing:
-        raise WeightsError(f"{path}: not a tr2 checkpoint (missing {missing})")
-    return ckpt
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -94,3 +89,85 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# --------------------------------------------------------------------------- configuration
+def run_config_dict(run: RunSpec, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict[str, Any]:
+    """The plain-dict configuration stored in checkpoints and ``config.json``."""
+    return {"run": asdict(run), "model": to_dict(model_cfg), "train": to_dict(train_cfg)}
+
+
+def train_config_from(config: dict[str, Any]) -> TrainConfig:
+    """The typed ``train`` section of a checkpoint's config."""
+    if "train" not in config:
+        raise WeightsError("checkpoint config has no 'train' section")
+    return from_dict(TrainConfig, config["train"], "checkpoint config.train")
+
+
+def configs_from_dict(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, TrainConfig]:
+    """Inverse of :func:`run_config_dict` (typed, validated)."""
+    run, model_cfg, _ = run_spec_and_model_config(config)
+    return run, model_cfg, train_config_from(config)
+
+
+def checkpoint_state(
+    relation: torch.nn.Module,
+    optimisation: dict[str, Any],
+    *,
+    epoch: int,
+    best: float,
+    config: dict[str, Any],
+    extractor_fingerprint: str,
+    random_init: bool,
+) -> dict[str, Any]:
+    """The checkpoint dict (keys above) after ``epoch`` finished epochs; ``optimisation``
+    holds the ``optimizer``, ``scheduler`` and ``scaler`` state dicts."""
+    return {
+        "model": relation.state_dict(),
+        **optimisation,
+        "epoch": epoch,
+        "best_metric": best,
+        "config": config,
+        "extractor_fingerprint": extractor_fingerprint,
+        "random_init": random_init,
+        "rng": get_rng_state(),
+    }
+
+
+# --------------------------------------------------------------------------- resume
+def restore_training(
+    ckpt: dict[str, Any],
+    path: Path,
+    *,
+    extractor_fingerprint: str,
+    relation: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+) -> tuple[int, float]:
+    """Load a ``last.pt`` into the freshly built training state (relation model,
+    optimizer, scheduler, grad scaler, RNGs) -> (finished epochs, best metric). The frozen
+    extractor rebuilt from the saved config must be the one the run used."""
+    if ckpt.get("extractor_fingerprint") != extractor_fingerprint:
+        raise WeightsError(
+            f"{path}: the frozen extractor rebuilt from the saved config has "
+            "different weights than the run that wrote the checkpoint (other weight "
+            "files or torch version?)"
+        )
+    relation.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]), float(ckpt["best_metric"])
+
+
+def truncate_log(path: Path, epochs: int) -> None:
+    """Keep only records of epochs <= ``epochs`` (a run killed between writing the log
+    line and the checkpoint re-runs that epoch)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs]
+    if len(keep) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in keep))

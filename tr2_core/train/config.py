@@ -6,9 +6,13 @@ file holds only how it is trained. Unknown keys fail (:func:`tr2_core.config.fro
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import torch
 
 from tr2_core.config import load_config
 from tr2_core.errors import ConfigError
@@ -94,3 +98,11 @@ class TrainConfig:
 def load_train_config(name_or_path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfig:
     """``config/train/<name>.yaml`` (or a YAML path) with dotted ``key=value`` overrides."""
     return load_config(TrainConfig, name_or_path, subdir="train", overrides=overrides)
+
+
+def autocast_factory(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """``torch.autocast`` on CUDA when ``amp`` is on; a no-op elsewhere (CPU: float32)."""
+    if not (cfg.amp and device.type == "cuda"):
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    return lambda: torch.autocast(device_type="cuda", dtype=dtype)

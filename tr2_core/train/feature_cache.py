@@ -42,17 +42,6 @@ _EXTRA = "extra."
 _TENSOR_FIELDS = tuple(f.name for f in fields(VideoFeatures) if f.name != "frame_keys")
 
 
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """Hash of a module's state dict (names, shapes, dtypes, values): the identity of
-    its weights, whether they came from a file or a seeded random initialisation."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def annotation_stats(root: str | Path) -> list[list[Any]]:
     """``[name, size, mtime_ns]`` of every file in ``ROOT/annotations`` (sorted)."""
     ann = Path(root) / "annotations"

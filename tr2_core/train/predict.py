@@ -14,6 +14,7 @@ from tqdm import tqdm
 from tr2_core.train.dataset import frame_chunks
 from tr2_core.train.source import ClipSource, move_features
 from tr2_core.types import Predictions, VideoFeatures
+from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 
 
 def clip_predictions(features: VideoFeatures, output) -> Predictions:
@@ -60,9 +61,9 @@ def concat_predictions(parts: Sequence[Predictions]) -> Predictions:
         box_scores=cat([p.box_scores for p in parts]),
         pair_subject=cat([p.pair_subject + boxes[i] for i, p in enumerate(parts)]),
         pair_object=cat([p.pair_object + boxes[i] for i, p in enumerate(parts)]),
-        attention=cat([p.attention for p in parts]).reshape(-1, 3),
-        spatial=cat([p.spatial for p in parts]).reshape(-1, 6),
-        contacting=cat([p.contacting for p in parts]).reshape(-1, 17),
+        attention=cat([p.attention for p in parts]).reshape(-1, ATTENTION.size),
+        spatial=cat([p.spatial for p in parts]).reshape(-1, SPATIAL.size),
+        contacting=cat([p.contacting for p in parts]).reshape(-1, CONTACTING.size),
     )
 
 

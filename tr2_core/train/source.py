@@ -5,11 +5,13 @@
 features from disk (computing and storing them on first use) and cuts the requested
 frame window; without one it decodes the window's frames and runs the extractor.
 Either way the same :class:`VideoFeatures` / :class:`VideoTargets` come out.
+:func:`make_source` builds one for a split of a run (with its feature cache).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tr2_core.config import to_dict
 from tr2_core.errors import DatasetError
+from tr2_core.run import FrozenExtractor, RunSpec
+from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
-from tr2_core.train.feature_cache import FeatureCache
+from tr2_core.train.feature_cache import FeatureCache, annotation_stats
 from tr2_core.types import VideoFeatures, VideoTargets
 
 
@@ -219,3 +224,65 @@ def move_features(features: VideoFeatures, device: torch.device | str) -> VideoF
 def move_targets(targets: VideoTargets, device: torch.device | str) -> VideoTargets:
     """A copy of ``targets`` with every tensor on ``device``."""
     return VideoTargets(**{k: v.to(device, non_blocking=True) for k, v in vars(targets).items()})
+
+
+# --------------------------------------------------------------------------- construction
+def default_feature_cache_dir() -> Path:
+    root = os.environ.get("TR2_CACHE_DIR")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "tr2") / "features"
+
+
+def make_source(
+    run: RunSpec,
+    train_cfg: TrainConfig,
+    split_name: str,
+    frozen: FrozenExtractor,
+    device: torch.device,
+    *,
+    training: bool,
+    max_videos: int,
+    use_cache: bool,
+) -> tuple[ClipSource, Any]:
+    """Load a split and wrap it as a :class:`ClipSource` over the frozen extractor (with
+    the feature cache keyed by the extractor config and weights, the annotations, the
+    split, the entities and the small-box option, when ``use_cache``).
+
+    Returns:
+        (source, the loaded split).
+    """
+    from tr2_core.data.action_genome import load_split
+
+    split = load_split(
+        run.data, split_name, filter_small_boxes=run.small_boxes_filtered, show_progress=False
+    )
+    videos = ActionGenomeVideos(split, max_videos=max_videos)
+    sgdet_assign = run.task == "sgdet" and training
+    cache = None
+    if use_cache:
+        dtype = torch.float16 if train_cfg.cache_dtype == "float16" else torch.float32
+        cache_key = {
+            "extractor_config": {
+                "detector": to_dict(frozen.extractor.config.detector),
+                "clip": to_dict(frozen.extractor.config.clip),
+            },
+            "extractor_weights": frozen.fingerprint,
+            "annotations": annotation_stats(run.data),
+            "data": str(Path(run.data).resolve()),
+            "split": split_name,
+            # PredCls and SGCls extract the same features (GT boxes): they share entries
+            "entities": ("detected+gt" if sgdet_assign else "detected")
+            if run.task == "sgdet"
+            else "annotated",
+            "filter_small_boxes": run.small_boxes_filtered,
+        }
+        root = Path(run.cache_dir) if run.cache_dir else default_feature_cache_dir()
+        cache = FeatureCache(root, cache_key, dtype=dtype)
+    source = ClipSource(
+        videos,
+        frozen.extractor,
+        run.task,
+        sgdet_assign=sgdet_assign,
+        cache=cache,
+        autocast=autocast_factory(train_cfg, device),
+    )
+    return source, split

@@ -1,0 +1,187 @@
+"""Writing a synthetic dataset in the Action Genome release layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tr2_core.data.release_writer import write_annotations
+from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
+from tr2_core.data.synthetic.render import render
+from tr2_core.data.synthetic.temporal import blur_length, draw_occluder, motion_blur
+from tr2_core.data.synthetic.video import VideoOut, generate_video
+from tr2_core.errors import ConfigError, DatasetError
+
+_ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _video_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct 5-character video ids (AG style)."""
+    ids: set[str] = set()
+    out: list[str] = []
+    while len(out) < n:
+        vid = "".join(_ID_CHARS[int(i)] for i in rng.integers(0, len(_ID_CHARS), size=5))
+        if vid not in ids:
+            ids.add(vid)
+            out.append(vid)
+    return out
+
+
+def _clear_root(root: Path, overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, remove) an earlier dataset at ``root``;
+    annotations this generator did not write are never removed."""
+    ann = root / "annotations"
+    if ann.exists() and any(ann.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{root}: already holds annotations/ (use overwrite / --force)")
+        if not (ann / META_FILE).is_file():
+            raise ConfigError(
+                f"{root}: annotations/ was not written by the synthetic generator; "
+                "refusing to replace it"
+            )
+        shutil.rmtree(ann)
+        if (root / "frames").is_dir():
+            shutil.rmtree(root / "frames")
+
+
+def _ids_and_test_rows(cfg: SyntheticConfig) -> tuple[list[str], set[int]]:
+    """Sorted video ids and the rows (indices into them) of the test split."""
+    master = np.random.default_rng([cfg.seed, 0x7E2])
+    ids = sorted(_video_ids(master, cfg.videos))
+    n_test = int(round(cfg.test_fraction * cfg.videos))
+    if 0.0 < cfg.test_fraction < 1.0 and cfg.videos >= 2:
+        n_test = min(max(n_test, 1), cfg.videos - 1)
+    test_rows = set(master.permutation(cfg.videos)[:n_test].tolist())
+    return ids, test_rows
+
+
+def _val_videos(cfg: SyntheticConfig, ids: list[str], test_rows: set[int]) -> list[str]:
+    """The validation videos: a seeded subset of the training videos
+    (``round(val_fraction * videos)``, at least one when the fraction is
+    positive, never all training videos). Drawn from its own stream, so the
+    train/test assignment does not depend on it."""
+    train = [i for i in range(len(ids)) if i not in test_rows]
+    n_val = int(round(cfg.val_fraction * cfg.videos))
+    if cfg.val_fraction > 0.0:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, len(train) - 1)
+    if n_val <= 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, 0x7A1])
+    rows = rng.permutation(len(train))[:n_val]
+    return sorted(f"{ids[train[int(r)]]}.mp4" for r in rows)
+
+
+def validation_videos(root: str | os.PathLike[str]) -> list[str]:
+    """Validation video ids (``"XXXXX.mp4"``) of the synthetic dataset at
+    ``root``, read from ``annotations/synthetic_meta.json`` (empty for a
+    dataset written before the split existed). Their records are in AG's
+    ``'train'`` set: a loader trains on the train split minus these.
+
+    Raises:
+        DatasetError: ``root`` holds no synthetic meta file.
+    """
+    path = Path(root) / "annotations" / META_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found (not a synthetic dataset?)")
+    return list(json.loads(path.read_text()).get("val_videos", []))
+
+
+def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
+    """Render and save every frame of ``v`` (occluders drawn over the scene,
+    then motion blur); returns the number written."""
+    (root / "frames" / v.video).mkdir(parents=True, exist_ok=True)
+    occluders: dict[int, list] = {}
+    for occ in v.occlusions:
+        occluders.setdefault(occ.frame, []).append(occ)
+    for t, key in enumerate(v.keys):
+        classes = [o["class"] for o in v.objects[t]]
+        im = render(v.stage, v.look, v.geoms[t], classes, v.visible[t])
+        for occ in occluders.get(t, ()):
+            draw_occluder(im, occ)
+        if t in v.blurred:
+            im = motion_blur(im, blur_length(v.stage))
+        im.save(root / "frames" / key, format="PNG", compress_level=compress_level)
+    return len(v.keys)
+
+
+def make_synthetic(
+    out: str | os.PathLike[str],
+    cfg: SyntheticConfig | None = None,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> SyntheticSummary:
+    """Generate a synthetic Action Genome dataset at ``out``.
+
+    Writes ``out/frames/VIDEO.mp4/FRAME.png`` (unless ``cfg.images`` is
+    False), ``out/annotations/`` in the exact release layout (via
+    :func:`tr2_core.data.release_writer.write_annotations`) and
+    ``out/annotations/synthetic_meta.json``.
+
+    Args:
+        out: the dataset root to create.
+        cfg: generation parameters (default :class:`SyntheticConfig()`).
+        progress: show a tqdm progress bar.
+        overwrite: replace an earlier synthetic dataset at ``out``; a folder
+            with annotations that this generator did not write is never
+            replaced.
+
+    Raises:
+        ConfigError: ``out`` already holds annotations (and ``overwrite`` is
+            False or they are not synthetic).
+    """
+    from tqdm import tqdm
+
+    cfg = cfg or SyntheticConfig()
+    root = Path(out)
+    _clear_root(root, overwrite)
+    t0 = time.perf_counter()
+    ids, test_rows = _ids_and_test_rows(cfg)
+    val = _val_videos(cfg, ids, test_rows)
+    person: dict[str, dict[str, Any]] = {}
+    objects: dict[str, list[dict[str, Any]]] = {}
+    metas = []
+    n_images = 0
+    bar = tqdm(total=cfg.videos, desc="synthetic AG", unit="video", disable=not progress)
+    for index, vid in enumerate(ids):
+        video = f"{vid}.mp4"
+        v = generate_video(cfg, index, video, "test" if index in test_rows else "train")
+        for t, key in enumerate(v.keys):
+            person[key] = v.person[t]
+            objects[key] = v.objects[t]
+        if cfg.images:
+            n_images += _write_frames(root, v, cfg.png_compress_level)
+        metas.append({**v.meta, "val": video in val})
+        bar.update(1)
+    bar.close()
+    write_annotations(root, person, objects, list(person))
+    degrees = [m["change_degree"] for m in metas if m["frames"] > 1]
+    meta = {
+        "generator": "tr2_core.data.synthetic",
+        "format_version": 1,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "val_videos": val,
+        "videos": metas,
+    }
+    (root / "annotations" / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return SyntheticSummary(
+        root=root,
+        videos=cfg.videos,
+        frames=len(person),
+        train_videos=cfg.videos - len(test_rows),
+        test_videos=len(test_rows),
+        images=n_images,
+        seconds=time.perf_counter() - t0,
+        mean_change_degree=float(np.mean(degrees)) if degrees else 0.0,
+        video_ids=tuple(f"{vid}.mp4" for vid in ids),
+        val_videos=len(val),
+    )
