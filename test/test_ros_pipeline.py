@@ -20,6 +20,7 @@ from ros_testing import (
     random_rgb,
 )
 
+from tr2_core.stream.options import EngineOptions
 from tr2_ros.conversions import decode_image, stamp_to_ns
 from tr2_ros.params import NodeParams
 from tr2_ros.pipeline import ScenePipeline, describe_header
@@ -237,12 +238,8 @@ def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
         NodeParams(checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt")
     )
     assert isinstance(engine, FakeEngine)
-    assert calls == [
-        (
-            str(ckpt),
-            dict(
-                device="cuda:1", window=4, clip_weights="/w/clip.pt", detector_weights=None,
-                score_threshold=0.1,
-            ),
-        )
-    ]  # fmt: skip
+    expected = EngineOptions(
+        checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt",
+        score_threshold=0.1,
+    )  # fmt: skip
+    assert calls == [(str(ckpt), {"options": expected})]

@@ -1,5 +1,5 @@
 """The streaming engine equals the offline model on the same window (small random-init
-config of the same code; see config/models/tr2-small.yaml)."""
+config of the same code; see tr2_core/configs/models/tr2-small.yaml)."""
 
 import numpy as np
 import pytest

@@ -12,10 +12,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from tools_testing import H, W, frames, png_bytes, tiny_engine
 
 from tr2_core.cli import main
-from tr2_core.tools.bag import BagError, process_bag
 from tr2_core.tools.staging import OutputExistsError
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import OBJECT_CLASSES
+from tr2_ros.bag import BagError, process_bag
 from tr2_ros.conversions import decode_compressed_image, decode_image, stamp_to_ns
 from tr2_ros.messages import make_typestore
 
@@ -400,7 +400,7 @@ def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
                "--random-init", "--window", "3", "--debug-image", "--storage", "mcap",
                "--no-progress"])  # fmt: skip
     assert rc == 0
-    assert (seen[0].window, seen[0].model, seen[0].random_init) == (3, "tr2-small", True)
+    assert (seen[0].options.window, seen[0].model, seen[0].random_init) == (3, "tr2-small", True)
     out = read_bag(dst)
     assert len(out["/scene_graph"]) == 2 and len(out["/scene_graph/debug_image"]) == 2
     assert list(dst.glob("*.mcap"))

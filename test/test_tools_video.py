@@ -4,6 +4,7 @@ complete; the JSON layout of a result; the shared engine options."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
-from tr2_core.tools.engine_args import EngineOptions
+from tr2_core.stream.options import EngineOptions
+from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.tools.records import result_record
 from tr2_core.tools.staging import OutputExistsError, staged_outputs
 from tr2_core.tools.video import VideoError, image_files, process_video
@@ -307,19 +309,47 @@ def test_result_record_layout():
         assert list(first[family.name]["scores"]) == list(PREDICATES[family.slice])
 
 
+RANDOM = ["--model", "tr2-small", "--random-init"]
+
+
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("argv", "message"),
     [
-        (EngineOptions(model="tr2-small"), "--random-init"),
-        (EngineOptions(), "exactly one"),
-        (EngineOptions(checkpoint="c.pt", model="tr2"), "exactly one"),
-        (EngineOptions(checkpoint="/no/such.pt"), "no such file"),
-        (EngineOptions(model="tr2-small", random_init=True, window=0), "--window"),
-        (EngineOptions(model="tr2-small", random_init=True, clip_weights="x"), "--checkpoint"),
-        (EngineOptions(model="tr2-small", random_init=True, max_gap=0), "--max-gap"),
-        (EngineOptions(model="tr2-small", random_init=True, threads=-1), "--threads"),
+        (["--model", "tr2-small"], "--random-init"),
+        (["--checkpoint", "/no/such.pt"], "no such file"),
+        ([*RANDOM, "--window", "0"], r"--window: 0 is outside \[1, 1024\]"),
+        ([*RANDOM, "--clip-weights", "x"], "--checkpoint"),
+        ([*RANDOM, "--max-gap", "0"], "--max-gap"),
+        ([*RANDOM, "--threads", "-1"], "--threads"),
+        ([*RANDOM, "--score-threshold", "1.5"], "--score-threshold"),
+        ([*RANDOM, "--relation-threshold", "nan"], "--relation-threshold"),
+        ([*RANDOM, "--device", "gpu"], "--device"),
     ],
 )
-def test_engine_options_are_validated(options, message):
+def test_engine_flags_are_validated(argv, message):
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
     with pytest.raises(ConfigError, match=message):
-        options.validate()
+        EngineRequest.from_args(parser.parse_args(argv)).validate()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        EngineRequest(),
+        EngineRequest(EngineOptions(checkpoint="c.pt"), model="tr2"),
+    ],
+)
+def test_engine_request_needs_exactly_one_model_source(request_):
+    with pytest.raises(ConfigError, match="exactly one"):
+        request_.validate()
+
+
+def test_engine_flags_come_from_the_engine_options():
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    request = EngineRequest.from_args(parser.parse_args(RANDOM))
+    assert request.options == EngineOptions()  # every flag defaults to the declaration
+    args = parser.parse_args([*RANDOM, "--max-gap", "2.5", "--window", "3"])
+    options = EngineRequest.from_args(args).options
+    assert (options.max_gap_s, options.window) == (2.5, 3)

@@ -232,8 +232,8 @@ def build_model(
     device: str | torch.device = "cpu",
     announce: bool = True,
 ) -> RunModel:
-    """The whole model of ``config`` (a ModelConfig, a name in ``config/models/`` or a YAML
-    path, with dotted ``overrides``) from weight files, or random (``random_init``,
+    """The whole model of ``config`` (a ModelConfig, a name in ``tr2_core/configs/models/``
+    or a YAML path, with dotted ``overrides``) from weight files, or random (``random_init``,
     announced unless ``announce=False``). ``text_table`` (a :class:`TextTable`, tensor or
     ``.npz`` path) goes into text heads; ``relation_weights`` is a relation state dict."""
     cfg = resolve_config(config, overrides)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
+from pathlib import Path
+
+from tr2_core.errors import ConfigError
 
 NAME = "eval"
 HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
@@ -47,19 +51,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_output_file(path: str | None, flag: str) -> None:
+    """Fail before any work when an output that must be a file names a folder."""
+    if path is not None and Path(path).is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; give the path of a file to write")
+
+
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
-    from tr2_core.evaluation.breakdown import relation_changes
-    from tr2_core.evaluation.predictions import load_predictions
+    from tr2_core.evaluation.changes import relation_changes
+    from tr2_core.evaluation.predictions import check_frame_coverage, load_predictions
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
 
     parse_settings(args.settings, args.topk)  # fail on a typo before loading anything
+    _check_output_file(args.json, "--json")
+    _check_output_file(args.per_frame, "--per-frame")
     t0 = time.perf_counter()
     split = load_split(args.data, args.split, filter_small_boxes=args.filter_small_boxes)
     t1 = time.perf_counter()
     preds = load_predictions(args.predictions)
     t2 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_frame_coverage(split.gt.frame_keys, preds, str(args.predictions))
+    for warning in caught:  # one clean line, not Python's warning format
+        print(f"tr2 eval: warning: {warning.message}", file=sys.stderr)
     result = evaluate_detailed(
         split.gt,
         preds,

@@ -7,8 +7,8 @@ import argparse
 NAME = "train"
 HELP = "train TR² on an Action Genome root (resumable; DDP under torchrun)"
 DESCRIPTION = """\
-Train the relation model of a model config (config/models/) with a training recipe
-(config/train/) on AG_ROOT. The frozen detector and CLIP run once per video: their
+Train the relation model of a model config (tr2_core/configs/models/) with a training recipe
+(tr2_core/configs/train/) on AG_ROOT. The frozen detector and CLIP run once per video: their
 outputs are cached on disk (--cache-dir, default ~/.cache/tr2/features) and training
 reads them from there. Every epoch evaluates on the validation split with the
 project's evaluator, appends a record to RUN_DIR/metrics.jsonl and writes

@@ -1,9 +1,9 @@
-"""Model architecture configuration (``config/models/*.yaml``).
+"""Model architecture configuration (``tr2_core/configs/models/*.yaml``).
 
 Architecture is data: one YAML file per named model maps onto
 :class:`ModelConfig`. Weights are separate (paths or tags given on the command
 line or in ``detector.weights`` / ``clip.pretrained``). The paper-size model is
-``config/models/tr2.yaml``; the small test/demo model ``tr2-small.yaml`` runs
+``tr2_core/configs/models/tr2.yaml``; the small test/demo model ``tr2-small.yaml`` runs
 the same code with smaller widths.
 """
 
@@ -275,7 +275,8 @@ class ModelConfig:
 def load_model_config(
     name_or_path: str | Path, overrides: tuple[str, ...] | list[str] = ()
 ) -> ModelConfig:
-    """``config/models/<name>.yaml`` (or a YAML path) with dotted overrides -> ModelConfig."""
+    """A named model config (``tr2_core/configs/models/<name>.yaml``) or a YAML path,
+    with dotted overrides -> ModelConfig."""
     from tr2_core.config import load_config
 
     return load_config(ModelConfig, name_or_path, "models", tuple(overrides))

@@ -25,9 +25,11 @@ import torch
 
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
+from tr2_core.scene_graph import keep_valid
+from tr2_core.stream.options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
-from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
+from tr2_core.vocab import FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,7 @@ def _empty_result(stamp_ns: int, window: np.ndarray) -> SceneGraphResult:
         entity_boxes=z((0, 4), np.float32),
         pair_subject=z(0, np.int64),
         pair_object=z(0, np.int64),
-        attention=z((0, ATTENTION.size), np.float32),
-        spatial=z((0, SPATIAL.size), np.float32),
-        contacting=z((0, CONTACTING.size), np.float32),
+        **{family.name: z((0, family.size), np.float32) for family in FAMILIES},
         window_stamps_ns=window,
     )
 
@@ -84,61 +84,75 @@ class StreamingEngine:
     Args:
         extractor: the frozen :class:`~tr2_core.models.FeatureExtractor`.
         relation: the trained :class:`~tr2_core.models.RelationModel`.
-        window: number of frames ``W`` the temporal decoder sees (the newest included).
-        mode: ``"sgdet"`` detects entities; ``"predcls"`` / ``"sgcls"`` take boxes
-            (and labels for predcls) passed to :meth:`process`.
-        max_gap_s: a timestamp gap longer than this resets the window and tracker.
-        score_threshold: entities below this confidence are dropped (SGDet).
+        options: :class:`~tr2_core.stream.options.EngineOptions`; the engine uses
+            ``window`` (frames ``W`` the temporal decoder sees, the newest
+            included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
+            ``"sgcls"`` take the boxes, and labels for predcls, passed to
+            :meth:`process`), ``max_gap_s`` (a longer timestamp gap resets the
+            window and tracker), ``score_threshold`` (entities below it are left
+            out) and ``threads`` (torch CPU threads, when > 0).
         tracker: entity tracker (default :class:`IoUTracker`).
+        **changes: :class:`EngineOptions` fields overriding ``options``
+            (``window=4, mode="predcls"``).
+
+    Raises:
+        ConfigError: an unknown or invalid option.
     """
 
     def __init__(
         self,
         extractor: Any,
         relation: torch.nn.Module,
+        options: EngineOptions | None = None,
         *,
-        window: int = 8,
-        mode: TaskMode = "sgdet",
-        max_gap_s: float = 1.0,
-        score_threshold: float = 0.0,
         tracker: IoUTracker | None = None,
+        **changes: Any,
     ) -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        self.options = (options or EngineOptions()).replace(**changes)
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
         self.extractor = extractor
         self.relation = relation.eval()
-        self.window = window
-        self.mode = mode
-        self.max_gap_ns = int(max_gap_s * 1e9)
-        self.score_threshold = score_threshold
+        self.window = self.options.window
+        self.mode: TaskMode = self.options.mode  # type: ignore[assignment]
+        self.max_gap_ns = int(self.options.max_gap_s * 1e9)
+        self.score_threshold = self.options.score_threshold
         self.tracker = tracker or IoUTracker()
-        self.frames: deque[_WindowFrame] = deque(maxlen=window)
+        self.frames: deque[_WindowFrame] = deque(maxlen=self.window)
         self.stats = EngineStats()
 
     @classmethod
     def from_checkpoint(
         cls,
-        checkpoint: str | Path,
+        checkpoint: str | Path | None = None,
         *,
-        device: str = "cpu",
-        window: int = 8,
-        mode: TaskMode = "sgdet",
-        clip_weights: str | None = None,
-        detector_weights: str | None = None,
-        **kwargs: Any,
+        options: EngineOptions | None = None,
+        tracker: IoUTracker | None = None,
+        **changes: Any,
     ) -> StreamingEngine:
         """Rebuild extractor and relation model from a ``tr2 train`` checkpoint.
 
-        ``clip_weights`` / ``detector_weights`` override the paths saved in the
-        checkpoint (weights usually live elsewhere on a robot than on the
-        training machine)."""
+        Args:
+            checkpoint: overrides ``options.checkpoint``.
+            options: engine options; ``device`` (``auto`` resolved here),
+                ``clip_weights`` / ``detector_weights`` (empty: the paths saved in
+                the checkpoint; weights usually live elsewhere on a robot than on
+                the training machine) are used for loading.
+            **changes: :class:`EngineOptions` fields overriding ``options``.
+        """
         from tr2_core.run import load_trained
 
+        if checkpoint is not None:
+            changes["checkpoint"] = str(checkpoint)
+        options = (options or EngineOptions()).replace(**changes)
         trained = load_trained(
-            checkpoint, device, clip_weights=clip_weights, detector_weights=detector_weights
+            options.checkpoint,
+            options.device,
+            clip_weights=options.clip_weights or None,
+            detector_weights=options.detector_weights or None,
         )
         model = trained.model
-        return cls(model.extractor, model.relation, window=window, mode=mode, **kwargs)
+        return cls(model.extractor, model.relation, options, tracker=tracker)
 
     @property
     def device(self) -> torch.device:
@@ -248,33 +262,22 @@ class StreamingEngine:
         contacting: torch.Tensor,
         window: np.ndarray,
     ) -> SceneGraphResult:
+        """The newest frame's result; invalid rows left out (:func:`keep_valid`)."""
         f = frame.features
-        boxes = f.entity_boxes.float().cpu().numpy()
-        scores = frame.scores.float().cpu().numpy()
-        ok = np.isfinite(boxes).all(1) & np.isfinite(scores) & (scores >= self.score_threshold)
-        subj = f.pair_subject.cpu().numpy()
-        obj = f.pair_object.cpu().numpy()
         att, spa, con = (t.float().cpu().numpy() for t in (attention, spatial, contacting))
-        pair_ok = (
-            ok[subj]
-            & ok[obj]
-            & np.isfinite(att).all(1)
-            & np.isfinite(spa).all(1)
-            & np.isfinite(con).all(1)
-        )
-        if not (ok.all() and pair_ok.all()):
-            self.stats.rejected += int((~ok).sum() + (~pair_ok).sum())
-        new_index = np.cumsum(ok) - 1  # entity row -> row among kept entities
-        return SceneGraphResult(
+        result = SceneGraphResult(
             stamp_ns=frame.stamp_ns,
-            entity_track=f.entity_track.cpu().numpy()[ok],
-            entity_labels=frame.labels.cpu().numpy()[ok].astype(np.int64),
-            entity_scores=scores[ok].astype(np.float32),
-            entity_boxes=boxes[ok].astype(np.float32),
-            pair_subject=new_index[subj[pair_ok]].astype(np.int64),
-            pair_object=new_index[obj[pair_ok]].astype(np.int64),
-            attention=att[pair_ok],
-            spatial=spa[pair_ok],
-            contacting=con[pair_ok],
+            entity_track=f.entity_track.cpu().numpy().astype(np.int64),
+            entity_labels=frame.labels.cpu().numpy().astype(np.int64),
+            entity_scores=frame.scores.float().cpu().numpy(),
+            entity_boxes=f.entity_boxes.float().cpu().numpy(),
+            pair_subject=f.pair_subject.cpu().numpy().astype(np.int64),
+            pair_object=f.pair_object.cpu().numpy().astype(np.int64),
+            attention=att,
+            spatial=spa,
+            contacting=con,
             window_stamps_ns=window,
         )
+        result, rejected = keep_valid(result, self.score_threshold)
+        self.stats.rejected += rejected
+        return result

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error
-from tr2_core.tools.records import error_record, result_record
+from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.tools.records import error_record, graph_record
 from tr2_core.tools.staging import check_output, staged_outputs
 
 log = logging.getLogger(__name__)
@@ -405,22 +406,16 @@ def _run(
                         record = _skip(report, frame)
                     else:
                         result = engine.process(frame.image, frame.stamp_ns)
+                        graph = decode_scene_graph(result, relation_threshold=relation_threshold)
                         height, width = frame.image.shape[:2]
-                        record = result_record(
-                            result,
-                            frame.index,
-                            image_size=(width, height),
-                            source=frame.source,
-                            relation_threshold=relation_threshold,
+                        record = graph_record(
+                            graph, frame.index, image_size=(width, height), source=frame.source
                         )
                         report.graphs += 1
                         if writer is not None:
                             from tr2_core.viz.overlay import draw_scene_graph
 
-                            drawn = draw_scene_graph(
-                                frame.image, result, relation_threshold=relation_threshold
-                            )
-                            writer.write(drawn, frame)
+                            writer.write(draw_scene_graph(frame.image, graph), frame)
                     lines.write(json.dumps(record, allow_nan=False) + "\n")
                     bar.set_postfix(graphs=report.graphs, rejected=report.rejected)
         finally:

@@ -15,6 +15,9 @@ truncated data or compressed image) is skipped, logged with its reason and
 counted; its original message is still copied. An unreadable or corrupt bag
 raises :class:`BagError`, and the output only appears, complete, when the run
 succeeds (:mod:`tr2_core.tools.staging`).
+
+It lives on the ROS side because it writes ROS messages (:mod:`tr2_ros.conversions`);
+it needs rosbags, never rclpy.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from tr2_ros.conversions import (
     ConversionError,
     ImageRejected,
     ResultRejected,
-    build_scene_graph,
     build_vocabulary,
     decode_compressed_image,
     decode_image,
+    decode_result,
     encode_rgb_image,
+    scene_graph_message,
     stamp_to_ns,
 )
 from tr2_ros.messages import MessageClasses, make_typestore, rosbags_classes, type_name
@@ -192,13 +196,13 @@ class _Frames:
                 raise ResultRejected(
                     f"the engine answered for stamp {int(result.stamp_ns)} ns, not {stamp_ns} ns"
                 )
-            graph = build_scene_graph(
-                result,
+            graph = decode_result(result, self.relation_threshold)
+            graph_msg = scene_graph_message(
+                graph,
                 msg.header,
                 self.classes,
                 image_width=image.shape[1],
                 image_height=image.shape[0],
-                relation_threshold=self.relation_threshold,
                 rejected_frames=self.report.rejected,
             )
         except ConversionError as e:
@@ -208,9 +212,8 @@ class _Frames:
         if self.debug:
             from tr2_core.viz.overlay import draw_scene_graph
 
-            drawn = draw_scene_graph(image, result, relation_threshold=self.relation_threshold)
-            debug = encode_rgb_image(drawn, msg.header, self.classes)
-        return graph, debug
+            debug = encode_rgb_image(draw_scene_graph(image, graph), msg.header, self.classes)
+        return graph_msg, debug
 
 
 def _copy_definition(conn: Any, typestore: Any) -> tuple[str, str] | None:
