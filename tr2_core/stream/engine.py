@@ -214,7 +214,7 @@ class StreamingEngine:
         """The model's temporal half over the window -> newest frame's (attention,
         spatial, contacting) probabilities, each (P_last, family size)."""
         window = concat_encodings([f.encoding for f in self.frames])
-        out = self.relation.decode(window, only_frame=len(self.frames) - 1)
+        out = self.relation.decode(window, self.mode, only_frame=len(self.frames) - 1)
         return out.probabilities()
 
     def process(

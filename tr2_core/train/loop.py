@@ -178,7 +178,7 @@ def train_epoch(
         with autocast():
             output = model(features, targets, mode=run.task)
             losses = compute_losses(output, features, targets, rm.text_table, rm.config,
-                                    class_alpha=data.alpha)  # fmt: skip
+                                    class_alpha=data.alpha, task=run.task)  # fmt: skip
             loss = sum(losses.values())
         opt.step(loss, cfg.grad_clip)
         for name, value in {**losses, "loss": loss}.items():  # on device: no sync here
