@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_fixtures import make_features, small_config
+
 from tr2_core.models import RelationModel
 from tr2_core.models.fusion import TemporalDecoder
 from tr2_core.models.outputs import concat_encodings
@@ -33,7 +33,9 @@ def test_causal_mask_blocks_future_frames_only_when_online():
     assert torch.equal(blocked, expected)
     offline = TemporalDecoder(8, small_config().fusion)
     assert not offline.attention_block(frame, valid).any()  # bidirectional, unchanged
-    windowed = TemporalDecoder(8, small_config("fusion.online=true", "fusion.temporal_window=2").fusion)
+    windowed = TemporalDecoder(
+        8, small_config("fusion.online=true", "fusion.temporal_window=2").fusion
+    )
     assert windowed.attention_block(frame, valid)[0, 2, 0]  # frame 0 is outside 2 frames of 2
 
 
@@ -46,7 +48,9 @@ def test_whole_clip_decode_equals_the_engines_window_decode(window, mode):
     feats = make_features(OBJECTS, seed=3)
     with torch.no_grad():
         whole = model.decode(model.encode(feats, mode), mode)
-        per_frame = [model.encode(slice_features(feats, t, t + 1), mode) for t in range(len(OBJECTS))]
+        per_frame = [
+            model.encode(slice_features(feats, t, t + 1), mode) for t in range(len(OBJECTS))
+        ]
         for t in range(len(OBJECTS)):
             lo = 0 if window == 0 else max(0, t - window + 1)
             out = model.decode(concat_encodings(per_frame[lo : t + 1]), mode, only_frame=t - lo)
