@@ -338,7 +338,7 @@ def check_frame_coverage(
         )
     if extra.size:
         problems.append(
-            f"{extra.size} predicted frames are not in the split being evaluated "
+            f"{extra.size} predicted frames are not frames of the ground-truth split "
             f"(first extra: {describe(str(pred_keys[extra[0]]))})"
         )
     if problems:
