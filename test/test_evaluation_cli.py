@@ -20,14 +20,25 @@ from tr2_core.testing.eval_fixtures import random_predictions, random_split, rel
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def ag_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def write_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_boxes: bool) -> Path:
+    """Release annotations of a random test split (private parse cache). With
+    ``small_boxes``, frame 0's objects are all small (<= 16 px: the frame leaves the
+    filtered split) and one object of frame 1 is small."""
     monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))
     gt = random_split(num_videos=5, num_frames=40, seed=11)
-    person, objects = release_records(gt, "test")
+    objects = gt.box_labels != 1
+    for frame, count in ((0, None), (1, 1)) if small_boxes else ():
+        rows = np.flatnonzero((gt.box_frame == frame) & objects)[:count]
+        gt.boxes[rows, 2:] = gt.boxes[rows, :2] + 8
+    person, records = release_records(gt, "test")
     root = tmp_path / "ag"
-    write_annotations(root, person, objects)
+    write_annotations(root, person, records)
     return root
+
+
+@pytest.fixture()
+def ag_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return write_release(tmp_path, monkeypatch, small_boxes=False)
 
 
 def test_eval_prints_table_and_writes_json(
@@ -91,18 +102,7 @@ def test_eval_command_does_not_import_torch(ag_root: Path, tmp_path: Path) -> No
 
 @pytest.fixture()
 def small_box_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Release annotations where frame 0's objects are all small (<= 16 px: the frame
-    leaves the filtered split) and one object of frame 1 is small."""
-    monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))
-    gt = random_split(num_videos=5, num_frames=40, seed=11)
-    objects = gt.box_labels != 1
-    for frame, count in ((0, None), (1, 1)):
-        rows = np.flatnonzero((gt.box_frame == frame) & objects)[:count]
-        gt.boxes[rows, 2:] = gt.boxes[rows, :2] + 8
-    person, records = release_records(gt, "test")
-    root = tmp_path / "ag"
-    write_annotations(root, person, records)
-    return root
+    return write_release(tmp_path, monkeypatch, small_boxes=True)
 
 
 def test_eval_defaults_to_the_baselines_small_box_protocol(
