@@ -12,7 +12,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from tools_testing import H, W, frames, png_bytes, tiny_engine
 
 from tr2_core.cli import main
-from tr2_core.tools.staging import OutputExistsError
+from tr2_core.tools.staging import OutputExistsError, OutputPathError
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import OBJECT_CLASSES
 from tr2_ros.bag import BagError, process_bag
@@ -351,7 +351,7 @@ def test_topic_errors_and_existing_output(tmp_path):
     with pytest.raises(BagError, match="already has topic"):
         process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, graph_topic="/chatter",
                     progress=False)  # fmt: skip
-    with pytest.raises(BagError, match="outside the input"):
+    with pytest.raises(OutputPathError, match="outside the input"):
         process_bag(src, src / "inside", EmptyEngine(), TOPIC, progress=False)
     assert no_leftovers(tmp_path / "a")
     (tmp_path / "a").mkdir()

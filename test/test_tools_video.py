@@ -14,6 +14,7 @@ from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
+from tr2_core.outputs import MARKER
 from tr2_core.stream.options import EngineOptions
 from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.tools.records import result_record
@@ -96,8 +97,11 @@ def test_image_folder_to_jsonl_and_overlay_pngs(tmp_path):
     _check_lines(lines, engine.calls)
     assert [len(line["window_stamps_ns"]) for line in lines] == [1, 2, 2]
     assert sum(len(line["relations"]) for line in lines) > 0
-    pngs = sorted((tmp_path / "overlay").iterdir())
+    pngs = sorted((tmp_path / "overlay").glob("*.png"))
     assert [p.name for p in pngs] == ["000000.png", "000001.png", "000002.png"]
+    assert {p.name for p in (tmp_path / "overlay").iterdir()} == {p.name for p in pngs} | {
+        MARKER
+    }
     from PIL import Image
 
     drawn = np.asarray(Image.open(pngs[0]))

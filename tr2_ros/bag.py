@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tr2_core.errors import Tr2Error
+from tr2_core.outputs import Output
 from tr2_core.tools.staging import check_output, staged_outputs
 from tr2_core.types import SceneGraphResult
 from tr2_ros.conversions import (
@@ -331,15 +332,20 @@ def check_paths(src: Path, dst: Path, *, overwrite: bool) -> None:
     """Cheap checks before any work (the CLI runs them before building the model).
 
     Raises:
-        BagError: ``src`` missing, ``dst`` inside ``src``.
+        BagError: ``src`` missing.
         OutputExistsError: ``dst`` exists and ``overwrite`` is off.
+        OutputPathError: ``dst`` is, holds or lies in ``src``, or is a folder that
+            ``tr2 bag`` did not write (only those are replaced).
     """
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise BagError(f"input bag {src} does not exist")
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise BagError(f"output {dst} must be outside the input bag {src}")
-    check_output(dst, overwrite=overwrite)
+    check_output(bag_output(dst), inputs=[src], overwrite=overwrite)
+
+
+def bag_output(dst: Path) -> Output:
+    """OUT: a bag folder, replaced only when an earlier ``tr2 bag`` wrote it."""
+    return Output.folder(dst, "OUT", "tr2-bag")
 
 
 def open_bag(
@@ -444,7 +450,7 @@ def process_bag(
         frames = _Frames(
             engine, typestore, classes, report, relation_threshold, debug_topic is not None
         )
-        with staged_outputs([dst], overwrite=overwrite) as (staged,):
+        with staged_outputs([bag_output(dst)], inputs=[src], overwrite=overwrite) as (staged,):
             plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
             writer = _writing(dst, lambda: Writer(staged, version=9, storage_plugin=plugin))
             _writing(dst, writer.open)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error
+from tr2_core.outputs import Output
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.tools.records import error_record, graph_record
 from tr2_core.tools.staging import check_output, staged_outputs
@@ -318,6 +319,19 @@ def open_overlay(path: Path, fps: float) -> PngFolderWriter | VideoWriter:
 # The run.
 
 
+def overlay_output(overlay: Path) -> Output:
+    """``--overlay``: a video file for video suffixes, else a PNG folder (replaced only
+    when an earlier ``tr2 video`` wrote it)."""
+    if overlay.suffix.lower() in VIDEO_SUFFIXES:
+        return Output.file(overlay, "--overlay")
+    return Output.folder(overlay, "--overlay", "tr2-video-overlay-png")
+
+
+def video_outputs(jsonl: Path, overlay: Path | None) -> list[Output]:
+    """The outputs of a run (``--jsonl`` first)."""
+    return [Output.file(jsonl, "--jsonl")] + ([overlay_output(overlay)] if overlay else [])
+
+
 def check_paths(
     src: Path, jsonl: Path, overlay: Path | None = None, *, overwrite: bool = False
 ) -> None:
@@ -326,6 +340,7 @@ def check_paths(
     Raises:
         VideoError: missing input, the same path given twice.
         OutputExistsError: an output exists and ``overwrite`` is off.
+        OutputPathError: an output is, holds or lies in IN; an unrelated folder.
     """
     if not src.exists():
         raise VideoError(f"input {src} does not exist")
@@ -333,8 +348,7 @@ def check_paths(
     resolved = [p.resolve() for p in outs]
     if len(set(resolved)) != len(resolved) or src.resolve() in resolved:
         raise VideoError("IN, --jsonl and --overlay must be different paths")
-    for path in outs:
-        check_output(path, overwrite=overwrite)
+    check_output(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
 
 
 def process_video(
@@ -369,19 +383,20 @@ def process_video(
     check_paths(src, jsonl, overlay, overwrite=overwrite)
     source = open_source(src, fps)
     report = VideoReport(fps=source.fps)
-    finals = [jsonl] + ([overlay] if overlay is not None else [])
+    finals = video_outputs(jsonl, overlay)
     try:
-        _run(source, engine, finals, report, relation_threshold, overwrite, progress)
+        _run(source, engine, finals, [src], report, relation_threshold, overwrite, progress)
     finally:
         source.close()
-    report.outputs = finals
+    report.outputs = [out.path for out in finals]
     return report
 
 
 def _run(
     source: FolderSource | VideoSource,
     engine: Any,
-    finals: list[Path],
+    finals: list[Output],
+    inputs: list[Path],
     report: VideoReport,
     relation_threshold: float,
     overwrite: bool,
@@ -390,7 +405,7 @@ def _run(
     from tqdm import tqdm
 
     overlay = finals[1] if len(finals) > 1 else None
-    with staged_outputs(finals, overwrite=overwrite) as staged:
+    with staged_outputs(finals, inputs=inputs, overwrite=overwrite) as staged:
         writer = open_overlay(staged[1], source.fps) if overlay is not None else None
         try:
             with (
