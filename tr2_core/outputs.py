@@ -158,10 +158,16 @@ def check_outputs(
 ) -> None:
     """:func:`check_output` for each, and no output equal to or inside another."""
     inputs = list(inputs)
-    for i, out in enumerate(outs):
+    for out in outs:
         check_output(out, inputs=inputs, overwrite=overwrite)
-        others = [o.path for o in outs[i + 1 :]]
-        _check_inputs(out, others)
+    for i, out in enumerate(outs):
+        for other in outs[i + 1 :]:
+            a, b = _resolved(out.path), _resolved(other.path)
+            if a == b or a in b.parents or b in a.parents:
+                raise OutputPathError(
+                    f"{out.flag} {out.path} and {other.flag} {other.path} overlap; "
+                    "give each output its own path"
+                )
 
 
 def check_output_files(

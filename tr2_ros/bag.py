@@ -32,12 +32,12 @@ from typing import Any
 
 from tr2_core.errors import Tr2Error
 from tr2_core.outputs import Output
+from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.staging import check_output, staged_outputs
 from tr2_core.types import SceneGraphResult
 from tr2_ros.conversions import (
     ConversionError,
     ImageRejected,
-    ResultRejected,
     build_vocabulary,
     decode_compressed_image,
     decode_image,
@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 STORAGES = ("sqlite3", "mcap")
-LOGGED_SKIPS = 20
-"""Skipped frames logged one by one; later ones are counted (and summarised)."""
 
 
 class BagError(Tr2Error):
@@ -74,7 +72,8 @@ class BagReport:
         graphs: SceneGraph messages written.
         rejected: frames skipped because the image could not be used.
         failed: frames whose engine result could not become a message.
-        skip_reasons: reason -> number of frames (rejected and failed).
+        skips: skipped frames per reason, rejected and failed (``skip_reasons``).
+        interrupted: Ctrl-C stopped the run; the bag holds the messages copied so far.
         dropped_topics: input topics not copied (type without definition).
     """
 
@@ -85,8 +84,13 @@ class BagReport:
     graphs: int = 0
     rejected: int = 0
     failed: int = 0
-    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skips: SkipLog = field(default_factory=lambda: SkipLog(log))
     dropped_topics: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def skip_reasons(self) -> Counter[str]:
+        return self.skips.reasons
 
     def summary(self) -> str:
         """A few human-readable lines for the command's output."""
@@ -98,6 +102,10 @@ class BagReport:
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.dropped_topics:
             lines.append(f"  topics not copied (no type definition): {self.dropped_topics}")
+        if self.interrupted:
+            lines.append(
+                f"  WARNING: interrupted: only the first {self.messages} messages were copied"
+            )
         return "\n".join(lines)
 
 
@@ -166,12 +174,7 @@ class _Frames:
 
     def _skip(self, counter: str, reason: str, where: str) -> None:
         setattr(self.report, counter, getattr(self.report, counter) + 1)
-        self.report.skip_reasons[reason] += 1
-        skipped = self.report.rejected + self.report.failed
-        if skipped <= LOGGED_SKIPS:
-            log.warning("frame %s skipped: %s", where, reason)
-            if skipped == LOGGED_SKIPS:
-                log.warning("further skipped frames are counted, not logged")
+        self.report.skips.skip(where, reason)
 
     def __call__(self, raw: bytes, msgtype: str, bag_ns: int) -> tuple[Any, Any] | None:
         """(SceneGraph, debug Image or None), or None when the frame is skipped."""
@@ -192,11 +195,7 @@ class _Frames:
             self._skip("rejected", str(e), where)
             return None
         try:
-            result: SceneGraphResult = self.engine.process(image, stamp_ns)
-            if int(result.stamp_ns) != stamp_ns:
-                raise ResultRejected(
-                    f"the engine answered for stamp {int(result.stamp_ns)} ns, not {stamp_ns} ns"
-                )
+            result: SceneGraphResult = run_frame(self.engine, image, stamp_ns)
             graph = decode_result(result, self.relation_threshold)
             graph_msg = scene_graph_message(
                 graph,
@@ -206,7 +205,7 @@ class _Frames:
                 image_height=image.shape[0],
                 rejected_frames=self.report.rejected,
             )
-        except ConversionError as e:
+        except (ConversionError, FrameFailed) as e:
             self._skip("failed", str(e), where)
             return None
         debug = None
@@ -307,25 +306,28 @@ def _copy(
         _writing(dst, lambda: writer.write(conn, bag_ns, data))
 
     with tqdm(total=total, unit="msg", desc="tr2 bag", disable=not progress) as bar:
-        for conn, bag_ns, raw in _messages(src, reader):
-            report.messages += 1
-            bar.update()
-            if conn.id in out_conn:
-                write(out_conn[conn.id], bag_ns, raw)
-            if conn.topic != image_topic:
-                continue
-            if vocab_conn is not None:  # once, before the first graph
-                write(vocab_conn, bag_ns, build_vocabulary(classes))
-                vocab_conn = None
-            out = frames(raw, conn.msgtype, bag_ns)
-            if out is None:
-                continue
-            graph, debug = out
-            write(graph_conn, bag_ns, graph)
-            report.graphs += 1
-            if debug is not None and debug_conn is not None:
-                write(debug_conn, bag_ns, debug)
-            bar.set_postfix(graphs=report.graphs, skipped=report.rejected + report.failed)
+        try:  # Ctrl-C keeps the messages copied so far (the summary says so)
+            for conn, bag_ns, raw in _messages(src, reader):
+                report.messages += 1
+                bar.update()
+                if conn.id in out_conn:
+                    write(out_conn[conn.id], bag_ns, raw)
+                if conn.topic != image_topic:
+                    continue
+                if vocab_conn is not None:  # once, before the first graph
+                    write(vocab_conn, bag_ns, build_vocabulary(classes))
+                    vocab_conn = None
+                out = frames(raw, conn.msgtype, bag_ns)
+                if out is None:
+                    continue
+                graph, debug = out
+                write(graph_conn, bag_ns, graph)
+                report.graphs += 1
+                if debug is not None and debug_conn is not None:
+                    write(debug_conn, bag_ns, debug)
+                bar.set_postfix(graphs=report.graphs, skipped=report.rejected + report.failed)
+        except KeyboardInterrupt:
+            report.interrupted = True
 
 
 def check_paths(src: Path, dst: Path, *, overwrite: bool) -> None:

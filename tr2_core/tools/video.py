@@ -31,6 +31,7 @@ import numpy as np
 from tr2_core.errors import Tr2Error
 from tr2_core.outputs import Output
 from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.records import error_record, graph_record
 from tr2_core.tools.staging import check_output, staged_outputs
 
@@ -40,7 +41,6 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm"})
 """Overlay outputs with these suffixes are encoded as video; others are PNG folders."""
 DEFAULT_FPS = 30.0
-LOGGED_SKIPS = 20
 _NS = 1_000_000_000
 
 
@@ -74,10 +74,12 @@ class VideoReport:
     Attributes:
         frames: input frames (one JSON line each).
         graphs: frames with a scene graph.
-        rejected: frames that could not be read or decoded.
+        rejected: frames that could not be read or decoded, or that the engine
+            could not take (each gets a JSON line with its ``error``).
         truncated: reading stopped early at an unreadable part of a video file.
         fps: frame rate used for stamps (folders) / the overlay video.
-        skip_reasons: reason -> number of frames.
+        skips: skipped frames per reason (``skip_reasons``).
+        interrupted: Ctrl-C stopped the run; the outputs hold the frames done.
         outputs: paths written.
     """
 
@@ -86,8 +88,13 @@ class VideoReport:
     rejected: int = 0
     truncated: str | None = None
     fps: float = DEFAULT_FPS
-    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skips: SkipLog = field(default_factory=lambda: SkipLog(log))
+    interrupted: bool = False
     outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def skip_reasons(self) -> Counter[str]:
+        return self.skips.reasons
 
     def summary(self) -> str:
         lines = [
@@ -97,6 +104,8 @@ class VideoReport:
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.truncated:
             lines.append(f"  WARNING: input truncated: {self.truncated}")
+        if self.interrupted:
+            lines.append(f"  WARNING: interrupted: only the first {self.frames} frames were done")
         return "\n".join(lines)
 
 
@@ -414,24 +423,19 @@ def _run(
                     total=source.total, unit="frame", desc="tr2 video", disable=not progress
                 ) as bar,
             ):
-                for frame in source:
-                    report.frames += 1
-                    bar.update()
-                    if frame.image is None:
-                        record = _skip(report, frame)
-                    else:
-                        result = engine.process(frame.image, frame.stamp_ns)
-                        graph = decode_scene_graph(result, relation_threshold=relation_threshold)
-                        height, width = frame.image.shape[:2]
-                        record = graph_record(
-                            graph, frame.index, image_size=(width, height), source=frame.source
-                        )
-                        report.graphs += 1
-                        if writer is not None:
-                            from tr2_core.viz.overlay import draw_scene_graph
-
-                            writer.write(draw_scene_graph(frame.image, graph), frame)
-                    lines.write(json.dumps(record, allow_nan=False) + "\n")
+                frames = iter(source)
+                while True:
+                    try:  # Ctrl-C keeps the frames done so far (the summary says so)
+                        frame = next(frames, None)
+                        if frame is None:
+                            break
+                        report.frames += 1
+                        bar.update()
+                        record = _frame_record(engine, frame, writer, report, relation_threshold)
+                        lines.write(json.dumps(record, allow_nan=False) + "\n")
+                    except KeyboardInterrupt:
+                        report.interrupted = True
+                        break
                     bar.set_postfix(graphs=report.graphs, rejected=report.rejected)
         finally:
             if writer is not None:
@@ -439,12 +443,32 @@ def _run(
         report.truncated = source.truncated
 
 
-def _skip(report: VideoReport, frame: Frame) -> dict[str, Any]:
-    reason = frame.error or "unreadable frame"
+def _frame_record(
+    engine: Any,
+    frame: Frame,
+    writer: PngFolderWriter | VideoWriter | None,
+    report: VideoReport,
+    relation_threshold: float,
+) -> dict[str, Any]:
+    """The JSON record of one frame: its scene graph (drawn to the overlay), or its
+    error when it could not be read or the engine could not take it."""
+    if frame.image is None:
+        return _skip(report, frame, frame.error or "unreadable frame")
+    try:
+        result = run_frame(engine, frame.image, frame.stamp_ns)
+    except FrameFailed as e:
+        return _skip(report, frame, str(e))
+    graph = decode_scene_graph(result, relation_threshold=relation_threshold)
+    height, width = frame.image.shape[:2]
+    report.graphs += 1
+    if writer is not None:
+        from tr2_core.viz.overlay import draw_scene_graph
+
+        writer.write(draw_scene_graph(frame.image, graph), frame)
+    return graph_record(graph, frame.index, image_size=(width, height), source=frame.source)
+
+
+def _skip(report: VideoReport, frame: Frame, reason: str) -> dict[str, Any]:
     report.rejected += 1
-    report.skip_reasons[reason] += 1
-    if report.rejected <= LOGGED_SKIPS:
-        log.warning("frame %d skipped: %s", frame.index, reason)
-        if report.rejected == LOGGED_SKIPS:
-            log.warning("further skipped frames are counted, not logged")
+    report.skips.skip(str(frame.index), reason)
     return error_record(frame.index, frame.stamp_ns, frame.source, reason)
