@@ -177,10 +177,10 @@ def append_log(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl``; a partial or garbled line (a kill while it was
-    written) is dropped with a warning naming the file and line."""
-    records = []
+def _read_log(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(the records of ``metrics.jsonl``, number of lines dropped): a partial or garbled
+    line (a kill while it was written) is dropped with a warning naming file and line."""
+    records, dropped = [], 0
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n")):
         if not line.strip():
             continue
@@ -190,9 +190,10 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
             record = None
         if not isinstance(record, dict) or not isinstance(record.get("epoch", 0), int):
             log.warning("%s: line %d is partial or garbled; dropped", path, number + 1)
+            dropped += 1
             continue
         records.append(record)
-    return records
+    return records, dropped
 
 
 def reconcile_log(path: Path, epochs: int, last_record: str | None) -> None:
@@ -201,7 +202,7 @@ def reconcile_log(path: Path, epochs: int, last_record: str | None) -> None:
     after the log line and before the checkpoint) and partial lines are dropped, and the
     checkpoint's own record of epoch ``epochs`` (``last_record``, JSON) is restored if the
     kill came after the checkpoint and before the log line. Rewritten atomically."""
-    records = _read_log(path) if path.is_file() else []
+    records, dropped = _read_log(path) if path.is_file() else ([], 0)
     kept: dict[int, dict[str, Any]] = {}
     for record in records:
         epoch = int(record.get("epoch", 0))
@@ -211,5 +212,5 @@ def reconcile_log(path: Path, epochs: int, last_record: str | None) -> None:
         kept[epochs] = json.loads(last_record)
         log.info("%s: restored the record of epoch %d from the checkpoint", path, epochs)
     ordered = [kept[e] for e in sorted(kept)]
-    if ordered != records:
+    if dropped or ordered != records:
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in ordered))
