@@ -151,3 +151,58 @@ def test_resume_log_drops_partial_lines_and_duplicates(tmp_path, caplog):
     atomic_write_text(log, "")
     reconcile_log(log, 0, None)
     assert log.read_text() == ""
+
+
+# --------------------------------------------------------------------------- classes 6, 7
+def test_checkpoint_with_nan_weights_is_refused_at_load(tmp_path):
+    """main: loaded, then `tr2 test` blamed its own predictions.npz for the NaNs."""
+    from tr2_core.run import load_checkpoint
+
+    path = tmp_path / "best.pt"
+    weights = {"head.weight": torch.ones(2, 3), "head.bias": torch.tensor([0.0, float("nan")])}
+    torch.save({"model": weights, "config": {}, "epoch": 1}, path)
+    with pytest.raises(WeightsError, match=r"best.pt: weight head.bias \(2,\) has 1 NaN/inf"):
+        load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def predcls_engine():
+    from tools_testing import tiny_model
+
+    from tr2_core.stream.engine import StreamingEngine
+
+    model = tiny_model()
+    return lambda: StreamingEngine(
+        model.extractor, model.relation, window=2, mode="predcls", score_threshold=0.0
+    )
+
+
+def test_engine_arguments_get_one_clear_error(predcls_engine):
+    """main: TypeError / IndexError tracebacks from deep inside numpy or torch."""
+    from tools_testing import frames
+
+    from tr2_core.stream.engine import EngineInputError
+
+    engine, image = predcls_engine(), frames(1)[0]
+    boxes = [[0, 0, 10, 10], [5, 5, 20, 20]]
+    cases = [
+        ({}, "mode 'predcls' needs boxes"),
+        ({"boxes": boxes}, "mode 'predcls' needs labels"),
+        ({"boxes": boxes, "labels": [1, 99]}, r"object indices 0..36; got \[99\] at rows \[1\]"),
+        ({"boxes": boxes, "labels": [1, -3]}, r"got \[-3\]"),
+        ({"boxes": [1, 2, 3], "labels": [1]}, r"boxes must be \(N, 4\)"),
+        ({"boxes": boxes, "labels": [1.5, 2.0]}, r"labels must be \(N,\) integers"),
+    ]
+    for stamp, (kwargs, match) in enumerate(cases):
+        with pytest.raises(EngineInputError, match=match):
+            engine.process(image, stamp, **kwargs)
+
+
+def test_frame_without_a_pair_keeps_its_entities(predcls_engine):
+    """Class 6: main returned an empty result (the entities vanished silently) when a
+    frame had no person-object pair."""
+    from tools_testing import frames
+
+    result = predcls_engine().process(frames(1)[0], 0, boxes=[[2, 2, 30, 30]], labels=[1])
+    assert result.entity_labels.tolist() == [1] and result.entity_boxes.shape == (1, 4)
+    assert result.pair_subject.shape == (0,) and result.attention.shape[0] == 0

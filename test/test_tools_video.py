@@ -19,7 +19,7 @@ from tr2_core.stream.options import EngineOptions
 from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.tools.records import result_record
 from tr2_core.tools.staging import OutputExistsError, OutputPathError, staged_outputs
-from tr2_core.tools.video import VideoError, image_files, process_video
+from tr2_core.tools.video import VideoError, image_files, process_video, read_image
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
 
@@ -408,3 +408,53 @@ def test_overwrite_never_deletes_inputs_or_unrelated_folders(tmp_path):
     process_video(folder, EmptyEngine(), jsonl, overlay=tmp_path / "ov", overwrite=True,
                   progress=False)  # fmt: skip
     assert (tmp_path / "ov" / MARKER).read_text().strip() == "tr2-video-overlay-png"
+
+
+def test_image_size_is_bounded_before_decoding(tmp_path, monkeypatch):
+    """Class 5: main decoded a small PNG claiming 10000x10000 (4.7 GB in `tr2 video`).
+    The size comes from the header; the bound is lowered here to keep the test small."""
+    import tr2_core.tools.video as video
+
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)
+    folder = tmp_path / "f"
+    write_frames(folder, [np.zeros((101, 100, 3), np.uint8), frames(1)[0]])
+    report = process_video(folder, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
+    line = read_lines(tmp_path / "o.jsonl")[0]
+    assert "100x101 pixels, more than the 10,000" in line["error"]
+    assert (report.graphs, report.rejected) == (1, 1)
+
+
+def test_16_bit_images_are_scaled_not_white(tmp_path):
+    """Class 6: main turned 16-bit greyscale frames all white (clipped to 255)."""
+    from PIL import Image
+
+    grey = np.array([[0, 257 * 100], [65535, 257 * 7]], np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    rgb = read_image(tmp_path / "g.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    np.testing.assert_array_equal(rgb[:, :, 0], [[0, 100], [255, 7]])
+
+
+def test_truncated_video_with_intact_index_is_reported(tmp_path):
+    """Class 6: a video whose index (moov up front) is intact but whose data stops early
+    demuxes without error; main reported no truncation."""
+    pytest.importorskip("av", reason="video files need PyAV")
+    import av
+
+    images, path = frames(20), tmp_path / "cut.mp4"
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for rgb in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    report = process_video(path, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
+    assert report.frames < 20
+    assert f"{20 - report.frames} of the 20 frames the container announces are missing" in (
+        report.summary()
+    )

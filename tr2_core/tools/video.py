@@ -41,6 +41,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm"})
 """Overlay outputs with these suffixes are encoded as video; others are PNG folders."""
 DEFAULT_FPS = 30.0
+MAX_FRAME_PIXELS = 8192 * 8192
+"""Largest frame decoded (64 Mpx: 200 MB as RGB); larger ones are refused unread."""
 _NS = 1_000_000_000
 
 
@@ -124,17 +126,47 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file.
+def check_frame_size(width: int, height: int, what: str) -> None:
+    """Refuse a frame larger than :data:`MAX_FRAME_PIXELS` before decoding it (a small
+    file can claim 10000x10000 pixels: gigabytes once decoded).
 
     Raises:
-        VideoError: unreadable, undecodable or empty image (reason in the message).
+        VideoError: naming ``what`` and its size.
+    """
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"{what} is {width}x{height} pixels, more than the {MAX_FRAME_PIXELS:,} "
+            "tr2 decodes per frame; downscale it first"
+        )
+
+
+def _to_rgb8(image: Any) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8 RGB; 16-bit (and 32-bit integer) greyscale is
+    scaled to 8 bits, not clipped (PIL's ``convert`` makes such images all white)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        values = np.asarray(image).astype(np.float64)
+        grey = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise VideoError("32-bit float images are not supported (save it as 8 or 16 bit)")
+    return np.asarray(image.convert("RGB"))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (16-bit greyscale scaled to 8 bits).
+
+    Raises:
+        VideoError: unreadable, undecodable, empty or too large image (reason in the
+            message); the size is checked from the header, before decoding.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            check_frame_size(*image.size, f"image {path.name}")
+            rgb = _to_rgb8(image)
+    except VideoError as e:
+        raise VideoError(f"cannot read image {path.name}: {e}") from None
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
         raise VideoError(f"cannot read image {path.name}: {type(e).__name__}: {e}") from None
     if rgb.ndim != 3 or 0 in rgb.shape:
@@ -190,6 +222,11 @@ class VideoSource:
             raise VideoError(f"{path} has no video stream")
         self.path = path
         self.stream = self.container.streams.video[0]
+        try:
+            check_frame_size(self.stream.width, self.stream.height, f"video {path}")
+        except VideoError:
+            self.container.close()
+            raise
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(fps or (rate if rate else DEFAULT_FPS))
@@ -205,6 +242,16 @@ class VideoSource:
         t = Fraction(frame.pts) * Fraction(frame.time_base)
         return int(t * _NS)
 
+    def _check_count(self, read: int) -> None:
+        """A file whose index is intact but whose data stops early demuxes without an
+        error: compare with the frame count its container announces."""
+        if self.total and read < self.total:
+            self.truncated = (
+                f"{self.total - read} of the {self.total} frames the container announces "
+                f"are missing (read {read})"
+            )
+            log.warning("%s: %s", self.path, self.truncated)
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         packets = self.container.demux(self.stream)
@@ -216,6 +263,7 @@ class VideoSource:
                 log.warning("%s: %s", self.path, self.truncated)
                 return
             if packet is None:
+                self._check_count(index)
                 return
             try:
                 decoded = packet.decode()
