@@ -439,18 +439,8 @@ def test_truncated_video_with_intact_index_is_reported(tmp_path):
     """Class 6: a video whose index (moov up front) is intact but whose data stops early
     demuxes without error; main reported no truncation."""
     pytest.importorskip("av", reason="video files need PyAV")
-    import av
-
-    images, path = frames(20), tmp_path / "cut.mp4"
-    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.height, stream.width = images[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for rgb in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = tmp_path / "cut.mp4"
+    write_mp4(path, frames(20), options={"movflags": "faststart"})  # index first
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 6 // 10])
     report = process_video(path, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
