@@ -11,8 +11,11 @@ the image (stamp and frame_id), exactly as the ROS node publishes it; the
 local) and, when asked, the annotated frame to ``/scene_graph/debug_image``.
 
 A frame that cannot be used (undeserialisable message, unsupported encoding,
-truncated data or compressed image) is skipped, logged with its reason and
-counted; its original message is still copied. An unreadable or corrupt bag
+truncated data or compressed image, or one the engine cannot take:
+:func:`tr2_core.stream.frames.run_frame`, the ROS node's rule too) is skipped,
+logged with its reason and counted; its original message is still copied.
+Ctrl-C keeps the messages copied so far. OUT replaces only a bag an earlier
+``tr2 bag`` wrote (:mod:`tr2_core.outputs`). An unreadable or corrupt bag
 raises :class:`BagError`, and the output only appears, complete, when the run
 succeeds (:mod:`tr2_core.tools.staging`).
 

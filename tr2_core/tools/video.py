@@ -8,10 +8,12 @@ annotated frames as a video (``.mp4``, ``.mkv``, ``.mov``, ``.avi``) or as a
 folder of PNGs (any other path).
 
 Timestamps: a video frame's presentation time; the ``i``-th image of a folder
-is at ``i / fps`` seconds. A frame that cannot be read (unreadable image file,
-undecodable video packet) gets a JSON line with its ``error`` and is counted;
-it never stops the run. Outputs are written beside their final paths and
-appear only when the run completes (:mod:`tr2_core.tools.staging`).
+is at ``i / fps`` seconds. A frame that cannot be read (unreadable, too large
+or undecodable image or packet) or that the engine cannot take
+(:func:`tr2_core.stream.frames.run_frame`) gets a JSON line with its ``error``
+and is counted; it never stops the run, and Ctrl-C keeps the frames done.
+Outputs are written beside their final paths and appear when the run ends
+(:mod:`tr2_core.tools.staging`); what they may replace: :mod:`tr2_core.outputs`.
 """
 
 from __future__ import annotations
