@@ -109,7 +109,8 @@ def test_engine_failures_and_broken_results_do_not_stop_the_pipeline():
     engine = FakeEngine(fail_on={12_000_000_345})
     pipeline, out = make_pipeline(engine)
     assert pipeline.process(image_msg(random_rgb(4, 5))) is None
-    assert "inference failed for frame (stamp 12.000000345" in out.errors[0]
+    assert "no scene graph for frame (stamp 12.000000345" in out.errors[0]
+    assert "inference failed on this 4x5x3 frame" in out.errors[0]
     assert "RuntimeError: CUDA out of memory" in out.errors[0]
 
     result = make_result(3, stamp_ns=13 * 10**9)

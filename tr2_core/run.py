@@ -330,7 +330,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ]
     if missing:
         raise WeightsError(f"{path}: not a tr2 checkpoint (missing {missing})")
+    check_finite_weights(ckpt["model"], path)
     return ckpt
+
+
+def check_finite_weights(state: Any, path: str | Path) -> None:
+    """Refuse a checkpoint whose model weights hold NaN/inf (a diverged or tampered run),
+    naming the file and the first such tensor, before they poison every prediction.
+
+    Raises:
+        WeightsError: not a state dict, or a floating tensor with NaN/inf values.
+    """
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise WeightsError(
+                    f"{path}: weight {name} {tuple(tensor.shape)} has {bad} NaN/inf values; "
+                    "the checkpoint is unusable"
+                )
 
 
 def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, int]:

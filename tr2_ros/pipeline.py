@@ -15,11 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from tr2_core.errors import Tr2Error
+from tr2_core.stream.frames import run_frame
 from tr2_core.types import SceneGraph, SceneGraphResult
 from tr2_ros.conversions import (
     ConversionError,
     Decoder,
-    ResultRejected,
     decode_compressed_image,
     decode_image,
     decode_result,
@@ -173,12 +173,7 @@ class ScenePipeline:
             return None
         try:
             stamp_ns = stamp_to_ns(header.stamp)
-            result = self.engine.process(image, stamp_ns)
-            if int(result.stamp_ns) != stamp_ns:
-                raise ResultRejected(
-                    f"the engine answered for stamp {int(result.stamp_ns)} ns,"
-                    f" not for this frame's {stamp_ns} ns"
-                )
+            result = run_frame(self.engine, image, stamp_ns)  # same rule as tr2 video / bag
             stats = self.stats()
             graph = decode_result(result, self.params.relation_threshold)
             graph_msg = scene_graph_message(

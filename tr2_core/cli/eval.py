@@ -6,9 +6,6 @@ import argparse
 import sys
 import time
 import warnings
-from pathlib import Path
-
-from tr2_core.errors import ConfigError
 
 NAME = "eval"
 HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
@@ -71,12 +68,6 @@ def add_small_box_argument(parser: argparse.ArgumentParser, default: str = "") -
     )
 
 
-def _check_output_file(path: str | None, flag: str) -> None:
-    """Fail before any work when an output that must be a file names a folder."""
-    if path is not None and Path(path).is_dir():
-        raise ConfigError(f"{flag} {path}: is a folder; give the path of a file to write")
-
-
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.changes import relation_changes
@@ -87,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
+    from tr2_core.outputs import check_output_files
 
     parse_settings(args.settings, args.topk)  # fail on a typo before loading anything
-    _check_output_file(args.json, "--json")
-    _check_output_file(args.per_frame, "--per-frame")
+    check_output_files(
+        {"--json": args.json, "--per-frame": args.per_frame},
+        inputs=[args.predictions, args.data],
+    )
     t0 = time.perf_counter()
     filtered = small_box_filter(args.task, args.filter_small_boxes)
     split = load_split(args.data, args.split, filter_small_boxes=filtered)

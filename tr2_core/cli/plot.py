@@ -127,9 +127,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tr2_core.cli import plot_frames, plot_runs
     from tr2_core.evaluation.predictions import small_box_filter
+    from tr2_core.outputs import check_output_files
     from tr2_core.viz.curves import DEFAULT_VAL_METRICS
 
     kind = args.plot_kind
+    inputs = [getattr(args, name, None) for name in ("data", "predictions", "a", "b")]
+    inputs += [*getattr(args, "run_dirs", []), *getattr(args, "inputs", [])]
+    check_output_files({"--out": args.out, "--json": getattr(args, "json", None)}, inputs=inputs)
     if kind == "curves":
         path = plot_runs.plot_training_curves(
             args.run_dirs,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import ConfigError
+from tr2_core.outputs import atomic_write_text
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.viz.change_gain import draw_change_gain
 from tr2_core.viz.curves import DEFAULT_VAL_METRICS, TrainingLog, draw_training_curves
@@ -382,14 +383,12 @@ def plot_fig5(
         split=split, filter_small_boxes=filter_small_boxes,
     )  # fmt: skip
     if curve_json is not None:
-        path = Path(curve_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data: dict[str, Any] = {
             name: [None if not math.isfinite(v) else v for v in np.asarray(a, float).tolist()]
             for name, a in curve.items()
         }
         data.update(label_a=label_a, label_b=label_b, k=k, setting=setting, task=task)
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        atomic_write_text(curve_json, json.dumps(data, indent=1) + "\n")
     return draw_change_gain(
         curve, out, label_a=label_a, label_b=label_b, k=k, setting=setting, task=task, dpi=dpi
     )

@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
+    from tr2_core.outputs import atomic_write_text, prepare_folder
+
+    prepare_folder(args.out, "--out", "tr2-test", inputs=[args.checkpoint, args.data])
     trained = load_trained(
         args.checkpoint,
         d.device,
@@ -97,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, desc=f"test {args.split}",
     )  # fmt: skip
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     save_predictions(out / "predictions.npz", preds)
     gt = gt_first_videos(split.gt, len(source))
     check_frame_coverage(gt.frame_keys, preds, "the model's predictions")
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["epoch"] = int(ckpt["epoch"])
     metrics["random_init"] = run_spec.random_init
     metrics["split"] = args.split
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     window = metrics["temporal_window"]
     print(
         f"protocol: {protocol} ("

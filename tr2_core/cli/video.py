@@ -76,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     print(report.summary())
-    return 0
+    return 130 if report.interrupted else 0

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from tr2_core.errors import PredictionsError, clip, describe
+from tr2_core.outputs import atomic_write
 from tr2_core.types import Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
 
@@ -360,16 +361,8 @@ def save_predictions(path: str | os.PathLike[str], preds: Predictions) -> Path:
     """
     path = Path(path)
     preds = validate_predictions(preds, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{name: getattr(preds, name) for name in Predictions.FIELDS})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    arrays = {name: getattr(preds, name) for name in Predictions.FIELDS}
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def empty_predictions() -> Predictions:

@@ -14,6 +14,7 @@ from tr2_core.errors import PredictionsError
 from tr2_core.evaluation.breakdown import change_gain_curve
 from tr2_core.evaluation.changes import RelationChanges, relation_changes
 from tr2_core.evaluation.result import EvaluationResult
+from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.vocab import FAMILIES
 
 __all__ = [
@@ -104,16 +105,7 @@ def format_report(metrics: Mapping[str, Any]) -> str:
 
 def write_metrics_json(path: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
     """Write the metrics (fractions in [0, 1]) as JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
 
 
 def save_per_frame(
@@ -131,31 +123,24 @@ def save_per_frame(
     """
     gt = result.gt
     changes = changes if changes is not None else relation_changes(gt)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     recall = np.stack([result.frame_recall(s) for s in result.settings]) if result.settings else (
         np.zeros((0, gt.num_frames, len(result.ks)))
     )  # fmt: skip
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                frame_keys=np.asarray(gt.frame_keys, dtype=str),
-                frame_video=np.asarray(gt.frame_video, dtype=np.int64),
-                videos=np.asarray(gt.videos, dtype=str),
-                video_change=changes.video_change,
-                frame_changed=changes.frame_changed,
-                settings=np.asarray(result.settings, dtype=str),
-                ks=np.asarray(result.ks, dtype=np.int64),
-                recall=recall,
-                task=np.asarray(result.task),
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(
+        path,
+        lambda f: np.savez(
+            f,
+            frame_keys=np.asarray(gt.frame_keys, dtype=str),
+            frame_video=np.asarray(gt.frame_video, dtype=np.int64),
+            videos=np.asarray(gt.videos, dtype=str),
+            video_change=changes.video_change,
+            frame_changed=changes.frame_changed,
+            settings=np.asarray(result.settings, dtype=str),
+            ks=np.asarray(result.ks, dtype=np.int64),
+            recall=recall,
+            task=np.asarray(result.task),
+        ),
+    )
 
 
 def load_per_frame(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -28,15 +28,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from tr2_core.errors import Tr2Error, describe
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
 from tr2_core.scene_graph import keep_valid
 from tr2_core.stream.options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
-from tr2_core.vocab import FAMILIES
+from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 log = logging.getLogger(__name__)
+
+
+class EngineInputError(Tr2Error, ValueError):
+    """A :meth:`StreamingEngine.process` call with arguments the engine cannot take
+    (one line naming the argument; a ``ValueError`` too, for callers that catch those)."""
 
 
 @dataclass
@@ -87,21 +93,6 @@ def engine_protocol(relation: torch.nn.Module, window: int) -> tuple[str, int]:
     if not fusion.online:
         return OFFLINE_RUN_CAUSALLY, window
     return ONLINE, fusion.temporal_window or window
-
-
-def _empty_result(stamp_ns: int, window: np.ndarray) -> SceneGraphResult:
-    z = np.zeros
-    return SceneGraphResult(
-        stamp_ns=stamp_ns,
-        entity_track=z(0, np.int64),
-        entity_labels=z(0, np.int64),
-        entity_scores=z(0, np.float32),
-        entity_boxes=z((0, 4), np.float32),
-        pair_subject=z(0, np.int64),
-        pair_object=z(0, np.int64),
-        **{family.name: z((0, family.size), np.float32) for family in FAMILIES},
-        window_stamps_ns=window,
-    )
 
 
 class StreamingEngine:
@@ -234,10 +225,7 @@ class StreamingEngine:
         if self.mode == "sgdet":
             feats = self.extractor.extract([image], frame_keys=[str(stamp_ns)])
         else:
-            b_np = np.asarray(boxes, np.float32).reshape(-1, 4)
-            lab_np = np.asarray(labels, np.int64).reshape(-1)
-            if len(lab_np) != len(b_np):
-                raise ValueError(f"{len(b_np)} boxes but {len(lab_np)} labels")
+            b_np, lab_np = self._given_entities(boxes, labels)
             # Non-finite boxes would poison RoIAlign and the crops: leave them out.
             finite = np.isfinite(b_np).all(1)
             if not finite.all():
@@ -253,6 +241,42 @@ class StreamingEngine:
         )
         feats.entity_track = encoding.entity_track = torch.as_tensor(tracks, device=dev)
         return _WindowFrame(stamp_ns, feats, encoding)
+
+    def _given_entities(
+        self, boxes: np.ndarray | None, labels: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) float32 boxes and (N,) int64 labels of a predcls / sgcls call, checked.
+
+        Raises:
+            EngineInputError: one missing, wrong shapes, labels out of range.
+        """
+        for name, value in (("boxes", boxes), ("labels", labels)):
+            if value is None:
+                raise EngineInputError(
+                    f"mode {self.mode!r} needs {name}: process(image, stamp_ns, boxes=(N, 4), "
+                    "labels=(N,))"
+                )
+        try:
+            b_np = np.asarray(boxes, np.float32)
+            lab_raw = np.asarray(labels)
+        except (TypeError, ValueError) as e:
+            raise EngineInputError(f"boxes / labels are not numeric arrays: {e}") from None
+        if b_np.ndim != 2 or b_np.shape[1] != 4:
+            raise EngineInputError(f"boxes must be (N, 4) x1 y1 x2 y2; got shape {b_np.shape}")
+        if lab_raw.ndim != 1 or lab_raw.dtype.kind not in "iu":
+            raise EngineInputError(
+                f"labels must be (N,) integers; got shape {lab_raw.shape} {lab_raw.dtype}"
+            )
+        if len(lab_raw) != len(b_np):
+            raise EngineInputError(f"{len(b_np)} boxes but {len(lab_raw)} labels")
+        bad = (lab_raw < 0) | (lab_raw >= NUM_OBJECT_CLASSES)
+        if bad.any():
+            raise EngineInputError(
+                f"labels must be Action Genome object indices 0..{NUM_OBJECT_CLASSES - 1}; "
+                f"got {describe(lab_raw[bad].tolist())} "
+                f"at rows {describe(np.flatnonzero(bad).tolist())}"
+            )
+        return b_np, lab_raw.astype(np.int64)
 
     @torch.no_grad()
     def _temporal(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -275,7 +299,11 @@ class StreamingEngine:
             image: (H, W, 3) uint8 RGB.
             stamp_ns: timestamp in nanoseconds (a jump back or a long gap resets).
             boxes: (N, 4) ``x1 y1 x2 y2`` for predcls / sgcls (ignored in sgdet).
-            labels: (N,) AG object indices for predcls (person first).
+            labels: (N,) AG object indices for predcls / sgcls (person first).
+
+        Raises:
+            EngineInputError: an image that is not (H, W, 3) uint8; in predcls / sgcls,
+                boxes or labels missing, of the wrong shape, or labels out of range.
 
         Returns:
             :class:`SceneGraphResult`; entities with non-finite boxes or scores and
@@ -283,7 +311,7 @@ class StreamingEngine:
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-            raise ValueError(
+            raise EngineInputError(
                 f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
             )
         self._check_stamp(stamp_ns)
@@ -294,9 +322,10 @@ class StreamingEngine:
         self.stats.frames += 1
         window = np.array([f.stamp_ns for f in self.frames], np.int64)
         f = frame.features
-        if f.pair_frame.shape[0] == 0:
-            return _empty_result(stamp_ns, window)
-        attention, spatial, contacting = self._temporal()
+        if f.pair_frame.shape[0] == 0:  # no person-object pair: the entities still count
+            attention, spatial, contacting = (torch.zeros((0, family.size)) for family in FAMILIES)
+        else:
+            attention, spatial, contacting = self._temporal()
         return self._result(frame, attention, spatial, contacting, window)
 
     def _result(

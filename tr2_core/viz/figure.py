@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tr2_core.errors import ConfigError
+from tr2_core.outputs import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -81,20 +82,15 @@ def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = DEFAULT_DPI
     import matplotlib
 
     path = check_output_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lower()[1:]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     metadata = {"Date": None} if fmt == "svg" else None  # reproducible SVG
     # SVG keeps its text as text (searchable, editable), with stable ids.
     rc = {"svg.fonttype": "none", "svg.hashsalt": "tr2"}
-    try:
-        with matplotlib.rc_context(rc):
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with matplotlib.rc_context(rc):
+        return atomic_write(
+            path,
+            lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata, facecolor="white"),
+        )
 
 
 def percent(value: float | None) -> float:
