@@ -20,14 +20,25 @@ from tr2_core.testing.eval_fixtures import random_predictions, random_split, rel
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def ag_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def write_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_boxes: bool) -> Path:
+    """Release annotations of a random test split (private parse cache). With
+    ``small_boxes``, frame 0's objects are all small (<= 16 px: the frame leaves the
+    filtered split) and one object of frame 1 is small."""
     monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))
     gt = random_split(num_videos=5, num_frames=40, seed=11)
-    person, objects = release_records(gt, "test")
+    objects = gt.box_labels != 1
+    for frame, count in ((0, None), (1, 1)) if small_boxes else ():
+        rows = np.flatnonzero((gt.box_frame == frame) & objects)[:count]
+        gt.boxes[rows, 2:] = gt.boxes[rows, :2] + 8
+    person, records = release_records(gt, "test")
     root = tmp_path / "ag"
-    write_annotations(root, person, objects)
+    write_annotations(root, person, records)
     return root
+
+
+@pytest.fixture()
+def ag_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return write_release(tmp_path, monkeypatch, small_boxes=False)
 
 
 def test_eval_prints_table_and_writes_json(
@@ -87,3 +98,46 @@ def test_eval_command_does_not_import_torch(ag_root: Path, tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "SGCls: 40 frames" in done.stdout
+
+
+@pytest.fixture()
+def small_box_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return write_release(tmp_path, monkeypatch, small_boxes=True)
+
+
+def test_eval_defaults_to_the_baselines_small_box_protocol(
+    small_box_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SGCls: tr2 eval filters small boxes by default, as tr2 train / tr2 test (issue 9,
+    3); --no-filter-small-boxes turns it off (and says it is not the baselines')."""
+    filtered = load_split(small_box_root, "test", filter_small_boxes=True, show_progress=False)
+    full = load_split(small_box_root, "test", show_progress=False)
+    assert len(filtered.gt.frame_keys) == len(full.gt.frame_keys) - 1
+    preds = random_predictions(filtered.gt, seed=5)
+    path = save_predictions(tmp_path / "preds.npz", preds)
+    out = tmp_path / "m.json"
+    argv = ["eval", "--data", str(small_box_root), "--predictions", str(path), "--task", "sgcls"]
+    assert main([*argv, "--json", str(out)]) == 0
+    expected = evaluate(filtered.gt, preds, task="sgcls")
+    assert json.loads(out.read_text())["with"] == pytest.approx(expected["with"])
+    capsys.readouterr()
+    # unfiltered ground truth has one frame these predictions lack: refused by default
+    assert main([*argv, "--no-filter-small-boxes"]) == 2
+    err = capsys.readouterr().err
+    assert f"first missing: '{full.gt.frame_keys[0]}'" in err
+    assert main([*argv, "--no-filter-small-boxes", "--partial"]) == 0
+    assert "the baselines' sgcls protocol has it on" in capsys.readouterr().err
+
+
+def test_eval_refuses_predictions_of_frames_outside_the_split(
+    small_box_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Predictions of the unfiltered split scored against the filtered one: an extra
+    frame, named."""
+    full = load_split(small_box_root, "test", show_progress=False).gt
+    path = save_predictions(tmp_path / "preds.npz", random_predictions(full, seed=6))
+    argv = ["eval", "--data", str(small_box_root), "--predictions", str(path), "--task", "sgdet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "preds.npz" in err and f"first extra: '{full.frame_keys[0]}'" in err
+    assert "Traceback" not in err

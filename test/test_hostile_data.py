@@ -257,7 +257,7 @@ def test_baseline_blames_the_annotations_not_its_output(tmp_path, capsys):
     assert "person_bbox.pkl" in err and str(out) not in err
 
 
-def test_missing_frames_warn_with_count_and_first_key(tmp_path, capsys):
+def test_missing_frames_are_refused_naming_count_and_first_key(tmp_path, capsys):
     rb, _ = _release(tmp_path)
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
@@ -279,12 +279,15 @@ def test_missing_frames_warn_with_count_and_first_key(tmp_path, capsys):
         contacting=preds.contacting[pair_keep],
     )
     path = save_predictions(tmp_path / "partial.npz", partial)
+    with pytest.raises(PredictionsError, match=r"partial.npz: .*1 of 4 .*'V.mp4/000001.png'"):
+        check_frame_coverage(gt.frame_keys, partial, str(path))
     with pytest.warns(UserWarning, match=r"1 of 4 ground-truth frames .*'V.mp4/000001.png'"):
-        assert check_frame_coverage(gt.frame_keys, partial, str(path)) == 1
-    with pytest.raises(PredictionsError, match="partial.npz: 1 of 4"):
-        check_frame_coverage(gt.frame_keys, partial, str(path), strict=True)
+        assert check_frame_coverage(gt.frame_keys, partial, str(path), strict=False) == 1
     argv = ["eval", "--data", str(root), "--predictions", str(path), "--task", "predcls"]
-    assert main(argv) == 0
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "partial.npz" in err and "first missing: 'V.mp4/000001.png'" in err
+    assert main([*argv, "--partial"]) == 0
     err = capsys.readouterr().err
     assert "tr2 eval: warning:" in err and "V.mp4/000001.png" in err
 

@@ -113,9 +113,9 @@ class RunSpec:
 
     @property
     def small_boxes_filtered(self) -> bool:
-        if self.filter_small_boxes is None:
-            return self.task != "predcls"
-        return self.filter_small_boxes
+        from tr2_core.evaluation.predictions import small_box_filter
+
+        return small_box_filter(self.task, self.filter_small_boxes)
 
 
 # --------------------------------------------------------------------------- built parts

@@ -17,7 +17,12 @@ a per-family and a time-variant breakdown. Reads only AG_ROOT/annotations/.
 
 Examples:
   tr2 eval --data AG_ROOT --predictions preds.npz --task predcls --json metrics.json
-  tr2 eval --data AG_ROOT --predictions preds.npz --task sgdet --filter-small-boxes
+  tr2 eval --data AG_ROOT --predictions preds.npz --task sgdet --json metrics.json
+
+As in the baselines, SGCls / SGDet ground truth leaves out objects whose box short edge
+is <= 16 px (--no-filter-small-boxes keeps them). A predictions file whose frame set is
+not the split's is refused, naming the first missing or extra frame (--partial accepts
+it with a warning).
 """
 
 
@@ -27,10 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=("predcls", "sgcls", "sgdet"))
     parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--json", metavar="OUT.json", help="write the metrics (fractions)")
+    add_small_box_argument(parser)
     parser.add_argument(
-        "--filter-small-boxes",
+        "--partial",
         action="store_true",
-        help="drop objects with a box short edge <= 16 px (the SGCls / SGDet variant)",
+        help="accept predictions whose frame set differs from the split's (a warning names "
+        "the first missing / extra frame; missing frames score 0). Default: refused",
     )
     parser.add_argument(
         "--settings",
@@ -48,10 +55,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_small_box_argument(parser: argparse.ArgumentParser, default: str = "") -> None:
+    """``--filter-small-boxes`` / ``--no-filter-small-boxes``: the one flag of every
+    command that reads a split's ground truth (resolve it with
+    :func:`~tr2_core.evaluation.predictions.small_box_filter`)."""
+    parser.add_argument(
+        "--filter-small-boxes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop objects with a box short edge <= 16 px "
+        + (default or "(default: on for sgcls/sgdet, off for predcls, the baselines' protocol)"),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.changes import relation_changes
-    from tr2_core.evaluation.predictions import check_frame_coverage, load_predictions
+    from tr2_core.evaluation.predictions import (
+        check_frame_coverage,
+        load_predictions,
+        small_box_filter,
+    )
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
     from tr2_core.outputs import check_output_files
@@ -62,13 +86,16 @@ def run(args: argparse.Namespace) -> int:
         inputs=[args.predictions, args.data],
     )
     t0 = time.perf_counter()
-    split = load_split(args.data, args.split, filter_small_boxes=args.filter_small_boxes)
+    filtered = small_box_filter(args.task, args.filter_small_boxes)
+    split = load_split(args.data, args.split, filter_small_boxes=filtered)
     t1 = time.perf_counter()
     preds = load_predictions(args.predictions)
     t2 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_frame_coverage(split.gt.frame_keys, preds, str(args.predictions))
+        check_frame_coverage(
+            split.gt.frame_keys, preds, str(args.predictions), strict=not args.partial
+        )
     for warning in caught:  # one clean line, not Python's warning format
         print(f"tr2 eval: warning: {warning.message}", file=sys.stderr)
     result = evaluate_detailed(
@@ -91,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if args.per_frame:
         save_per_frame(args.per_frame, result, changes)
         print(f"per-frame recalls written to {args.per_frame}")
-    if args.task in ("sgcls", "sgdet") and not args.filter_small_boxes:
+    if filtered != small_box_filter(args.task):
         print(
-            "note: published SGCls / SGDet numbers use the small-box filter (--filter-small-boxes)",
+            f"note: the small-box filter is {'on' if filtered else 'off'}; the baselines'"
+            f" {args.task} protocol has it {'off' if filtered else 'on'}",
             file=sys.stderr,
         )
     print(

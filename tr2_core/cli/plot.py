@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from tr2_core.cli.eval import add_small_box_argument
+
 NAME = "plot"
 HELP = "pictures: training curves, recall per predicate, the paper's Fig. 5, scene graphs"
 DESCRIPTION = """\
@@ -48,11 +50,7 @@ def _ground_truth(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--data", required=required, metavar="AG_ROOT", help="Action Genome root")
     p.add_argument("--task", default="predcls", choices=_TASKS)
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument(
-        "--filter-small-boxes",
-        action="store_true",
-        help="ground truth without boxes of short edge <= 16 px (SGCls / SGDet variant)",
-    )
+    add_small_box_argument(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tr2_core.cli import plot_frames, plot_runs
+    from tr2_core.evaluation.predictions import small_box_filter
     from tr2_core.outputs import check_output_files
     from tr2_core.viz.curves import DEFAULT_VAL_METRICS
 
@@ -153,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             data_root=args.data,
             task=args.task,
             split=args.split,
-            filter_small_boxes=args.filter_small_boxes,
+            filter_small_boxes=small_box_filter(args.task, args.filter_small_boxes),
             dpi=args.dpi,
         )
     elif kind == "fig5":
@@ -169,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             k=args.k,
             bins=args.bins,
             split=args.split,
-            filter_small_boxes=args.filter_small_boxes,
+            filter_small_boxes=small_box_filter(args.task, args.filter_small_boxes),
             curve_json=args.json,
             dpi=args.dpi,
         )

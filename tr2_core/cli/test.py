@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tr2_core.cli.eval import add_small_box_argument
+
 NAME = "test"
 HELP = "run a trained checkpoint over an AG split; write predictions.npz and metrics.json"
 DESCRIPTION = """\
@@ -11,6 +13,11 @@ Rebuild the model from the configuration saved in the checkpoint (the frozen
 detector/CLIP must be the ones it was trained with: pass the same weights), run it
 over the split, and write OUT/predictions.npz (the evaluation.md contract, readable by
 `tr2 eval`) and OUT/metrics.json (the evaluator's result, fractions in [0, 1]).
+
+The protocol is the model's (docs/protocols.md): an offline model (tr2) sees each
+video whole, bidirectionally, as in the published TR² numbers; an online model
+(tr2-online) predicts every frame from its own past W frames only, entities tracked as
+in the streaming engine -- exactly what the engine publishes for that frame.
 
 examples:
   tr2 test --checkpoint runs/tr2/best.pt --data AG --out runs/tr2/test \\
@@ -38,22 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="run videos in chunks of at most N frames (default: the training recipe's)",
     )
+    add_small_box_argument(parser, "(default: as trained, which defaults to the baselines' "
+                           "protocol: on for sgcls/sgdet)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
     import logging
     from pathlib import Path
 
-    from tr2_core.evaluation.predictions import save_predictions
+    from tr2_core.evaluation.predictions import check_frame_coverage, save_predictions
     from tr2_core.evaluation.recall import evaluate
     from tr2_core.run import load_trained
     from tr2_core.train.checkpoint import train_config_from
     from tr2_core.train.config import autocast_factory
     from tr2_core.train.distributed import fill_cache, setup_distributed
-    from tr2_core.train.predict import predict
+    from tr2_core.train.predict import predict, protocol_name
     from tr2_core.train.source import make_source
     from tr2_core.train.validation import gt_first_videos
 
@@ -75,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     run_spec, ckpt = trained.run, trained.checkpoint
+    if args.filter_small_boxes is not None:
+        run_spec = dataclasses.replace(run_spec, filter_small_boxes=args.filter_small_boxes)
     train_cfg = train_config_from(ckpt["config"])
     source, split = make_source(
         run_spec, train_cfg, args.split, trained.model.frozen, d.device,
@@ -89,12 +101,27 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = Path(args.out)
     save_predictions(out / "predictions.npz", preds)
-    metrics = evaluate(gt_first_videos(split.gt, len(source)), preds, task=run_spec.task)
+    gt = gt_first_videos(split.gt, len(source))
+    check_frame_coverage(gt.frame_keys, preds, "the model's predictions")
+    metrics = evaluate(gt, preds, task=run_spec.task)
+    protocol = protocol_name(trained.model.relation)
+    metrics["protocol"] = protocol
+    metrics["temporal_window"] = trained.model.relation.config.fusion.temporal_window
+    metrics["small_boxes_filtered"] = run_spec.small_boxes_filtered
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["epoch"] = int(ckpt["epoch"])
     metrics["random_init"] = run_spec.random_init
     metrics["split"] = args.split
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    window = metrics["temporal_window"]
+    print(
+        f"protocol: {protocol} ("
+        + (
+            f"causal, each frame from its last {window or 'all'} frames, as the engine)"
+            if protocol == "online"
+            else "bidirectional over whole videos, as published)"
+        )
+    )
     print(f"{run_spec.task} on {args.split} ({metrics['frames']} frames), epoch {ckpt['epoch']}"
           + ("  [RANDOM INIT: not TR² numbers]" if run_spec.random_init else ""))  # fmt: skip
     print(f"{'':8}" + "".join(f"{k:>8}" for k in ("R@10", "R@20", "R@50", "mR@10", "mR@20")))

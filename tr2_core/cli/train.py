@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tr2_core.cli.eval import add_small_box_argument
+
 NAME = "train"
 HELP = "train TR² on an Action Genome root (resumable; DDP under torchrun)"
 DESCRIPTION = """\
@@ -53,12 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="GloVe text file (glove.6B.200d.txt) for the class embeddings (default: random)",
     )
-    parser.add_argument(
-        "--filter-small-boxes",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="drop objects with a short edge <= 16 px (default: on for sgcls/sgdet)",
-    )
+    add_small_box_argument(parser)
     parser.add_argument("--cache-dir", help="feature-cache root (default ~/.cache/tr2/features)")
     parser.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR/last.pt (its saved config)"

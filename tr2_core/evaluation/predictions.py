@@ -295,38 +295,59 @@ def load_predictions(path: str | os.PathLike[str]) -> Predictions:
     return validate_predictions(_normalise(arrays, str(path)), source=str(path))
 
 
-def check_frame_coverage(
-    gt_frame_keys: np.ndarray, preds: Predictions, source: str, *, strict: bool = False
-) -> int:
-    """Ground-truth frames that ``preds`` does not predict (they score 0).
+def small_box_filter(task: str, requested: bool | None = None) -> bool:
+    """Whether objects with a box short edge <= 16 px are left out of the ground truth:
+    ``requested`` when given, else the baselines' protocol for ``task`` (on for SGCls and
+    SGDet, off for PredCls). Every command (train, test, eval, plot, cache-features)
+    takes its default from here."""
+    if requested is not None:
+        return bool(requested)
+    return task != "predcls"
 
-    Warns (``UserWarning``), or raises with ``strict``, naming the count and the
-    first missing frame in ground-truth order.
+
+def check_frame_coverage(
+    gt_frame_keys: np.ndarray, preds: Predictions, source: str, *, strict: bool = True
+) -> int:
+    """Refuse predictions whose frame set is not the split's.
+
+    Missing ground-truth frames would score 0 and extra frames (another split, other
+    annotations, another small-box filter) would be ignored: either way the numbers are
+    not the split's. The message names the counts and the first missing frame (in
+    ground-truth order) and the first extra frame (in prediction order).
 
     Args:
         gt_frame_keys: (F,) str the split's frame keys.
         preds: the predictions.
         source: what to call them in the message (the file path).
-        strict: raise instead of warning.
+        strict: raise (default); ``False`` warns (``UserWarning``) instead.
 
     Returns:
-        The number of missing frames.
+        The number of missing frames (0 when the sets match).
 
     Raises:
-        PredictionsError: with ``strict``, when a frame is missing.
+        PredictionsError: with ``strict``, when the frame sets differ.
     """
-    missing = ~np.isin(gt_frame_keys, preds.frame_keys)
-    n_missing = int(missing.sum())
-    if n_missing:
-        first = str(gt_frame_keys[int(np.flatnonzero(missing)[0])])
-        message = (
-            f"{source}: {n_missing} of {len(gt_frame_keys)} ground-truth frames have no "
-            f"predictions (first: {describe(first)}); they score 0"
+    gt_keys = np.asarray(gt_frame_keys).astype(str)
+    pred_keys = np.asarray(preds.frame_keys).astype(str)
+    missing = np.flatnonzero(~np.isin(gt_keys, pred_keys))
+    extra = np.flatnonzero(~np.isin(pred_keys, gt_keys))
+    problems = []
+    if missing.size:
+        problems.append(
+            f"{missing.size} of {len(gt_keys)} ground-truth frames have no predictions "
+            f"(first missing: {describe(str(gt_keys[missing[0]]))}; they would score 0)"
         )
+    if extra.size:
+        problems.append(
+            f"{extra.size} predicted frames are not frames of the ground-truth split "
+            f"(first extra: {describe(str(pred_keys[extra[0]]))})"
+        )
+    if problems:
+        message = f"{source}: frame set does not match the split: " + "; ".join(problems)
         if strict:
             raise PredictionsError(message)
         warnings.warn(message, stacklevel=2)
-    return n_missing
+    return int(missing.size)
 
 
 def save_predictions(path: str | os.PathLike[str], preds: Predictions) -> Path:

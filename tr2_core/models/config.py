@@ -123,7 +123,16 @@ class FusionConfig:
     message_token: bool = True
     temporal_window: int = 0
     """0: each element attends to its whole pair sequence; k > 0: only to elements whose
-    frame index is in [t - k + 1, t] (STTran-like baseline: 2)."""
+    frame index is in [t - k + 1, t] (STTran-like baseline: 2). With ``online`` it is the
+    W of the online protocol (0: a frame's whole past)."""
+    online: bool = False
+    """Online TR² (docs/protocols.md). ``true``: causal temporal attention (an element
+    attends to itself and earlier frames only) and every frame's relations are predicted
+    from the encodings of its own last ``temporal_window`` frames alone -- in training,
+    validation, ``tr2 test`` and the streaming engine alike, so the test figures are those
+    of what a robot gets; at inference pair sequences are keyed by tracker ids (the
+    engine's :class:`~tr2_core.stream.tracker.IoUTracker`). ``false`` (paper, authors):
+    offline, bidirectional attention over the whole clip."""
     temporal_position: Literal["sequence", "frame"] = "sequence"
     """What the sinusoidal temporal embedding encodes. ``sequence`` (authors): the element's
     position 0..L-1 in its pair sequence; ``frame``: the frame index in the clip (gaps

@@ -230,6 +230,7 @@ class TemporalDecoder(nn.Module):
         self.d_model = d_model
         self.heads = cfg.heads
         self.window = cfg.temporal_window
+        self.causal = cfg.online or cfg.temporal_window > 0
         self.position = cfg.temporal_position
         self.layers = nn.ModuleList(
             [TemporalLayer(d_model, cfg) for _ in range(cfg.temporal_layers)]
@@ -238,13 +239,17 @@ class TemporalDecoder(nn.Module):
     def attention_block(self, frame: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(S, L) padded frame indices and validity -> (S * heads, L, L) bool blocked mask.
 
-        A query may attend to valid keys (inside the window if one is set); every element
-        may attend to itself so that padded rows stay finite and never feed valid rows.
+        A query may attend to valid keys; when causal (``online``, or a window is set) only
+        to keys of its own or earlier frames, and with a window only to the last
+        ``window`` frames. Every element may attend to itself so that padded rows stay
+        finite and never feed valid rows. This is the one place the causal mask lives.
         """
         allowed = valid[:, None, :].expand(-1, valid.shape[1], -1)
-        if self.window > 0:
+        if self.causal:
             diff = frame[:, :, None] - frame[:, None, :]
-            allowed = allowed & (diff >= 0) & (diff < self.window)
+            allowed = allowed & (diff >= 0)
+            if self.window > 0:
+                allowed = allowed & (diff < self.window)
         eye = torch.eye(valid.shape[1], dtype=torch.bool, device=valid.device)
         allowed = allowed | eye
         return (~allowed).repeat_interleave(self.heads, dim=0)

@@ -17,9 +17,10 @@ from torch import nn
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import ModelConfig, TaskMode, resolve_config
 from tr2_core.models.detector import load_strict, read_state_dict, union_boxes
-from tr2_core.models.fusion import RelationFusion, sequence_layout
+from tr2_core.models.fusion import RelationFusion, SequenceLayout, sequence_layout
 from tr2_core.models.guidance import ChangeHead, TextTable, load_text_table
 from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
+from tr2_core.models.online import online_windows
 from tr2_core.models.outputs import PairEncoding, RelationOutput
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
@@ -130,10 +131,19 @@ class RelationModel(nn.Module):
     def entity_labels(
         self, features, mode: TaskMode
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """(entity_logits or None, labels (N,), scores (N,)) for ``mode``."""
+        """(entity_logits or None, labels (N,), scores (N,)) for ``mode``.
+
+        The labels feed the class embeddings, the sequence keys and the text heads. In
+        SGCls training they are the given (GT) labels, as in the authors' release (their
+        object classifier returns the GT labels while training); the classifier's logits
+        still train it, and its predicted labels are used only at inference (eval mode).
+        """
         if mode == "predcls":
             return None, features.entity_labels, features.entity_scores
-        return self.object_classifier.classify(features)
+        logits, labels, scores = self.object_classifier.classify(features)
+        if mode == "sgcls" and self.training:
+            return logits, features.entity_labels, features.entity_scores
+        return logits, labels, scores
 
     def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:
         """Per-frame half: entity labels (given, or the object classifier), relation
@@ -201,7 +211,7 @@ class RelationModel(nn.Module):
             wanted[layout.grouping.group[enc.pair_frame == only_frame]] = True
             rows, layout = layout.keep_sequences(wanted)
             with_guidance = False
-        e_r = self.fusion.temporal_pass(enc.encoded[rows], layout)
+        e_r = self._temporal_features(enc.encoded[rows], layout, whole_clip=only_frame is None)
         pair_object = enc.pair_object[rows]
         sequence, prev = layout.grouping.group, layout.prev
         if only_frame is not None:
@@ -225,6 +235,21 @@ class RelationModel(nn.Module):
             guidance_visual=visual,
             change_logits=change,
         )
+
+    def _temporal_features(
+        self, encoded: torch.Tensor, layout: SequenceLayout, *, whole_clip: bool
+    ) -> torch.Tensor:
+        """Temporal decoder and message token: encoded (P, d_model) -> e_r (P, R).
+
+        An online model (``fusion.online``) run over a whole clip predicts every row from
+        its own window (:func:`~tr2_core.models.online.online_windows`), as the engine
+        does; the engine's own window (``whole_clip`` false) is already that window.
+        """
+        fusion = self.config.fusion
+        if not (fusion.online and whole_clip):
+            return self.fusion.temporal_pass(encoded, layout)
+        rows, windows, target = online_windows(layout, fusion.temporal_window)
+        return self.fusion.temporal_pass(encoded[rows], windows)[target]
 
     def _guidance(
         self, e_r: torch.Tensor, prev: torch.Tensor

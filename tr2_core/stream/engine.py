@@ -10,6 +10,11 @@ The result for frame ``t`` equals the offline model run on the same ``W`` frames
 
 Entities get stable ids from :class:`~tr2_core.stream.tracker.IoUTracker`, and
 the temporal decoder groups relations by those ids.
+
+An online model (``fusion.online``, docs/protocols.md) runs here exactly as ``tr2 test``
+scored it (tested); a bidirectional (paper) model runs causally over the window, which
+it was never trained or tested for: ``engine.protocol`` (also in :class:`EngineStats`)
+says which, and the engine logs it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,27 @@ class EngineStats:
     resets: int = 0
     rejected: int = 0
     reset_reasons: list[str] = field(default_factory=list)
+    protocol: str = ""
+    """``online`` (an online model: the engine's output is what ``tr2 test`` scored) or
+    ``offline-run-causally`` (a bidirectional model: expect lower quality than its test
+    figures)."""
+
+
+ONLINE = "online"
+OFFLINE_RUN_CAUSALLY = "offline-run-causally"
+
+
+def engine_protocol(relation: torch.nn.Module, window: int) -> tuple[str, int]:
+    """(protocol, window W the engine keeps) for ``relation`` and the requested window.
+
+    An online model (``fusion.online``) with a window of its own is run with that window,
+    so that the engine produces what ``tr2 test`` scored; with ``temporal_window`` 0 (a
+    frame's whole past) the engine keeps the requested ``window`` frames.
+    """
+    fusion = relation.config.fusion
+    if not fusion.online:
+        return OFFLINE_RUN_CAUSALLY, window
+    return ONLINE, fusion.temporal_window or window
 
 
 class StreamingEngine:
@@ -104,13 +130,32 @@ class StreamingEngine:
             torch.set_num_threads(self.options.threads)
         self.extractor = extractor
         self.relation = relation.eval()
-        self.window = self.options.window
+        self.protocol, self.window = engine_protocol(relation, self.options.window)
+        self._announce_protocol()
         self.mode: TaskMode = self.options.mode  # type: ignore[assignment]
         self.max_gap_ns = int(self.options.max_gap_s * 1e9)
         self.score_threshold = self.options.score_threshold
         self.tracker = tracker or IoUTracker()
         self.frames: deque[_WindowFrame] = deque(maxlen=self.window)
-        self.stats = EngineStats()
+        self.stats = EngineStats(protocol=self.protocol)
+
+    def _announce_protocol(self) -> None:
+        """One log line saying which protocol the engine's output follows."""
+        if self.protocol == OFFLINE_RUN_CAUSALLY:
+            log.warning(
+                "offline model run causally: expect lower quality than its test figures "
+                "(it was trained and tested bidirectionally over whole videos; this engine "
+                "sees the last %d frames; see docs/protocols.md)",
+                self.window,
+            )
+        elif self.window != self.options.window:
+            log.info(
+                "online model trained and tested with W=%d frames: the engine keeps %d "
+                "(not the requested %d)",
+                self.window, self.window, self.options.window,
+            )  # fmt: skip
+        else:
+            log.info("online model: window W=%d, as in its test figures", self.window)
 
     @classmethod
     def from_checkpoint(

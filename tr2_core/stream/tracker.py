@@ -89,3 +89,33 @@ class IoUTracker:
         self._ids = np.concatenate([self._ids[keep], ids[new]])
         self._age = np.concatenate([self._age[keep], np.zeros(int(new.sum()), np.int64)])
         return ids
+
+
+def track_frames(
+    tracker: IoUTracker,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    entity_frame: np.ndarray,
+    num_frames: int,
+) -> np.ndarray:
+    """Track a clip's entities frame by frame, as the streaming engine does one frame at
+    a time (empty frames age the tracks too).
+
+    Args:
+        tracker: the tracker to update (start from a fresh or reset one).
+        boxes: (N, 4) ``x1 y1 x2 y2``, entities sorted by frame.
+        labels: (N,) the class indices the relation model uses.
+        entity_frame: (N,) int64 frame index 0..num_frames-1, non-decreasing.
+        num_frames: frames in the clip.
+
+    Returns:
+        (N,) int64 track ids.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    bounds = np.searchsorted(np.asarray(entity_frame, np.int64), np.arange(num_frames + 1))
+    ids = np.full(len(labels), -1, np.int64)
+    for t in range(num_frames):
+        a, b = bounds[t], bounds[t + 1]
+        ids[a:b] = tracker.update(boxes[a:b], labels[a:b])
+    return ids

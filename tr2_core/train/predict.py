@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tr2_core.stream.tracker import IoUTracker, track_frames
 from tr2_core.train.dataset import frame_chunks
 from tr2_core.train.source import ClipSource, move_features
 from tr2_core.types import Predictions, VideoFeatures
@@ -67,6 +68,40 @@ def concat_predictions(parts: Sequence[Predictions]) -> Predictions:
     )
 
 
+def is_online(relation: torch.nn.Module) -> bool:
+    """Whether ``relation`` (a :class:`~tr2_core.models.RelationModel`, or one wrapped by
+    DDP) follows the online protocol (``fusion.online``)."""
+    model = getattr(relation, "module", relation)
+    return bool(model.config.fusion.online)
+
+
+def protocol_name(relation: torch.nn.Module) -> str:
+    """``online`` (causal, W-frame windows) or ``offline`` (bidirectional, whole clip)."""
+    return "online" if is_online(relation) else "offline"
+
+
+def clip_output(relation: torch.nn.Module, features: VideoFeatures, task: str):
+    """The relation model's output for one clip under its protocol.
+
+    Offline: ``relation(features)`` (class-label sequence keys, the authors' test).
+    Online: what the streaming engine produces frame by frame -- the per-frame half,
+    entities tracked by the engine's :class:`IoUTracker` on the labels the model uses,
+    then every frame predicted from its own last W frames (sequence keys: track ids).
+    """
+    if not is_online(relation):
+        return relation(features, mode=task)
+    encoding = relation.encode(features, task)
+    tracks = track_frames(
+        IoUTracker(),
+        features.entity_boxes.float().cpu().numpy(),
+        encoding.entity_labels.cpu().numpy(),
+        features.entity_frame.cpu().numpy(),
+        len(features.frame_keys),
+    )
+    encoding.entity_track = torch.as_tensor(tracks, device=features.entity_frame.device)
+    return relation.decode(encoding, task)
+
+
 @torch.no_grad()
 def predict(
     relation: torch.nn.Module,
@@ -83,8 +118,12 @@ def predict(
     """Predictions of videos ``indices`` of ``source`` (eval mode, no gradients).
 
     A video longer than ``max_clip_frames`` (> 0) is run in consecutive chunks of that
-    many frames (the temporal decoder sees one chunk at a time).
+    many frames (the temporal decoder sees one chunk at a time). An online model runs
+    every video whole (its frames see at most their own W-frame windows, and the tracker
+    follows the whole video, as the engine): see :func:`clip_output`.
     """
+    if is_online(relation):
+        max_clip_frames = 0
     was_training = relation.training
     relation.eval()
     parts: list[Predictions] = []
@@ -94,7 +133,7 @@ def predict(
                 features, _ = source.get(index, start, stop)
                 features = move_features(features, device)
                 with autocast():
-                    output = relation(features, mode=task)
+                    output = clip_output(relation, features, task)
                 parts.append(clip_predictions(features, output))
     finally:
         relation.train(was_training)
