@@ -66,8 +66,10 @@ class TrainConfig:
     # frozen-feature cache
     feature_cache: bool = True
     """Compute detector/CLIP outputs once, store them on disk, train from them."""
-    cache_dtype: Literal["float32", "float16"] = "float16"
-    """Storage type of cached feature vectors (float16 halves the disk size)."""
+    cache_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    """Storage type of cached feature vectors. bfloat16 halves the disk size and keeps
+    float32's range; float16 overflows above 65504 (a random ResNet-101's features
+    reach ~1.6e5: the cause of issue 13's NaN), which the cache refuses to store."""
 
     eval_every: int = 1
     """Evaluate on the validation split every N epochs (and after the last)."""
