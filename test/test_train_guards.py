@@ -40,13 +40,14 @@ def test_cache_refuses_float16_overflow_and_bfloat16_keeps_it(tmp_path):
     features = make_features([[2, 3], [4]])
     features.entity_features[0, 0] = 1.6e5
     half = FeatureCache(tmp_path, {"k": 1}, dtype=torch.float16)
-    with pytest.raises(DatasetError, match=r"video v\.mp4: entity_features reach 1\.6e\+05.*float16"):
+    overflow = r"video v\.mp4: entity_features reach 1\.6e\+05.*float16"
+    with pytest.raises(DatasetError, match=overflow):
         half.put("v.mp4", features)
     assert not half.has("v.mp4")
-    brain = FeatureCache(tmp_path, {"k": 1})
-    assert brain.dtype == torch.bfloat16
-    brain.put("v.mp4", features)
-    got, _ = brain.get("v.mp4")
+    bf16 = FeatureCache(tmp_path, {"k": 1})
+    assert bf16.dtype == torch.bfloat16
+    bf16.put("v.mp4", features)
+    got, _ = bf16.get("v.mp4")
     assert torch.isfinite(got.entity_features).all()
     assert got.entity_features[0, 0] == pytest.approx(1.6e5, rel=1e-2)
 
@@ -77,9 +78,7 @@ def ag(tmp_path_factory) -> Path:
     return root
 
 
-def test_nonfinite_loss_stops_training_and_keeps_last_good_checkpoint(
-    ag, tmp_path, monkeypatch
-):
+def test_nonfinite_loss_stops_training_and_keeps_last_good_checkpoint(ag, tmp_path, monkeypatch):
     run = RunSpec(data=str(ag), model="tr2-small", task="predcls", random_init=True,
                   cache_dir=str(tmp_path / "cache"))  # fmt: skip
     model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)

@@ -176,6 +176,8 @@ class RelationModel(nn.Module):
         *,
         with_guidance: bool | None = None,
         only_frame: int | None = None,
+        newest_only: bool = False,
+        bucket: tuple[int, int] | None = None,
     ) -> RelationOutput:
         """Temporal half, over a window of encodings (:func:`concat_encodings`): regroup
         by entity pair, temporal decoder, message token, predicate heads (and guidance).
@@ -193,6 +195,11 @@ class RelationModel(nn.Module):
                 pair fields of the output are that frame's rows, in encoding order;
                 ``pair_sequence`` / ``pair_prev`` then index the encoding's rows. No
                 guidance outputs.
+            newest_only: with ``only_frame``, compute the last temporal layer only for
+                that frame's rows and the rows their message token reads (the same
+                scores to float rounding; tested at 1e-5).
+            bucket: (sequences, length) minimum padded shape of the temporal decoder's
+                batch (fixed shapes for compiled decoding; same scores).
         Returns:
             :class:`RelationOutput` (entity fields: all of the encoding's entities).
         """
@@ -207,7 +214,11 @@ class RelationModel(nn.Module):
             wanted[layout.grouping.group[enc.pair_frame == only_frame]] = True
             rows, layout = layout.keep_sequences(wanted)
             with_guidance = False
-        e_r = self.fusion.temporal_pass(enc.encoded[rows], layout)
+        query_rows = None
+        if only_frame is not None and newest_only:
+            newest_rows = (enc.pair_frame[rows] == only_frame).nonzero().squeeze(1)
+            query_rows = torch.unique(torch.cat([newest_rows, layout.prev[newest_rows]]))
+        e_r = self.fusion.temporal_pass(enc.encoded[rows], layout, query_rows, bucket)
         pair_object = enc.pair_object[rows]
         sequence, prev = layout.grouping.group, layout.prev
         if only_frame is not None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tr2_core.errors import ConfigError
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
 from tr2_core.scene_graph import keep_valid
@@ -120,6 +121,36 @@ class StreamingEngine:
         self.tracker = tracker or IoUTracker()
         self.frames: deque[_WindowFrame] = deque(maxlen=self.window)
         self.stats = EngineStats()
+        self._temporal_bucket: tuple[int, int] | None = None
+        self._apply_fast_paths()
+
+    def _apply_fast_paths(self) -> None:
+        """Switch on the fast paths the options ask for (issue 13): batch-norm folding
+        (in place on the given extractor's detector; same outputs to 1e-5), TF32 on
+        CUDA, fixed shape buckets and ``torch.compile`` / CUDA graphs."""
+        o = self.options
+        if o.fold_batchnorm and hasattr(self.extractor, "fold_batchnorm"):
+            self.extractor.fold_batchnorm()
+        if o.tf32 and self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # process-wide, as torch has it
+            torch.backends.cudnn.allow_tf32 = True
+        compile_mode = {"off": None, "default": "default", "cuda-graphs": "reduce-overhead"}[
+            o.compile
+        ]
+        if o.compile == "cuda-graphs" and self.device.type != "cuda":
+            raise ConfigError("engine option 'compile': cuda-graphs needs a CUDA device")
+        if o.fixed_shapes or compile_mode:
+            # the window's length is at most W frames; sequences padded to the bucket
+            self._temporal_bucket = (o.shape_bucket, self.window)
+            if hasattr(self.extractor, "use_fixed_shapes"):
+                self.extractor.use_fixed_shapes(o.shape_bucket, compile_mode)
+        temporal = getattr(getattr(self.relation, "fusion", None), "temporal", None)
+        if compile_mode and temporal is not None:
+            # the fixed-shape tensor part only: the regrouping before it is index
+            # arithmetic with data-dependent sizes that would break the graph
+            temporal.forward_padded = torch.compile(
+                temporal.forward_padded, mode=compile_mode, dynamic=False
+            )
 
     @classmethod
     def from_checkpoint(
@@ -214,7 +245,16 @@ class StreamingEngine:
         """The model's temporal half over the window -> newest frame's (attention,
         spatial, contacting) probabilities, each (P_last, family size)."""
         window = concat_encodings([f.encoding for f in self.frames])
-        out = self.relation.decode(window, only_frame=len(self.frames) - 1)
+        bucket = self._temporal_bucket
+        if bucket is not None:  # sequences: next multiple of the bucket, >= 1 bucket
+            sequences = -(-max(window.pair_frame.shape[0], 1) // bucket[0]) * bucket[0]
+            bucket = (sequences, bucket[1])
+        out = self.relation.decode(
+            window,
+            only_frame=len(self.frames) - 1,
+            newest_only=self.options.newest_queries_only,
+            bucket=bucket,
+        )
         return out.probabilities()
 
     def process(
