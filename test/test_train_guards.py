@@ -118,3 +118,30 @@ def test_nonfinite_loss_stops_training_and_keeps_last_good_checkpoint(ag, tmp_pa
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1  # the good epoch, not overwritten
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_prefetched_keeps_order_raises_in_place_and_stops_early():
+    import threading
+
+    from tr2_core.train.prefetch import prefetched
+
+    callers = set()
+
+    def load(i):
+        callers.add(threading.current_thread().name)
+        if i == 5:
+            raise ValueError("bad item 5")
+        return i * 10
+
+    for depth in (0, 3):
+        callers.clear()
+        got = []
+        with pytest.raises(ValueError, match="bad item 5"):
+            for value in prefetched(range(10), load, depth):
+                got.append(value)
+        assert got == [0, 10, 20, 30, 40]
+        assert callers == ({"MainThread"} if depth == 0 else {"tr2-prefetch"})
+    it = prefetched(range(1000), lambda i: i, 2)
+    assert next(it) == 0
+    it.close()  # the producer stops instead of loading all 1000
+    assert not any(t.name == "tr2-prefetch" for t in threading.enumerate())

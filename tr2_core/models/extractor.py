@@ -6,10 +6,10 @@ changes during training and is what the feature cache stores.
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn

@@ -79,6 +79,18 @@ def _empty_result(stamp_ns: int, window: np.ndarray) -> SceneGraphResult:
     )
 
 
+def _to_host(parts: list[torch.Tensor], dtype: torch.dtype) -> list[np.ndarray]:
+    """2-D tensors (rows_i, cols_i) -> numpy arrays of ``dtype``, with one copy: rows are
+    flattened into one buffer, copied, and split again."""
+    flat = torch.cat([p.to(dtype).reshape(-1) for p in parts]).cpu().numpy()
+    out, start = [], 0
+    for p in parts:
+        size = p.shape[0] * p.shape[1]
+        out.append(flat[start : start + size].reshape(p.shape[0], p.shape[1]))
+        start += size
+    return out
+
+
 class StreamingEngine:
     """Streaming TR².
 
@@ -304,15 +316,27 @@ class StreamingEngine:
     ) -> SceneGraphResult:
         """The newest frame's result; invalid rows left out (:func:`keep_valid`)."""
         f = frame.features
-        att, spa, con = (t.float().cpu().numpy() for t in (attention, spatial, contacting))
+        # two device-to-host copies (one per dtype) instead of one per field: each copy
+        # from a GPU is a sync
+        floats = _to_host(
+            [attention, spatial, contacting, frame.scores[:, None], f.entity_boxes],
+            torch.float32,
+        )
+        ints = _to_host(
+            [f.entity_track[:, None], frame.labels[:, None], f.pair_subject[:, None],
+             f.pair_object[:, None]],
+            torch.int64,
+        )  # fmt: skip
+        att, spa, con, scores, boxes = floats
+        track, labels, subject, obj = (a[:, 0] for a in ints)
         result = SceneGraphResult(
             stamp_ns=frame.stamp_ns,
-            entity_track=f.entity_track.cpu().numpy().astype(np.int64),
-            entity_labels=frame.labels.cpu().numpy().astype(np.int64),
-            entity_scores=frame.scores.float().cpu().numpy(),
-            entity_boxes=f.entity_boxes.float().cpu().numpy(),
-            pair_subject=f.pair_subject.cpu().numpy().astype(np.int64),
-            pair_object=f.pair_object.cpu().numpy().astype(np.int64),
+            entity_track=track,
+            entity_labels=labels,
+            entity_scores=scores[:, 0],
+            entity_boxes=boxes,
+            pair_subject=subject,
+            pair_object=obj,
             attention=att,
             spatial=spa,
             contacting=con,

@@ -49,6 +49,7 @@ from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
 from tr2_core.train.guards import NonFiniteGuard
+from tr2_core.train.prefetch import pin, prefetched
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
 from tr2_core.train.validation import gt_first_videos, metric_value, validate
 
@@ -173,10 +174,18 @@ def train_epoch(
     t0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="video",
                disable=not (progress and d.master), dynamic_ncols=True)  # fmt: skip
-    for index in bar:
+    pinned = d.device.type == "cuda"
+
+    def load(index: int) -> tuple[int, Any, Any]:  # runs ahead in the prefetch thread
         start, stop = frame_window(src.num_frames(index), cfg.max_clip_frames, window_rng)
         features, targets = src.get(index, start, stop)
-        features, targets = move_features(features, d.device), move_targets(targets, d.device)
+        if pinned:  # pinned host memory: the copies below do not block
+            features, targets = pin(features), pin(targets)
+        return index, move_features(features, d.device), move_targets(targets, d.device)
+
+    depth = cfg.prefetch if cfg.prefetch >= 0 else (2 if pinned else 0)
+    depth = depth if src.cache is not None else 0  # extraction stays on this thread
+    for index, features, targets in prefetched(bar, load, depth):
         with autocast():
             output = model(features, targets, mode=run.task)
             losses = compute_losses(output, features, targets, rm.text_table, rm.config,
