@@ -28,10 +28,12 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TR2_CACH
 if [ $SMOKE = 1 ]; then
   MODEL=tr2-small DEV=cpu IT=2 WINDOWS="2 3" H=96 W=128 N=4 BIG_H=108 BIG_W=192 BIG_N=5
   FRAMES=4 VIDEOS=3 EPOCHS=1 TRAIN_MODEL=tr2-small RECIPE=small EXTRA="--threads 1"
+  FP_WINDOW=3 FP_FRAMES=4
   OVR="model.detector.min_size=64 model.detector.max_size=128"
 else
   MODEL=tr2 DEV=cuda IT=20 WINDOWS="2 8 32" H=480 W=640 N=10 BIG_H=1080 BIG_W=1920 BIG_N=20
   FRAMES=16 VIDEOS=24 EPOCHS=2 TRAIN_MODEL=tr2 RECIPE=tr2 EXTRA="" OVR=""
+  FP_WINDOW=8 FP_FRAMES=30
 fi
 FAILED=0
 step() {  # step NAME COMMAND... : run, time, log; never stops the script
@@ -78,8 +80,8 @@ fi
 step stream_1080 "$PY" "$B/bench_stream.py" "${S[@]}" --windows 8 --height $BIG_H \
   --width $BIG_W --entities $BIG_N --sgdet-window 0 --json "$RESULTS/stream_1080.json"
 # the fast paths against the plain fp32 path (equality + time), incl. CUDA-graph capture
-step fast_paths "$PY" "$B/gpu_fast_paths.py" --model "$MODEL" --device "$DEV" --window 8 \
-  --frames $((IT + 10)) --height $H --width $W --entities $N --json "$RESULTS/fast_paths.json"
+step fast_paths "$PY" "$B/gpu_fast_paths.py" --model "$MODEL" --device "$DEV" --window $FP_WINDOW \
+  --frames $FP_FRAMES --height $H --width $W --entities $N --json "$RESULTS/fast_paths.json"
 # extractor batched over FRAMES frames and the relation model, fp32 and bf16
 step model_fp32 "$PY" "$B/bench_model_latency.py" --model "$MODEL" --device "$DEV" \
   --frames $FRAMES --objects $((N - 1)) --skip-sgdet $EXTRA --out "$RESULTS/model_fp32.json"

@@ -116,7 +116,8 @@ def main(results: Path) -> int:
             ms = "not run: " + r.get("note", "") if r["ms"] is None else f"{r['ms']:.2f}"
             diff = "-" if r["max_diff"] is None else f"{r['max_diff']:.1e}"
             tol = r.get("tolerance")
-            tol = "reported" if r["ms"] is not None and tol is None else (tol or "-")
+            tol = "reported" if r["ms"] is not None and tol is None else tol
+            tol = "-" if tol is None else tol
             verdict = "" if r.get("ok", True) else " FAILED"
             print(f"| {r['setting']} | {ms} | {diff} | {tol}{verdict} |")
     print("\n| step | exit | seconds |\n|---|---|---|")
