@@ -156,3 +156,21 @@ def test_cuda_only_paths_are_refused_or_inert_on_cpu(model):
     before = torch.backends.cuda.matmul.allow_tf32
     StreamingEngine(model.extractor, model.relation, PLAIN.replace(tf32=True))
     assert torch.backends.cuda.matmul.allow_tf32 == before  # no effect without CUDA
+
+
+def test_gpu_check_script_parses_and_table_reports_missing_steps(tmp_path):
+    """bench/gpu_check.sh is bash-valid and its table names failed steps (the full
+    --cpu-smoke run takes minutes on 2 cores: run by hand, see docs/gpu.md)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(["bash", "-n", str(repo / "bench/gpu_check.sh")], check=True)
+    (tmp_path / "steps.txt").write_text("stream 1 12000\n")
+    out = subprocess.run(
+        [sys.executable, str(repo / "bench/gpu_check_table.py"), str(tmp_path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "| stream | 1 | 12 |" in out
+    assert "| paper recipe, 2 epochs, plain | failed (no metrics) |" in out
