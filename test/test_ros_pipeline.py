@@ -195,8 +195,11 @@ def test_rate_limit_spaces_inference():
         time.sleep(0.002)
     pipeline.stop()
     worker.join(timeout=5)
+    stats = pipeline.stats()
     assert 2 <= len(out.graphs) <= 8  # about 0.3 s / 50 ms, never one per input
-    assert pipeline.stats().dropped > 50
+    # Inputs arrive every ~2 ms (fewer on a loaded machine): most are dropped.
+    assert stats.dropped == stats.received - stats.published
+    assert stats.received >= 3 * stats.published
 
 
 def test_describe_header():

@@ -33,6 +33,7 @@ from tr2_core.models import (
     load_text_table,
     resolve_config,
 )
+from tr2_core.models.glove import init_class_embeddings
 
 log = logging.getLogger("tr2.run")
 
@@ -102,6 +103,8 @@ class RunSpec:
     clip_weights: str | None = None
     detector_weights: str | None = None
     text_table: str | None = None
+    glove: str | None = None
+    """GloVe text file (e.g. glove.6B.200d.txt) initialising the class embeddings."""
     filter_small_boxes: bool | None = None
     """Drop objects with a short edge <= 16 px; default: on for SGCls / SGDet, as the
     baselines."""
@@ -157,7 +160,7 @@ class RunModel:
 
 def needs_text_table(model_cfg: ModelConfig) -> bool:
     """Training this config needs the prompt table (guidance or text heads)."""
-    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.classifier == "text"
+    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.uses_text
 
 
 def build_frozen_extractor(
@@ -268,6 +271,7 @@ def build_run_model(
     ``run.text_table``, or built from the extractor's own CLIP text tower and (with
     ``text_table_out``) written to ``out_dir/text_table.npz``. For inference
     (``training=False``) no table is loaded: text heads get theirs from the checkpoint.
+    Training initialises the class embeddings from ``run.glove`` (random without it).
     """
     if run.random_init and announce:
         announce_random_init()
@@ -284,7 +288,11 @@ def build_run_model(
                 path = out_dir / "text_table.npz"
                 save_text_table(path, table)
                 log.info("built the CLIP prompt table from the extractor's CLIP: %s", path)
-    return _with_relation(frozen, model_cfg, table, seed=seed, weights=None, device=device)
+    built = _with_relation(frozen, model_cfg, table, seed=seed, weights=None, device=device)
+    if training:
+        rep = built.relation.representation
+        init_class_embeddings([rep.subject_embed, rep.object_embed], run.glove)
+    return built
 
 
 def build_run_text_table(

@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompt table from `tr2 prompts` (default: built from the CLIP weights)",
     )
     parser.add_argument(
+        "--glove",
+        metavar="PATH",
+        help="GloVe text file (glove.6B.200d.txt) for the class embeddings (default: random)",
+    )
+    parser.add_argument(
         "--filter-small-boxes",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--data", args.data),
                 ("--text-table", args.text_table),
+                ("--glove", args.glove),
                 ("--clip-weights", args.clip_weights),
                 ("--detector-weights", args.detector_weights),
                 ("overrides", args.overrides),
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         clip_weights=args.clip_weights,
         detector_weights=args.detector_weights,
         text_table=args.text_table,
+        glove=str(Path(args.glove).resolve()) if args.glove else None,
         filter_small_boxes=args.filter_small_boxes,
         cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
     )

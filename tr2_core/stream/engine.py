@@ -263,6 +263,7 @@ class StreamingEngine:
             bucket = (sequences, bucket[1])
         out = self.relation.decode(
             window,
+            self.mode,
             only_frame=len(self.frames) - 1,
             newest_only=self.options.newest_queries_only,
             bucket=bucket,

@@ -189,7 +189,7 @@ def train_epoch(
         with autocast():
             output = model(features, targets, mode=run.task)
             losses = compute_losses(output, features, targets, rm.text_table, rm.config,
-                                    class_alpha=data.alpha)  # fmt: skip
+                                    class_alpha=data.alpha, task=run.task)  # fmt: skip
             loss = sum(losses.values())
         guard.record(steps + 1, src.video(index), loss, losses)  # on device: no sync
         opt.step(loss, cfg.grad_clip)
