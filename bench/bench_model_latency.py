@@ -81,6 +81,8 @@ def main() -> None:
         help="frame size (default: 270 480, Action Genome's usual frames)",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                        help="time under bfloat16 autocast")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-sgdet", action="store_true")
@@ -97,7 +99,8 @@ def main() -> None:
     images = [im.to(device) for im in images]
     ext = model.extractor
 
-    with torch.no_grad():
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
+    with torch.no_grad(), bf16:
         features = ext.extract(images, boxes, labels)
         results: dict[str, float] = {}
         results["extractor_given_boxes"] = timed(
@@ -122,6 +125,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "frames": args.frames,
+        "autocast": args.autocast,
         "pairs_per_frame": args.objects,
         "frame_size_hw": list(args.size),
         "detector_input_min_max": [model.config.detector.min_size, model.config.detector.max_size],

@@ -148,6 +148,20 @@ def replicate(features: VideoFeatures, times: int) -> VideoFeatures:
     )
 
 
+def parse_engine_options(items: list[str]) -> dict[str, object]:
+    """``["tf32=true", "compile=cuda-graphs"]`` -> EngineOptions changes (typed by the
+    field's default)."""
+    from tr2_core.stream.options import EngineOptions
+
+    defaults = EngineOptions()
+    changes: dict[str, object] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        kind = type(getattr(defaults, name))
+        changes[name] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+    return changes
+
+
 def bench_streaming(model, args, device, image, boxes, labels, window: int, mode: str) -> dict:
     engine = StreamingEngine(
         model.extractor,
@@ -156,7 +170,16 @@ def bench_streaming(model, args, device, image, boxes, labels, window: int, mode
         mode=mode,
         max_gap_s=1e6,
         score_threshold=0.0,  # every entity, as before EngineOptions' deployment default 0.1
+        **parse_engine_options(args.engine_option),
     )
+    if args.autocast == "bf16":
+        process = engine.process
+
+        def autocast_process(*a, **kw):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return process(*a, **kw)
+
+        engine.process = autocast_process
     step = 33_000_000
     given = {} if mode == "sgdet" else {"boxes": boxes, "labels": labels}
     result = engine.process(image, 0, **given)
@@ -270,6 +293,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
+    parser.add_argument("--engine-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="EngineOptions field for the streaming runs, e.g. tf32=true "
+                        "(repeatable)")  # fmt: skip
+    parser.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                        help="run the streaming engine under bfloat16 autocast")  # fmt: skip
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.ERROR)

@@ -146,6 +146,56 @@ def load_detector_weights(detector: FasterRCNN, path: str | Path) -> None:
     load_strict(detector, read_state_dict(path, "detector"), "detector", str(path))
 
 
+# --------------------------------------------------------------------------- fast path
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv name, batch-norm name) of every ``Conv2d`` directly followed by a
+    batch norm of its output in torchvision's ResNet: a block's ``convK`` / ``bnK``,
+    ``downsample`` ``0`` / ``1``, and the stem's ``conv1`` / ``bn1``."""
+    norms = (FrozenBatchNorm2d, nn.BatchNorm2d)
+    pairs = []
+    for parent in module.modules():
+        children = dict(parent.named_children())
+        for name, child in children.items():
+            if not isinstance(child, norms):
+                continue
+            conv = "0" if name == "1" else name.replace("bn", "conv", 1)
+            if name.startswith("bn") or (name == "1" and isinstance(parent, nn.Sequential)):
+                if isinstance(children.get(conv), nn.Conv2d):
+                    pairs.append((parent, conv, name))
+    return pairs
+
+
+@torch.no_grad()
+def fold_frozen_batchnorm(module: nn.Module) -> int:
+    """Fold every frozen batch norm that directly follows a convolution into that
+    convolution's weight and bias (in place; the norm becomes ``nn.Identity``).
+
+    ``bn(conv(x)) = conv'(x)`` with ``W' = W * s``, ``b' = (b - mean) * s + beta`` and
+    ``s = gamma / sqrt(var + eps)``: the same function, one kernel and one pass over the
+    activations fewer per norm (the ResNet-101 detector has 104). Only frozen norms
+    (:class:`FrozenBatchNorm2d`, or ``BatchNorm2d`` in eval mode) are folded; outputs
+    equal the unfolded module to float rounding (tested: 1e-5 relative). Idempotent.
+    The state dict changes (no ``bn*`` keys): fold after loading weights.
+
+    Returns:
+        the number of norms folded.
+    """
+    folded = 0
+    for parent, conv_name, bn_name in _conv_bn_pairs(module):
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        if isinstance(bn, nn.BatchNorm2d) and bn.training:
+            continue  # a norm still learning its statistics is not a constant
+        eps = bn.eps
+        scale = bn.weight * torch.rsqrt(bn.running_var + eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        new_bias = (bias - bn.running_mean) * scale + bn.bias
+        conv.bias = nn.Parameter(new_bias, requires_grad=False)
+        setattr(parent, bn_name, nn.Identity())
+        folded += 1
+    return folded
+
+
 # --------------------------------------------------------------------------- box ops
 def union_boxes(subject: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     """Union of two box sets (P, 4) ``x1 y1 x2 y2`` -> (P, 4)."""

@@ -9,6 +9,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from tr2_core.models.config import ModelConfig, resolve_config
 from tr2_core.models.detector import (
     assign_detections,
     build_detector,
+    fold_frozen_batchnorm,
     keep_single_person,
     load_detector_weights,
     make_pairs,
@@ -56,6 +58,10 @@ class FeatureExtractor(nn.Module):
         self.union = union
         self.config = config
         self.random_init = random_init
+        self.roi_bucket = 0  # see use_fixed_shapes
+        # compiled callables, kept in a plain dict so they are not registered twice as
+        # submodules (the state dict keeps the detector's own keys)
+        self._compiled: dict[str, Any] = {}
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -68,12 +74,46 @@ class FeatureExtractor(nn.Module):
     def device(self) -> torch.device:
         return next(self.detector.parameters()).device
 
+    # ------------------------------------------------------------------ fast paths
+    def fold_batchnorm(self) -> int:
+        """Fold the frozen detector's batch norms into its convolutions, in place
+        (:func:`~tr2_core.models.detector.fold_frozen_batchnorm`; the CLIP tower has
+        none). Same features to float rounding. Returns the number folded."""
+        return fold_frozen_batchnorm(self.detector)
+
+    def use_fixed_shapes(self, roi_bucket: int, compile_mode: str | None = None) -> None:
+        """Run the box head on RoI counts padded up to a multiple of ``roi_bucket``
+        (0: off), so that its input has one of a few fixed shapes; with
+        ``compile_mode`` (``torch.compile`` mode, e.g. ``"reduce-overhead"`` for CUDA
+        graphs) the C4 body and the box head are compiled for those shapes. Padding
+        rows are zeros, dropped after the head, which treats rows independently: the
+        features are unchanged (tested without compile)."""
+        self.roi_bucket = roi_bucket
+        self._compiled = {}
+        if compile_mode:
+            parts = {"body": self.detector.backbone, "box_head": self.detector.roi_heads.box_head}
+            for name, part in parts.items():
+                self._compiled[name] = torch.compile(part, mode=compile_mode, dynamic=False)
+
+    def _run_box_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Box head over pooled RoIs (n, C, r, r) -> (n, feature_dim), padded to the
+        RoI bucket when :meth:`use_fixed_shapes` set one."""
+        bucket = self.roi_bucket
+        head = self._compiled.get("box_head", self.detector.roi_heads.box_head)
+        if not bucket:
+            return head(pooled)
+        count = pooled.shape[0]
+        padded_count = -(-count // bucket) * bucket
+        padding = pooled.new_zeros(padded_count - count, *pooled.shape[1:])
+        return head(torch.cat([pooled, padding]))[:count]
+
     # ------------------------------------------------------------------ detector parts
     def _backbone(self, images: list[torch.Tensor]):
         """Transform + C4 body for a chunk of frames -> (ImageList, features dict, scales)."""
         det = self.detector
         images_t, _ = det.transform(images)
-        feats = OrderedDict([("0", det.backbone(images_t.tensors))])
+        body = self._compiled.get("body", det.backbone)
+        feats = OrderedDict([("0", body(images_t.tensors))])
         scales = torch.tensor(
             [
                 [new[1] / im.shape[-1], new[0] / im.shape[-2]]
@@ -92,7 +132,7 @@ class FeatureExtractor(nn.Module):
         if sum(int(b.shape[0]) for b in scaled) == 0:
             return feats["0"].new_zeros(0, self.config.detector.feature_dim)
         pooled = det.roi_heads.box_roi_pool(feats, scaled, images_t.image_sizes)
-        return det.roi_heads.box_head(pooled)
+        return self._run_box_head(pooled)
 
     def _detect(self, images_t, feats, scales: torch.Tensor):
         """Run RPN + box heads; per-frame lists of (boxes original px, labels, scores)."""

@@ -49,6 +49,18 @@ class Grouping:
         """Inverse of :meth:`pad`: (G, L, ...) -> rows (P, ...) in the original order."""
         return padded[self.group, self.position]
 
+    def padded_to(self, num_groups: int, max_len: int) -> Grouping:
+        """The same addresses in a batch of at least ``num_groups`` x ``max_len`` (fixed
+        shape buckets for CUDA graphs / ``torch.compile``): the extra slots are invalid
+        padding, which attention never lets feed a valid row, so valid rows are unchanged
+        (tested)."""
+        return Grouping(
+            self.group,
+            self.position,
+            max(self.num_groups, num_groups),
+            max(self.max_len, max_len),
+        )
+
 
 def make_grouping(keys: torch.Tensor, order: torch.Tensor | None = None) -> Grouping:
     """Group rows by integer ``keys`` (P,) (any values); inside a group rows are ordered
@@ -215,9 +227,37 @@ class TemporalLayer(nn.Module):
         """x, pos (S, L, d); blocked (S * heads, L, L) bool, True = may not attend."""
         qk = x + pos
         out, _ = self.attn(qk, qk, x, attn_mask=blocked, need_weights=False)
-        x = self.norm1(x + self.drop1(out))
+        return self._residual_blocks(x, out)
+
+    def _residual_blocks(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Attention residual + LayerNorm, FFN residual (+ LayerNorm): x, attended
+        (..., d) -> (..., d)."""
+        x = self.norm1(x + self.drop1(attended))
         x = x + self.drop2(self.ffn(x))
         return self.norm2(x) if self.norm2 is not None else x
+
+    def forward_rows(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        blocked: torch.Tensor,
+        query_position: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`forward` for some query positions only: keys and values are all of x.
+
+        x, pos (S, L, d); blocked (S * heads, L, L) as in :meth:`forward`;
+        query_position (S, Q) int64 positions to compute -> (S, Q, d), equal to
+        ``forward(x, pos, blocked)`` gathered at those positions (float rounding).
+        """
+        num_seq, length, _ = x.shape
+        heads = blocked.shape[0] // max(num_seq, 1)
+        seq = torch.arange(num_seq, device=x.device)[:, None]
+        qk = x + pos
+        query = qk[seq, query_position]  # (S, Q, d)
+        mask = blocked.view(num_seq, heads, length, length)[seq, :, query_position]  # (S,Q,h,L)
+        mask = mask.permute(0, 2, 1, 3).reshape(num_seq * heads, -1, length)
+        out, _ = self.attn(query, qk, x, attn_mask=mask, need_weights=False)
+        return self._residual_blocks(x[seq, query_position], out)
 
 
 class TemporalDecoder(nn.Module):
@@ -254,12 +294,35 @@ class TemporalDecoder(nn.Module):
         allowed = allowed | eye
         return (~allowed).repeat_interleave(self.heads, dim=0)
 
-    def forward(self, x: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
-        """x (P, d) -> (P, d); attention only inside each pair sequence."""
-        seq = layout.grouping
+    def forward(
+        self,
+        x: torch.Tensor,
+        layout: SequenceLayout,
+        query_rows: torch.Tensor | None = None,
+        bucket: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """x (P, d) -> (P, d); attention only inside each pair sequence.
+
+        Args:
+            query_rows: (Q,) int64 rows the caller will read (the streaming engine's
+                newest frame and the rows its message token reads): the last layer is
+                computed for them only; the other rows of the result then hold the
+                previous layer's output and must not be used. None: every row.
+            bucket: (sequences, length) minimum padded batch shape (fixed shapes for
+                compiled / graph-captured decoding); results are unchanged.
+        """
+        seq = layout.grouping if bucket is None else layout.grouping.padded_to(*bucket)
         padded, valid = seq.pad(x)
         frame, _ = seq.pad(layout.frame)
-        return seq.unpad(self.forward_padded(padded, frame, valid))
+        if query_rows is None:
+            return seq.unpad(self.forward_padded(padded, frame, valid))
+        by_sequence = make_grouping(seq.group[query_rows])  # position among its queries
+        queries = Grouping(
+            seq.group[query_rows], by_sequence.position, seq.num_groups, by_sequence.max_len
+        )
+        query_position, _ = queries.pad(seq.position[query_rows])  # (S, Q); padding: 0
+        out = self.forward_padded(padded, frame, valid, query_position)
+        return seq.unpad(out)
 
     def position_index(self, frame: torch.Tensor) -> torch.Tensor:
         """(S, L) padded frame indices -> (S, L) the integer each element's temporal
@@ -271,13 +334,27 @@ class TemporalDecoder(nn.Module):
         return slots.unsqueeze(0).expand_as(frame)
 
     def forward_padded(
-        self, padded: torch.Tensor, frame: torch.Tensor, valid: torch.Tensor
+        self,
+        padded: torch.Tensor,
+        frame: torch.Tensor,
+        valid: torch.Tensor,
+        query_position: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """padded (S, L, d), frame (S, L) frame index, valid (S, L) bool -> (S, L, d)."""
+        """padded (S, L, d), frame (S, L) frame index, valid (S, L) bool -> (S, L, d).
+
+        ``query_position`` (S, Q) int64: compute the last layer at those positions only
+        (:meth:`TemporalLayer.forward_rows`); other positions keep the previous layer's
+        output. Padding entries (position 0) are computed too, exactly.
+        """
         pos = sinusoidal_embedding(self.position_index(frame), self.d_model).to(padded.dtype)
         blocked = self.attention_block(frame, valid)
-        for layer in self.layers:
+        last = len(self.layers) - 1 if query_position is not None else len(self.layers)
+        for layer in self.layers[:last]:
             padded = layer(padded, pos, blocked)
+        if query_position is not None:
+            rows = self.layers[-1].forward_rows(padded, pos, blocked, query_position)
+            seq = torch.arange(padded.shape[0], device=padded.device)[:, None]
+            padded = padded.index_put((seq.expand_as(query_position), query_position), rows)
         return padded
 
 
@@ -335,12 +412,23 @@ class RelationFusion(nn.Module):
             return x
         return self.spatial(x, make_grouping(pair_frame))
 
-    def temporal_pass(self, x: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
-        """Inter-frame part: x (P, d) after :meth:`spatial_pass` -> e_r (P, out_dim)."""
+    def temporal_pass(
+        self,
+        x: torch.Tensor,
+        layout: SequenceLayout,
+        query_rows: torch.Tensor | None = None,
+        bucket: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Inter-frame part: x (P, d) after :meth:`spatial_pass` -> e_r (P, out_dim).
+
+        ``query_rows`` / ``bucket``: see :meth:`TemporalDecoder.forward` (with
+        ``query_rows`` only those rows of the result are valid; they must include the
+        ``layout.prev`` of every row the caller reads).
+        """
         if x.shape[0] == 0:
             return x.new_zeros(0, self.out_dim)
         if self.temporal is not None:
-            x = self.temporal(x, layout)
+            x = self.temporal(x, layout, query_rows, bucket)
         if self.message is not None:
             previous = x[layout.prev]
             gate = None

@@ -176,6 +176,8 @@ class RelationModel(nn.Module):
         *,
         with_guidance: bool | None = None,
         only_frame: int | None = None,
+        newest_only: bool = False,
+        bucket: tuple[int, int] | None = None,
     ) -> RelationOutput:
         """Temporal half, over a window of encodings (:func:`concat_encodings`): regroup
         by entity pair, temporal decoder, message token, predicate heads (and guidance).
@@ -195,6 +197,11 @@ class RelationModel(nn.Module):
                 pair fields of the output are that frame's rows, in encoding order;
                 ``pair_sequence`` / ``pair_prev`` then index the encoding's rows. No
                 guidance outputs.
+            newest_only: with ``only_frame``, compute the last temporal layer only for
+                that frame's rows and the rows their message token reads (the same
+                scores to float rounding; tested at 1e-5).
+            bucket: (sequences, length) minimum padded shape of the temporal decoder's
+                batch (fixed shapes for compiled decoding; same scores).
         Returns:
             :class:`RelationOutput` (entity fields: all of the encoding's entities).
         """
@@ -211,7 +218,17 @@ class RelationModel(nn.Module):
             wanted[layout.grouping.group[enc.pair_frame == only_frame]] = True
             rows, layout = layout.keep_sequences(wanted)
             with_guidance = False
-        e_r = self._temporal_features(enc.encoded[rows], layout, whole_clip=only_frame is None)
+        query_rows = None
+        if only_frame is not None and newest_only:
+            newest_rows = (enc.pair_frame[rows] == only_frame).nonzero().squeeze(1)
+            query_rows = torch.unique(torch.cat([newest_rows, layout.prev[newest_rows]]))
+        e_r = self._temporal_features(
+            enc.encoded[rows],
+            layout,
+            whole_clip=only_frame is None,
+            query_rows=query_rows,
+            bucket=bucket,
+        )
         pair_object = enc.pair_object[rows]
         sequence, prev = layout.grouping.group, layout.prev
         if only_frame is not None:
@@ -237,17 +254,25 @@ class RelationModel(nn.Module):
         )
 
     def _temporal_features(
-        self, encoded: torch.Tensor, layout: SequenceLayout, *, whole_clip: bool
+        self,
+        encoded: torch.Tensor,
+        layout: SequenceLayout,
+        *,
+        whole_clip: bool,
+        query_rows: torch.Tensor | None = None,
+        bucket: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Temporal decoder and message token: encoded (P, d_model) -> e_r (P, R).
 
         An online model (``fusion.online``) run over a whole clip predicts every row from
         its own window (:func:`~tr2_core.models.online.online_windows`), as the engine
-        does; the engine's own window (``whole_clip`` false) is already that window.
+        does; the engine's own window (``whole_clip`` false) is already that window, and
+        only there do the engine's fast paths apply (``query_rows``: rows the last decoder
+        layer must compute; ``bucket``: fixed padded shape).
         """
         fusion = self.config.fusion
         if not (fusion.online and whole_clip):
-            return self.fusion.temporal_pass(encoded, layout)
+            return self.fusion.temporal_pass(encoded, layout, query_rows, bucket)
         rows, windows, target = online_windows(layout, fusion.temporal_window)
         return self.fusion.temporal_pass(encoded[rows], windows)[target]
 

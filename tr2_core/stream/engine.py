@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tr2_core.errors import Tr2Error, describe
+from tr2_core.errors import ConfigError, Tr2Error, describe
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
 from tr2_core.scene_graph import keep_valid
@@ -95,6 +95,18 @@ def engine_protocol(relation: torch.nn.Module, window: int) -> tuple[str, int]:
     return ONLINE, fusion.temporal_window or window
 
 
+def _to_host(parts: list[torch.Tensor], dtype: torch.dtype) -> list[np.ndarray]:
+    """2-D tensors (rows_i, cols_i) -> numpy arrays of ``dtype``, with one copy: rows are
+    flattened into one buffer, copied, and split again."""
+    flat = torch.cat([p.to(dtype).reshape(-1) for p in parts]).cpu().numpy()
+    out, start = [], 0
+    for p in parts:
+        size = p.shape[0] * p.shape[1]
+        out.append(flat[start : start + size].reshape(p.shape[0], p.shape[1]))
+        start += size
+    return out
+
+
 class StreamingEngine:
     """Streaming TR².
 
@@ -138,6 +150,36 @@ class StreamingEngine:
         self.tracker = tracker or IoUTracker()
         self.frames: deque[_WindowFrame] = deque(maxlen=self.window)
         self.stats = EngineStats(protocol=self.protocol)
+        self._temporal_bucket: tuple[int, int] | None = None
+        self._apply_fast_paths()
+
+    def _apply_fast_paths(self) -> None:
+        """Switch on the fast paths the options ask for (issue 13): batch-norm folding
+        (in place on the given extractor's detector; same outputs to 1e-5), TF32 on
+        CUDA, fixed shape buckets and ``torch.compile`` / CUDA graphs."""
+        o = self.options
+        if o.fold_batchnorm and hasattr(self.extractor, "fold_batchnorm"):
+            self.extractor.fold_batchnorm()
+        if o.tf32 and self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # process-wide, as torch has it
+            torch.backends.cudnn.allow_tf32 = True
+        compile_mode = {"off": None, "default": "default", "cuda-graphs": "reduce-overhead"}[
+            o.compile
+        ]
+        if o.compile == "cuda-graphs" and self.device.type != "cuda":
+            raise ConfigError("engine option 'compile': cuda-graphs needs a CUDA device")
+        if o.fixed_shapes or compile_mode:
+            # the window's length is at most W frames; sequences padded to the bucket
+            self._temporal_bucket = (o.shape_bucket, self.window)
+            if hasattr(self.extractor, "use_fixed_shapes"):
+                self.extractor.use_fixed_shapes(o.shape_bucket, compile_mode)
+        temporal = getattr(getattr(self.relation, "fusion", None), "temporal", None)
+        if compile_mode and temporal is not None:
+            # the fixed-shape tensor part only: the regrouping before it is index
+            # arithmetic with data-dependent sizes that would break the graph
+            temporal.forward_padded = torch.compile(
+                temporal.forward_padded, mode=compile_mode, dynamic=False
+            )
 
     def _announce_protocol(self) -> None:
         """One log line saying which protocol the engine's output follows."""
@@ -283,7 +325,17 @@ class StreamingEngine:
         """The model's temporal half over the window -> newest frame's (attention,
         spatial, contacting) probabilities, each (P_last, family size)."""
         window = concat_encodings([f.encoding for f in self.frames])
-        out = self.relation.decode(window, self.mode, only_frame=len(self.frames) - 1)
+        bucket = self._temporal_bucket
+        if bucket is not None:  # sequences: next multiple of the bucket, >= 1 bucket
+            sequences = -(-max(window.pair_frame.shape[0], 1) // bucket[0]) * bucket[0]
+            bucket = (sequences, bucket[1])
+        out = self.relation.decode(
+            window,
+            self.mode,
+            only_frame=len(self.frames) - 1,
+            newest_only=self.options.newest_queries_only,
+            bucket=bucket,
+        )
         return out.probabilities()
 
     def process(
@@ -338,15 +390,27 @@ class StreamingEngine:
     ) -> SceneGraphResult:
         """The newest frame's result; invalid rows left out (:func:`keep_valid`)."""
         f = frame.features
-        att, spa, con = (t.float().cpu().numpy() for t in (attention, spatial, contacting))
+        # two device-to-host copies (one per dtype) instead of one per field: each copy
+        # from a GPU is a sync
+        floats = _to_host(
+            [attention, spatial, contacting, frame.scores[:, None], f.entity_boxes],
+            torch.float32,
+        )
+        ints = _to_host(
+            [f.entity_track[:, None], frame.labels[:, None], f.pair_subject[:, None],
+             f.pair_object[:, None]],
+            torch.int64,
+        )  # fmt: skip
+        att, spa, con, scores, boxes = floats
+        track, labels, subject, obj = (a[:, 0] for a in ints)
         result = SceneGraphResult(
             stamp_ns=frame.stamp_ns,
-            entity_track=f.entity_track.cpu().numpy().astype(np.int64),
-            entity_labels=frame.labels.cpu().numpy().astype(np.int64),
-            entity_scores=frame.scores.float().cpu().numpy(),
-            entity_boxes=f.entity_boxes.float().cpu().numpy(),
-            pair_subject=f.pair_subject.cpu().numpy().astype(np.int64),
-            pair_object=f.pair_object.cpu().numpy().astype(np.int64),
+            entity_track=track,
+            entity_labels=labels,
+            entity_scores=scores[:, 0],
+            entity_boxes=boxes,
+            pair_subject=subject,
+            pair_object=obj,
             attention=att,
             spatial=spa,
             contacting=con,

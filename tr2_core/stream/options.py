@@ -77,6 +77,41 @@ class EngineOptions:
         low=0.0, high=1.0,
     )  # fmt: skip
 
+    # fast paths (issue 13); each is tested against the plain float32 path
+    fold_batchnorm: bool = option(
+        True,
+        "Fold the frozen detector's batch norms into its convolutions (same outputs to"
+        " float rounding, 1e-5).",
+    )
+    newest_queries_only: bool = option(
+        True,
+        "Compute the last temporal decoder layer only for the newest frame's pairs (same"
+        " outputs to float rounding, 1e-5).",
+    )
+    tf32: bool = option(
+        False,
+        "Allow TF32 matrix products and convolutions on CUDA (about 1e-3 relative error;"
+        " no effect on a CPU).",
+    )
+    fixed_shapes: bool = option(
+        False,
+        "Pad the temporal batch to (sequence bucket, window) and RoI counts to a bucket,"
+        " so that a few fixed shapes recur (same outputs); needed by --compile.",
+    )
+    compile: str = option(
+        "off",
+        "torch.compile the per-frame detector parts and the temporal decoder: off,"
+        " default, or cuda-graphs (mode reduce-overhead; CUDA only; implies fixed"
+        " shapes).",
+        choices=("off", "default", "cuda-graphs"),
+    )
+    shape_bucket: int = option(
+        16,
+        "Bucket size for fixed shapes: sequence and RoI counts are padded up to a"
+        " multiple of it.",
+        low=1, high=4096,
+    )  # fmt: skip
+
     def __post_init__(self) -> None:
         validate_options(self, _name)
 

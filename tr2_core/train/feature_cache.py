@@ -36,6 +36,12 @@ from safetensors.torch import save_file
 from tr2_core.errors import DatasetError
 from tr2_core.types import VideoFeatures
 
+CACHE_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,  # float32's range: a random ResNet-101's ~1e5 fits
+    "float16": torch.float16,  # max 65504: overflows to inf on large activations
+}
+
 CACHE_FORMAT_VERSION = 1
 _FLOAT_FEATURES = ("entity_features", "union_features")
 _EXTRA = "extra."
@@ -70,11 +76,13 @@ class FeatureCache:
         parts: what the features depend on; hashed into the folder name and written
             to ``manifest.json``.
         dtype: storage dtype of the feature vectors (``entity_features``,
-            ``union_features``); they are returned as float32.
+            ``union_features``); they are returned as float32. bfloat16 (default) keeps
+            float32's range; float16 overflows above 65504 (a randomly initialised
+            ResNet-101's pooled features reach ~1.6e5), which :meth:`put` refuses.
     """
 
     def __init__(
-        self, root: str | Path, parts: Mapping[str, Any], dtype: torch.dtype = torch.float16
+        self, root: str | Path, parts: Mapping[str, Any], dtype: torch.dtype = torch.bfloat16
     ) -> None:
         self.dtype = dtype
         self.parts = {**parts, "dtype": str(dtype)}
@@ -118,11 +126,21 @@ class FeatureCache:
         features: VideoFeatures,
         extras: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        """Store ``features`` (any device) and optional extra tensors atomically."""
+        """Store ``features`` (any device) and optional extra tensors atomically.
+
+        Raises:
+            DatasetError: a feature vector holds NaN / infinity, or overflows the storage
+                dtype (named: the video, the field, the largest magnitude); nothing is
+                written.
+        """
         tensors = {}
         for name in _TENSOR_FIELDS:
-            t = getattr(features, name).detach().cpu()
-            tensors[name] = (t.to(self.dtype) if name in _FLOAT_FEATURES else t).contiguous()
+            t = getattr(features, name).detach()
+            if name in _FLOAT_FEATURES:
+                stored = t.to(self.dtype)
+                _check_finite(video, name, t, stored, self.dtype)
+                t = stored
+            tensors[name] = t.cpu().contiguous()
         for name, t in (extras or {}).items():
             tensors[_EXTRA + name] = t.detach().cpu().contiguous()
         path = self.path(video)
@@ -134,6 +152,24 @@ class FeatureCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _check_finite(
+    video: str, name: str, values: torch.Tensor, stored: torch.Tensor, dtype: torch.dtype
+) -> None:
+    """Raise :class:`DatasetError` unless ``stored`` (``values`` cast to ``dtype``) is all
+    finite; one device sync per field, at cache-fill time only."""
+    if bool(torch.isfinite(stored).all()):
+        return
+    if not bool(torch.isfinite(values).all()):
+        raise DatasetError(
+            f"video {video}: the extractor's {name} hold NaN or infinity; not cached"
+        )
+    largest = float(values.abs().max())
+    raise DatasetError(
+        f"video {video}: {name} reach {largest:.4g}, beyond the cache's {dtype} range "
+        f"(max {torch.finfo(dtype).max:.4g}); not cached. Use cache_dtype: bfloat16 or float32"
+    )
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -51,6 +51,8 @@ from tr2_core.train.checkpoint import (
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
+from tr2_core.train.guards import NonFiniteGuard
+from tr2_core.train.prefetch import pin, prefetched
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
 from tr2_core.train.validation import gt_first_videos, metric_value, validate
 
@@ -170,25 +172,36 @@ def train_epoch(
     window_rng = np.random.default_rng([cfg.seed, epoch, d.rank])
     autocast = autocast_factory(cfg, d.device)
     sums: dict[str, Any] = defaultdict(float)
+    guard = NonFiniteGuard(epoch, d.rank)
     frames, steps = 0, 0
     t0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="video",
                disable=not (progress and d.master), dynamic_ncols=True)  # fmt: skip
-    for index in bar:
+    pinned = d.device.type == "cuda"
+
+    def load(index: int) -> tuple[int, Any, Any]:  # runs ahead in the prefetch thread
         start, stop = frame_window(src.num_frames(index), cfg.max_clip_frames, window_rng)
         features, targets = src.get(index, start, stop)
-        features, targets = move_features(features, d.device), move_targets(targets, d.device)
+        if pinned:  # pinned host memory: the copies below do not block
+            features, targets = pin(features), pin(targets)
+        return index, move_features(features, d.device), move_targets(targets, d.device)
+
+    depth = cfg.prefetch if cfg.prefetch >= 0 else (2 if pinned else 0)
+    depth = depth if src.cache is not None else 0  # extraction stays on this thread
+    for index, features, targets in prefetched(bar, load, depth):
         with autocast():
             output = model(features, targets, mode=run.task)
             losses = compute_losses(output, features, targets, rm.text_table, rm.config,
                                     class_alpha=data.alpha, task=run.task)  # fmt: skip
             loss = sum(losses.values())
+        guard.record(steps + 1, src.video(index), loss, losses)  # on device: no sync
         opt.step(loss, cfg.grad_clip)
         for name, value in {**losses, "loss": loss}.items():  # on device: no sync here
             sums[name] = sums[name] + value.detach().float()
         frames += len(features.frame_keys)
         steps += 1
         if steps % 10 == 1 or steps == len(order):  # one device sync per 10 steps
+            guard.check(d)  # before any checkpoint: a bad epoch is never saved
             bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}",
                             fps=f"{frames / (time.perf_counter() - t0):.1f}")  # fmt: skip
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0

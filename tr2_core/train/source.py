@@ -25,7 +25,7 @@ from tr2_core.errors import DatasetError
 from tr2_core.run import FrozenExtractor, RunSpec
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
-from tr2_core.train.feature_cache import FeatureCache, annotation_stats
+from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
 from tr2_core.types import VideoFeatures, VideoTargets
 
 
@@ -259,7 +259,7 @@ def make_source(
     sgdet_assign = run.task == "sgdet" and training
     cache = None
     if use_cache:
-        dtype = torch.float16 if train_cfg.cache_dtype == "float16" else torch.float32
+        dtype = CACHE_DTYPES[train_cfg.cache_dtype]
         cache_key = {
             "extractor_config": {
                 "detector": to_dict(frozen.extractor.config.detector),
