@@ -1,0 +1,82 @@
+"""The managed (lifecycle) ROS 2 node the tr2 node runs as, nav2 style.
+
+:func:`make_lifecycle_node` builds an ``rclpy.lifecycle.LifecycleNode`` whose
+transitions call a plain Python handler (:class:`LifecycleHandler`, e.g.
+:class:`tr2_ros.node.Tr2Node`):
+
+* ``configure``  -> ``handler.configure()``  (load the model),
+* ``activate``   -> ``handler.activate()``   (subscribe, start the worker),
+* ``deactivate`` -> ``handler.deactivate()`` (unsubscribe, stop the worker),
+* ``cleanup``    -> ``handler.cleanup()``    (free the model and GPU memory),
+* ``shutdown``   -> deactivate and clean up.
+
+A :class:`~tr2_core.errors.Tr2Error` from the handler (missing checkpoint,
+bad weights) is logged as one line and fails the transition, so the node
+stays in its previous state and a lifecycle manager sees FAILURE. The
+standard services ``<node>/change_state``, ``<node>/get_state`` etc. come
+with rclpy's LifecycleNode. rclpy is imported when a node is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from tr2_core.errors import Tr2Error
+
+
+class LifecycleHandler(Protocol):
+    """What the lifecycle node drives."""
+
+    def configure(self) -> None: ...
+    def activate(self) -> None: ...
+    def deactivate(self) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+def make_lifecycle_node(name: str, handler: Callable[[], LifecycleHandler], **kwargs: Any) -> Any:
+    """An ``rclpy.lifecycle.LifecycleNode`` named ``name`` driving ``handler()``.
+
+    Args:
+        name: node name.
+        handler: returns the handler (called at each transition, so the node
+            can be made before the handler is complete).
+        **kwargs: passed to ``LifecycleNode`` (namespace, parameter_overrides...).
+    """
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    def run(step: str, what: str) -> TransitionCallbackReturn:
+        try:
+            getattr(handler(), step)()
+        except Tr2Error as e:
+            node.get_logger().error(f"{what} failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as e:  # torch / rclpy errors: fail the transition, keep the node
+            node.get_logger().error(f"{what} failed: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    class _Tr2LifecycleNode(LifecycleNode):
+        def on_configure(self, state: Any) -> TransitionCallbackReturn:
+            return run("configure", "configure")
+
+        def on_activate(self, state: Any) -> TransitionCallbackReturn:
+            return run("activate", "activate")
+
+        def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+            return run("deactivate", "deactivate")
+
+        def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+            return run("cleanup", "cleanup")
+
+        def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+            deactivated = run("deactivate", "shutdown")
+            cleaned = run("cleanup", "shutdown")
+            ok = TransitionCallbackReturn.SUCCESS
+            return ok if deactivated == ok and cleaned == ok else TransitionCallbackReturn.FAILURE
+
+        def on_error(self, state: Any) -> TransitionCallbackReturn:
+            return self.on_shutdown(state)
+
+    node = _Tr2LifecycleNode(name, **kwargs)
+    return node
