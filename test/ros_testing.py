@@ -297,9 +297,10 @@ class LiveProcess:
                 return match or re.search(pattern, self.output())
             time.sleep(0.1)
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int | None:
         """Send ``sig``, wait up to ``timeout`` s; kill if still alive. Returns the exit
-        status (None when it had to be killed)."""
+        status (None when it had to be killed). A node stops in well under a second;
+        the interpreter's exit with torch loaded takes seconds more on a busy machine."""
         status = self.proc.poll()
         if status is None:
             self.proc.send_signal(sig)

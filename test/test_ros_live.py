@@ -109,7 +109,8 @@ def live(tmp_path_factory):
         Image, node.topic("image"), _qos(1, best_effort=True)
     )
     yield node
-    assert node.close() == 0
+    status = node.close()  # SIGINT
+    assert status == 0, node.process.output()[-4000:]
 
 
 def test_startup_log_names_protocol_device_window_and_rate(live):

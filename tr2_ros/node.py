@@ -304,7 +304,8 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
+    try:  # SIGINT too: a shell's background job starts with SIGINT ignored
+        signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread (embedded use): keep the caller's handlers
         pass
