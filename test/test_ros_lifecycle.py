@@ -64,15 +64,20 @@ def _answers_within(node: LiveNode, camera, graphs: list, seconds: float) -> int
     return len(answered(graphs, stamps))
 
 
+def _waiting_node(tmp_path, checkpoint: str) -> LiveNode:
+    """A tr2_node started with autostart:=false (unconfigured, waiting for transitions)."""
+    return LiveNode(
+        tmp_path / "tr2_node.log",
+        "-p", f"checkpoint:={checkpoint}", "-p", "autostart:=false",
+        active=False,
+    )  # fmt: skip
+
+
 def test_lifecycle_transitions_through_the_services(tmp_path):
     from sensor_msgs.msg import Image
     from tr2.msg import SceneGraph
 
-    node = LiveNode(
-        tmp_path / "tr2_node.log",
-        "-p", f"checkpoint:={shared_random_checkpoint()}", "-p", "autostart:=false",
-        active=False,
-    )  # fmt: skip
+    node = _waiting_node(tmp_path, shared_random_checkpoint())
     try:
         graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), _qos())
         camera = node.peer.node.create_publisher(
@@ -108,11 +113,7 @@ def test_lifecycle_transitions_through_the_services(tmp_path):
 
 
 def test_failed_configure_leaves_the_node_unconfigured_and_running(tmp_path):
-    node = LiveNode(
-        tmp_path / "tr2_node.log",
-        "-p", f"checkpoint:={tmp_path / 'missing.pt'}", "-p", "autostart:=false",
-        active=False,
-    )  # fmt: skip
+    node = _waiting_node(tmp_path, str(tmp_path / "missing.pt"))
     try:
         lifecycle = Lifecycle(node)
         assert not lifecycle.change("configure")

@@ -37,6 +37,9 @@ class LifecycleHandler(Protocol):
 def make_lifecycle_node(name: str, handler: Callable[[], LifecycleHandler], **kwargs: Any) -> Any:
     """An ``rclpy.lifecycle.LifecycleNode`` named ``name`` driving ``handler()``.
 
+    The node's ``transition_error`` holds the reason of the last failed
+    transition (None before any failure).
+
     Args:
         name: node name.
         handler: returns the handler (called at each transition, so the node
@@ -48,11 +51,10 @@ def make_lifecycle_node(name: str, handler: Callable[[], LifecycleHandler], **kw
     def run(step: str, what: str) -> TransitionCallbackReturn:
         try:
             getattr(handler(), step)()
-        except Tr2Error as e:
-            node.get_logger().error(f"{what} failed: {e}")
-            return TransitionCallbackReturn.FAILURE
-        except Exception as e:  # torch / rclpy errors: fail the transition, keep the node
-            node.get_logger().error(f"{what} failed: {type(e).__name__}: {e}")
+        except Exception as e:  # Tr2Error, torch, rclpy: fail the transition, keep the node
+            reason = str(e) if isinstance(e, Tr2Error) else f"{type(e).__name__}: {e}"
+            node.transition_error = reason
+            node.get_logger().error(f"{what} failed: {reason}")
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
@@ -79,4 +81,5 @@ def make_lifecycle_node(name: str, handler: Callable[[], LifecycleHandler], **kw
             return self.on_shutdown(state)
 
     node = _Tr2LifecycleNode(name, **kwargs)
+    node.transition_error = None  # reason of the last failed transition, for callers
     return node

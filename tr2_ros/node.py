@@ -304,9 +304,10 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {}
     try:  # SIGINT too: a shell's background job starts with SIGINT ignored
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _interrupt)
     except ValueError:  # not the main thread (embedded use): keep the caller's handlers
         pass
     tr2: Tr2Node | None = None
@@ -316,7 +317,8 @@ def main(args: list[str] | None = None) -> int:
         if tr2.params.autostart:
             ok = TransitionCallbackReturn.SUCCESS
             if tr2.node.trigger_configure() != ok or tr2.node.trigger_activate() != ok:
-                get_logger(NODE_NAME).fatal("autostart failed (reason above); exiting")
+                reason = getattr(tr2.node, "transition_error", None) or "see above"
+                get_logger(NODE_NAME).fatal(f"autostart failed: {reason}")
                 return 1
         else:
             tr2.node.get_logger().info(
@@ -338,6 +340,8 @@ def main(args: list[str] | None = None) -> int:
         if tr2 is not None:
             tr2.destroy()
         rclpy.try_shutdown()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
 
 
