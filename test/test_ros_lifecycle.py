@@ -25,6 +25,27 @@ QUIET_S = 2.0
 """How long a node that should not answer is watched while frames are published."""
 
 
+TARGET_STATE = {
+    "configure": "inactive",
+    "activate": "active",
+    "deactivate": "inactive",
+    "cleanup": "unconfigured",
+    "unconfigured_shutdown": "finalized",
+}
+TRANSITIONAL = {
+    "configuring",
+    "activating",
+    "deactivating",
+    "cleaningup",
+    "shuttingdown",
+    "errorprocessing",
+}
+CALL_S = 20.0
+"""One service call's bound. DDS may lose a reply sent before the client's reply
+reader is matched (right after the service appears): then the call is retried
+(get_state) or the transition's outcome read from get_state (change_state)."""
+
+
 class Lifecycle:
     """change_state / get_state clients of the node under test."""
 
@@ -34,23 +55,33 @@ class Lifecycle:
         self.node = node
         self._change = node.peer.node.create_client(ChangeState, node.topic("tr2/change_state"))
         self._get = node.peer.node.create_client(GetState, node.topic("tr2/get_state"))
+        ready = self._change.wait_for_service(timeout_sec=STARTUP_S)
+        assert ready and self._get.wait_for_service(timeout_sec=CALL_S), "no lifecycle services"
 
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
 
-        response = self.node.peer.call(self._get, GetState.Request(), timeout=STARTUP_S)
-        assert response is not None, "get_state did not answer"
-        return response.current_state.label
+        for _ in range(5):
+            response = self.node.peer.call(self._get, GetState.Request(), timeout=CALL_S)
+            if response is not None:
+                return response.current_state.label
+        raise AssertionError("get_state did not answer 5 times")
 
     def change(self, transition: str) -> bool:
+        """Whether the transition succeeded."""
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
         request = ChangeState.Request()
         request.transition = Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}"))
-        response = self.node.peer.call(self._change, request, timeout=STARTUP_S)
-        assert response is not None, f"change_state({transition}) did not answer"
-        return bool(response.success)
+        response = self.node.peer.call(self._change, request, timeout=CALL_S)
+        if response is not None:
+            return bool(response.success)
+        # The reply was lost or the transition is still running (a slow model load).
+        deadline = time.monotonic() + STARTUP_S
+        while (state := self.state()) in TRANSITIONAL and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return state == TARGET_STATE[transition]
 
 
 def _answers_within(node: LiveNode, camera, graphs: list, seconds: float) -> int:
