@@ -1,9 +1,21 @@
 """Shared helpers for the ROS-side tests: rosbags message classes, image
-messages in every encoding, and scene-graph results."""
+messages in every encoding, scene-graph results, a random-init checkpoint,
+and the live-test plumbing (executables in their own processes, a peer node,
+loopback-only DDS in a test-unique domain)."""
 
 from __future__ import annotations
 
 import functools
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 
@@ -131,3 +143,250 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+@functools.cache
+def shared_random_checkpoint() -> str:
+    """One :func:`make_random_checkpoint` per test process (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="tr2_live_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return make_random_checkpoint(Path(folder) / "tr2-small-random.pt")
+
+
+def make_random_checkpoint(path) -> str:
+    """A ``tr2 train``-style checkpoint of a random-init tr2-small (SGDet) at ``path``:
+    what the real node loads in the live tests. A few MB; about a second on CPU."""
+    import torch
+
+    from tr2_core.models.config import load_model_config
+    from tr2_core.train.config import TrainConfig
+    from tr2_core.train.loop import RunSpec, build_parts, run_config_dict
+
+    run = RunSpec(data="", model="tr2-small", task="sgdet", random_init=True)
+    model_cfg, train_cfg = load_model_config("tr2-small"), TrainConfig()
+    parts = build_parts(run, model_cfg, train_cfg.seed, torch.device("cpu"), training=False)
+    state = {
+        "config": run_config_dict(run, model_cfg, train_cfg),
+        "model": parts.relation.state_dict(),
+        "epoch": 0,
+        "extractor_fingerprint": parts.extractor_fingerprint,
+    }
+    torch.save(state, path)
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# Live ROS 2: the installed executables in their own processes, real DDS on loopback.
+
+_domains = itertools.count()
+
+
+def ros_isolation_env(domain_id: int) -> dict[str, str]:
+    """Environment keeping DDS on this machine, in its own domain (set before rclpy starts)."""
+    return {
+        "ROS_DOMAIN_ID": str(domain_id),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_LOCALHOST_ONLY": "1",  # Humble's spelling of the same rule
+    }
+
+
+def unique_domain_id() -> int:
+    """A ROS domain id (1..100) differing between the tests of one session and,
+    most likely, from concurrent sessions (they also use unique namespaces)."""
+    return 1 + (os.getpid() * 37 + next(_domains)) % 100
+
+
+def unique_namespace(prefix: str = "live") -> str:
+    return f"/{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def live_skip_reason() -> str | None:
+    """Why the live tests cannot run here (None when they can)."""
+    try:
+        import rclpy  # noqa: F401
+        from tr2.msg import SceneGraph  # noqa: F401
+    except ImportError as e:
+        return (
+            f"ROS 2 not available ({e}): run scripts/setup_ros.sh and `source scripts/ros_env.sh`"
+            " (scripts/test.sh does both)"
+        )
+    if installed_executable("tr2_node") is None:
+        return "tr2_node is not installed: colcon build the package (scripts/setup_ros.sh)"
+    return None
+
+
+def installed_executable(name: str) -> str | None:
+    """``<prefix of the ROS package tr2>/lib/tr2/<name>``, or None."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return None
+    try:
+        path = Path(get_package_prefix("tr2")) / "lib" / "tr2" / name
+    except PackageNotFoundError:
+        return None
+    return str(path) if path.is_file() else None
+
+
+def image_at(
+    stamp_ns: int, *, encoding: str = "rgb8", height: int = 48, width: int = 64, seed: int = 0
+):
+    """An rclpy ``sensor_msgs/msg/Image`` (random pixels) stamped ``stamp_ns``."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    channels = 1 if encoding == "mono8" else 3
+    pixels = np.random.default_rng(seed).integers(0, 256, height * width * channels, np.uint8)
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return Image(
+        header=Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id="camera_optical"),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels,
+        data=pixels.tobytes(),
+    )
+
+
+def stamp_ns_of(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+class LiveProcess:
+    """An installed executable (``tr2_node``, ``tr2_listen``) in its own process,
+    its output in ``log_path``. ``ros_args`` follow ``--ros-args``."""
+
+    def __init__(
+        self,
+        name: str,
+        log_path: Path,
+        domain_id: int,
+        *,
+        args: tuple[str, ...] = (),
+        ros_args: tuple[str, ...] = (),
+    ) -> None:
+        executable = installed_executable(name)
+        assert executable is not None, f"{name} is not installed"
+        env = dict(os.environ, **ros_isolation_env(domain_id))
+        env |= {"PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "1"}
+        env["RCUTILS_COLORIZED_OUTPUT"] = "0"
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        command = [sys.executable, executable, *args]
+        if ros_args:
+            command += ["--ros-args", *ros_args]
+        self.proc = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, text=True
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match[str] | None:
+        """The first match of the regex ``pattern`` in the output, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.output())
+            if match or time.monotonic() > deadline or self.proc.poll() is not None:
+                return match or re.search(pattern, self.output())
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int | None:
+        """Send ``sig``, wait up to ``timeout`` s; kill if still alive. Returns the exit
+        status (None when it had to be killed). A node stops in well under a second;
+        the interpreter's exit with torch loaded takes seconds more on a busy machine."""
+        status = self.proc.poll()
+        if status is None:
+            self.proc.send_signal(sig)
+            try:
+                status = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                status = None
+        self._log.close()
+        return status
+
+
+class Peer:
+    """The test's own rclpy node (camera, planner, lifecycle client) in its own
+    context and domain, spun by a background thread."""
+
+    def __init__(self, domain_id: int, name: str = "tr2_test_peer") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        for key, value in ros_isolation_env(domain_id).items():
+            os.environ[key] = value  # read by rcl when the context starts
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self._subscriptions: dict[int, object] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # shutting down
+                if not self.context.ok():
+                    return
+                raise
+
+    def collect(self, msg_type, topic: str, qos) -> list:
+        """Subscribe; returns the list that receives ``(receive time, msg)`` pairs."""
+        received: list = []
+
+        def on_msg(msg) -> None:
+            with self.lock:
+                received.append((time.time(), msg))
+
+        self._subscriptions[id(received)] = self.node.create_subscription(
+            msg_type, topic, on_msg, qos
+        )
+        return received
+
+    def unsubscribe(self, received: list) -> None:
+        """Destroy the subscription that fills ``received``."""
+        self.node.destroy_subscription(self._subscriptions.pop(id(received)))
+
+    def call(self, client, request, timeout: float = 10.0):
+        """Call a service (waiting for it); the response, or None on timeout."""
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return future.result() if future.done() else None
+
+    def close(self) -> None:
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05, action=None) -> bool:
+    """Poll ``condition`` (calling ``action`` before each poll) until true or ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if action is not None:
+            action()
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

@@ -5,7 +5,9 @@ subscribed, malformed images rejected while the node keeps running.
 Needs ROS 2 (Humble or later) with the tr2 package built and sourced:
     colcon build --packages-select tr2 && source install/setup.bash
     python3 -m pytest test/test_ros_node_rclpy.py
-Elsewhere every test here is reported as skipped, with the reason.
+(without an apt ROS: scripts/setup_ros.sh, then `source scripts/ros_env.sh`;
+scripts/test.sh does both). Elsewhere every test here is reported as skipped,
+with the reason. test_ros_live.py runs the installed executables live.
 """
 
 from __future__ import annotations
@@ -27,13 +29,20 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from ros_testing import FakeEngine  # noqa: E402
+from ros_testing import FakeEngine, image_at, ros_isolation_env, unique_domain_id  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tr2.msg import SceneGraph, Vocabulary  # noqa: E402
 
 from tr2_core.errors import ConfigError  # noqa: E402
 from tr2_ros.node import Tr2Node, _qos, main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """DDS traffic stays on this machine, in a domain of its own (read by rclpy.init)."""
+    for key, value in ros_isolation_env(unique_domain_id()).items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture
@@ -44,17 +53,7 @@ def ros():
 
 
 def _image(sec: int, encoding: str = "bgr8", height: int = 48, width: int = 64) -> Image:
-    channels = 1 if encoding == "mono8" else 3
-    data = np.random.default_rng(sec).integers(0, 256, height * width * channels, dtype=np.uint8)
-    return Image(
-        header=Header(stamp=Time(sec=sec, nanosec=7), frame_id="camera_optical"),
-        height=height,
-        width=width,
-        encoding=encoding,
-        is_bigendian=0,
-        step=width * channels,
-        data=data.tobytes(),
-    )
+    return image_at(sec * 10**9 + 7, encoding=encoding, height=height, width=width, seed=sec)
 
 
 class Harness:

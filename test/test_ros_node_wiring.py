@@ -1,5 +1,5 @@
 """node.py's wiring, run here against a small recording stand-in for rclpy
-(rclpy cannot be installed on machines without ROS 2). It checks what the
+(for machines where the ROS 2 wheels do not exist, e.g. aarch64). It checks what the
 thin layer itself decides: which parameters it declares and how, which
 topics and QoS it uses, that the callback only hands frames to the worker,
 that the vocabulary is latched and the debug image follows subscribers, and
@@ -96,6 +96,16 @@ class _Node:
         self.destroyed = True
 
 
+class _LifecycleNode(_Node):
+    """rclpy.lifecycle.LifecycleNode's transitions, called directly."""
+
+    def trigger_configure(self):
+        return self.on_configure(None)
+
+    def trigger_activate(self):
+        return self.on_activate(None)
+
+
 _ENUMS = {
     "HistoryPolicy": ("KEEP_LAST",),
     "ReliabilityPolicy": ("BEST_EFFORT", "RELIABLE"),
@@ -107,7 +117,7 @@ _ENUMS = {
 def fake_rclpy(monkeypatch):
     state = SimpleNamespace(spin=lambda node: None, log=[])
     rclpy = types.ModuleType("rclpy")
-    rclpy.init = lambda args=None: None
+    rclpy.init = lambda args=None, signal_handler_options=None: None
     rclpy.spin = lambda node: state.spin(node)
     rclpy.try_shutdown = lambda: None
     node_mod = types.ModuleType("rclpy.node")
@@ -118,6 +128,16 @@ def fake_rclpy(monkeypatch):
         setattr(qos, enum, SimpleNamespace(**{m: f"{enum}.{m}" for m in members}))
     executors = types.ModuleType("rclpy.executors")
     executors.ExternalShutdownException = type("ExternalShutdownException", (Exception,), {})
+    executors.SingleThreadedExecutor = lambda: SimpleNamespace(
+        add_node=lambda node: setattr(state, "node", node),
+        spin_once=lambda timeout_sec=None: state.spin(state.node),
+    )
+    rclpy.ok = lambda: True
+    lifecycle = types.ModuleType("rclpy.lifecycle")
+    lifecycle.LifecycleNode = _LifecycleNode
+    lifecycle.TransitionCallbackReturn = SimpleNamespace(SUCCESS="SUCCESS", FAILURE="FAILURE")
+    signals = types.ModuleType("rclpy.signals")
+    signals.SignalHandlerOptions = SimpleNamespace(NO="NO")
     logging = types.ModuleType("rclpy.logging")
     logging.get_logger = lambda name: _Logger(state.log)
     rcl = types.ModuleType("rcl_interfaces")
@@ -129,6 +149,7 @@ def fake_rclpy(monkeypatch):
     modules = {
         "rclpy": rclpy, "rclpy.node": node_mod, "rclpy.qos": qos, "rclpy.executors": executors,
         "rclpy.logging": logging, "rcl_interfaces": rcl, "rcl_interfaces.msg": rcl_msg,
+        "rclpy.lifecycle": lifecycle, "rclpy.signals": signals,
     }  # fmt: skip
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)

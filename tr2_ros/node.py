@@ -13,9 +13,14 @@ Topics (relative names, remap them or set the *_topic parameters):
 
 The subscription callback only stores the newest message; one worker thread
 takes the newest frame whenever it is free (stale frames are dropped and
-counted in ``SceneGraph.dropped_frames``). The engine (torch) is imported and
-loaded in :meth:`Tr2Node.activate` and released in :meth:`Tr2Node.deactivate`.
-rclpy is imported when a node is made, so this module imports anywhere.
+counted in ``SceneGraph.dropped_frames``).
+
+The node is a lifecycle (managed) node (:mod:`tr2_ros.lifecycle`):
+``configure`` loads the engine (torch), ``activate`` subscribes and starts the
+worker, ``deactivate`` stops both, ``cleanup`` frees the engine and its GPU
+memory. With ``autostart`` (default true) :func:`main` configures and
+activates at start, so ``ros2 run`` / ``ros2 launch`` stay one step. rclpy is
+imported when a node is made, so this module imports anywhere.
 
 Run: ``ros2 run tr2 tr2_node --ros-args --params-file config/tr2.yaml`` or
 ``ros2 launch tr2 tr2.launch.py checkpoint:=/path/to/tr2.pt``.
@@ -23,6 +28,7 @@ Run: ``ros2 run tr2 tr2_node --ros-args --params-file config/tr2.yaml`` or
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +36,7 @@ from typing import Any
 
 from tr2_core.errors import Tr2Error
 from tr2_ros.conversions import Decoder, build_vocabulary
+from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
 from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
@@ -59,14 +66,57 @@ def _qos(depth: int, *, best_effort: bool = False, latched: bool = False) -> Any
     )
 
 
+def model_protocol(engine: Any, checkpoint: str) -> str:
+    """How the engine's model sees time, for the start-up log line.
+
+    Hook for issue 9 (online TR²): an engine exposing ``protocol`` (str, e.g.
+    "online" or "offline model run causally"), directly or on its ``info``,
+    is reported as is. Until the engine exposes it, the checkpoint's model
+    config name is reported with "protocol not exposed by the engine".
+    """
+    for owner in (engine, getattr(engine, "info", None)):
+        protocol = getattr(owner, "protocol", None)
+        if isinstance(protocol, str) and protocol:
+            return protocol
+    name = checkpoint_model_name(checkpoint)
+    return f"protocol not exposed by the engine; checkpoint model config '{name}'"
+
+
+def checkpoint_model_name(checkpoint: str) -> str:
+    """The model config name a ``tr2 train`` checkpoint records ('?' if unreadable).
+
+    Memory-maps the file, so the weights are not read a second time."""
+    try:
+        import torch
+
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        config = ckpt["config"]
+        return str(config["model"].get("name") or config["run"].get("model") or "?")
+    except Exception:  # an engine factory may not need a tr2 checkpoint (tests, fakes)
+        return "?"
+
+
+def release_accelerator_memory() -> None:
+    """Return cached GPU memory to the driver once the engine is dropped."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # never import torch just for this
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class Tr2Node:
-    """Scene graphs from camera images; ``self.node`` is the rclpy node to spin.
+    """Scene graphs from camera images, as a lifecycle node; ``self.node`` is
+    the rclpy (lifecycle) node to spin.
+
+    The lifecycle transitions call :meth:`configure`, :meth:`activate`,
+    :meth:`deactivate` and :meth:`cleanup`; tests and scripts may call them
+    directly (``activate`` configures first when needed).
 
     Args:
-        engine_factory: builds the engine from the parameters at activation
+        engine_factory: builds the engine from the parameters at configuration
             (default: :func:`tr2_ros.pipeline.load_engine`; tests inject fakes).
         classes: message classes (default: rclpy's generated ones).
-        **kwargs: passed to :class:`rclpy.node.Node` (namespace,
+        **kwargs: passed to :class:`rclpy.lifecycle.LifecycleNode` (namespace,
             parameter_overrides, ...).
 
     Raises:
@@ -80,15 +130,15 @@ class Tr2Node:
         classes: MessageClasses | None = None,
         **kwargs: Any,
     ) -> None:
-        from rclpy.node import Node
-
-        self.node = Node(NODE_NAME, **kwargs)
+        self.node = make_lifecycle_node(NODE_NAME, lambda: self, **kwargs)
         self.params = self._declare_parameters()
         self.classes = rclpy_classes() if classes is None else classes
         self._engine_factory = load_engine if engine_factory is None else engine_factory
+        self._engine: Engine | None = None
         self._pipeline: ScenePipeline | None = None
         self._worker: threading.Thread | None = None
         self._subscription = None
+        self._debug_drawing = False
         p = self.params
 
         node = self.node
@@ -128,20 +178,37 @@ class Tr2Node:
         return NodeParams.from_mapping(values, strict_types=True)
 
     # -- lifecycle -----------------------------------------------------------
+    def configure(self) -> None:
+        """Load the engine (once) and log what runs: protocol, device, window, rate.
+
+        Raises:
+            Tr2Error: the engine cannot be built (checkpoint, weights).
+        """
+        if self._engine is not None:
+            return
+        p = self.params
+        logger = self.node.get_logger()
+        logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
+        self._engine = self._engine_factory(p)
+        rate = f"at most {p.max_rate_hz:g} Hz" if p.max_rate_hz > 0 else "as fast as the model runs"
+        logger.info(
+            f"TR2 model: {model_protocol(self._engine, p.checkpoint)}; device {p.device},"
+            f" window {p.window} frames, rate {rate}"
+        )
+
     def activate(self) -> None:
-        """Load the engine, start the worker, subscribe to images.
+        """Start the worker and subscribe to images (configures first if needed).
 
         Raises:
             Tr2Error: the engine cannot be built (checkpoint, weights).
         """
         if self._pipeline is not None:
             return
+        self.configure()
         p = self.params
         logger = self.node.get_logger()
-        logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
-        engine = self._engine_factory(p)
         self._pipeline = ScenePipeline(
-            engine,
+            self._engine,
             self.classes,
             p,
             publish_graph=self._graph_pub.publish,
@@ -164,13 +231,13 @@ class Tr2Node:
             msg_type, topic, self._pipeline.on_image, qos
         )
         logger.info(
-            f"subscribed to '{getattr(self._subscription, 'topic_name', topic)}'"
+            f"active: subscribed to '{getattr(self._subscription, 'topic_name', topic)}'"
             f" ({p.input_transport}, {p.input_reliability}); publishing"
             f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'"
         )
 
     def deactivate(self) -> None:
-        """Unsubscribe, stop the worker after its current frame, release the engine."""
+        """Unsubscribe and stop the worker after its current frame (the engine stays loaded)."""
         if self._subscription is not None:
             self.node.destroy_subscription(self._subscription)
             self._subscription = None
@@ -178,42 +245,90 @@ class Tr2Node:
             self._pipeline.stop()
             if self._worker is not None:
                 self._worker.join()
-            engine = self._pipeline.engine
             self._pipeline = self._worker = None
-            close = getattr(engine, "close", None)
-            if callable(close):
-                close()
+            self.node.get_logger().info("inactive: unsubscribed, worker stopped")
+
+    def cleanup(self) -> None:
+        """Deactivate, then release the engine and the GPU memory it cached."""
+        self.deactivate()
+        if self._engine is None:
+            return
+        engine, self._engine = self._engine, None
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
+        del engine
+        release_accelerator_memory()
+        self.node.get_logger().info("unconfigured: engine released")
 
     def stats(self) -> PipelineStats | None:
-        """Counters of the running pipeline (None before activation)."""
+        """Counters of the running pipeline (None while not active)."""
         return None if self._pipeline is None else self._pipeline.stats()
 
     def _debug_wanted(self) -> bool:
-        return self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0
+        wanted = self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0
+        if wanted != self._debug_drawing:  # log the switch, not every frame
+            self._debug_drawing = wanted
+            self.node.get_logger().info(
+                "debug image: subscriber present, drawing"
+                if wanted
+                else "debug image: no subscriber, not drawing"
+            )
+        return wanted
 
     def destroy(self) -> None:
-        """Deactivate and destroy the rclpy node."""
-        self.deactivate()
+        """Clean up and destroy the rclpy node."""
+        self.cleanup()
         self.node.destroy_node()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run tr2 tr2_node``; returns the exit status
-    (1 with a fatal log line when parameters or the engine are unusable)."""
+    (1 with a fatal log line when parameters are unusable or, with
+    ``autostart``, when the engine cannot be loaded).
+
+    SIGINT and SIGTERM stop the node cleanly: the worker finishes its frame
+    and the engine is released *before* ROS shuts down (rclpy's own signal
+    handler would invalidate the context under the worker's publisher first).
+    """
+    import signal
+
     import rclpy
-    import rclpy.executors
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.logging import get_logger
+    from rclpy.signals import SignalHandlerOptions
 
-    shutdown = getattr(rclpy.executors, "ExternalShutdownException", KeyboardInterrupt)
-
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {}
+    try:  # SIGINT too: a shell's background job starts with SIGINT ignored
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _interrupt)
+    except ValueError:  # not the main thread (embedded use): keep the caller's handlers
+        pass
     tr2: Tr2Node | None = None
     status = 0
     try:
         tr2 = Tr2Node()
-        tr2.activate()
-        rclpy.spin(tr2.node)
-    except (KeyboardInterrupt, shutdown):
+        if tr2.params.autostart:
+            ok = TransitionCallbackReturn.SUCCESS
+            if tr2.node.trigger_configure() != ok or tr2.node.trigger_activate() != ok:
+                reason = getattr(tr2.node, "transition_error", None) or "see above"
+                get_logger(NODE_NAME).fatal(f"autostart failed: {reason}")
+                return 1
+        else:
+            tr2.node.get_logger().info(
+                "autostart is false: waiting for lifecycle transitions (configure, activate)"
+            )
+        executor = SingleThreadedExecutor()
+        executor.add_node(tr2.node)
+        while rclpy.ok():  # short waits: a signal surfaces as KeyboardInterrupt within 0.2 s
+            executor.spin_once(timeout_sec=0.2)
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Tr2Error as e:
         get_logger(NODE_NAME).fatal(str(e))
@@ -225,6 +340,8 @@ def main(args: list[str] | None = None) -> int:
         if tr2 is not None:
             tr2.destroy()
         rclpy.try_shutdown()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
 
 
