@@ -163,12 +163,13 @@ def make_random_checkpoint(path) -> str:
     import torch
 
     from tr2_core.models.config import load_model_config
+    from tr2_core.run import RunSpec, build_run_model
+    from tr2_core.train.checkpoint import run_config_dict
     from tr2_core.train.config import TrainConfig
-    from tr2_core.train.loop import RunSpec, build_parts, run_config_dict
 
     run = RunSpec(data="", model="tr2-small", task="sgdet", random_init=True)
     model_cfg, train_cfg = load_model_config("tr2-small"), TrainConfig()
-    parts = build_parts(run, model_cfg, train_cfg.seed, torch.device("cpu"), training=False)
+    parts = build_run_model(run, model_cfg, train_cfg.seed, torch.device("cpu"), training=False)
     state = {
         "config": run_config_dict(run, model_cfg, train_cfg),
         "model": parts.relation.state_dict(),
