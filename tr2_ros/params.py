@@ -83,7 +83,7 @@ class NodeParams:
     max_rate_hz: float = option(
         0.0, "Most inferences per second (0: as fast as the model runs).", low=0.0, high=1000.0
     )
-    autostart: bool = _param(
+    autostart: bool = option(
         True,
         "Configure and activate the lifecycle node at start (false: wait for lifecycle"
         " transitions, e.g. from a lifecycle manager).",
