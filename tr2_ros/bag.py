@@ -242,6 +242,37 @@ def _writing(dst: Path, fn: Callable[[], Any]) -> Any:
         raise BagError(f"cannot write bag {dst}: {type(e).__name__}: {e}") from e
 
 
+def _copy_connections(
+    writer: Any, connections: list[Any], typestore: Any, report: BagReport
+) -> dict[int, Any]:
+    """Input connection id -> output connection, one output connection per distinct
+    (topic, type, serialisation, QoS); topics whose type has no definition are dropped
+    and reported."""
+    out_conn: dict[int, Any] = {}
+    by_key: dict[tuple, Any] = {}
+    for conn in connections:
+        ext = conn.ext
+        key = (conn.topic, conn.msgtype, ext.serialization_format, tuple(ext.offered_qos_profiles))
+        if key not in by_key:
+            definition = _copy_definition(conn, typestore)
+            if definition is None:
+                report.dropped_topics.append(conn.topic)
+                log.warning(
+                    "topic %s not copied: the bag has no definition of %s", conn.topic, conn.msgtype
+                )
+                continue
+            by_key[key] = writer.add_connection(
+                conn.topic,
+                conn.msgtype,
+                msgdef=definition[0],
+                rihs01=definition[1],
+                serialization_format=ext.serialization_format,
+                offered_qos_profiles=ext.offered_qos_profiles,
+            )
+        out_conn[conn.id] = by_key[key]
+    return out_conn
+
+
 def _copy(
     src: Path,
     reader: Any,
@@ -265,28 +296,7 @@ def _copy(
     dst = report.output
     writer.set_custom_data("tr2.source_bag", str(src))
     writer.set_custom_data("tr2.image_topic", image_topic)
-    out_conn: dict[int, Any] = {}
-    by_key: dict[tuple, Any] = {}
-    for conn in connections:
-        ext = conn.ext
-        key = (conn.topic, conn.msgtype, ext.serialization_format, tuple(ext.offered_qos_profiles))
-        if key not in by_key:
-            definition = _copy_definition(conn, typestore)
-            if definition is None:
-                report.dropped_topics.append(conn.topic)
-                log.warning(
-                    "topic %s not copied: the bag has no definition of %s", conn.topic, conn.msgtype
-                )
-                continue
-            by_key[key] = writer.add_connection(
-                conn.topic,
-                conn.msgtype,
-                msgdef=definition[0],
-                rihs01=definition[1],
-                serialization_format=ext.serialization_format,
-                offered_qos_profiles=ext.offered_qos_profiles,
-            )
-        out_conn[conn.id] = by_key[key]
+    out_conn = _copy_connections(writer, connections, typestore, report)
     graph_conn = writer.add_connection(graph_topic, type_name("SceneGraph"), typestore=typestore)
     vocab_conn = None
     if vocabulary_topic:
