@@ -294,7 +294,11 @@ def train(
     with ``resume`` continue the run there from ``last.pt`` (configs read from the
     checkpoint; ``epochs`` may extend it). Returns the last epoch's log record (rank 0;
     ``{}`` on other ranks or when there was nothing left to do). See the module docstring
-    for the run folder."""
+    for the run folder.
+
+    Slightly over 80 lines on purpose: the whole loop (set up, resume, epochs of train /
+    validate / checkpoint) reads top to bottom in one place, nanoGPT style; every step
+    is a call into its own room."""
     out = Path(out_dir)
     d = setup_distributed(device)
     run, model_cfg, cfg, ckpt = _start(out, run, model_cfg, train_cfg, resume, epochs)
