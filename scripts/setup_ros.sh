@@ -49,6 +49,10 @@ if [ "$(cat "$WS/wheels.stamp" 2>/dev/null)" != "$stamp" ] || ! "$PY" -c 'import
 fi
 # 2. The exports name the wheel builder's Python include dirs (fast no-op once done).
 "$PY" scripts/patch_ros_cmake.py "$VENV" >/dev/null
+# NumPy's include folder through a link outside the repository: the venv lives in the
+# package's source folder, and CMake refuses exported include paths inside it.
+NUMPY_INCLUDE=$("$PY" -c 'import sys; from pathlib import Path; sys.path.insert(0, "scripts")
+import patch_ros_cmake; print(patch_ros_cmake.numpy_include_link(Path(sys.argv[1])))' "$VENV")
 
 # 3. The package, when its inputs changed.
 inputs=$( {
@@ -67,7 +71,8 @@ start=$(date +%s)
   cd "$WS"
   colcon --log-base "$WS/log" build --base-paths "$REPO" --packages-select tr2 \
     --symlink-install --event-handlers console_direct- \
-    --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=ON >"$WS/build.log" 2>&1 \
+    --cmake-args -DPython3_EXECUTABLE="$PY" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE" \
+    -DBUILD_TESTING=ON >"$WS/build.log" 2>&1 \
     || { tail -40 "$WS/build.log" >&2; say "colcon build failed (log: $WS/build.log)"; exit 1; }
 )
 echo "$inputs" > "$WS/build.stamp"
