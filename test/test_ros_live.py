@@ -116,7 +116,8 @@ def live(tmp_path_factory):
 def test_startup_log_names_protocol_device_window_and_rate(live):
     out = live.process.output()
     assert re.search(
-        r"TR2 model: .*checkpoint model config 'tr2-small'; device cpu, window 8 frames,"
+        r"TR2 model: offline model run causally: expect lower quality than its test figures;"
+        r" checkpoint model config 'tr2-small'; device cpu, window 8 frames,"
         r" rate as fast as the model runs",
         out,
     ), out

@@ -66,20 +66,20 @@ def _qos(depth: int, *, best_effort: bool = False, latched: bool = False) -> Any
     )
 
 
-def model_protocol(engine: Any, checkpoint: str) -> str:
-    """How the engine's model sees time, for the start-up log line.
+_PROTOCOL_LINES = {
+    "online": "online model (its output is what tr2 test scored)",
+    "offline-run-causally": "offline model run causally: expect lower quality than its "
+    "test figures",
+}
 
-    Hook for issue 9 (online TR²): an engine exposing ``protocol`` (str, e.g.
-    "online" or "offline model run causally"), directly or on its ``info``,
-    is reported as is. Until the engine exposes it, the checkpoint's model
-    config name is reported with "protocol not exposed by the engine".
-    """
-    for owner in (engine, getattr(engine, "info", None)):
-        protocol = getattr(owner, "protocol", None)
-        if isinstance(protocol, str) and protocol:
-            return protocol
-    name = checkpoint_model_name(checkpoint)
-    return f"protocol not exposed by the engine; checkpoint model config '{name}'"
+
+def model_protocol(engine: Any, checkpoint: str) -> str:
+    """How the engine's model sees time, for the start-up log line: the engine's
+    ``protocol`` (``online`` or ``offline-run-causally``, docs/protocols.md) in words,
+    and the model config the checkpoint records."""
+    protocol = getattr(engine, "protocol", None) or "protocol unknown"
+    words = _PROTOCOL_LINES.get(protocol, protocol)
+    return f"{words}; checkpoint model config '{checkpoint_model_name(checkpoint)}'"
 
 
 def checkpoint_model_name(checkpoint: str) -> str:
