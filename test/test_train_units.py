@@ -23,6 +23,7 @@ from tr2_core.train.dataset import (
     VideoClip,
     frame_chunks,
     frame_window,
+    gt_videos,
     shard_indices,
     slice_features,
     slice_targets,
@@ -33,7 +34,7 @@ from tr2_core.train.predict import (
     predictions_from_bytes,
     predictions_to_bytes,
 )
-from tr2_core.train.source import sgdet_targets
+from tr2_core.train.source import held_out_rows, sgdet_targets, split_rows
 from tr2_core.train.validation import gt_first_videos, metric_value
 from tr2_core.types import GroundTruth, Predictions, VideoTargets
 
@@ -223,8 +224,8 @@ def test_concat_and_bytes_roundtrip():
         assert np.array_equal(getattr(back, name), getattr(both, name)), name
 
 
-def test_gt_prefix_keeps_whole_videos():
-    gt = GroundTruth(
+def two_video_gt() -> GroundTruth:
+    return GroundTruth(
         videos=np.array(["a.mp4", "b.mp4"]),
         video_start=np.array([0, 2, 3]),
         frame_keys=np.array(["a.mp4/1.png", "a.mp4/2.png", "b.mp4/1.png"]),
@@ -239,10 +240,52 @@ def test_gt_prefix_keeps_whole_videos():
         triplet_object=np.array([1, 3, 5, 4]),
         triplet_predicate=np.array([0, 1, 0, 5]),
     )
+
+
+def test_gt_prefix_keeps_whole_videos():
+    gt = two_video_gt()
     first = gt_first_videos(gt, 1)
     assert first.num_videos == 1 and first.num_frames == 2 and len(first.boxes) == 4
     assert first.triplet_frame.tolist() == [0, 1]
     assert gt_first_videos(gt, 5) is gt
+
+
+def test_gt_subset_renumbers_frames_boxes_and_triplets():
+    gt = two_video_gt()
+    second = gt_videos(gt, [1])
+    assert second.videos.tolist() == ["b.mp4"] and second.video_start.tolist() == [0, 1]
+    assert second.frame_keys.tolist() == ["b.mp4/1.png"] and second.frame_video.tolist() == [0]
+    assert second.box_start.tolist() == [0, 2] and second.box_frame.tolist() == [0, 0]
+    assert second.triplet_frame.tolist() == [0, 0]
+    assert second.triplet_subject.tolist() == [0, 1] and second.triplet_object.tolist() == [1, 0]
+    assert second.triplet_predicate.tolist() == [0, 5]
+    swapped = gt_videos(gt, [1, 0])  # order follows the rows
+    assert swapped.frame_keys.tolist() == ["b.mp4/1.png", "a.mp4/1.png", "a.mp4/2.png"]
+    assert swapped.triplet_frame.tolist() == [0, 0, 1, 2]
+    assert swapped.triplet_subject.tolist() == [0, 1, 2, 4]
+
+
+class _Split:
+    def __init__(self, n: int) -> None:
+        self.gt = argparse.Namespace(videos=np.array([f"{i:05d}.mp4" for i in range(n)]),
+                                     num_videos=n)  # fmt: skip
+
+
+def test_held_out_validation_is_seeded_disjoint_and_default(tmp_path):
+    cfg = load_train_config("small")
+    assert cfg.val_split == "val" and load_train_config("tr2").val_split == "val"
+    split = _Split(50)  # tmp_path: not a synthetic dataset -> the seeded fraction
+    held = held_out_rows(split, tmp_path, cfg)
+    assert len(held) == 5 and held == held_out_rows(split, tmp_path, cfg)
+    train_rows = split_rows("train", split, tmp_path, cfg)
+    assert set(train_rows).isdisjoint(held) and len(train_rows) + len(held) == 50
+    assert split_rows("val", split, tmp_path, cfg) == held
+    other = load_train_config("small", ("val_seed=1",))
+    assert held_out_rows(split, tmp_path, other) != held
+    lineage = load_train_config("small", ("val_split=test",))  # select on test: train on all
+    assert split_rows("train", split, tmp_path, lineage) is None
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_train_config("small", ("val_fraction=0",))
 
 
 def test_metric_value_reads_nested_keys():

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="RUN_DIR/best.pt or last.pt")
     parser.add_argument("--data", help="AG root (default: the one the run was trained on)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test")
     parser.add_argument("--clip-weights", metavar="PATH_OR_TAG", help="(default: as trained)")
     parser.add_argument("--detector-weights", metavar="PATH", help="(default: as trained)")
     parser.add_argument("--cache-dir", help="feature-cache root (default: as trained)")
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict
     from tr2_core.train.source import make_source
-    from tr2_core.train.validation import gt_first_videos
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     d = setup_distributed(args.device)
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     )
     run_spec, ckpt = trained.run, trained.checkpoint
     train_cfg = train_config_from(ckpt["config"])
-    source, split = make_source(
+    source, _ = make_source(
         run_spec, train_cfg, args.split, trained.model.frozen, d.device,
         training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
     )  # fmt: skip
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_predictions(out / "predictions.npz", preds)
-    metrics = evaluate(gt_first_videos(split.gt, len(source)), preds, task=run_spec.task)
+    metrics = evaluate(source.videos.selected_gt(), preds, task=run_spec.task)
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["epoch"] = int(ckpt["epoch"])
     metrics["random_init"] = run_spec.random_init

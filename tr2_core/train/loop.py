@@ -49,7 +49,7 @@ from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
-from tr2_core.train.validation import gt_first_videos, metric_value, validate
+from tr2_core.train.validation import metric_value, validate
 
 log = logging.getLogger("tr2.train")
 
@@ -134,14 +134,14 @@ def build_sources(
         run, cfg, cfg.train_split, model.frozen, d.device,
         training=True, max_videos=cfg.max_train_videos, use_cache=cfg.feature_cache,
     )  # fmt: skip
-    val_src, val_split = make_source(
+    val_src, _ = make_source(
         run, cfg, cfg.val_split, model.frozen, d.device,
         training=False, max_videos=cfg.max_val_videos, use_cache=cfg.feature_cache,
     )  # fmt: skip
     alpha = {k: v.to(d.device) for k, v in class_alpha(train_split).items()}
     fill_cache(train_src, d, "cache train features", progress)
     fill_cache(val_src, d, "cache val features", progress)
-    return Sources(train_src, val_src, gt_first_videos(val_split.gt, len(val_src)), alpha)
+    return Sources(train_src, val_src, val_src.videos.selected_gt(), alpha)
 
 
 def train_epoch(
