@@ -198,7 +198,7 @@ def main() -> int:
         table = report(results, labels)
         print("\n" + table)
         (out / "ablations.txt").write_text(table + "\n")
-        from tr2_core.viz.plots import plot_fig5
+        from tr2_core.cli.plot_runs import plot_fig5
 
         seed = args.seeds[0]
         fig5 = plot_fig5(

@@ -5,7 +5,7 @@ frames, 2-3 objects per frame; and a 10-object stress case):
 
 1. the fast evaluator in-process, all four settings (With / Semi / No / Top-6)
    plus the family and time-variant breakdowns;
-2. the plain per-frame reference (:mod:`tr2_core.evaluation.reference`) on a
+2. the plain per-frame reference (:mod:`tr2_core.testing.reference`) on a
    subset of frames, extrapolated per frame to the full split, for the
    speed-up (``--reference-frames 0`` runs it on the full split: minutes);
 3. ``tr2 eval`` end to end as a subprocess (interpreter start-up, imports,
@@ -40,12 +40,12 @@ sys.path.insert(0, str(REPO))
 from tr2_core.data.release_writer import write_annotations  # noqa: E402
 from tr2_core.evaluation.predictions import save_predictions  # noqa: E402
 from tr2_core.evaluation.recall import DEFAULT_SETTINGS, evaluate_detailed  # noqa: E402
-from tr2_core.evaluation.reference import reference_evaluate  # noqa: E402
-from tr2_core.evaluation.synthetic import (  # noqa: E402
+from tr2_core.testing.eval_fixtures import (  # noqa: E402
     random_predictions,
     random_split,
     release_records,
 )
+from tr2_core.testing.reference import reference_evaluate  # noqa: E402
 from tr2_core.types import GroundTruth, Predictions  # noqa: E402
 
 TEST_VIDEOS, TEST_FRAMES = 1750, 56923

@@ -150,7 +150,12 @@ def replicate(features: VideoFeatures, times: int) -> VideoFeatures:
 
 def bench_streaming(model, args, device, image, boxes, labels, window: int, mode: str) -> dict:
     engine = StreamingEngine(
-        model.extractor, model.relation, window=window, mode=mode, max_gap_s=1e6
+        model.extractor,
+        model.relation,
+        window=window,
+        mode=mode,
+        max_gap_s=1e6,
+        score_threshold=0.0,  # every entity, as before EngineOptions' deployment default 0.1
     )
     step = 33_000_000
     given = {} if mode == "sgdet" else {"boxes": boxes, "labels": labels}

@@ -230,6 +230,7 @@ def main() -> None:
             window=args.window,
             mode=args.mode,
             max_gap_s=args.max_gap,
+            score_threshold=0.0,  # every entity (EngineOptions' default is 0.1)
         )
 
     # The engine's best rate with a full window (the fastest of 6 frames): frames then

@@ -554,7 +554,9 @@ def test_person_bbox_wrong_shape(tmp_path):
     rb.video("V.mp4", [1, 2, 3])
     key = rb.frame("V.mp4", 4)
     rb.person[key]["bbox"] = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
-    with pytest.raises(DatasetError, match=f"frame '{key}': 'bbox' must be an \\(N, 4\\) array"):
+    with pytest.raises(
+        DatasetError, match=f"frame '{key}': person record has bbox .*expected an \\(N, 4\\) array"
+    ):
         load(rb.write(tmp_path))
 
 

@@ -22,7 +22,7 @@ from tr2_core.data.release_writer import write_annotations
 from tr2_core.errors import ConfigError, WeightsError
 from tr2_core.evaluation.predictions import validate_predictions
 from tr2_core.evaluation.recall import evaluate
-from tr2_core.evaluation.synthetic import random_predictions, random_split, release_records
+from tr2_core.testing.eval_fixtures import random_predictions, random_split, release_records
 from tr2_core.vocab import CONTACTING, OBJECT_INDEX, SPATIAL
 
 CUP = OBJECT_INDEX["cup/glass/bottle"]

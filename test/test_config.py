@@ -5,6 +5,8 @@ import pytest
 
 from tr2_core.config import apply_overrides, from_dict, load_config, to_dict
 from tr2_core.errors import ConfigError
+from tr2_core.models.config import load_model_config
+from tr2_core.train.config import load_train_config
 
 
 @dataclass
@@ -73,3 +75,49 @@ def test_exponent_floats_without_a_dot_are_numbers():
     assert cfg.dropout == 1e-4
     with pytest.raises(ConfigError, match="expected a number"):
         from_dict(Inner, {"dropout": "high"})
+
+
+def test_named_configs_found_in_an_installed_copy(tmp_path):
+    """A wheel-style install (no checkout around it) still finds the named
+    configs: they are package data of tr2_core, not files beside the source."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"  # a copy, so the build writes nothing into the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for package in ("tr2_core", "tr2_ros"):
+        skip = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(repo / package, source / package, ignore=skip)
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
+    pip += ["--no-build-isolation", "--target", str(site), str(source)]
+    subprocess.run(pip, check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    shutil.rmtree(source)
+
+    script = (
+        "import tr2_core\n"
+        "from tr2_core.models.config import load_model_config\n"
+        "from tr2_core.train.config import load_train_config\n"
+        "print(tr2_core.__file__)\n"
+        "print(load_model_config('tr2-small').d_model, load_model_config('sttran-like').d_model)\n"
+        "print(load_train_config('small').epochs)\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy, not the checkout
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    where, dims, epochs = done.stdout.splitlines()
+    assert Path(where).is_relative_to(site)
+    assert dims.split() == [str(load_model_config("tr2-small").d_model),
+                            str(load_model_config("sttran-like").d_model)]  # fmt: skip
+    assert int(epochs) == load_train_config("small").epochs

@@ -20,8 +20,8 @@ from tr2_core.evaluation.recall import (
     legacy_iou,
     parse_settings,
 )
-from tr2_core.evaluation.reference import legacy_iou_one, reference_evaluate
-from tr2_core.evaluation.synthetic import ground_truth_from_frames
+from tr2_core.testing.eval_fixtures import ground_truth_from_frames
+from tr2_core.testing.reference import legacy_iou_one, reference_evaluate
 from tr2_core.types import Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_INDEX, PREDICATE_INDEX, SPATIAL
 
@@ -451,3 +451,56 @@ def test_frames_without_triplets_do_not_count() -> None:
     assert m["with"]["R@10"] == 1.0
     recall = evaluate_detailed(gt, preds, task="predcls").frame_recall("with")
     assert recall[0, 0] == 1.0 and np.isnan(recall[1, 0])
+
+
+def _tr2_core_imports() -> dict[str, set[str]]:
+    """Module -> the tr2_core modules it imports (anywhere in the file, lazy ones too)."""
+    import ast
+    from pathlib import Path
+
+    import tr2_core
+
+    root = Path(tr2_core.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m.startswith("tr2_core")}
+    return graph
+
+
+def test_library_never_imports_test_support() -> None:
+    graph = _tr2_core_imports()
+    assert "tr2_core.testing.reference" in graph  # the walk saw the package
+    offenders = {
+        module: sorted(m for m in imports if m.startswith("tr2_core.testing"))
+        for module, imports in graph.items()
+        if not module.startswith("tr2_core.testing")
+    }
+    assert {m: v for m, v in offenders.items() if v} == {}
+
+
+def test_evaluation_modules_import_one_way() -> None:
+    """No import cycle inside tr2_core.evaluation (recall <-> breakdown was one)."""
+    graph = _tr2_core_imports()
+    modules = {m for m in graph if m.startswith("tr2_core.evaluation.")}
+    edges = {m: {d for d in graph[m] if d in modules and d != m} for m in modules}
+    assert edges["tr2_core.evaluation.breakdown"] >= {"tr2_core.evaluation.result"}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join((*path, module))
+        if module not in done:
+            for dep in edges[module]:
+                visit(dep, (*path, module))
+            done.add(module)
+
+    for module in sorted(modules):
+        visit(module, ())

@@ -18,13 +18,8 @@ from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.p
     scores,
 )
 
-from tr2_core.evaluation.breakdown import (
-    CHANGED,
-    FIRST_FRAME,
-    UNCHANGED,
-    change_gain_curve,
-    relation_changes,
-)
+from tr2_core.evaluation.breakdown import change_gain_curve
+from tr2_core.evaluation.changes import CHANGED, FIRST_FRAME, UNCHANGED, relation_changes
 from tr2_core.evaluation.recall import evaluate_detailed
 from tr2_core.evaluation.report import (
     compare_per_frame,
@@ -33,7 +28,7 @@ from tr2_core.evaluation.report import (
     save_per_frame,
     write_metrics_json,
 )
-from tr2_core.evaluation.synthetic import random_predictions, random_split
+from tr2_core.testing.eval_fixtures import random_predictions, random_split
 
 
 def cup_video() -> list[dict]:
@@ -57,7 +52,7 @@ def cup_video() -> list[dict]:
 
 
 def test_relation_changes_by_hand() -> None:
-    from tr2_core.evaluation.synthetic import ground_truth_from_frames
+    from tr2_core.testing.eval_fixtures import ground_truth_from_frames
 
     frames = cup_video() + [
         gt_frame("b.mp4/000001.png", [(CUP, CUP_BOX, ["looking_at"])]),
@@ -80,7 +75,7 @@ def test_relation_changes_by_hand() -> None:
 
 
 def test_breakdowns_split_recall_by_family_and_change() -> None:
-    from tr2_core.evaluation.synthetic import ground_truth_from_frames
+    from tr2_core.testing.eval_fixtures import ground_truth_from_frames
 
     gt = ground_truth_from_frames(cup_video())
     boxes = [(1, PERSON_BOX, 1.0), (CUP, CUP_BOX, 1.0)]

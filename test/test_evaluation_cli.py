@@ -15,7 +15,7 @@ from tr2_core.data.action_genome import load_split
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.evaluation.predictions import save_predictions
 from tr2_core.evaluation.recall import evaluate
-from tr2_core.evaluation.synthetic import random_predictions, random_split, release_records
+from tr2_core.testing.eval_fixtures import random_predictions, random_split, release_records
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from tr2_core.evaluation.predictions import (
     save_predictions,
     validate_predictions,
 )
-from tr2_core.evaluation.synthetic import random_predictions, random_split
+from tr2_core.testing.eval_fixtures import random_predictions, random_split
 from tr2_core.types import Predictions
 
 

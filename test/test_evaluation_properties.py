@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tr2_core.evaluation.breakdown import relation_changes
+from tr2_core.evaluation.changes import relation_changes
 from tr2_core.evaluation.recall import evaluate_detailed
-from tr2_core.evaluation.reference import reference_evaluate, reference_relation_changes
-from tr2_core.evaluation.synthetic import ground_truth_from_frames
+from tr2_core.testing.eval_fixtures import ground_truth_from_frames
+from tr2_core.testing.reference import reference_evaluate, reference_relation_changes
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 

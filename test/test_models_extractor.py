@@ -232,8 +232,12 @@ def test_paper_size_model_builds_and_runs_on_two_tiny_frames():
     The detector's resize is lowered (min_size 96) to keep the CPU test fast."""
     cfg = load_model_config("tr2")
     assert cfg.detector.backbone == "resnet101" and cfg.clip.model_name == "ViT-B-32"
+    table = torch.randn(37, 26, 512)  # PredCls/SGCls classify with the prompt table
     model = build_model(
-        "tr2", random_init=True, overrides=["detector.min_size=96", "detector.max_size=128"]
+        "tr2",
+        random_init=True,
+        overrides=["detector.min_size=96", "detector.max_size=128"],
+        text_table=table,
     )
     assert model.extractor.union.out_dim == 512 and model.extractor.union.image_size == (224, 224)
     imgs = frames(2, size=(64, 80))

@@ -7,12 +7,13 @@ import pytest
 import torch
 from model_fixtures import make_features, small_config
 
-from tr2_core.models.config import FusionConfig
+from tr2_core.models.config import FusionConfig, load_model_config
 from tr2_core.models.fusion import (
     MessageToken,
     RelationFusion,
     SpatialEncoder,
     TemporalDecoder,
+    TemporalLayer,
     make_grouping,
     pair_sequence_keys,
     sequence_layout,
@@ -153,7 +154,8 @@ def test_temporal_decoder_padding_never_leaks_and_window():
 
 def test_temporal_position_embedding_matters():
     torch.manual_seed(0)
-    dec = TemporalDecoder(D, FusionConfig(heads=4, ffn_dim=64, dropout=0.0)).eval()
+    cfg = FusionConfig(heads=4, ffn_dim=64, dropout=0.0, temporal_position="frame")
+    dec = TemporalDecoder(D, cfg).eval()
     padded = torch.randn(1, 3, D)
     valid = torch.ones(1, 3, dtype=torch.bool)
     a = dec.forward_padded(padded, torch.tensor([[0, 1, 2]]), valid)
@@ -177,9 +179,14 @@ def test_message_token_matches_hand_computation():
         assert torch.allclose(out[i], expected, atol=1e-6)
 
 
-def test_fusion_message_token_uses_previous_frame_and_self_first():
+@pytest.mark.parametrize("first", ["self", "zeros"])
+def test_fusion_message_token_uses_previous_frame_and_first_element_rule(first):
+    """Later elements: e_f[t-1] for both g and the product. First element: the product
+    uses the element itself; g sees the element (``self``) or zeros (``zeros``, authors)."""
     torch.manual_seed(0)
-    cfg = FusionConfig(spatial_layers=0, temporal_layers=0, heads=4, ffn_dim=64, dropout=0.0)
+    cfg = FusionConfig(
+        spatial_layers=0, temporal_layers=0, heads=4, ffn_dim=64, dropout=0.0, message_first=first
+    )
     fusion = RelationFusion(D, cfg).eval()
     f = make_features([[5], [5], [5]])
     lay = sequence_layout(
@@ -187,9 +194,13 @@ def test_fusion_message_token_uses_previous_frame_and_self_first():
     )
     x = torch.randn(3, D)
     out = fusion(x, f.pair_frame, lay)
+    tok = fusion.message
     assert out.shape == (3, 2 * D)
-    assert torch.allclose(out[0], fusion.message(x[:1], x[:1])[0])  # first: itself as t-1
-    assert torch.allclose(out[2], fusion.message(x[2:3], x[1:2])[0])
+    assert torch.allclose(out[2], tok(x[2:3], x[1:2])[0], atol=1e-6)
+    gate_in = x[0] if first == "self" else torch.zeros(D)
+    m0 = torch.tanh(tok.fc2(torch.tanh(tok.fc1(tok.fuse(torch.cat([x[0], gate_in]))))))
+    assert torch.allclose(out[0], torch.cat([x[0], x[0] * m0]), atol=1e-6)
+    assert torch.allclose(out[0], tok(x[:1], x[:1])[0], atol=1e-6) == (first == "self")
 
 
 def test_fusion_round_trip_is_identity_without_modules():
@@ -248,3 +259,45 @@ def test_spatial_off_keeps_relations_of_a_frame_independent():
     out = model(f).relation_features
     assert torch.allclose(base[0], out[0]) and torch.allclose(base[2], out[2])
     assert not torch.allclose(base[3], out[3])  # its successor sees it through the token
+
+
+# --------------------------------------------------------------------------- authors' form
+def test_temporal_position_is_the_slot_in_the_pair_sequence():
+    """Authors: the sinusoid encodes the position in the pair's sequence, so a pair seen at
+    frames 0, 5, 9 gets positions 0, 1, 2 (the frame variant keeps 0, 5, 9)."""
+    frame = torch.tensor([[0, 5, 9], [3, 0, 0]])
+    seq = TemporalDecoder(D, FusionConfig(heads=4, ffn_dim=64, dropout=0.0))
+    assert seq.position_index(frame).tolist() == [[0, 1, 2], [0, 1, 2]]
+    by_frame = TemporalDecoder(D, FusionConfig(heads=4, temporal_position="frame"))
+    assert torch.equal(by_frame.position_index(frame), frame)
+    # end to end: a pair at frames 1 and 3 is embedded as positions 0 and 1
+    f = make_features([[9], [5], [5, 9], [9]])
+    lay = sequence_layout(
+        f.pair_frame, f.pair_subject, f.pair_object, f.entity_track, f.entity_labels
+    )
+    frames, _ = lay.grouping.pad(lay.frame)
+    assert frames.tolist() == [[1, 2, 0], [0, 2, 3]]  # key 5: frames 1, 2; key 9: 0, 2, 3
+    torch.manual_seed(0)
+    dec = TemporalDecoder(D, FusionConfig(heads=4, ffn_dim=64, dropout=0.0)).eval()
+    padded, valid = lay.grouping.pad(torch.randn(f.pair_frame.shape[0], D))
+    shifted = torch.where(valid, frames + 7, frames)  # same order, other frame numbers
+    assert torch.allclose(
+        dec.forward_padded(padded, frames, valid), dec.forward_padded(padded, shifted, valid)
+    )
+
+
+def test_decoder_layer_has_no_layernorm_after_the_ffn_by_default():
+    torch.manual_seed(0)
+    layer = TemporalLayer(D, FusionConfig(heads=4, ffn_dim=64, dropout=0.0)).eval()
+    assert layer.norm2 is None
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in layer.modules()) == 1
+    x, pos = torch.randn(1, 3, D), torch.zeros(1, 3, D)
+    blocked = torch.zeros(4, 3, 3, dtype=torch.bool)
+    attn, _ = layer.attn(x, x, x, need_weights=False)
+    h = layer.norm1(x + attn)
+    assert torch.allclose(layer(x, pos, blocked), h + layer.ffn(h), atol=1e-5)
+    normed = TemporalLayer(D, FusionConfig(heads=4, ffn_dim=64, post_ffn_norm=True))
+    assert isinstance(normed.norm2, torch.nn.LayerNorm)
+    paper = load_model_config("tr2").fusion
+    assert not paper.post_ffn_norm and paper.temporal_position == "sequence"
+    assert paper.message_first == "zeros"

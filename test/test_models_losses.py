@@ -140,13 +140,16 @@ def test_compute_losses_terms_and_gradients(mode):
     f = make_features([[5, 9], [5, 9], [5]])
     t = make_targets(f)
     table = torch.randn(37, 26, 64)
-    out = model(f, t, mode="sgcls")
+    # PredCls keys the sequences by the given labels (an untrained classifier's labels
+    # would split them); the object term is checked on an SGCls pass
+    out = model(f, t, mode="predcls")
     alpha = {"spatial": torch.ones(6), "contacting": alpha_from_counts(torch.arange(17) + 10.0)}
     losses = compute_losses(out, f, t, table, cfg, class_alpha=alpha)
     assert set(losses) == {"object", "attention", "spatial", "contacting", "guidance"}
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     assert (losses["guidance"].item() == 0.0) == (mode == "none")
-    sum(losses.values()).backward()
+    obj = compute_losses(model(f, t, mode="sgcls"), f, t, table, cfg, task="sgcls")["object"]
+    (sum(losses.values()) + obj).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     assert grads["object_classifier.mlp.0.weight"].abs().sum() > 0
     if mode != "none":

@@ -141,7 +141,7 @@ def test_paper_size_relation_model_forward():
     cfg = load_model_config("tr2")
     assert cfg.d_model == 1936 and cfg.relation_dim == 3872
     torch.manual_seed(0)
-    model = RelationModel(cfg).train()
+    model = RelationModel(cfg, text_table=torch.randn(37, 26, 512)).train()  # SGCls: text heads
     f = make_features([[5, 9], [5, 9]], entity_dim=2048, union_dim=512)
     out = model(f, mode="sgcls")
     assert out.relation_features.shape == (4, 3872)

@@ -14,17 +14,21 @@ import pytest
 from PIL import Image
 
 from tr2_core.baseline import fit_frequency, predict_frequency
-from tr2_core.cli import SUBCOMMAND_MODULES
+from tr2_core.cli import SUBCOMMAND_MODULES, plot_runs
 from tr2_core.cli import plot as plot_cli
+from tr2_core.cli import plot_frames as frames
 from tr2_core.data.action_genome import load_split
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.errors import ConfigError, DatasetError, PredictionsError, Tr2Error
-from tr2_core.evaluation.breakdown import relation_changes, triplet_object_class
+from tr2_core.evaluation.breakdown import predicate_breakdown
+from tr2_core.evaluation.changes import relation_changes, triplet_object_class
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
 from tr2_core.evaluation.recall import evaluate, evaluate_detailed
 from tr2_core.evaluation.report import compare_per_frame, save_per_frame
 from tr2_core.types import SceneGraphResult
-from tr2_core.viz import graph, plots
+from tr2_core.viz.curves import TrainingLog, draw_training_curves
+from tr2_core.viz.recall_bars import RunMetrics, draw_recall
+from tr2_core.viz.scene_graph import draw_scene_graph_result, frame_pairs_from_predictions
 from tr2_core.vocab import CONTACTING, OBJECT_CLASSES, PERSON, PREDICATES, SPATIAL
 
 CFG = SyntheticConfig(
@@ -128,7 +132,7 @@ def _svg_text(path: Path) -> str:
 
 def test_output_suffix_must_be_png_or_svg(world: World):
     with pytest.raises(ConfigError, match=r"curves\.jpg.*\.png or \.svg"):
-        plots.plot_training_curves(world.runs, world.tmp / "curves.jpg")
+        plot_runs.plot_training_curves(world.runs, world.tmp / "curves.jpg")
     assert not (world.tmp / "curves.jpg").exists()
 
 
@@ -137,10 +141,10 @@ def test_output_suffix_must_be_png_or_svg(world: World):
 
 
 def test_curves_png_and_svg(world: World):
-    png = plots.plot_training_curves(world.runs, world.tmp / "c" / "curves.png")
+    png = plot_runs.plot_training_curves(world.runs, world.tmp / "c" / "curves.png")
     _check_png(png, (1000, 700))
     svg = _svg_text(
-        plots.plot_training_curves(world.runs, world.tmp / "curves.svg", labels=["TR2", "base"])
+        plot_runs.plot_training_curves(world.runs, world.tmp / "curves.svg", labels=["TR2", "base"])
     )
     for text in ("TR2", "base [random init]", "validation With R@20", "spatial loss",
                  "learning rate", "loss terms always 0: object"):  # fmt: skip
@@ -153,25 +157,33 @@ def test_read_run_log_keeps_last_record_of_a_rerun_epoch(world: World, tmp_path:
     (run / "metrics.jsonl").write_text(
         '{"epoch": 2, "loss": 5.0}\n{"epoch": 1, "loss": 9.0}\n\n{"epoch": 2, "loss": 4.0}\n'
     )
-    log = plots.read_run_log(run)
+    log = plot_runs.read_run_log(run)
     assert [r["epoch"] for r in log] == [1, 2] and log[1]["loss"] == 4.0
 
 
 def test_curves_bad_inputs(world: World, tmp_path: Path):
     with pytest.raises(ConfigError, match="no such run directory"):
-        plots.plot_training_curves([tmp_path / "missing"], tmp_path / "c.png")
+        plot_runs.plot_training_curves([tmp_path / "missing"], tmp_path / "c.png")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="no metrics.jsonl"):
-        plots.plot_training_curves([empty], tmp_path / "c.png")
+        plot_runs.plot_training_curves([empty], tmp_path / "c.png")
     (empty / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
     with pytest.raises(ConfigError, match=r"metrics.jsonl:2: not a JSON line"):
-        plots.plot_training_curves([empty], tmp_path / "c.png")
+        plot_runs.plot_training_curves([empty], tmp_path / "c.png")
     with pytest.raises(ConfigError, match="'with/R@7' is in no record"):
-        plots.plot_training_curves(world.runs, tmp_path / "c.png", val_metrics=["with/R@7"])
+        plot_runs.plot_training_curves(world.runs, tmp_path / "c.png", val_metrics=["with/R@7"])
     with pytest.raises(ConfigError, match="1 label"):
-        plots.plot_training_curves(world.runs, tmp_path / "c.png", labels=["one"])
+        plot_runs.plot_training_curves(world.runs, tmp_path / "c.png", labels=["one"])
     assert not (tmp_path / "c.png").exists()
+
+
+def test_curves_are_drawn_from_records_alone(world: World, tmp_path: Path):
+    """The drawing takes computed data: records in memory, no run folder."""
+    records = plot_runs.read_run_log(world.runs[0])
+    svg = _svg_text(draw_training_curves([TrainingLog("in memory", records)], tmp_path / "c.svg"))
+    assert "in memory" in svg and "validation With R@20" in svg
+    assert not list(tmp_path.glob("*.jsonl"))
 
 
 # --------------------------------------------------------------------------
@@ -181,7 +193,7 @@ def test_curves_bad_inputs(world: World, tmp_path: Path):
 def test_predicate_recall_averages_to_mean_recall(world: World):
     result = evaluate_detailed(world.test.gt, load_predictions(world.mixed), task="predcls")
     metrics = result.metrics(breakdowns=False)
-    per = plots.predicate_breakdown(result)
+    per = predicate_breakdown(result)
     counts = np.bincount(world.test.gt.triplet_predicate, minlength=len(PREDICATES))
     assert [per[p]["triplets"] for p in PREDICATES] == counts.tolist()
     for setting in result.settings:
@@ -195,13 +207,13 @@ def test_predicate_recall_averages_to_mean_recall(world: World):
 
 
 def test_recall_png_and_svg(world: World):
-    png = plots.plot_recall(
+    png = plot_runs.plot_recall(
         [world.mixed, world.metrics_json], world.tmp / "recall.png", data_root=world.root,
         labels=["mixed", "frequency"],
     )  # fmt: skip
     _check_png(png, (1000, 900))
     svg = _svg_text(
-        plots.plot_recall(
+        plot_runs.plot_recall(
             [world.mixed, world.metrics_json],
             world.tmp / "recall.svg",
             data_root=world.root,
@@ -215,27 +227,61 @@ def test_recall_png_and_svg(world: World):
 
 
 def test_recall_json_only_has_no_predicate_panel(world: World):
-    svg = _svg_text(plots.plot_recall([world.metrics_json], world.tmp / "r1.svg"))
+    svg = _svg_text(plot_runs.plot_recall([world.metrics_json], world.tmp / "r1.svg"))
     assert "per predicate family" in svg and "Per predicate (mR view)" not in svg
     # A metrics file that carries 'predicates' (evaluate_for_plots) gets the panel.
-    full = plots.evaluate_for_plots(world.test.gt, world.mixed)
+    full = plot_runs.evaluate_for_plots(world.test.gt, world.mixed)
     (world.tmp / "full.json").write_text(json.dumps(full))
-    svg = _svg_text(plots.plot_recall([world.tmp / "full.json"], world.tmp / "r2.svg"))
+    svg = _svg_text(plot_runs.plot_recall([world.tmp / "full.json"], world.tmp / "r2.svg"))
     assert "Per predicate (mR view)" in svg and "no per-predicate recall" not in svg
+
+
+def test_recall_is_drawn_from_metrics_alone(world: World, tmp_path: Path):
+    """The drawing takes metrics dicts; evaluating predictions is the command's job."""
+    metrics = plot_runs.evaluate_for_plots(world.test.gt, world.mixed)
+    svg = _svg_text(draw_recall([RunMetrics("mixed", metrics)], tmp_path / "r.svg", k=50))
+    assert "mixed (mR@50" in svg and "Per predicate (mR view)" in svg
+    with pytest.raises(ConfigError, match="mixed: no with/R@7"):
+        draw_recall([RunMetrics("mixed", metrics)], tmp_path / "r.svg", k=7)
+
+
+def test_viz_does_not_load_or_evaluate():
+    """viz/ draws computed data: it imports no data loading and no evaluator
+    (only the evaluation's label helpers and the shared types)."""
+    import ast
+
+    import tr2_core.viz
+
+    root = Path(tr2_core.viz.__file__).parent
+    allowed_evaluation = {"tr2_core.evaluation.report": {"setting_label", "task_label"}}
+    bad = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {a.name for a in node.names}
+                module = node.module
+            elif isinstance(node, ast.Import):
+                names, module = set(), ",".join(a.name for a in node.names)
+            else:
+                continue
+            if module.startswith(("tr2_core.data", "tr2_core.evaluation", "tr2_core.cli")):
+                if not names or not names <= allowed_evaluation.get(module, set()):
+                    bad.append(f"{path.name}: {module} {sorted(names)}")
+    assert bad == []
 
 
 def test_recall_bad_inputs(world: World, tmp_path: Path):
     with pytest.raises(ConfigError, match="need the ground truth"):
-        plots.plot_recall([world.mixed], tmp_path / "r.png")
+        plot_runs.plot_recall([world.mixed], tmp_path / "r.png")
     with pytest.raises(ConfigError, match="no such metrics file"):
-        plots.plot_recall([tmp_path / "nope.json"], tmp_path / "r.png")
+        plot_runs.plot_recall([tmp_path / "nope.json"], tmp_path / "r.png")
     (tmp_path / "bad.json").write_text('{"frames": 3}')
     with pytest.raises(ConfigError, match="no R@K metrics"):
-        plots.plot_recall([tmp_path / "bad.json"], tmp_path / "r.png")
+        plot_runs.plot_recall([tmp_path / "bad.json"], tmp_path / "r.png")
     with pytest.raises(ConfigError, match="no semi/R@7"):
-        plots.plot_recall([world.metrics_json], tmp_path / "r.png", setting="semi", k=7)
+        plot_runs.plot_recall([world.metrics_json], tmp_path / "r.png", setting="semi", k=7)
     with pytest.raises(PredictionsError, match="no such predictions file"):
-        plots.plot_recall([tmp_path / "none.npz"], tmp_path / "r.png", data_root=world.root)
+        plot_runs.plot_recall([tmp_path / "none.npz"], tmp_path / "r.png", data_root=world.root)
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +289,7 @@ def test_recall_bad_inputs(world: World, tmp_path: Path):
 
 
 def test_fig5_curve_matches_per_frame_comparison(world: World):
-    curve = plots.fig5_curve(world.mixed, world.freq, data_root=world.root, k=20, bins=4)
+    curve = plot_runs.fig5_curve(world.mixed, world.freq, data_root=world.root, k=20, bins=4)
     files = []
     for name, path in (("a", world.mixed), ("b", world.freq)):
         result = evaluate_detailed(world.test.gt, load_predictions(path), task="predcls")
@@ -252,16 +298,16 @@ def test_fig5_curve_matches_per_frame_comparison(world: World):
     for key in expected:
         np.testing.assert_allclose(curve[key], expected[key], equal_nan=True)
     # Same curve from the per-frame files alone (no annotations needed).
-    again = plots.fig5_curve(files[0], files[1], k=20, bins=4)
+    again = plot_runs.fig5_curve(files[0], files[1], k=20, bins=4)
     np.testing.assert_allclose(again["gain"], curve["gain"], equal_nan=True)
     # The GT-leaning run beats the frequency baseline; a run never gains over itself.
     assert curve["gain_cumulative"][-1] > 0.05
-    same = plots.fig5_curve(world.freq, world.freq, data_root=world.root, bins=4)
+    same = plot_runs.fig5_curve(world.freq, world.freq, data_root=world.root, bins=4)
     assert np.all(same["gain"][np.isfinite(same["gain"])] == 0.0)
 
 
 def test_fig5_png_svg_and_json(world: World):
-    png = plots.plot_fig5(
+    png = plot_runs.plot_fig5(
         world.mixed, world.freq, world.tmp / "fig5.png", data_root=world.root,
         label_a="TR2", label_b="STTran-like", curve_json=world.tmp / "fig5.json",
     )  # fmt: skip
@@ -270,7 +316,7 @@ def test_fig5_png_svg_and_json(world: World):
     assert data["label_a"] == "TR2" and data["proportion"][-1] == pytest.approx(1.0)
     assert sum(data["videos"]) == world.test.gt.num_videos
     svg = _svg_text(
-        plots.plot_fig5(
+        plot_runs.plot_fig5(
             world.mixed,
             world.freq,
             world.tmp / "fig5.svg",
@@ -287,17 +333,19 @@ def test_fig5_png_svg_and_json(world: World):
 
 def test_fig5_bad_inputs(world: World, tmp_path: Path):
     with pytest.raises(ConfigError, match="needs --data"):
-        plots.plot_fig5(world.mixed, world.freq, tmp_path / "f.png")
+        plot_runs.plot_fig5(world.mixed, world.freq, tmp_path / "f.png")
     with pytest.raises(PredictionsError, match="no such predictions file"):
-        plots.plot_fig5(tmp_path / "x.npz", world.freq, tmp_path / "f.png", data_root=world.root)
+        plot_runs.plot_fig5(
+            tmp_path / "x.npz", world.freq, tmp_path / "f.png", data_root=world.root
+        )
     with pytest.raises(ConfigError, match="unknown constraint setting"):
-        plots.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=world.root,
+        plot_runs.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=world.root,
                         setting="loose")  # fmt: skip
     with pytest.raises(DatasetError, match="annotations"):
-        plots.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=tmp_path)
+        plot_runs.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=tmp_path)
     # Predictions of the train split do not fit the test ground truth.
     with pytest.raises(PredictionsError, match="not frames of the ground-truth split"):
-        plots.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=world.root,
+        plot_runs.plot_fig5(world.mixed, world.freq, tmp_path / "f.png", data_root=world.root,
                         split="train")  # fmt: skip
 
 
@@ -316,8 +364,8 @@ def test_gt_predicates_of_pairs_are_the_pair_labels(world: World):
     checked = 0
     for f in range(split.gt.num_frames):
         key = str(split.gt.frame_keys[f])
-        fp = graph.frame_pairs_from_predictions(preds, key)
-        got = graph._gt_pair_predicates(fp, split.gt, f)
+        fp = frame_pairs_from_predictions(preds, key)
+        got = frames.gt_pair_predicates(fp, split.gt, f)
         pairs = np.flatnonzero(split.pair_frame == f)
         expected = np.zeros_like(got)
         att = split.pair_attention[pairs]
@@ -331,14 +379,14 @@ def test_gt_predicates_of_pairs_are_the_pair_labels(world: World):
 
 def test_graph_png_and_svg(world: World):
     key = _busiest_frame(world)
-    png = graph.plot_scene_graph(world.root, world.mixed, key, world.tmp / "graph.png")
+    png = frames.plot_scene_graph(world.root, world.mixed, key, world.tmp / "graph.png")
     _check_png(png, (1000, 600))
-    svg = _svg_text(graph.plot_scene_graph(world.root, world.mixed, key, world.tmp / "graph.svg"))
+    svg = _svg_text(frames.plot_scene_graph(world.root, world.mixed, key, world.tmp / "graph.svg"))
     assert key in svg and "0 person" in svg and "test split" in svg
     assert "looking at" in svg or "not looking at" in svg or "unsure" in svg
     assert "✓" in svg  # GT-confirmed predicates are ticked
     no_gt = _svg_text(
-        graph.plot_scene_graph(world.root, world.mixed, key, world.tmp / "g2.svg", show_gt=False)
+        frames.plot_scene_graph(world.root, world.mixed, key, world.tmp / "g2.svg", show_gt=False)
     )
     assert "✓" not in no_gt
 
@@ -365,21 +413,21 @@ def test_graph_of_a_streaming_result(world: World):
         window_stamps_ns=np.array([1_500_000_000]),
     )
     image = np.full((100, 160, 3), 90, np.uint8)
-    svg = _svg_text(graph.plot_scene_graph_result(image, result, world.tmp / "stream.svg"))
+    svg = _svg_text(draw_scene_graph_result(image, result, world.tmp / "stream.svg"))
     for text in ("7 person", "3 cup/glass/bottle", "12 chair", "holding 0.90",
                  "sitting on 0.30", "in front of 0.80", "not looking at 0.80"):  # fmt: skip
         assert text in svg, text
-    _check_png(graph.plot_scene_graph_result(None, result, world.tmp / "stream.png"), (800, 400))
+    _check_png(draw_scene_graph_result(None, result, world.tmp / "stream.png"), (800, 400))
 
 
 def test_graph_bad_inputs(world: World, tmp_path: Path):
     with pytest.raises(PredictionsError, match=r"frame 'ZZZZZ.mp4/000001.png' is not in"):
-        graph.plot_scene_graph(world.root, world.mixed, "ZZZZZ.mp4/000001.png", tmp_path / "g.png")
+        frames.plot_scene_graph(world.root, world.mixed, "ZZZZZ.mp4/000001.png", tmp_path / "g.png")
     key = _busiest_frame(world)
     with pytest.raises(DatasetError, match="no such frame image"):
-        graph.plot_scene_graph(tmp_path, world.mixed, key, tmp_path / "g.png")
+        frames.plot_scene_graph(tmp_path, world.mixed, key, tmp_path / "g.png")
     with pytest.raises(ConfigError, match="threshold"):
-        graph.plot_scene_graph(world.root, world.mixed, key, tmp_path / "g.png", threshold=2.0)
+        frames.plot_scene_graph(world.root, world.mixed, key, tmp_path / "g.png", threshold=2.0)
     assert not (tmp_path / "g.png").exists()
 
 
@@ -406,7 +454,7 @@ def test_timeline_data_matches_ground_truth(world: World):
     classes = sorted(set(cls_of_triplet[in_video].tolist()))
     any_change = np.zeros(f1 - f0, dtype=bool)
     for cls in classes:
-        data = graph.timeline_data(gt, preds, video, int(cls))
+        data = frames.timeline_data(gt, preds, video, int(cls))
         assert data.frame_keys.tolist() == gt.frame_keys[f0:f1].tolist()
         assert np.all(np.diff(data.frame_numbers) > 0)
         expected = np.zeros((len(PREDICATES), f1 - f0), dtype=bool)
@@ -421,17 +469,17 @@ def test_timeline_data_matches_ground_truth(world: World):
     # A frame changes (evaluator's definition) iff the relations of some class change.
     np.testing.assert_array_equal(any_change, relation_changes(gt).frame_changed[f0:f1])
     assert any_change.any()
-    auto = graph.timeline_data(gt, preds, video)
-    best = max(int(graph.timeline_data(gt, preds, video, int(c)).change.sum()) for c in classes)
+    auto = frames.timeline_data(gt, preds, video)
+    best = max(int(frames.timeline_data(gt, preds, video, int(c)).change.sum()) for c in classes)
     assert int(auto.change.sum()) == best
 
 
 def test_timeline_png_and_svg(world: World):
     video = _video_with_changes(world)
-    png = graph.plot_timeline(world.root, world.mixed, video, world.tmp / "timeline.png")
+    png = frames.plot_timeline(world.root, world.mixed, video, world.tmp / "timeline.png")
     _check_png(png, (1000, 800))
     svg = _svg_text(
-        graph.plot_timeline(
+        frames.plot_timeline(
             world.root, world.mixed, video.removesuffix(".mp4"), world.tmp / "timeline.svg"
         )  # fmt: skip
     )
@@ -443,24 +491,24 @@ def test_timeline_png_and_svg(world: World):
 def test_timeline_bad_inputs(world: World, tmp_path: Path):
     video = _video_with_changes(world)
     with pytest.raises(PredictionsError, match="video 'NOPE.mp4' is not in the predictions"):
-        graph.plot_timeline(world.root, world.mixed, "NOPE.mp4", tmp_path / "t.png")
+        frames.plot_timeline(world.root, world.mixed, "NOPE.mp4", tmp_path / "t.png")
     with pytest.raises(ConfigError, match="unknown object class 'unicorn'"):
-        graph.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png",
+        frames.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png",
                             object_class="unicorn")  # fmt: skip
     with pytest.raises(ConfigError, match=f"no 'vacuum' in video '{video}'"):
-        graph.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png",
+        frames.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png",
                             object_class="vacuum")  # fmt: skip
     with pytest.raises(DatasetError, match="in no train split"):
-        graph.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png", split="train")
+        frames.plot_timeline(world.root, world.mixed, video, tmp_path / "t.png", split="train")
     assert not (tmp_path / "t.png").exists()
 
 
 def test_object_class_spellings():
     cup = OBJECT_CLASSES.index("cup/glass/bottle")
     for name in ("cup/glass/bottle", "cupglassbottle", "cup or glass or bottle", "Cup", "glass"):
-        assert graph._object_index(name) == cup, name
+        assert frames.object_class_index(name) == cup, name
     with pytest.raises(ConfigError, match="unknown object class 'person'"):
-        graph._object_index("person")
+        frames.object_class_index("person")
 
 
 # --------------------------------------------------------------------------

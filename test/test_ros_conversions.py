@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 from ros_testing import classes, compressed_msg, header, image_msg, make_result, random_rgb
 
+from tr2_core.scene_graph import check_result
 from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES
 from tr2_ros.conversions import (
     ENCODINGS,
@@ -27,7 +28,6 @@ from tr2_ros.conversions import (
     encode_rgb_image,
     ns_to_stamp,
     stamp_to_ns,
-    validate_result,
 )
 from tr2_ros.messages import make_typestore
 
@@ -428,8 +428,8 @@ def test_malformed_results_rejected_with_reason(reason):
 
 
 def test_valid_result_passes_validation():
-    validate_result(make_result(4, seed=0))
-    validate_result(make_result(1, 0))
+    check_result(make_result(4, seed=0))
+    check_result(make_result(1, 0))
 
 
 def test_vocabulary_message():

@@ -40,7 +40,7 @@ def test_every_field_is_a_declared_parameter():
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
-        ({"device": "gpu"}, "parameter 'device': 'gpu' is not cpu, cuda or cuda:N"),
+        ({"device": "gpu"}, "parameter 'device': 'gpu' is not auto, cpu, cuda or cuda:N"),
         ({"device": "cuda:x"}, "parameter 'device'"),
         ({"window": 0}, r"parameter 'window': 0 is outside \[1, 1024\]"),
         ({"window": 2.5}, "parameter 'window': expected an integer"),

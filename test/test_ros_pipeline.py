@@ -20,6 +20,7 @@ from ros_testing import (
     random_rgb,
 )
 
+from tr2_core.stream.options import EngineOptions
 from tr2_ros.conversions import decode_image, stamp_to_ns
 from tr2_ros.params import NodeParams
 from tr2_ros.pipeline import ScenePipeline, describe_header
@@ -108,7 +109,8 @@ def test_engine_failures_and_broken_results_do_not_stop_the_pipeline():
     engine = FakeEngine(fail_on={12_000_000_345})
     pipeline, out = make_pipeline(engine)
     assert pipeline.process(image_msg(random_rgb(4, 5))) is None
-    assert "inference failed for frame (stamp 12.000000345" in out.errors[0]
+    assert "no scene graph for frame (stamp 12.000000345" in out.errors[0]
+    assert "inference failed on this 4x5x3 frame" in out.errors[0]
     assert "RuntimeError: CUDA out of memory" in out.errors[0]
 
     result = make_result(3, stamp_ns=13 * 10**9)
@@ -194,8 +196,11 @@ def test_rate_limit_spaces_inference():
         time.sleep(0.002)
     pipeline.stop()
     worker.join(timeout=5)
+    stats = pipeline.stats()
     assert 2 <= len(out.graphs) <= 8  # about 0.3 s / 50 ms, never one per input
-    assert pipeline.stats().dropped > 50
+    # Inputs arrive every ~2 ms (fewer on a loaded machine): most are dropped.
+    assert stats.dropped == stats.received - stats.published
+    assert stats.received >= 3 * stats.published
 
 
 def test_describe_header():
@@ -237,12 +242,8 @@ def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
         NodeParams(checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt")
     )
     assert isinstance(engine, FakeEngine)
-    assert calls == [
-        (
-            str(ckpt),
-            dict(
-                device="cuda:1", window=4, clip_weights="/w/clip.pt", detector_weights=None,
-                score_threshold=0.1,
-            ),
-        )
-    ]  # fmt: skip
+    expected = EngineOptions(
+        checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt",
+        score_threshold=0.1,
+    )  # fmt: skip
+    assert calls == [(str(ckpt), {"options": expected})]

@@ -1,5 +1,5 @@
 """The streaming engine equals the offline model on the same window (small random-init
-config of the same code; see config/models/tr2-small.yaml)."""
+config of the same code; see tr2_core/configs/models/tr2-small.yaml)."""
 
 import numpy as np
 import pytest
@@ -63,6 +63,28 @@ def test_streaming_equals_offline_on_the_same_window(model, window):
         assert len(res.window_stamps_ns) == min(t + 1, window)
     # the tracker kept one id per entity across the moving boxes
     assert all((tr == tracks[0]).all() for tr in tracks)
+
+
+def test_streaming_uses_the_engine_tasks_heads():
+    """Heads that differ per task (text in PredCls, linear in SGDet): the engine decodes
+    with its own task's heads, as the offline model does for that task."""
+    torch.manual_seed(0)
+    model = build_model(
+        "tr2-small",
+        random_init=True,
+        overrides=["heads.classifier=text", "heads.sgdet_classifier=linear"],
+        text_table=torch.randn(37, 26, 64),
+        announce=False,
+    )
+    images, boxes, labels = _frames(3, seed=2)
+    engine = StreamingEngine(model.extractor, model.relation, window=2, mode="predcls")
+    tracks = []
+    for t in range(len(images)):
+        res = engine.process(images[t], stamp_ns=t * 100_000_000, boxes=boxes[t], labels=labels)
+        tracks.append(res.entity_track)
+    att, spa, con = _offline_last(model, images[1:], boxes[1:], labels, tracks[1:])
+    np.testing.assert_allclose(res.attention, att, atol=1e-5)
+    np.testing.assert_allclose(res.contacting, con, atol=1e-5)
 
 
 def test_window_changes_the_output(model):

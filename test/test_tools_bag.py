@@ -12,10 +12,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from tools_testing import H, W, frames, png_bytes, tiny_engine
 
 from tr2_core.cli import main
-from tr2_core.tools.bag import BagError, process_bag
-from tr2_core.tools.staging import OutputExistsError
+from tr2_core.tools.staging import OutputExistsError, OutputPathError
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import OBJECT_CLASSES
+from tr2_ros.bag import BagError, process_bag
 from tr2_ros.conversions import decode_compressed_image, decode_image, stamp_to_ns
 from tr2_ros.messages import make_typestore
 
@@ -78,21 +78,22 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:
 
 
 def no_leftovers(dst: Path) -> bool:
-    return not dst.exists() and not list(dst.parent.glob(f".{dst.name}.partial-*"))
+    return not dst.exists() and not list(dst.parent.glob(f".{dst.name}*partial-*"))
 
 
 class EmptyEngine:
     """Stand-in engine: an empty scene graph per frame (fast), records stamps;
     raises on the frames listed in ``fail_on``."""
 
-    def __init__(self, fail_on: tuple[int, ...] = ()):
+    def __init__(self, fail_on: tuple[int, ...] = (), error: type[BaseException] = RuntimeError):
         self.stamps: list[int] = []
-        self.fail_on = fail_on
+        self.fail_on, self.error, self.calls = fail_on, error, 0
 
     def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
         assert image.dtype == np.uint8 and image.shape == (H, W, 3)
-        if len(self.stamps) in self.fail_on:
-            raise RuntimeError("engine exploded")
+        self.calls += 1
+        if self.calls - 1 in self.fail_on:
+            raise self.error("engine exploded")
         self.stamps.append(stamp_ns)
         z = np.zeros
         return SceneGraphResult(
@@ -334,11 +335,27 @@ def test_corrupt_bag_is_a_clear_error_and_leaves_no_output(tmp_path, storage, ho
 
 
 def test_failure_mid_run_removes_the_partial_output(tmp_path):
+    """An error that is not one frame's (here: out of memory) leaves no partial bag."""
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
-    with pytest.raises(RuntimeError, match="exploded"):
-        process_bag(src, dst, EmptyEngine(fail_on=(1,)), TOPIC, progress=False)
+    with pytest.raises(MemoryError, match="exploded"):
+        process_bag(src, dst, EmptyEngine(fail_on=(1,), error=MemoryError), TOPIC, progress=False)
     assert no_leftovers(dst)
+
+
+def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
+    """Issue 12 class 3: one bad frame costs that frame only (main: the run raised and
+    discarded the bag). A Ctrl-C keeps the messages copied so far."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
+    report = process_bag(src, dst, EmptyEngine(fail_on=(1,)), TOPIC, progress=False)
+    assert (report.frames, report.graphs, report.failed) == (3, 2, 1)
+    assert "inference failed" in report.summary() and "engine exploded" in report.summary()
+    assert (dst / "metadata.yaml").is_file()
+    interrupted = process_bag(src, tmp_path / "cut", EmptyEngine(fail_on=(1,),
+                              error=KeyboardInterrupt), TOPIC, progress=False)  # fmt: skip
+    assert interrupted.interrupted and interrupted.graphs == 1
+    assert "interrupted" in interrupted.summary() and (tmp_path / "cut" / "metadata.yaml").is_file()
 
 
 def test_topic_errors_and_existing_output(tmp_path):
@@ -351,7 +368,7 @@ def test_topic_errors_and_existing_output(tmp_path):
     with pytest.raises(BagError, match="already has topic"):
         process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, graph_topic="/chatter",
                     progress=False)  # fmt: skip
-    with pytest.raises(BagError, match="outside the input"):
+    with pytest.raises(OutputPathError, match="outside the input"):
         process_bag(src, src / "inside", EmptyEngine(), TOPIC, progress=False)
     assert no_leftovers(tmp_path / "a")
     (tmp_path / "a").mkdir()
@@ -400,8 +417,29 @@ def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
                "--random-init", "--window", "3", "--debug-image", "--storage", "mcap",
                "--no-progress"])  # fmt: skip
     assert rc == 0
-    assert (seen[0].window, seen[0].model, seen[0].random_init) == (3, "tr2-small", True)
+    assert (seen[0].options.window, seen[0].model, seen[0].random_init) == (3, "tr2-small", True)
     out = read_bag(dst)
     assert len(out["/scene_graph"]) == 2 and len(out["/scene_graph/debug_image"]) == 2
     assert list(dst.glob("*.mcap"))
     assert "2 scene graphs from 2 frames" in capsys.readouterr().out
+
+
+def test_overwrite_never_deletes_the_input_or_unrelated_folders(tmp_path):
+    """Issue 12 class 2: main deleted the input bag and every file beside it."""
+    src = tmp_path / "bags" / "in"
+    write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
+    (tmp_path / "bags" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputPathError, match="OUT .* contains the input"):
+        process_bag(src, tmp_path / "bags", EmptyEngine(), TOPIC, overwrite=True, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(OutputPathError, match="tr2 did not write"):
+        process_bag(src, other, EmptyEngine(), TOPIC, overwrite=True, progress=False)
+    assert (tmp_path / "bags" / "notes.txt").read_text() == "mine"
+    assert (other / "keep.txt").read_text() == "mine" and (src / "metadata.yaml").is_file()
+    assert main(["bag", str(src), str(tmp_path / "bags"), "--image-topic", TOPIC,
+                 "--overwrite", "--model", "tr2-small", "--random-init"]) == 2  # fmt: skip
+    assert (src / "metadata.yaml").is_file()
+    process_bag(src, tmp_path / "out", EmptyEngine(), TOPIC, progress=False)
+    process_bag(src, tmp_path / "out", EmptyEngine(), TOPIC, overwrite=True, progress=False)

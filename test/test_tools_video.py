@@ -4,6 +4,7 @@ complete; the JSON layout of a result; the shared engine options."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
-from tr2_core.tools.engine_args import EngineOptions
+from tr2_core.outputs import MARKER
+from tr2_core.stream.options import EngineOptions
+from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.tools.records import result_record
-from tr2_core.tools.staging import OutputExistsError, staged_outputs
-from tr2_core.tools.video import VideoError, image_files, process_video
+from tr2_core.tools.staging import OutputExistsError, OutputPathError, staged_outputs
+from tr2_core.tools.video import VideoError, image_files, process_video, read_image
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
 
@@ -32,17 +35,17 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def no_leftovers(*paths: Path) -> bool:
-    return all(not p.exists() and not list(p.parent.glob(f".{p.name}.partial-*")) for p in paths)
+    return all(not p.exists() and not list(p.parent.glob(f".{p.name}*partial-*")) for p in paths)
 
 
 class Recording:
-    def __init__(self, engine, fail_on: int | None = None):
-        self.engine, self.fail_on = engine, fail_on
+    def __init__(self, engine, fail_on: int | None = None, error: type = RuntimeError):
+        self.engine, self.fail_on, self.error = engine, fail_on, error
         self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
 
     def process(self, image, stamp_ns):
         if len(self.calls) == self.fail_on:
-            raise RuntimeError("engine exploded")
+            raise self.error("engine exploded")
         result = self.engine.process(image, stamp_ns)
         self.calls.append((image.copy(), stamp_ns, result))
         return result
@@ -94,8 +97,9 @@ def test_image_folder_to_jsonl_and_overlay_pngs(tmp_path):
     _check_lines(lines, engine.calls)
     assert [len(line["window_stamps_ns"]) for line in lines] == [1, 2, 2]
     assert sum(len(line["relations"]) for line in lines) > 0
-    pngs = sorted((tmp_path / "overlay").iterdir())
+    pngs = sorted((tmp_path / "overlay").glob("*.png"))
     assert [p.name for p in pngs] == ["000000.png", "000001.png", "000002.png"]
+    assert {p.name for p in (tmp_path / "overlay").iterdir()} == {p.name for p in pngs} | {MARKER}
     from PIL import Image
 
     drawn = np.asarray(Image.open(pngs[0]))
@@ -238,9 +242,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 def test_outputs_appear_only_when_complete(tmp_path):
     write_frames(tmp_path / "f", frames(3))
     jsonl, overlay = tmp_path / "o.jsonl", tmp_path / "ov"
-    with pytest.raises(RuntimeError, match="exploded"):
-        process_video(tmp_path / "f", Recording(EmptyEngine(), fail_on=1), jsonl,
-                      overlay=overlay, progress=False)  # fmt: skip
+    with pytest.raises(MemoryError, match="exploded"):  # not one frame's fault: no output
+        process_video(tmp_path / "f", Recording(EmptyEngine(), fail_on=1, error=MemoryError),
+                      jsonl, overlay=overlay, progress=False)  # fmt: skip
     assert no_leftovers(jsonl, overlay)
     jsonl.write_text("old\n")
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -307,19 +311,140 @@ def test_result_record_layout():
         assert list(first[family.name]["scores"]) == list(PREDICATES[family.slice])
 
 
+RANDOM = ["--model", "tr2-small", "--random-init"]
+
+
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("argv", "message"),
     [
-        (EngineOptions(model="tr2-small"), "--random-init"),
-        (EngineOptions(), "exactly one"),
-        (EngineOptions(checkpoint="c.pt", model="tr2"), "exactly one"),
-        (EngineOptions(checkpoint="/no/such.pt"), "no such file"),
-        (EngineOptions(model="tr2-small", random_init=True, window=0), "--window"),
-        (EngineOptions(model="tr2-small", random_init=True, clip_weights="x"), "--checkpoint"),
-        (EngineOptions(model="tr2-small", random_init=True, max_gap=0), "--max-gap"),
-        (EngineOptions(model="tr2-small", random_init=True, threads=-1), "--threads"),
+        (["--model", "tr2-small"], "--random-init"),
+        (["--checkpoint", "/no/such.pt"], "no such file"),
+        ([*RANDOM, "--window", "0"], r"--window: 0 is outside \[1, 1024\]"),
+        ([*RANDOM, "--clip-weights", "x"], "--checkpoint"),
+        ([*RANDOM, "--max-gap", "0"], "--max-gap"),
+        ([*RANDOM, "--threads", "-1"], "--threads"),
+        ([*RANDOM, "--score-threshold", "1.5"], "--score-threshold"),
+        ([*RANDOM, "--relation-threshold", "nan"], "--relation-threshold"),
+        ([*RANDOM, "--device", "gpu"], "--device"),
     ],
 )
-def test_engine_options_are_validated(options, message):
+def test_engine_flags_are_validated(argv, message):
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
     with pytest.raises(ConfigError, match=message):
-        options.validate()
+        EngineRequest.from_args(parser.parse_args(argv)).validate()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        EngineRequest(),
+        EngineRequest(EngineOptions(checkpoint="c.pt"), model="tr2"),
+    ],
+)
+def test_engine_request_needs_exactly_one_model_source(request_):
+    with pytest.raises(ConfigError, match="exactly one"):
+        request_.validate()
+
+
+def test_engine_flags_come_from_the_engine_options():
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    request = EngineRequest.from_args(parser.parse_args(RANDOM))
+    assert request.options == EngineOptions()  # every flag defaults to the declaration
+    args = parser.parse_args([*RANDOM, "--max-gap", "2.5", "--window", "3"])
+    options = EngineRequest.from_args(args).options
+    assert (options.max_gap_s, options.window) == (2.5, 3)
+
+
+# --------------------------------------------------------------------------
+# Hostile inputs (issue 12).
+
+
+def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
+    """Class 3: a 1x600 frame the real engine cannot resize is rejected, counted and
+    written as an error line; the other frames keep their graphs (main: the whole run
+    raised and discarded them). Ctrl-C keeps the frames done so far."""
+    folder = tmp_path / "f"
+    write_frames(folder, frames(3))
+    from PIL import Image
+
+    Image.fromarray(np.zeros((1, 600, 3), np.uint8)).save(folder / "000002b.png")  # 3rd of 4
+    engine = tiny_engine()
+    report = process_video(folder, engine, tmp_path / "o.jsonl", overlay=tmp_path / "ov",
+                           progress=False)  # fmt: skip
+    lines = read_lines(tmp_path / "o.jsonl")
+    assert (report.frames, report.graphs, report.rejected) == (4, 3, 1)
+    assert "inference failed on this 1x600x3 frame" in lines[2]["error"]
+    assert all("error" not in line for i, line in enumerate(lines) if i != 2)
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 3
+    cut = process_video(folder, Recording(EmptyEngine(), fail_on=1, error=KeyboardInterrupt),
+                        tmp_path / "cut.jsonl", progress=False)  # fmt: skip
+    assert cut.interrupted and "interrupted" in cut.summary()
+    assert len(read_lines(tmp_path / "cut.jsonl")) == 1
+
+
+def test_overwrite_never_deletes_inputs_or_unrelated_folders(tmp_path):
+    """Class 2 (main: each of these deleted the input frames or an unrelated folder)."""
+    folder = tmp_path / "frames"
+    write_frames(folder, frames(2))
+    before = sorted(p.name for p in folder.iterdir())
+    jsonl = tmp_path / "o.jsonl"
+    with pytest.raises(OutputPathError, match="--overlay .* contains the input"):
+        process_video(folder, EmptyEngine(), jsonl, overlay=tmp_path, overwrite=True,
+                      progress=False)  # fmt: skip
+    unrelated = tmp_path / "notes"
+    unrelated.mkdir()
+    (unrelated / "keep.txt").write_text("mine")
+    with pytest.raises(OutputPathError, match="--jsonl .* is a folder"):
+        process_video(folder, EmptyEngine(), unrelated, overwrite=True, progress=False)
+    with pytest.raises(OutputPathError, match="tr2 did not write"):
+        process_video(folder, EmptyEngine(), jsonl, overlay=unrelated, overwrite=True,
+                      progress=False)  # fmt: skip
+    assert (unrelated / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in folder.iterdir()) == before
+    # its own overlay folder (marked) is replaced
+    process_video(folder, EmptyEngine(), jsonl, overlay=tmp_path / "ov", progress=False)
+    process_video(folder, EmptyEngine(), jsonl, overlay=tmp_path / "ov", overwrite=True,
+                  progress=False)  # fmt: skip
+    assert (tmp_path / "ov" / MARKER).read_text().strip() == "tr2-video-overlay-png"
+
+
+def test_image_size_is_bounded_before_decoding(tmp_path, monkeypatch):
+    """Class 5: main decoded a small PNG claiming 10000x10000 (4.7 GB in `tr2 video`).
+    The size comes from the header; the bound is lowered here to keep the test small."""
+    import tr2_core.tools.video as video
+
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)
+    folder = tmp_path / "f"
+    write_frames(folder, [np.zeros((101, 100, 3), np.uint8), frames(1)[0]])
+    report = process_video(folder, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
+    line = read_lines(tmp_path / "o.jsonl")[0]
+    assert "100x101 pixels, more than the 10,000" in line["error"]
+    assert (report.graphs, report.rejected) == (1, 1)
+
+
+def test_16_bit_images_are_scaled_not_white(tmp_path):
+    """Class 6: main turned 16-bit greyscale frames all white (clipped to 255)."""
+    from PIL import Image
+
+    grey = np.array([[0, 257 * 100], [65535, 257 * 7]], np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    rgb = read_image(tmp_path / "g.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    np.testing.assert_array_equal(rgb[:, :, 0], [[0, 100], [255, 7]])
+
+
+def test_truncated_video_with_intact_index_is_reported(tmp_path):
+    """Class 6: a video whose index (moov up front) is intact but whose data stops early
+    demuxes without error; main reported no truncation."""
+    pytest.importorskip("av", reason="video files need PyAV")
+    path = tmp_path / "cut.mp4"
+    write_mp4(path, frames(20), options={"movflags": "faststart"})  # index first
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    report = process_video(path, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
+    assert report.frames < 20
+    assert f"{20 - report.frames} of the 20 frames the container announces are missing" in (
+        report.summary()
+    )

@@ -43,7 +43,7 @@ from tr2_core.types import GroundTruth, Predictions, VideoTargets
 
 def test_named_recipes_load_and_paper_recipe_values():
     paper = load_train_config("tr2")
-    assert (paper.lr, paper.weight_decay, paper.grad_clip, paper.epochs) == (1e-5, 0.01, 5.0, 10)
+    assert (paper.lr, paper.weight_decay, paper.grad_clip, paper.epochs) == (1e-5, 0.01, 5.0, 15)
     assert paper.plateau_metric == "with/R@20"
     small = load_train_config("small", ("epochs=2", "lr=0.001"))
     assert small.epochs == 2 and small.lr == 1e-3

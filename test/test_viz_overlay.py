@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 from ros_testing import make_result
 
+from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.types import SceneGraphResult
 from tr2_core.viz.overlay import PALETTE, draw_scene_graph, edge_captions
 from tr2_core.vocab import CONTACTING, SPATIAL
@@ -59,13 +60,14 @@ def test_relation_arrow_between_box_centres():
 
 def test_captions_name_holding_predicates():
     result = _two_boxes()
-    assert edge_captions(result) == ["holding | looking_at"]
+    assert edge_captions(decode_scene_graph(result)) == ["holding | looking_at"]
     spatial = np.zeros_like(result.spatial)
     spatial[0, SPATIAL.predicates.index("in_front_of")] = 0.7
     contacting = np.zeros_like(result.contacting)
     contacting[0, 0] = 0.2  # nothing holds: the top contacting predicate is shown
     result = dataclasses.replace(result, spatial=spatial, contacting=contacting)
-    assert edge_captions(result) == [f"{CONTACTING.predicates[0]}, in_front_of | looking_at"]
+    captions = edge_captions(decode_scene_graph(result))
+    assert captions == [f"{CONTACTING.predicates[0]}, in_front_of | looking_at"]
 
 
 def test_nan_and_out_of_image_boxes_do_not_crash():

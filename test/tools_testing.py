@@ -75,11 +75,13 @@ def write_frames(folder: Path, images: list[np.ndarray], names: list[str] | None
         Image.fromarray(rgb).save(folder / name)
 
 
-def write_mp4(path: Path, images: list[np.ndarray], fps: int = 10) -> None:
-    """A tiny H.264 video (needs PyAV)."""
+def write_mp4(
+    path: Path, images: list[np.ndarray], fps: int = 10, options: dict[str, str] | None = None
+) -> None:
+    """A tiny H.264 video (needs PyAV); ``options``: muxer options (``movflags``)."""
     import av
 
-    with av.open(str(path), mode="w") as out:
+    with av.open(str(path), mode="w", options=options or {}) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.height, stream.width = images[0].shape[:2]
         stream.pix_fmt = "yuv420p"

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from tr2_core.errors import ConfigError, WeightsError
+from tr2_core.outputs import atomic_write
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
 
@@ -131,23 +132,13 @@ def predict_frequency(
 
 def save_frequency_table(path: str | os.PathLike[str], table: FrequencyTable) -> Path:
     """Write the table as ``.npz`` (atomic; no pickle)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                attention=table.attention,
-                spatial=table.spatial,
-                contacting=table.contacting,
-                pairs=table.pairs,
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    arrays = {
+        "attention": table.attention,
+        "spatial": table.spatial,
+        "contacting": table.contacting,
+        "pairs": table.pairs,
+    }
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_frequency_table(path: str | os.PathLike[str]) -> FrequencyTable:

@@ -1,6 +1,9 @@
 """Typed configuration from YAML files: dataclasses, unknown keys fail.
 
-Configurations are data (``config/*.yaml``). A config file maps onto a
+Configurations are data: named ones ship inside the package as
+``tr2_core/configs/<subdir>/<name>.yaml`` (package data, so a wheel or a colcon
+install finds them as well as a checkout); any other YAML file is given by its
+path. A config file maps onto a
 (possibly nested) dataclass; every key must be a field, every value must have
 the field's type. Command-line overrides use dotted keys
 (``fusion.temporal_layers=1``) parsed as YAML scalars.
@@ -21,8 +24,10 @@ from tr2_core.errors import ConfigError
 
 T = TypeVar("T")
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-"""``config/`` at the repository root (editable installs and checkouts)."""
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The named configs, ``tr2_core/configs/{models,train}/*.yaml``: package data
+(pyproject ``package-data``; colcon installs the package directory whole), so
+they travel with every installed copy of ``tr2_core``."""
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -136,15 +141,15 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def resolve_config_path(name_or_path: str | Path, subdir: str) -> Path:
-    """A config given as a file path, or as a name of ``config/<subdir>/<name>.yaml``."""
+    """A config given as a file path, or as a name of ``tr2_core/configs/<subdir>/<name>.yaml``."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         return path
-    candidate = REPO_CONFIG_DIR / subdir / f"{name_or_path}.yaml"
+    candidate = CONFIG_DIR / subdir / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        known = sorted(p.stem for p in (REPO_CONFIG_DIR / subdir).glob("*.yaml"))
+        known = sorted(p.stem for p in (CONFIG_DIR / subdir).glob("*.yaml"))
         raise ConfigError(f"unknown config {name_or_path!r} in {subdir}/; known: {known}")
     return candidate
 

@@ -33,6 +33,7 @@ from tr2_core.models import (
     load_text_table,
     resolve_config,
 )
+from tr2_core.models.glove import init_class_embeddings
 
 log = logging.getLogger("tr2.run")
 
@@ -102,6 +103,8 @@ class RunSpec:
     clip_weights: str | None = None
     detector_weights: str | None = None
     text_table: str | None = None
+    glove: str | None = None
+    """GloVe text file (e.g. glove.6B.200d.txt) initialising the class embeddings."""
     filter_small_boxes: bool | None = None
     """Drop objects with a short edge <= 16 px; default: on for SGCls / SGDet, as the
     baselines."""
@@ -157,7 +160,7 @@ class RunModel:
 
 def needs_text_table(model_cfg: ModelConfig) -> bool:
     """Training this config needs the prompt table (guidance or text heads)."""
-    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.classifier == "text"
+    return model_cfg.guidance.mode in ("full", "no_tdiff") or model_cfg.heads.uses_text
 
 
 def build_frozen_extractor(
@@ -229,8 +232,8 @@ def build_model(
     device: str | torch.device = "cpu",
     announce: bool = True,
 ) -> RunModel:
-    """The whole model of ``config`` (a ModelConfig, a name in ``config/models/`` or a YAML
-    path, with dotted ``overrides``) from weight files, or random (``random_init``,
+    """The whole model of ``config`` (a ModelConfig, a name in ``tr2_core/configs/models/``
+    or a YAML path, with dotted ``overrides``) from weight files, or random (``random_init``,
     announced unless ``announce=False``). ``text_table`` (a :class:`TextTable`, tensor or
     ``.npz`` path) goes into text heads; ``relation_weights`` is a relation state dict."""
     cfg = resolve_config(config, overrides)
@@ -268,6 +271,7 @@ def build_run_model(
     ``run.text_table``, or built from the extractor's own CLIP text tower and (with
     ``text_table_out``) written to ``out_dir/text_table.npz``. For inference
     (``training=False``) no table is loaded: text heads get theirs from the checkpoint.
+    Training initialises the class embeddings from ``run.glove`` (random without it).
     """
     if run.random_init and announce:
         announce_random_init()
@@ -284,7 +288,11 @@ def build_run_model(
                 path = out_dir / "text_table.npz"
                 save_text_table(path, table)
                 log.info("built the CLIP prompt table from the extractor's CLIP: %s", path)
-    return _with_relation(frozen, model_cfg, table, seed=seed, weights=None, device=device)
+    built = _with_relation(frozen, model_cfg, table, seed=seed, weights=None, device=device)
+    if training:
+        rep = built.relation.representation
+        init_class_embeddings([rep.subject_embed, rep.object_embed], run.glove)
+    return built
 
 
 def build_run_text_table(
@@ -322,7 +330,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ]
     if missing:
         raise WeightsError(f"{path}: not a tr2 checkpoint (missing {missing})")
+    check_finite_weights(ckpt["model"], path)
     return ckpt
+
+
+def check_finite_weights(state: Any, path: str | Path) -> None:
+    """Refuse a checkpoint whose model weights hold NaN/inf (a diverged or tampered run),
+    naming the file and the first such tensor, before they poison every prediction.
+
+    Raises:
+        WeightsError: not a state dict, or a floating tensor with NaN/inf values.
+    """
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise WeightsError(
+                    f"{path}: weight {name} {tuple(tensor.shape)} has {bad} NaN/inf values; "
+                    "the checkpoint is unusable"
+                )
 
 
 def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, int]:

@@ -195,3 +195,84 @@ class SceneGraphResult:
     spatial: np.ndarray
     contacting: np.ndarray
     window_stamps_ns: np.ndarray
+
+
+# --------------------------------------------------------------------------
+# The decoded scene graph: what the ROS message, the JSONL line and the overlay
+# show. Made from a SceneGraphResult by tr2_core.scene_graph.decode_scene_graph.
+
+
+@dataclass(frozen=True)
+class PredicateScores:
+    """One pair's answer in one predicate family (``tr2/msg/PredicateScores``).
+
+    Attributes:
+        family: ``'attention'``, ``'spatial'`` or ``'contacting'``.
+        first_predicate_id: global index of the family's first predicate.
+        scores: (S,) float32 all the family's scores (S = family size).
+        top: global index of the best-scoring predicate.
+        top_score: its score.
+        holding: global indices of the predicates that hold, best first: the
+            top one for single-label attention, every one scoring at least
+            the relation threshold for spatial and contacting.
+    """
+
+    family: str
+    first_predicate_id: int
+    scores: np.ndarray
+    top: int
+    top_score: float
+    holding: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SceneGraphNode:
+    """One entity (``tr2/msg/SceneGraphNode``); its id is its row in the graph.
+
+    Attributes:
+        track_id: stable track id (-1 where no tracker ran).
+        label: AG object index 1..36.
+        score: detector / given confidence.
+        box: (4,) float32 ``x1 y1 x2 y2`` pixels.
+    """
+
+    track_id: int
+    label: int
+    score: float
+    box: np.ndarray
+
+
+@dataclass(frozen=True)
+class SceneGraphEdge:
+    """One (subject, object) pair with its three families (``tr2/msg/SceneGraphEdge``).
+
+    Attributes:
+        subject, object: rows into :attr:`SceneGraph.nodes`.
+        attention, spatial, contacting: the pair's answer per family.
+    """
+
+    subject: int
+    object: int
+    attention: PredicateScores
+    spatial: PredicateScores
+    contacting: PredicateScores
+
+
+@dataclass(frozen=True)
+class SceneGraph:
+    """One frame's decoded scene graph.
+
+    Attributes:
+        stamp_ns: frame timestamp in nanoseconds.
+        nodes: the entities.
+        edges: the pairs.
+        window_stamps_ns: (W,) int64 stamps of the temporal window, oldest first.
+        rejected: entities and pairs left out while decoding (non-finite values
+            or below the score threshold).
+    """
+
+    stamp_ns: int
+    nodes: tuple[SceneGraphNode, ...]
+    edges: tuple[SceneGraphEdge, ...]
+    window_stamps_ns: np.ndarray
+    rejected: int = 0

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error
-from tr2_core.types import SceneGraphResult
-from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, OBJECT_CLASSES, PREDICATES, Family
+from tr2_core.scene_graph import InvalidSceneGraph, decode_scene_graph
+from tr2_core.types import PredicateScores, SceneGraph, SceneGraphResult
+from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES
 from tr2_ros.messages import MessageClasses
 
 
@@ -209,123 +210,83 @@ def ns_to_stamp(ns: int, classes: MessageClasses) -> Any:
 
 
 # --------------------------------------------------------------------------
-# Scene graphs.
+# Scene graphs: the decoded graph (tr2_core.scene_graph) serialised.
 
 
-def _bad_rows(mask: np.ndarray, limit: int = 5) -> str:
-    rows = np.flatnonzero(mask)
-    shown = ", ".join(str(r) for r in rows[:limit].tolist())
-    return f"rows [{shown}{', ...' if rows.size > limit else ''}]"
+def _predicate_scores(answer: PredicateScores, classes: MessageClasses) -> Any:
+    return classes.PredicateScores(
+        family=answer.family,
+        first_predicate_id=answer.first_predicate_id,
+        scores=classes.sequence(answer.scores),
+        top_predicate_id=answer.top,
+        top_predicate=PREDICATES[answer.top],
+        top_score=answer.top_score,
+        predicate_ids=classes.sequence(np.array(answer.holding, np.uint8)),
+        predicates=[PREDICATES[i] for i in answer.holding],
+    )
 
 
-def validate_result(result: SceneGraphResult) -> None:
-    """Check a result before it becomes a message.
+def scene_graph_message(
+    graph: SceneGraph,
+    header: Any,
+    classes: MessageClasses,
+    *,
+    image_width: int,
+    image_height: int,
+    dropped_frames: int = 0,
+    rejected_frames: int = 0,
+) -> Any:
+    """The ``tr2/msg/SceneGraph`` of a decoded graph, field for field.
+
+    Args:
+        graph: the frame's decoded scene graph.
+        header: ``std_msgs/msg/Header`` copied from the input image (used as is).
+        classes: message classes to build with (rclpy's or rosbags').
+        image_width, image_height: input image size in pixels.
+        dropped_frames, rejected_frames: the node's counters.
 
     Raises:
-        ResultRejected: naming the field that is wrong: inconsistent shapes,
-            non-integer ids, NaN/inf boxes or scores, labels outside
-            1..36, pair rows outside the entities, a window that is not
-            oldest-first ending with ``stamp_ns``.
+        ResultRejected: a window stamp does not fit ``builtin_interfaces/Time``.
     """
-    r = result
-    n = int(np.shape(r.entity_track)[0]) if np.ndim(r.entity_track) == 1 else -1
-    p = int(np.shape(r.pair_subject)[0]) if np.ndim(r.pair_subject) == 1 else -1
-    shapes = {
-        "entity_track": (n,),
-        "entity_labels": (n,),
-        "entity_scores": (n,),
-        "entity_boxes": (n, 4),
-        "pair_subject": (p,),
-        "pair_object": (p,),
-        **{family.name: (p, family.size) for family in FAMILIES},
-    }
-    for name, shape in shapes.items():
-        got = np.shape(getattr(r, name))
-        if n < 0 or p < 0 or got != shape:
-            raise ResultRejected(
-                f"result.{name} has shape {got}, expected {shape} "
-                f"({max(n, 0)} entities, {max(p, 0)} pairs)"
-            )
-    window = np.asarray(r.window_stamps_ns)
-    if window.ndim != 1 or window.size == 0:
-        raise ResultRejected(
-            f"result.window_stamps_ns has shape {window.shape}, expected (W,) with W >= 1"
+    nodes = [
+        classes.SceneGraphNode(
+            id=i, track_id=node.track_id, label_id=node.label, label=OBJECT_CLASSES[node.label],
+            score=node.score, box_xyxy=np.asarray(node.box, np.float32),
         )
-    for name in (
-        "entity_track",
-        "entity_labels",
-        "pair_subject",
-        "pair_object",
-        "window_stamps_ns",
-    ):
-        kind = np.asarray(getattr(r, name)).dtype.kind
-        if kind not in "iu":
-            raise ResultRejected(f"result.{name} has dtype kind '{kind}', expected integers")
-    for name in ("entity_scores", "entity_boxes", *(family.name for family in FAMILIES)):
-        values = np.asarray(getattr(r, name), dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = bad if bad.ndim == 1 else bad.any(axis=1)
-            raise ResultRejected(
-                f"result.{name} has {int(bad.sum())} NaN/inf values in {_bad_rows(rows)} "
-                "(broken checkpoint?)"
-            )
-    if int(window[-1]) != int(r.stamp_ns) or (np.diff(window) < 0).any():
-        raise ResultRejected(
-            f"result.window_stamps_ns must be oldest first and end with the frame's stamp"
-            f" {int(r.stamp_ns)}, got {window.tolist()}"
+        for i, node in enumerate(graph.nodes)
+    ]  # fmt: skip
+    edges = [
+        classes.SceneGraphEdge(
+            subject_id=edge.subject,
+            object_id=edge.object,
+            **{f.name: _predicate_scores(getattr(edge, f.name), classes) for f in FAMILIES},
         )
-    labels = np.asarray(r.entity_labels)
-    bad = (labels < 1) | (labels >= NUM_OBJECT_CLASSES)
-    if bad.any():
-        raise ResultRejected(
-            f"result.entity_labels outside 1..{NUM_OBJECT_CLASSES - 1} in {_bad_rows(bad)}"
-        )
-    for name in ("pair_subject", "pair_object"):
-        rows = np.asarray(getattr(r, name))
-        bad = (rows < 0) | (rows >= n)
-        if bad.any():
-            raise ResultRejected(
-                f"result.{name} points outside the {n} entities in {_bad_rows(bad)}"
-            )
-
-
-def _family_messages(
-    scores: np.ndarray, family: Family, classes: MessageClasses, relation_threshold: float
-) -> list[Any]:
-    """One ``PredicateScores`` per pair for ``family``; ``scores`` (P, family.size)."""
-    scores = np.ascontiguousarray(scores, dtype=np.float32)
-    order = np.argsort(-scores, axis=1, kind="stable")  # (P, S) best first
-    ranked = np.take_along_axis(scores, order, axis=1)
-    if family.multi_label:
-        active = ranked >= relation_threshold
-    else:  # single-label: the top predicate is the answer
-        active = np.zeros_like(ranked, dtype=bool)
-        active[:, 0] = True
-    top_local = order[:, 0]
-    top_ids = (top_local + family.start).tolist()
-    top_scores = ranked[:, 0].tolist()
-    names = np.asarray(PREDICATES, dtype=object)
-    global_order = order + family.start
-    return [
-        classes.PredicateScores(
-            family=family.name,
-            first_predicate_id=family.start,
-            scores=classes.sequence(row_scores),
-            top_predicate_id=top_id,
-            top_predicate=PREDICATES[top_id],
-            top_score=top_score,
-            predicate_ids=classes.sequence(ids.astype(np.uint8)),
-            predicates=names[ids].tolist(),
-        )
-        for row_scores, top_id, top_score, ids in zip(
-            scores,
-            top_ids,
-            top_scores,
-            (g[a] for g, a in zip(global_order, active, strict=True)),
-            strict=True,
-        )
+        for edge in graph.edges
     ]
+    window = [ns_to_stamp(ns, classes) for ns in graph.window_stamps_ns.tolist()]
+    return classes.SceneGraph(
+        header=header,
+        image_width=int(image_width),
+        image_height=int(image_height),
+        nodes=nodes,
+        edges=edges,
+        window_stamps=window,
+        dropped_frames=int(dropped_frames),
+        rejected_frames=int(rejected_frames),
+    )
+
+
+def decode_result(result: SceneGraphResult, relation_threshold: float = 0.5) -> SceneGraph:
+    """:func:`~tr2_core.scene_graph.decode_scene_graph`, its error as :class:`ResultRejected`.
+
+    Raises:
+        ResultRejected: the result is malformed (see
+            :func:`~tr2_core.scene_graph.check_result`).
+    """
+    try:
+        return decode_scene_graph(result, relation_threshold=relation_threshold)
+    except InvalidSceneGraph as e:
+        raise ResultRejected(str(e)) from None
 
 
 def build_scene_graph(
@@ -339,60 +300,20 @@ def build_scene_graph(
     dropped_frames: int = 0,
     rejected_frames: int = 0,
 ) -> Any:
-    """Build a ``tr2/msg/SceneGraph`` from one frame's result.
-
-    Args:
-        result: the engine's output for the frame (validated first).
-        header: ``std_msgs/msg/Header`` copied from the input image (used as is).
-        classes: message classes to build with (rclpy's or rosbags').
-        image_width, image_height: input image size in pixels.
-        relation_threshold: spatial/contacting predicates scoring at least this
-            are listed in ``PredicateScores.predicate_ids`` / ``predicates``.
-        dropped_frames, rejected_frames: the node's counters.
+    """Decode one frame's result (:func:`decode_result`) and build its
+    ``tr2/msg/SceneGraph`` (:func:`scene_graph_message`).
 
     Raises:
-        ResultRejected: the result is malformed (see :func:`validate_result`).
+        ResultRejected: the result is malformed.
     """
-    validate_result(result)
-    r = result
-    boxes = np.ascontiguousarray(r.entity_boxes, dtype=np.float32)
-    labels = np.asarray(r.entity_labels).tolist()
-    nodes = [
-        classes.SceneGraphNode(
-            id=i, track_id=track, label_id=label, label=OBJECT_CLASSES[label], score=score,
-            box_xyxy=box,
-        )
-        for i, (track, label, score, box) in enumerate(
-            zip(
-                np.asarray(r.entity_track).tolist(), labels,
-                np.asarray(r.entity_scores, dtype=np.float32).tolist(), boxes, strict=True,
-            )
-        )
-    ]  # fmt: skip
-    per_family = {
-        family.name: _family_messages(getattr(r, family.name), family, classes, relation_threshold)
-        for family in FAMILIES
-    }
-    edges = [
-        classes.SceneGraphEdge(
-            subject_id=s, object_id=o, **{name: scores[k] for name, scores in per_family.items()}
-        )
-        for k, (s, o) in enumerate(
-            zip(
-                np.asarray(r.pair_subject).tolist(), np.asarray(r.pair_object).tolist(), strict=True
-            )
-        )
-    ]
-    window = [ns_to_stamp(ns, classes) for ns in np.asarray(r.window_stamps_ns).tolist()]
-    return classes.SceneGraph(
-        header=header,
-        image_width=int(image_width),
-        image_height=int(image_height),
-        nodes=nodes,
-        edges=edges,
-        window_stamps=window,
-        dropped_frames=int(dropped_frames),
-        rejected_frames=int(rejected_frames),
+    return scene_graph_message(
+        decode_result(result, relation_threshold),
+        header,
+        classes,
+        image_width=image_width,
+        image_height=image_height,
+        dropped_frames=dropped_frames,
+        rejected_frames=rejected_frames,
     )
 
 

@@ -1,118 +1,91 @@
 """The node's parameters, declared in one place: :class:`NodeParams`.
 
 Each field carries its default (whose Python type is the ROS parameter type),
-description and constraints. The node declares exactly these parameters,
+description and constraints (:mod:`tr2_core.options`). The engine's options
+(checkpoint, weights, device, window, thresholds) are not written here: they
+are mapped from their one declaration,
+:class:`~tr2_core.stream.options.EngineOptions`, which the ``tr2 video`` /
+``tr2 bag`` flags come from too. The node declares exactly these parameters,
 ``config/tr2.yaml`` sets them, and :meth:`NodeParams.from_mapping` validates
 any mapping of them with messages that name the parameter. ROS-free.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tr2_core.errors import ConfigError
+from tr2_core.options import OptionSpec, option, option_specs, options_from_mapping
+from tr2_core.options import validate_options as _validate_options
+from tr2_core.stream.options import EngineOptions, engine_option_specs
 
-_TOPIC = re.compile(r"^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
-_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+_TOPIC = r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*"
+_ENGINE = engine_option_specs()
 
 
-def _param(
-    default: bool | int | float | str,
-    description: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    pattern: re.Pattern[str] | None = None,
-    what: str = "",
-) -> Any:
-    meta = {"description": description, "choices": choices, "low": low, "high": high}
-    meta |= {"pattern": pattern, "what": what}
-    return field(default=default, metadata=meta)
+def _where(spec: OptionSpec) -> str:
+    return f"parameter '{spec.name}'"
 
 
 @dataclass(frozen=True)
 class NodeParams:
     """Parameters of the ``tr2`` node (all read-only once the node runs)."""
 
-    checkpoint: str = _param(
-        "", "Path to the trained TR2 checkpoint (.pt). Required: the node stops if empty."
+    checkpoint: str = _ENGINE["checkpoint"].field(
+        help=_ENGINE["checkpoint"].help + " Required: the node stops while it is empty."
     )
-    clip_weights: str = _param(
-        "",
-        "Local CLIP ViT-B/32 weights file (open_clip); empty: the path stored in the checkpoint.",
-    )
-    detector_weights: str = _param(
-        "",
-        "Local detector weights (torchvision state dict); empty: the path in the checkpoint.",
-    )
-    device: str = _param(
-        "cpu", "Torch device for inference: cpu, cuda or cuda:N.", pattern=_DEVICE,
-        what="cpu, cuda or cuda:N",
-    )  # fmt: skip
-    window: int = _param(
-        8, "Frames in the temporal window the relations are inferred from.", low=1, high=1024
-    )
-    score_threshold: float = _param(
-        0.1, "Minimum detector score for an entity to become a node.", low=0.0, high=1.0
-    )
-    relation_threshold: float = _param(
-        0.5,
-        "Spatial/contacting predicates scoring at least this are listed as holding"
-        " (PredicateScores.predicates); full scores are always published.",
-        low=0.0, high=1.0,
-    )  # fmt: skip
-    input_topic: str = _param(
+    clip_weights: str = _ENGINE["clip_weights"].field()
+    detector_weights: str = _ENGINE["detector_weights"].field()
+    device: str = _ENGINE["device"].field(default="cpu")  # a robot picks its device
+    window: int = _ENGINE["window"].field()
+    score_threshold: float = _ENGINE["score_threshold"].field()
+    relation_threshold: float = _ENGINE["relation_threshold"].field()
+    input_topic: str = option(
         "image",
         "Input image topic (sensor_msgs/Image); with input_transport 'compressed' the node"
         " subscribes to <input_topic>/compressed (sensor_msgs/CompressedImage).",
         pattern=_TOPIC, what="a ROS topic name",
     )  # fmt: skip
-    input_transport: str = _param(
+    input_transport: str = option(
         "raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage).",
         choices=("raw", "compressed"),
     )  # fmt: skip
-    input_reliability: str = _param(
+    input_reliability: str = option(
         "best_effort",
         "QoS reliability of the image subscription: best_effort (sensor data; matches every"
         " publisher) or reliable (only matches reliable publishers).",
         choices=("best_effort", "reliable"),
     )  # fmt: skip
-    input_depth: int = _param(
+    input_depth: int = option(
         1, "QoS history depth of the image subscription (keep last).", low=1, high=1000
     )
-    output_topic: str = _param(
+    output_topic: str = option(
         "scene_graph", "Output topic (tr2/msg/SceneGraph).", pattern=_TOPIC,
         what="a ROS topic name",
     )  # fmt: skip
-    vocabulary_topic: str = _param(
+    vocabulary_topic: str = option(
         "scene_graph/vocabulary",
         "Latched (transient local) topic carrying tr2/msg/Vocabulary once.",
         pattern=_TOPIC, what="a ROS topic name",
     )  # fmt: skip
-    publish_debug_image: bool = _param(
+    publish_debug_image: bool = option(
         True, "Publish the frame with boxes and relation arrows (only while subscribed)."
     )
-    debug_image_topic: str = _param(
+    debug_image_topic: str = option(
         "scene_graph/debug_image", "Debug image topic (sensor_msgs/Image, rgb8).",
         pattern=_TOPIC, what="a ROS topic name",
     )  # fmt: skip
-    max_rate_hz: float = _param(
+    max_rate_hz: float = option(
         0.0, "Most inferences per second (0: as fast as the model runs).", low=0.0, high=1000.0
     )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = _convert(f, getattr(self, f.name), strict_types=False)
-            object.__setattr__(self, f.name, value)  # ints given for floats become floats
-            _check(f, value)
+        _validate_options(self, _where)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, strict_types: bool = False) -> NodeParams:
@@ -126,14 +99,7 @@ class NodeParams:
             ConfigError: unknown name, wrong type or out-of-range value,
                 naming the parameter.
         """
-        specs = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(specs))
-        if unknown:
-            raise ConfigError(f"unknown parameter(s) {unknown}; known: {sorted(specs)}")
-        converted = {
-            name: _convert(specs[name], value, strict_types) for name, value in values.items()
-        }
-        return cls(**converted)
+        return options_from_mapping(cls, values, _where, strict_types=strict_types)
 
     def require_checkpoint(self) -> Path:
         """The checkpoint path, checked to be set and to exist.
@@ -151,36 +117,15 @@ class NodeParams:
             raise ConfigError(f"parameter 'checkpoint': file {str(path)!r} does not exist")
         return path
 
-
-def _convert(f: dataclasses.Field, value: Any, strict_types: bool) -> Any:
-    kind = type(f.default)
-    where = f"parameter '{f.name}'"
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    elif kind is float:
-        ok = isinstance(value, float) or (isinstance(value, int) and not strict_types)
-        if isinstance(value, bool) or not ok:
-            hint = " (write it with a decimal point, e.g. 5.0)" if isinstance(value, int) else ""
-            raise ConfigError(f"{where}: expected a floating-point number, got {value!r}{hint}")
-        value = float(value)
-    elif not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+    def engine_options(self) -> EngineOptions:
+        """The engine options these parameters set (the others keep their defaults)."""
+        return EngineOptions(**{name: getattr(self, name) for name in ENGINE_PARAMETERS})
 
 
-def _check(f: dataclasses.Field, value: Any) -> None:
-    m = f.metadata
-    where = f"parameter '{f.name}'"
-    if m["choices"] is not None and value not in m["choices"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {list(m['choices'])}")
-    if m["pattern"] is not None and not m["pattern"].match(value):
-        raise ConfigError(f"{where}: {value!r} is not {m['what']}")
-    if m["low"] is not None and not (m["low"] <= value <= m["high"]):  # also rejects NaN
-        raise ConfigError(f"{where}: {value!r} is outside [{m['low']}, {m['high']}]")
+ENGINE_PARAMETERS: tuple[str, ...] = tuple(
+    spec.name for spec in option_specs(NodeParams) if spec.name in _ENGINE
+)
+"""The node parameters that are engine options (same name, same declaration)."""
 
 
 @dataclass(frozen=True)
@@ -198,21 +143,10 @@ class ParamSpec:
 
 def parameter_specs() -> tuple[ParamSpec, ...]:
     """Every parameter of :class:`NodeParams`, in declaration order."""
-    specs = []
-    for f in dataclasses.fields(NodeParams):
-        m = f.metadata
-        if m["choices"] is not None:
-            constraints = "one of: " + ", ".join(m["choices"])
-        elif m["pattern"] is not None:
-            constraints = m["what"]
-        elif m["low"] is not None:
-            constraints = f"in [{m['low']}, {m['high']}]"
-        else:
-            constraints = ""
-        specs.append(
-            ParamSpec(f.name, f.default, m["description"], constraints, m["low"], m["high"])
-        )
-    return tuple(specs)
+    return tuple(
+        ParamSpec(s.name, s.default, s.help, s.constraints, s.low, s.high)
+        for s in option_specs(NodeParams)
+    )
 
 
 def ros_params_from_yaml(path: Path | str, node_name: str = "tr2") -> dict[str, Any]:

@@ -15,15 +15,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from tr2_core.errors import Tr2Error
-from tr2_core.types import SceneGraphResult
+from tr2_core.stream.frames import run_frame
+from tr2_core.types import SceneGraph, SceneGraphResult
 from tr2_ros.conversions import (
     ConversionError,
     Decoder,
-    ResultRejected,
-    build_scene_graph,
     decode_compressed_image,
     decode_image,
+    decode_result,
     encode_rgb_image,
+    scene_graph_message,
     stamp_to_ns,
 )
 from tr2_ros.messages import MessageClasses
@@ -52,14 +53,7 @@ def load_engine(params: NodeParams) -> Engine:
     except ImportError:  # the package may not re-export it
         from tr2_core.stream.engine import StreamingEngine
 
-    return StreamingEngine.from_checkpoint(
-        str(checkpoint),
-        device=params.device,
-        window=params.window,
-        clip_weights=params.clip_weights or None,
-        detector_weights=params.detector_weights or None,
-        score_threshold=params.score_threshold,
-    )
+    return StreamingEngine.from_checkpoint(str(checkpoint), options=params.engine_options())
 
 
 @dataclass(frozen=True)
@@ -179,20 +173,15 @@ class ScenePipeline:
             return None
         try:
             stamp_ns = stamp_to_ns(header.stamp)
-            result = self.engine.process(image, stamp_ns)
-            if int(result.stamp_ns) != stamp_ns:
-                raise ResultRejected(
-                    f"the engine answered for stamp {int(result.stamp_ns)} ns,"
-                    f" not for this frame's {stamp_ns} ns"
-                )
+            result = run_frame(self.engine, image, stamp_ns)  # same rule as tr2 video / bag
             stats = self.stats()
-            graph = build_scene_graph(
-                result,
+            graph = decode_result(result, self.params.relation_threshold)
+            graph_msg = scene_graph_message(
+                graph,
                 header,
                 self.classes,
                 image_width=image.shape[1],
                 image_height=image.shape[0],
-                relation_threshold=self.params.relation_threshold,
                 dropped_frames=stats.dropped,
                 rejected_frames=stats.rejected,
             )
@@ -206,21 +195,17 @@ class ScenePipeline:
                 f"inference failed for frame ({describe_header(header)}): {type(e).__name__}: {e}"
             )
             return None
-        self._publish_graph(graph)
+        self._publish_graph(graph_msg)
         self._count("_published")
         if self.params.publish_debug_image and self._publish_debug and self._debug_wanted():
-            self._publish_debug_image(image, result, header)
-        return graph
+            self._publish_debug_image(image, graph, header)
+        return graph_msg
 
-    def _publish_debug_image(
-        self, image: np.ndarray, result: SceneGraphResult, header: Any
-    ) -> None:
+    def _publish_debug_image(self, image: np.ndarray, graph: SceneGraph, header: Any) -> None:
         from tr2_core.viz.overlay import draw_scene_graph
 
         try:
-            drawn = draw_scene_graph(
-                image, result, relation_threshold=self.params.relation_threshold
-            )
+            drawn = draw_scene_graph(image, graph)
             self._publish_debug(encode_rgb_image(drawn, header, self.classes))
         except Exception as e:  # debug output must never stop the node
             self._error(f"debug image failed ({describe_header(header)}): {type(e).__name__}: {e}")

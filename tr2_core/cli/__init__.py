@@ -1,19 +1,27 @@
 """The ``tr2`` command.
 
-Each subcommand is one module in this package defining ``NAME``, ``HELP``,
-``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``. Heavy
-imports (torch, open_clip) happen inside ``run`` so that ``tr2 --help`` and
-``tr2 eval`` start fast.
+Each subcommand is one module defining ``NAME``, ``HELP``, ``DESCRIPTION``,
+``add_arguments(parser)`` and ``run(args) -> int``. The modules of this package
+are listed in :data:`SUBCOMMAND_MODULES`; other packages add subcommands through
+the ``tr2.commands`` entry point group (tr2_ros registers ``tr2 bag`` there, see
+pyproject.toml), so this package never imports them by name. Heavy imports
+(torch, open_clip) happen inside ``run`` so that ``tr2 --help`` and ``tr2
+eval`` start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from tr2_core.errors import Tr2Error
+
+log = logging.getLogger(__name__)
 
 # Order shown by `tr2 --help`: data -> evaluation -> model -> deployment.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -26,10 +34,25 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "train",
     "test",
     "plot",
-    "bag",
     "video",
     "demo",
 )
+
+ENTRY_POINT_GROUP = "tr2.commands"
+"""Entry point group of subcommands from other packages (value: a module path)."""
+
+
+def subcommand_modules() -> list[ModuleType]:
+    """This package's subcommand modules, then those registered under
+    :data:`ENTRY_POINT_GROUP` (in name order; one that cannot be imported is
+    left out with a warning)."""
+    modules = [importlib.import_module(f"tr2_core.cli.{name}") for name in SUBCOMMAND_MODULES]
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        try:
+            modules.append(ep.load())
+        except ImportError as e:  # e.g. tr2_core installed without tr2_ros: no `tr2 bag`
+            log.warning("tr2 %s is unavailable: %s", ep.name, e)
+    return modules
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="TR² dynamic scene graph generation: data, evaluation, training, streaming.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SUBCOMMAND_MODULES:
-        module = importlib.import_module(f"tr2_core.cli.{module_name}")
+    for module in subcommand_modules():
         p = sub.add_parser(
             module.NAME,
             help=module.HELP,

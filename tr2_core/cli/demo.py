@@ -237,7 +237,7 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
     frames = range(int(gt.video_start[video]), int(gt.video_start[video + 1]))
     # AG key frames are ~1 s apart (sparse samples of 24 fps videos): allow gaps.
     engine = StreamingEngine.from_checkpoint(
-        checkpoint, window=window, mode="predcls", max_gap_s=10.0
+        checkpoint, window=window, mode="predcls", max_gap_s=10.0, device="cpu"
     )
     out.mkdir(parents=True, exist_ok=True)
     jsonl, drawn, results = out / "scene_graphs.jsonl", [], []
@@ -267,8 +267,9 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
 
 def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, streamed,
            plots, model_name: str) -> list:  # fmt: skip
-    from tr2_core.viz.graph import plot_scene_graph, plot_scene_graph_result, plot_timeline
-    from tr2_core.viz.plots import plot_fig5, plot_recall, plot_training_curves
+    from tr2_core.cli.plot_frames import plot_scene_graph, plot_timeline
+    from tr2_core.cli.plot_runs import plot_fig5, plot_recall, plot_training_curves
+    from tr2_core.viz.scene_graph import draw_scene_graph_result
 
     plots.mkdir(parents=True, exist_ok=True)
     label = f"{model_name} (random init)"
@@ -291,7 +292,7 @@ def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, 
     ]
     image, result, key = streamed.pop("_results")[-1]
     made.append(
-        plot_scene_graph_result(
+        draw_scene_graph_result(
             image, result, plots / "stream_scene_graph.png", title=f"streamed {key}"
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 NAME = "eval"
 HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
@@ -49,17 +50,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
-    from tr2_core.evaluation.breakdown import relation_changes
-    from tr2_core.evaluation.predictions import load_predictions
+    from tr2_core.evaluation.changes import relation_changes
+    from tr2_core.evaluation.predictions import check_frame_coverage, load_predictions
     from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
     from tr2_core.evaluation.report import format_report, save_per_frame, write_metrics_json
+    from tr2_core.outputs import check_output_files
 
     parse_settings(args.settings, args.topk)  # fail on a typo before loading anything
+    check_output_files(
+        {"--json": args.json, "--per-frame": args.per_frame},
+        inputs=[args.predictions, args.data],
+    )
     t0 = time.perf_counter()
     split = load_split(args.data, args.split, filter_small_boxes=args.filter_small_boxes)
     t1 = time.perf_counter()
     preds = load_predictions(args.predictions)
     t2 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_frame_coverage(split.gt.frame_keys, preds, str(args.predictions))
+    for warning in caught:  # one clean line, not Python's warning format
+        print(f"tr2 eval: warning: {warning.message}", file=sys.stderr)
     result = evaluate_detailed(
         split.gt,
         preds,

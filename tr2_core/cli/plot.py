@@ -1,4 +1,9 @@
-"""``tr2 plot``: pictures of runs, results and predictions (PNG or SVG)."""
+"""``tr2 plot``: pictures of runs, results and predictions (PNG or SVG).
+
+The arguments map onto :mod:`tr2_core.cli.plot_runs` (curves, recall, fig5)
+and :mod:`tr2_core.cli.plot_frames` (graph, timeline), which read the files,
+evaluate, and hand computed data to :mod:`tr2_core.viz`.
+"""
 
 from __future__ import annotations
 
@@ -122,19 +127,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tr2_core.viz import graph, plots
+    from tr2_core.cli import plot_frames, plot_runs
+    from tr2_core.outputs import check_output_files
+    from tr2_core.viz.curves import DEFAULT_VAL_METRICS
 
     kind = args.plot_kind
+    inputs = [getattr(args, name, None) for name in ("data", "predictions", "a", "b")]
+    inputs += [*getattr(args, "run_dirs", []), *getattr(args, "inputs", [])]
+    check_output_files({"--out": args.out, "--json": getattr(args, "json", None)}, inputs=inputs)
     if kind == "curves":
-        path = plots.plot_training_curves(
+        path = plot_runs.plot_training_curves(
             args.run_dirs,
             args.out,
             labels=args.labels,
-            val_metrics=args.val_metric or plots.DEFAULT_VAL_METRICS,
+            val_metrics=args.val_metric or DEFAULT_VAL_METRICS,
             dpi=args.dpi,
         )
     elif kind == "recall":
-        path = plots.plot_recall(
+        path = plot_runs.plot_recall(
             args.inputs,
             args.out,
             labels=args.labels,
@@ -147,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi,
         )
     elif kind == "fig5":
-        path = plots.plot_fig5(
+        path = plot_runs.plot_fig5(
             args.a,
             args.b,
             args.out,
@@ -164,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi,
         )
     elif kind == "graph":
-        path = graph.plot_scene_graph(
+        path = plot_frames.plot_scene_graph(
             args.data,
             args.predictions,
             args.frame,
@@ -176,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi,
         )
     else:
-        path = graph.plot_timeline(
+        path = plot_frames.plot_timeline(
             args.data,
             args.predictions,
             args.video,

@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.models.config import load_model_config
     from tr2_core.models.guidance import build_text_table, save_text_table
     from tr2_core.models.union import create_clip
+    from tr2_core.outputs import check_output_files
 
+    check_output_files({"--out": args.out}, inputs=[args.clip_weights])
     cfg = load_model_config(args.model, args.overrides)
     if args.random_init:
         from tr2_core.run import announce_random_init

@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
+    from tr2_core.outputs import atomic_write_text, prepare_folder
+
+    prepare_folder(args.out, "--out", "tr2-test", inputs=[args.checkpoint, args.data])
     trained = load_trained(
         args.checkpoint,
         d.device,
@@ -84,14 +87,13 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, desc=f"test {args.split}",
     )  # fmt: skip
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     save_predictions(out / "predictions.npz", preds)
     metrics = evaluate(source.videos.selected_gt(), preds, task=run_spec.task)
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["epoch"] = int(ckpt["epoch"])
     metrics["random_init"] = run_spec.random_init
     metrics["split"] = args.split
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     print(f"{run_spec.task} on {args.split} ({metrics['frames']} frames), epoch {ckpt['epoch']}"
           + ("  [RANDOM INIT: not TR² numbers]" if run_spec.random_init else ""))  # fmt: skip
     print(f"{'':8}" + "".join(f"{k:>8}" for k in ("R@10", "R@20", "R@50", "mR@10", "mR@20")))

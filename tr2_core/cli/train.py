@@ -7,8 +7,8 @@ import argparse
 NAME = "train"
 HELP = "train TR² on an Action Genome root (resumable; DDP under torchrun)"
 DESCRIPTION = """\
-Train the relation model of a model config (config/models/) with a training recipe
-(config/train/) on AG_ROOT. The frozen detector and CLIP run once per video: their
+Train the relation model of a model config (tr2_core/configs/models/) with a training recipe
+(tr2_core/configs/train/) on AG_ROOT. The frozen detector and CLIP run once per video: their
 outputs are cached on disk (--cache-dir, default ~/.cache/tr2/features) and training
 reads them from there. Every epoch evaluates on the validation split with the
 project's evaluator, appends a record to RUN_DIR/metrics.jsonl and writes
@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-table",
         metavar="PATH",
         help="prompt table from `tr2 prompts` (default: built from the CLIP weights)",
+    )
+    parser.add_argument(
+        "--glove",
+        metavar="PATH",
+        help="GloVe text file (glove.6B.200d.txt) for the class embeddings (default: random)",
     )
     parser.add_argument(
         "--filter-small-boxes",
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--data", args.data),
                 ("--text-table", args.text_table),
+                ("--glove", args.glove),
                 ("--clip-weights", args.clip_weights),
                 ("--detector-weights", args.detector_weights),
                 ("overrides", args.overrides),
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         clip_weights=args.clip_weights,
         detector_weights=args.detector_weights,
         text_table=args.text_table,
+        glove=str(Path(args.glove).resolve()) if args.glove else None,
         filter_small_boxes=args.filter_small_boxes,
         cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
     )

@@ -56,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from tr2_core.tools.engine_args import EngineOptions, build_engine
+    from tr2_core.tools.engine_args import EngineRequest, build_engine
     from tr2_core.tools.video import check_paths, process_video
 
-    options = EngineOptions.from_args(args)
-    options.validate()  # cheap checks before the slow model build
+    request = EngineRequest.from_args(args)
+    request.validate()  # cheap checks before the slow model build
     overlay = Path(args.overlay) if args.overlay else None
     check_paths(Path(args.input), Path(args.jsonl), overlay, overwrite=args.overwrite)
-    engine = build_engine(options)
+    engine = build_engine(request)
     with logging_redirect_tqdm():
         report = process_video(
             args.input,
@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
             args.jsonl,
             overlay=overlay,
             fps=args.fps,
-            relation_threshold=args.relation_threshold,
+            relation_threshold=request.options.relation_threshold,
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
     print(report.summary())
-    return 0
+    return 130 if report.interrupted else 0

@@ -60,7 +60,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import chain
 from operator import itemgetter
@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from tr2_core.data.safe_pickle import gc_paused, safe_load
-from tr2_core.errors import ConfigError, DatasetError
+from tr2_core.errors import ConfigError, DatasetError, clip, describe
 from tr2_core.types import GroundTruth
 from tr2_core.vocab import (
     ATTENTION,
@@ -98,7 +98,7 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("train", "test")
 SMALL_BOX_MAX_EDGE: float = 16.0
 """Objects whose box short edge is at most this many pixels are "small"."""
-CACHE_FORMAT_VERSION: int = 1
+CACHE_FORMAT_VERSION: int = 2
 """Bump when the parsed arrays or the selection rules change."""
 
 OBJECT_CLASSES_FILE = "object_classes.txt"
@@ -133,8 +133,8 @@ def split_frame_key(key: str) -> tuple[str, int]:
     """
     video, sep, frame = key.partition("/")
     stem = frame.rpartition(".")[0] or frame
-    if not sep or not video or "/" in frame or not stem.isdigit():
-        raise DatasetError(f"frame key {key!r} is not of the form 'VIDEO.mp4/NUMBER.png'")
+    if not sep or not video or "/" in frame or not (stem.isascii() and stem.isdigit()):
+        raise DatasetError(f"frame key {describe(key)} is not of the form 'VIDEO.mp4/NUMBER.png'")
     return video, int(stem)
 
 
@@ -150,10 +150,14 @@ def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.nd
     stem, dot, ext = np.strings.rpartition(frame, ".")
     stem = np.where(dot == "", ext, stem)
     ok = (sep == "/") & (np.strings.str_len(video) > 0) & (np.strings.find(frame, "/") < 0)
-    ok &= np.strings.isdigit(stem) & (np.strings.str_len(stem) <= 18)
+    # ASCII digits only ('²' is a digit to str.isdigit but not to int())
+    ascii_digits = np.strings.str_len(np.strings.strip(stem, "0123456789")) == 0
+    ok &= (np.strings.str_len(stem) > 0) & ascii_digits & (np.strings.str_len(stem) <= 18)
     if not ok.all():
         bad = str(keys[int(np.flatnonzero(~ok)[0])])
-        raise DatasetError(f"{source}: frame key {bad!r} is not of the form 'VIDEO.mp4/NUMBER.png'")
+        raise DatasetError(
+            f"{source}: frame key {describe(bad)} is not of the form 'VIDEO.mp4/NUMBER.png'"
+        )
     return video, stem.astype(np.int64)
 
 
@@ -166,8 +170,42 @@ def frame_number(key: str) -> int:
 # Result type
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedSplit:
+    """What :func:`_parse` builds (and the cache stores): the ground truth and
+    the per-pair training labels of one split (shapes in
+    :class:`ActionGenomeSplit`)."""
+
+    gt: GroundTruth
+    frame_numbers: np.ndarray
+    frame_has_person: np.ndarray
+    pair_frame: np.ndarray
+    pair_subject: np.ndarray
+    pair_object: np.ndarray
+    pair_attention: np.ndarray
+    pair_spatial: np.ndarray
+    pair_contacting: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by name (the cache entry's content)."""
+        out = {name: getattr(self.gt, name) for name in _GT_FIELDS}
+        out.update({name: getattr(self, name) for name in _SPLIT_ARRAYS})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ParsedSplit:
+        """Inverse of :meth:`arrays` (checks the shapes agree).
+
+        Raises:
+            ValueError: the arrays do not form one split.
+        """
+        _check_consistent(arrays)
+        gt = GroundTruth(**{name: arrays[name] for name in _GT_FIELDS})
+        return cls(gt=gt, **{name: arrays[name] for name in _SPLIT_ARRAYS})
+
+
 @dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous; identity instead
-class ActionGenomeSplit:
+class ActionGenomeSplit(ParsedSplit):
     """One split of Action Genome as loaded by :func:`load_split`.
 
     ``F`` frames, ``B`` boxes, ``P = B - F`` (person, object) pairs: one pair
@@ -192,15 +230,6 @@ class ActionGenomeSplit:
 
     root: Path
     split: str
-    gt: GroundTruth
-    frame_numbers: np.ndarray
-    frame_has_person: np.ndarray
-    pair_frame: np.ndarray
-    pair_subject: np.ndarray
-    pair_object: np.ndarray
-    pair_attention: np.ndarray
-    pair_spatial: np.ndarray
-    pair_contacting: np.ndarray
     filter_small_boxes: bool = False
     filter_nonperson_box_frame: bool = True
 
@@ -312,8 +341,8 @@ def _cache_identity(ann: Path, split: str, options: Mapping[str, bool]) -> tuple
     return f"ag-{split}-{name_hash[:24]}.npz", key_hash
 
 
-def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache entry, or None if missing, stale or unreadable."""
+def _read_cache(path: Path, key: str) -> ParsedSplit | None:
+    """The split in a cache entry, or None if missing, stale or unreadable."""
     if not path.is_file():
         return None
     try:
@@ -321,20 +350,19 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
             if str(npz["cache_key"]) != key:
                 return None
             arrays = {name: npz[name] for name in (*_GT_FIELDS, *_SPLIT_ARRAYS)}
-        _check_consistent(arrays)
+        return ParsedSplit.from_arrays(arrays)
     except Exception:  # corrupt / truncated / foreign file: rebuild
         return None
-    return arrays
 
 
-def _write_cache(path: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+def _write_cache(path: Path, key: str, parsed: ParsedSplit) -> None:
     """Write atomically (temporary file + ``os.replace``); failures only warn."""
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, cache_key=np.array(key), **arrays)
+            np.savez(f, cache_key=np.array(key), **parsed.arrays())
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -375,7 +403,9 @@ def _check_consistent(a: Mapping[str, np.ndarray]) -> None:
 
 
 # --------------------------------------------------------------------------
-# Parsing
+# Parsing: named steps, each a function of the previous steps' records.
+#   _read_release -> _collect_frames -> _person_columns, _object_columns
+#   -> _select_frames -> _layout_boxes -> _pair_labels, _triplets -> ParsedSplit
 
 
 def _load_pickle(path: Path, show_progress: bool) -> Any:
@@ -390,12 +420,109 @@ def _load_pickle(path: Path, show_progress: bool) -> Any:
         return safe_load(path, progress=bar.update)
 
 
-def _first_bad(values: Iterable[Any], ok: Any) -> int:
+def _first_bad(values: Iterable[Any], ok: Callable[[Any], bool]) -> int:
     """Index of the first value for which ``ok(value)`` is false (slow path)."""
     for i, v in enumerate(values):
         if not ok(v):
             return i
     raise AssertionError("no bad value found")  # pragma: no cover
+
+
+# Exact scalar types a number field may hold (bool is not a number here).
+_NUMBER_TYPES: frozenset[type] = frozenset(
+    {int, float, np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64}
+    | {np.uint8, np.uint16, np.uint32, np.uint64}
+)
+_NAME_TYPES: frozenset[type] = frozenset({str, np.str_})
+
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    """What one record field must hold: the single validation rule that every
+    field read by the loader goes through (:func:`_column`).
+
+    Attributes:
+        field: the record key (named in messages).
+        expected: what the field should be, in words (named in messages).
+        types: exact types the value may have.
+        items: exact types of the items of a list / tuple value (None: not checked).
+        length: exact item count of a list / tuple, or the last dimension of
+            an array (None: any).
+        ndim: dimensions an array value must have.
+    """
+
+    field: str
+    expected: str
+    types: frozenset[type]
+    items: frozenset[type] | None = None
+    length: int | None = None
+    ndim: int = 1
+
+    def ok(self, value: Any) -> bool:
+        """Whether ``value`` has the declared form (cheap; never expands nested data)."""
+        kind = type(value)
+        if kind not in self.types:
+            return False
+        if kind is np.ndarray:  # only numeric arrays are ever declared
+            return (
+                value.ndim == self.ndim
+                and value.dtype.kind in "iuf"
+                and (self.length is None or value.shape[-1] == self.length)
+            )
+        if self.length is not None and len(value) != self.length:
+            return False
+        return self.items is None or all(type(item) in self.items for item in value)
+
+
+def _column(
+    values: list[Any],
+    spec: _FieldSpec,
+    fail: Callable[[int, str], DatasetError],
+    dtype: type | None = None,
+) -> np.ndarray | None:
+    """Check every value against ``spec``; convert to a ``dtype`` array if given.
+
+    Raises:
+        DatasetError: ``fail(row, text)`` for the first value of the wrong form,
+            or whose numbers do not fit ``dtype``.
+    """
+    if not all(map(spec.ok, values)):
+        i = _first_bad(values, spec.ok)
+        raise fail(i, f"{spec.field} {describe(values[i])}, expected {spec.expected}")
+    if dtype is None:
+        return None
+    try:
+        return np.array(values, dtype=dtype)
+    except (OverflowError, ValueError):  # Python ints beyond the dtype's range
+
+        def fits(value: Any) -> bool:
+            try:
+                np.array(value, dtype=dtype)
+            except (OverflowError, ValueError):
+                return False
+            return True
+
+        i = _first_bad(values, fits)
+        raise fail(
+            i, f"{spec.field} {describe(values[i])} does not fit {np.dtype(dtype).name}"
+        ) from None
+
+
+_VISIBLE = _FieldSpec("visible", "True or False", frozenset({bool, np.bool_}))
+_SET = _FieldSpec("metadata['set']", "'train' or 'test'", _NAME_TYPES)
+_OBJECT_BOX = _FieldSpec(
+    "bbox", "x y w h (4 numbers)", frozenset({tuple, list, np.ndarray}), _NUMBER_TYPES, 4
+)
+_RELATIONS = {
+    family.name: _FieldSpec(
+        f"{family.name}_relationship", "a list of predicate names", frozenset({list, tuple})
+    )
+    for family in (ATTENTION, SPATIAL, CONTACTING)
+}
+_PERSON_BOX = _FieldSpec("bbox", "an (N, 4) array", frozenset({np.ndarray}), length=4, ndim=2)
+_FRAME_SIZE = _FieldSpec(
+    "bbox_size", "(width, height)", frozenset({tuple, list, np.ndarray}), _NUMBER_TYPES, 2
+)
 
 
 def _map_names(
@@ -405,51 +532,73 @@ def _map_names(
     try:
         return np.fromiter(map(table.__getitem__, names), np.int64, len(names)), None
     except (KeyError, TypeError):
-        bad = _first_bad(names, lambda n: isinstance(n, str) and n in table)
+        bad = _first_bad(names, lambda n: type(n) in _NAME_TYPES and n in table)
         return np.empty(0, np.int64), int(owners[bad])
 
 
-def _parse(
-    ann: Path,
-    split: str,
-    *,
-    filter_small_boxes: bool,
-    filter_nonperson_box_frame: bool,
-    show_progress: bool,
-) -> dict[str, np.ndarray]:
-    """Read the two pickles and build the split's columnar arrays."""
+def _read_release(ann: Path, show_progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Unpickle both annotation files; check they are dicts with the same str keys."""
     person_path = ann / PERSON_BBOX_FILE
     object_path = ann / OBJECT_BBOX_FILE
     person = _load_pickle(person_path, show_progress)
     objects = _load_pickle(object_path, show_progress)
     for path, value in ((person_path, person), (object_path, objects)):
         if not isinstance(value, dict):
-            raise DatasetError(f"{path}: expected a dict frame_key -> record, got {type(value)}")
-    if person.keys() != objects.keys():
-        only_p = person.keys() - objects.keys()
-        if only_p:
-            key = min(only_p, key=str)
             raise DatasetError(
-                f"frame key {key!r} is in {person_path} but not in {object_path} "
-                f"({len(only_p)} such keys)"
+                f"{path}: expected a dict frame_key -> record, got {type(value).__name__}"
             )
-        only_o = objects.keys() - person.keys()
-        key = min(only_o, key=str)
-        raise DatasetError(
-            f"frame key {key!r} is in {object_path} but not in {person_path} "
-            f"({len(only_o)} such keys)"
-        )
+        if not set(map(type, value)) <= _NAME_TYPES:
+            key = next(k for k in value if type(k) not in _NAME_TYPES)
+            raise DatasetError(f"{path}: frame key {describe(key)} is not a string")
+    if person.keys() != objects.keys():
+        for path, other, extra in (
+            (person_path, object_path, person.keys() - objects.keys()),
+            (object_path, person_path, objects.keys() - person.keys()),
+        ):
+            if extra:
+                key = min(extra)
+                raise DatasetError(
+                    f"frame key {describe(key)} is in {path} but not in {other} "
+                    f"({len(extra)} such keys)"
+                )
+    return person, objects
 
-    # ---- one pass over the frames of this split -----------------------------
-    # A frame is "processed" (its visible objects are converted and validated,
-    # as the baselines do) if it is in the split, has a person box (unless
-    # filter_nonperson_box_frame is off) and has at least one visible object.
-    cand_keys: list[str] = []  # processed frames (dict order)
-    cand_nvis: list[int] = []  # visible objects per processed frame
-    cand_person: list[Any] = []  # person records of processed frames
-    visible: list[Any] = []  # visible object records of processed frames
+
+@dataclass
+class _Frames:
+    """The processed frames (dict order) of one split: those in the split, with
+    a person box (unless filter_nonperson_box_frame is off) and at least one
+    visible object; their records are the ones the baselines convert."""
+
+    keys: list[str]
+    n_visible: list[int]  # visible objects per frame
+    person: list[Any]  # person record per frame
+    visible: list[Any]  # visible object records, frame after frame
+    person_path: Path
+    object_path: Path
+
+    def owner(self) -> np.ndarray:
+        """(V,) int64 frame row of each visible object."""
+        n = np.array(self.n_visible, dtype=np.int64)
+        return np.repeat(np.arange(len(self.keys)), n)
+
+    def fail(self, path: Path, frame: int, text: str) -> DatasetError:
+        return DatasetError(f"{path}: frame {describe(self.keys[frame])}: {text}")
+
+
+def _collect_frames(
+    person: dict[str, Any],
+    objects: dict[str, Any],
+    split: str,
+    *,
+    filter_nonperson_box_frame: bool,
+    show_progress: bool,
+    ann: Path,
+) -> _Frames:
+    """One pass over all frames: pick the processed frames of ``split``."""
+    frames = _Frames([], [], [], [], ann / PERSON_BBOX_FILE, ann / OBJECT_BBOX_FILE)
     add_key, add_n, add_person, add_obj = (
-        cand_keys.append, cand_nvis.append, cand_person.append, visible.append
+        frames.keys.append, frames.n_visible.append, frames.person.append, frames.visible.append
     )  # fmt: skip
     items: Iterable[tuple[Any, Any]] = objects.items()
     if show_progress:
@@ -457,137 +606,214 @@ def _parse(
 
         items = tqdm(items, total=len(objects), desc=f"parsing {split}", unit="frame", leave=False)
     key: Any = None
-    where = object_path
+    where = frames.object_path
     try:
         for key, objs in items:
-            if not objs or objs[0]["metadata"]["set"] != split:
+            if not objs:
                 continue
-            where = person_path
+            frame_set = objs[0]["metadata"]["set"]
+            if type(frame_set) not in _NAME_TYPES:
+                _column([frame_set], _SET, lambda _i, text: DatasetError(text))
+            if frame_set != split:
+                continue
+            where = frames.person_path
             rec = person[key]
             if filter_nonperson_box_frame and not len(rec["bbox"]):
-                where = object_path
+                where = frames.object_path
                 continue
-            where = object_path
-            before = len(visible)
+            where = frames.object_path
+            before = len(frames.visible)
             for o in objs:
-                if o["visible"]:
+                seen = o["visible"]
+                if seen is not True and seen is not False:
+                    _column([seen], _VISIBLE, lambda _i, text: DatasetError(text))
+                if seen:
                     add_obj(o)
-            n = len(visible) - before
+            n = len(frames.visible) - before
             if n:
                 add_key(key)
                 add_n(n)
                 add_person(rec)
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        what = "person" if where == person_path else "object"
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, DatasetError) as exc:
+        what = "person" if where == frames.person_path else "object"
+        text = clip(str(exc)) if isinstance(exc, DatasetError) else _exc_text(exc)
         raise DatasetError(
-            f"{where}: frame {key!r}: malformed {what} record ({type(exc).__name__}: {exc})"
+            f"{where}: frame {describe(key)}: malformed {what} record ({text})"
         ) from exc
     finally:
         if show_progress:
             items.close()  # type: ignore[attr-defined]
-    # free the records of other frames now (lowers the peak memory of the build)
-    del items, person, objects
-    n_cand = len(cand_keys)
-    n_sel = len(visible)
-    owner = np.repeat(np.arange(n_cand), np.array(cand_nvis, dtype=np.int64))
+    return frames
 
-    def fail(row: int, what: str) -> DatasetError:
-        return DatasetError(f"{object_path}: frame {cand_keys[int(owner[row])]!r}: {what}")
 
-    # ---- person records ------------------------------------------------------
-    def column(records: list[Any], field: str, path: Path, rows: np.ndarray | None) -> list[Any]:
-        try:
-            return list(map(itemgetter(field), records))
-        except (KeyError, TypeError, IndexError):
-            i = _first_bad(records, lambda r: isinstance(r, Mapping) and field in r)
-            frame = cand_keys[i if rows is None else int(rows[i])]
-            kind = "person" if path == person_path else "object"
-            raise DatasetError(
-                f"{path}: frame {frame!r}: malformed {kind} record: no {field!r}"
-            ) from None
+def _exc_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {clip(str(exc))}"
 
-    p_box = column(cand_person, "bbox", person_path, None)
-    p_size = column(cand_person, "bbox_size", person_path, None)
-    del cand_person
+
+def _field(
+    records: list[Any], field: str, path: Path, fail: Callable[[int, str], Exception]
+) -> list[Any]:
+    """``record[field]`` of every record (each a dict)."""
+    try:
+        return list(map(itemgetter(field), records))
+    except (KeyError, TypeError, IndexError, ValueError):
+        i = _first_bad(records, lambda r: isinstance(r, Mapping) and field in r)
+        kind = "person" if path.name == PERSON_BBOX_FILE else "object"
+        raise fail(i, f"malformed {kind} record: no {field!r}") from None
+
+
+@dataclass
+class _PersonColumns:
+    """Per processed frame: has_person (F0,) bool, person_box (F0, 4) float32
+    (NaN without a person box), frame_size (F0, 2) int64."""
+
+    has_person: np.ndarray
+    person_box: np.ndarray
+    frame_size: np.ndarray
+
+
+def _person_columns(frames: _Frames) -> _PersonColumns:
+    """Validate and convert the person records of the processed frames."""
+
+    def fail_record(i: int, text: str) -> DatasetError:
+        return frames.fail(frames.person_path, i, text)
+
+    def fail(i: int, text: str) -> DatasetError:
+        return fail_record(i, f"person record has {text}")
+
+    p_box = _field(frames.person, "bbox", frames.person_path, fail_record)
+    p_size = _field(frames.person, "bbox_size", frames.person_path, fail_record)
+    _column(p_box, _PERSON_BOX, fail)
+    has_person = np.fromiter((b.shape[0] for b in p_box), np.int64, len(p_box)) > 0
     nan_row = np.full(4, np.nan, np.float32)
-    try:
-        has_person = np.fromiter(map(len, p_box), np.int64, n_cand) > 0
-        p_rows = [b[0] if n else nan_row for b, n in zip(p_box, has_person.tolist(), strict=True)]
-        person_box = np.array(p_rows, dtype=np.float32).reshape(n_cand, 4)
-    except (ValueError, TypeError, IndexError, KeyError):
-        i = _first_bad(p_box, lambda b: len(np.shape(b)) == 2 and np.shape(b)[1] == 4)
-        raise DatasetError(
-            f"{person_path}: frame {cand_keys[i]!r}: 'bbox' must be an (N, 4) array"
-        ) from None
-    try:
-        frame_size = np.array(p_size, dtype=np.int64).reshape(n_cand, 2)
-    except (ValueError, TypeError):
-        i = _first_bad(p_size, lambda s: np.shape(s) == (2,))
-        raise DatasetError(
-            f"{person_path}: frame {cand_keys[i]!r}: 'bbox_size' must be (width, height)"
-        ) from None
-
-    # ---- visible object records ---------------------------------------------
-    s_cls = column(visible, "class", object_path, owner)
-    s_box = column(visible, "bbox", object_path, owner)
-    s_att = column(visible, "attention_relationship", object_path, owner)
-    s_spa = column(visible, "spatial_relationship", object_path, owner)
-    s_con = column(visible, "contacting_relationship", object_path, owner)
-    del visible
-
-    # classes
-    cls_idx, bad = _map_names(s_cls, _OBJECT_INDEX, np.arange(n_sel))
-    if bad is not None:
-        raise fail(bad, f"unknown object class {s_cls[bad]!r}")
-
-    # boxes x y w h -> x1 y1 x2 y2
-    try:
-        xywh = np.array(s_box, dtype=np.float64).reshape(n_sel, 4)
-    except (ValueError, TypeError):
-        i = _first_bad(s_box, lambda b: b is not None and np.shape(b) == (4,))
+    rows = [b[0] if n else nan_row for b, n in zip(p_box, has_person.tolist(), strict=True)]
+    person_box = np.array(rows, dtype=np.float32).reshape(len(rows), 4)
+    bad = has_person & (
+        ~np.isfinite(person_box).all(axis=1)
+        | (person_box[:, 2] < person_box[:, 0])
+        | (person_box[:, 3] < person_box[:, 1])
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise fail(
-            i, f"visible object {s_cls[i]!r} has bbox {s_box[i]!r}, expected x y w h"
-        ) from None
+            i,
+            f"bbox {describe(p_box[i][0].tolist())}: a person box must be finite "
+            "x1 y1 x2 y2 with x2 >= x1 and y2 >= y1 (as float32)",
+        )
+    frame_size = _column(p_size, _FRAME_SIZE, fail, np.int64)
+    assert frame_size is not None
+    return _PersonColumns(has_person, person_box, frame_size.reshape(len(rows), 2))
+
+
+@dataclass
+class _ObjectColumns:
+    """Per visible object of the processed frames (V objects).
+
+    Attributes:
+        owner: (V,) int64 processed-frame row.
+        labels: (V,) int64 AG object index.
+        xywh: (V, 4) float64 boxes as stored.
+        predicates: per family (attention, spatial, contacting) the flattened
+            predicate indices, (L_f,) int64.
+        pred_owner: per family the object row of each flattened predicate.
+        lengths: per family (V,) int64 list length.
+    """
+
+    owner: np.ndarray
+    labels: np.ndarray
+    xywh: np.ndarray
+    predicates: list[np.ndarray]
+    pred_owner: list[np.ndarray]
+    lengths: list[np.ndarray]
+
+
+def _object_columns(frames: _Frames) -> _ObjectColumns:
+    """Validate and convert the visible object records of the processed frames."""
+    owner = frames.owner()
+    n_obj = owner.size
+    visible = frames.visible
+
+    def fail_record(i: int, text: str) -> DatasetError:
+        return frames.fail(frames.object_path, int(owner[i]), text)
+
+    classes = _field(visible, "class", frames.object_path, fail_record)
+
+    def fail(i: int, text: str) -> DatasetError:
+        return fail_record(i, f"visible object {describe(classes[i])} has {text}")
+
+    labels, bad = _map_names(classes, _OBJECT_INDEX, np.arange(n_obj))
+    if bad is not None:
+        raise fail_record(bad, f"unknown object class {describe(classes[bad])}")
+    boxes = _field(visible, "bbox", frames.object_path, fail_record)
+    xywh = _column(boxes, _OBJECT_BOX, fail, np.float64)
+    assert xywh is not None
+    xywh = xywh.reshape(n_obj, 4)
     bad_box = ~np.isfinite(xywh).all(axis=1) | (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+    # x + w and y + h must stay finite in the float32 boxes
+    far = np.abs(xywh[:, :2]) + xywh[:, 2:]
+    with np.errstate(over="ignore"):  # the overflow is what is checked here
+        bad_box |= ~np.isfinite(far.astype(np.float32)).all(axis=1)
     if bad_box.any():
         i = int(np.flatnonzero(bad_box)[0])
-        what = f"visible object {s_cls[i]!r} has bbox x y w h = {s_box[i]!r}"
-        raise fail(i, what + " (w and h must be finite and > 0)")
-
-    # relationship lists (flattened per family)
-    fam_lists = ((ATTENTION, s_att), (SPATIAL, s_spa), (CONTACTING, s_con))
-    flat_pred: list[np.ndarray] = []
-    flat_owner: list[np.ndarray] = []
-    lengths: dict[str, np.ndarray] = {}
-    for family, lists in fam_lists:
-        if None in lists:
-            i = lists.index(None)
-            raise fail(i, f"visible object {s_cls[i]!r} has {family.name}_relationship None")
-        try:
-            lens = np.fromiter(map(len, lists), np.int64, n_sel)
-        except TypeError:
-            i = _first_bad(lists, lambda v: hasattr(v, "__len__"))
-            raise fail(i, f"{family.name}_relationship {lists[i]!r} is not a list") from None
-        own = np.repeat(np.arange(n_sel), lens)
-        preds, bad = _map_names(list(chain.from_iterable(lists)), _FAMILY_INDEX[family.name], own)
+        raise fail(
+            i,
+            f"bbox x y w h = {describe(boxes[i])} (w and h must be finite and > 0, "
+            "x + w and y + h must fit float32)",
+        )
+    cols = _ObjectColumns(owner, labels, xywh, [], [], [])
+    for family in (ATTENTION, SPATIAL, CONTACTING):
+        spec = _RELATIONS[family.name]
+        lists = _field(visible, spec.field, frames.object_path, fail_record)
+        _column(lists, spec, fail)
+        lens = np.fromiter(map(len, lists), np.int64, n_obj)
+        own = np.repeat(np.arange(n_obj), lens)
+        table = _FAMILY_INDEX[family.name]
+        preds, bad = _map_names(list(chain.from_iterable(lists)), table, own)
         if bad is not None:
-            table = _FAMILY_INDEX[family.name]
             name = lists[bad][
-                _first_bad(lists[bad], lambda n, t=table: isinstance(n, str) and n in t)
+                _first_bad(lists[bad], lambda n, t=table: type(n) in _NAME_TYPES and n in t)
             ]
-            raise fail(bad, f"unknown {family.name} predicate {name!r} for {s_cls[bad]!r}")
-        flat_pred.append(preds)
-        flat_owner.append(own)
-        lengths[family.name] = lens
+            raise fail_record(
+                bad,
+                f"unknown {family.name} predicate {describe(name)} for {describe(classes[bad])}",
+            )
+        cols.predicates.append(preds)
+        cols.pred_owner.append(own)
+        cols.lengths.append(lens)
+    return cols
 
-    # ---- small-box filter, valid frames, videos ----------------------------
-    keep_obj = np.ones(n_sel, dtype=bool)
+
+@dataclass
+class _Selection:
+    """The benchmark's frames, in final order (F frames).
+
+    Attributes:
+        keep_obj: (V,) bool objects left by the small-box filter.
+        frames: (F,) int64 processed-frame row of each final frame.
+        frame_video: (F,) int64 video index of each final frame.
+        numbers: (F,) int64 frame number of each final frame.
+        videos: (n_videos,) str kept video names, sorted.
+        keys: (F,) str frame keys.
+    """
+
+    keep_obj: np.ndarray
+    frames: np.ndarray
+    frame_video: np.ndarray
+    numbers: np.ndarray
+    videos: np.ndarray
+    keys: np.ndarray
+
+
+def _select_frames(frames: _Frames, objs: _ObjectColumns, filter_small_boxes: bool) -> _Selection:
+    """Small-box filter, valid frames, videos of more than two frames, order."""
+    n_cand = len(frames.keys)
+    keep_obj = np.ones(objs.owner.size, dtype=bool)
     if filter_small_boxes:
-        keep_obj = np.minimum(xywh[:, 2], xywh[:, 3]) > SMALL_BOX_MAX_EDGE
-    n_keep = np.bincount(owner[keep_obj], minlength=n_cand)
+        keep_obj = np.minimum(objs.xywh[:, 2], objs.xywh[:, 3]) > SMALL_BOX_MAX_EDGE
+    n_keep = np.bincount(objs.owner[keep_obj], minlength=n_cand)
     ok_idx = np.flatnonzero(n_keep > 0)
-    key_array = np.array(cand_keys, dtype=str)
-    video_of, number_of = _split_frame_keys(key_array[ok_idx], object_path)
+    key_array = np.array(frames.keys, dtype=str)
+    video_of, number_of = _split_frame_keys(key_array[ok_idx], frames.object_path)
     videos_all, video_inv = np.unique(video_of, return_inverse=True)
     video_inv = video_inv.reshape(-1)
     per_video = np.bincount(video_inv, minlength=len(videos_all))
@@ -599,15 +825,42 @@ def _parse(
     video_rank[kept_videos] = np.arange(kept_videos.size)
     frame_video = video_rank[video_inv]
     order = np.lexsort((numbers, frame_video))
-    frames = ok_idx[order]  # candidate index of each final frame
-    frame_video = frame_video[order]
-    numbers = numbers[order]
-    n_f = int(frames.size)
+    kept = ok_idx[order]
+    return _Selection(
+        keep_obj=keep_obj,
+        frames=kept,
+        frame_video=frame_video[order].astype(np.int64),
+        numbers=numbers[order],
+        videos=videos_all[kept_videos].astype(str),
+        keys=key_array[kept],
+    )
 
-    # ---- boxes --------------------------------------------------------------
-    new_pos = np.full(n_cand, -1, np.int64)
-    new_pos[frames] = np.arange(n_f)
-    obj_frame_new = np.where(keep_obj, new_pos[owner], -1)
+
+@dataclass
+class _BoxLayout:
+    """Rows of ``gt.boxes``: per frame its person box then its kept objects.
+
+    Attributes:
+        obj_sel: (K,) int64 visible-object row of each kept object, in box order.
+        obj_frame: (K,) int64 final frame of each kept object.
+        obj_row: (K,) int64 box row of each kept object.
+        person_row: (F,) int64 box row of each frame's person box.
+        box_start: (F + 1,) int64 first box row per frame.
+    """
+
+    obj_sel: np.ndarray
+    obj_frame: np.ndarray
+    obj_row: np.ndarray
+    person_row: np.ndarray
+    box_start: np.ndarray
+
+
+def _layout_boxes(objs: _ObjectColumns, sel: _Selection) -> _BoxLayout:
+    """Where each kept object and each person box goes in ``gt.boxes``."""
+    n_f = int(sel.frames.size)
+    new_pos = np.full(int(objs.owner.max(initial=-1)) + 1, -1, np.int64)
+    new_pos[sel.frames] = np.arange(n_f)
+    obj_frame_new = np.where(sel.keep_obj, new_pos[objs.owner], -1)
     obj_sel = np.flatnonzero(obj_frame_new >= 0)
     obj_sel = obj_sel[np.argsort(obj_frame_new[obj_sel], kind="stable")]  # final object order
     obj_frame = obj_frame_new[obj_sel]
@@ -617,76 +870,120 @@ def _parse(
     obj_start = box_start[:-1] - np.arange(n_f)  # first object (in object order) per frame
     obj_rank = np.arange(obj_sel.size) - obj_start[obj_frame]
     obj_row = box_start[obj_frame] + 1 + obj_rank
-    person_row = box_start[:-1]
-    n_b = int(box_start[-1])
+    return _BoxLayout(obj_sel, obj_frame, obj_row, box_start[:-1], box_start)
 
+
+def _boxes(
+    people: _PersonColumns, objs: _ObjectColumns, sel: _Selection, lay: _BoxLayout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes (B, 4) float32 x1 y1 x2 y2, box_labels (B,) int64, box_frame (B,) int64)."""
+    n_b = int(lay.box_start[-1])
     boxes = np.empty((n_b, 4), np.float32)
-    boxes[person_row] = person_box[frames]
-    x = xywh[obj_sel]
-    boxes[obj_row] = np.stack([x[:, 0], x[:, 1], x[:, 0] + x[:, 2], x[:, 1] + x[:, 3]], axis=1)
+    boxes[lay.person_row] = people.person_box[sel.frames]
+    x = objs.xywh[lay.obj_sel]
+    boxes[lay.obj_row] = np.stack([x[:, 0], x[:, 1], x[:, 0] + x[:, 2], x[:, 1] + x[:, 3]], axis=1)
     box_labels = np.empty(n_b, np.int64)
-    box_labels[person_row] = PERSON
-    box_labels[obj_row] = cls_idx[obj_sel]
-    box_frame = np.repeat(np.arange(n_f), n_obj_frame + 1)
+    box_labels[lay.person_row] = PERSON
+    box_labels[lay.obj_row] = objs.labels[lay.obj_sel]
+    box_frame = np.repeat(np.arange(sel.frames.size), np.diff(lay.box_start))
+    return boxes, box_labels, box_frame
 
-    # ---- pair labels (one pair per object, in object order) ------------------
-    pos_of_sel = np.full(n_sel, -1, np.int64)
-    pos_of_sel[obj_sel] = np.arange(obj_sel.size)
-    att_lens = lengths[ATTENTION.name]
-    att_first = np.full(n_sel, -1, np.int64)
+
+def _pair_labels(objs: _ObjectColumns, lay: _BoxLayout) -> dict[str, np.ndarray]:
+    """Training labels of the (person, object) pairs, one per kept object."""
+    n_obj = objs.owner.size
+    pos_of_obj = np.full(n_obj, -1, np.int64)
+    pos_of_obj[lay.obj_sel] = np.arange(lay.obj_sel.size)
+    att_lens = objs.lengths[0]
+    att_first = np.full(n_obj, -1, np.int64)
     has_att = att_lens > 0
     att_offsets = np.cumsum(att_lens) - att_lens
-    att_first[has_att] = flat_pred[0][att_offsets[has_att]] - ATTENTION.start
-    multi_hot: dict[str, np.ndarray] = {}
+    att_first[has_att] = objs.predicates[0][att_offsets[has_att]] - ATTENTION.start
+    out = {
+        "pair_frame": lay.obj_frame.astype(np.int64),
+        "pair_subject": lay.person_row[lay.obj_frame],
+        "pair_object": lay.obj_row.astype(np.int64),
+        "pair_attention": att_first[lay.obj_sel],
+    }
     for fi, family in ((1, SPATIAL), (2, CONTACTING)):
-        mh = np.zeros((obj_sel.size, family.size), dtype=bool)
-        pos = pos_of_sel[flat_owner[fi]]
+        mh = np.zeros((lay.obj_sel.size, family.size), dtype=bool)
+        pos = pos_of_obj[objs.pred_owner[fi]]
         use = pos >= 0
-        mh[pos[use], flat_pred[fi][use] - family.start] = True
-        multi_hot[family.name] = mh
+        mh[pos[use], objs.predicates[fi][use] - family.start] = True
+        out[f"pair_{family.name}"] = mh
+    return out
 
-    # ---- triplets (per object: attention, spatial, contacting) -------------
-    t_pos = pos_of_sel[np.concatenate(flat_owner)]
-    t_pred = np.concatenate(flat_pred)
-    t_fam = np.concatenate([np.full(p.size, i, np.int64) for i, p in enumerate(flat_pred)])
+
+def _triplets(objs: _ObjectColumns, lay: _BoxLayout) -> dict[str, np.ndarray]:
+    """GT triplets per kept object: attention, spatial (reversed), contacting."""
+    pos_of_obj = np.full(objs.owner.size, -1, np.int64)
+    pos_of_obj[lay.obj_sel] = np.arange(lay.obj_sel.size)
+    t_pos = pos_of_obj[np.concatenate(objs.pred_owner)]
+    t_pred = np.concatenate(objs.predicates)
+    t_fam = np.concatenate([np.full(p.size, i, np.int64) for i, p in enumerate(objs.predicates)])
     use = t_pos >= 0
     t_pos, t_pred, t_fam = t_pos[use], t_pred[use], t_fam[use]
     t_order = np.lexsort((t_fam, t_pos))  # stable: list order kept within a family
     t_pos, t_pred, t_fam = t_pos[t_order], t_pred[t_order], t_fam[t_order]
-    t_frame = obj_frame[t_pos]
-    t_obj_row = obj_row[t_pos]
-    t_person_row = person_row[t_frame]
+    t_frame = lay.obj_frame[t_pos]
+    t_obj_row = lay.obj_row[t_pos]
+    t_person_row = lay.person_row[t_frame]
     spatial = t_fam == 1
-    t_subject = np.where(spatial, t_obj_row, t_person_row)
-    t_object = np.where(spatial, t_person_row, t_obj_row)
-
-    video_start = np.zeros(kept_videos.size + 1, np.int64)
-    np.cumsum(np.bincount(frame_video, minlength=kept_videos.size), out=video_start[1:])
-    arrays = {
-        "videos": videos_all[kept_videos].astype(str),
-        "video_start": video_start,
-        "frame_keys": key_array[frames],
-        "frame_video": frame_video.astype(np.int64),
-        "frame_size": frame_size[frames],
-        "box_start": box_start,
-        "box_frame": box_frame,
-        "boxes": boxes,
-        "box_labels": box_labels,
+    return {
         "triplet_frame": t_frame.astype(np.int64),
-        "triplet_subject": t_subject.astype(np.int64),
-        "triplet_object": t_object.astype(np.int64),
+        "triplet_subject": np.where(spatial, t_obj_row, t_person_row).astype(np.int64),
+        "triplet_object": np.where(spatial, t_person_row, t_obj_row).astype(np.int64),
         "triplet_predicate": t_pred.astype(np.int64),
-        "frame_numbers": numbers,
-        "frame_has_person": has_person[frames],  # all True if filter_nonperson_box_frame
-        "pair_frame": obj_frame.astype(np.int64),
-        "pair_subject": person_row[obj_frame],
-        "pair_object": obj_row.astype(np.int64),
-        "pair_attention": att_first[obj_sel],
-        "pair_spatial": multi_hot[SPATIAL.name],
-        "pair_contacting": multi_hot[CONTACTING.name],
     }
-    _check_consistent(arrays)
-    return arrays
+
+
+def _parse(
+    ann: Path,
+    split: str,
+    *,
+    filter_small_boxes: bool,
+    filter_nonperson_box_frame: bool,
+    show_progress: bool,
+) -> ParsedSplit:
+    """Read the two pickles and build the split (the steps above, in order)."""
+    person, objects = _read_release(ann, show_progress)
+    frames = _collect_frames(
+        person,
+        objects,
+        split,
+        filter_nonperson_box_frame=filter_nonperson_box_frame,
+        show_progress=show_progress,
+        ann=ann,
+    )
+    del person, objects  # free the other frames' records now (lowers the peak memory)
+    people = _person_columns(frames)
+    objs = _object_columns(frames)
+    sel = _select_frames(frames, objs, filter_small_boxes)
+    del frames
+    lay = _layout_boxes(objs, sel)
+    boxes, box_labels, box_frame = _boxes(people, objs, sel, lay)
+    video_start = np.zeros(sel.videos.size + 1, np.int64)
+    np.cumsum(np.bincount(sel.frame_video, minlength=sel.videos.size), out=video_start[1:])
+    gt = GroundTruth(
+        videos=sel.videos,
+        video_start=video_start,
+        frame_keys=sel.keys,
+        frame_video=sel.frame_video,
+        frame_size=people.frame_size[sel.frames],
+        box_start=lay.box_start,
+        box_frame=box_frame,
+        boxes=boxes,
+        box_labels=box_labels,
+        **_triplets(objs, lay),
+    )
+    return ParsedSplit.from_arrays(
+        {
+            **{name: getattr(gt, name) for name in _GT_FIELDS},
+            "frame_numbers": sel.numbers,
+            "frame_has_person": people.has_person[sel.frames],  # all True when filtered
+            **_pair_labels(objs, lay),
+        }
+    )
 
 
 # --------------------------------------------------------------------------
@@ -741,23 +1038,22 @@ def load_split(
         "filter_small_boxes": bool(filter_small_boxes),
         "filter_nonperson_box_frame": bool(filter_nonperson_box_frame),
     }
-    arrays = None
+    parsed = None
     cache_path = None
     if cache:
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         file_name, cache_key = _cache_identity(ann, split, options)
         cache_path = folder / file_name
-        arrays = _read_cache(cache_path, cache_key)
-    if arrays is None:
+        parsed = _read_cache(cache_path, cache_key)
+    if parsed is None:
         with gc_paused():  # millions of records are built and dropped; none are cyclic garbage
-            arrays = _parse(ann, split, show_progress=show_progress, **options)
+            parsed = _parse(ann, split, show_progress=show_progress, **options)
         if cache_path is not None:
-            _write_cache(cache_path, cache_key, arrays)
-    gt = GroundTruth(**{name: arrays[name] for name in _GT_FIELDS})
+            _write_cache(cache_path, cache_key, parsed)
     return ActionGenomeSplit(
         root=root,
         split=split,
-        gt=gt,
-        **{name: arrays[name] for name in _SPLIT_ARRAYS},
+        gt=parsed.gt,
+        **{name: getattr(parsed, name) for name in _SPLIT_ARRAYS},
         **options,
     )

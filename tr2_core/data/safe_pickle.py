@@ -22,9 +22,22 @@ file and the refused global (``module.name``) *before* it is imported or
 called. A truncated or corrupt file raises
 :class:`~tr2_core.errors.DatasetError` naming the file.
 
-The allow-list stops code execution, not resource exhaustion: a crafted file
-can still ask for a huge array; that surfaces as a ``DatasetError``
-(``MemoryError``) or as the memory limit of the process.
+Names are not enough: allowed NumPy callables can be fed a dtype whose pickled
+state lies (an object dtype whose flags claim "no references", a structured
+dtype hiding an object field), and an array built with it turns raw bytes of
+the file into object pointers (a segfault on first use). So every allowed
+callable that builds a dtype, array or scalar is wrapped, and what it builds
+is checked *after construction*, by structure, never by the flags it claims
+(:func:`check_dtype`): no object dtype at any nesting, field offsets inside
+the item. Arrays are built as :class:`CheckedArray` (an ``ndarray`` subclass
+whose ``__setstate__`` checks the dtype before NumPy copies any bytes).
+
+The same wrappers bound what one call may allocate beyond the bytes of the
+file (:data:`MAX_UNBACKED_BYTES`): an array shape, ``bytes(n)``,
+``bytearray(n)``; ``str()`` only decodes text (``str(container)`` would
+expand repeated references without bound). What the loader does with the
+records it gets is bounded by its own field checks
+(:mod:`tr2_core.data.action_genome`).
 
 Python 2 pickles are read with ``encoding='latin1'``, the setting NumPy
 documents for Python 2 array pickles; Python 3 pickles are unaffected by it.
@@ -36,6 +49,7 @@ import _codecs
 import builtins
 import collections
 import contextlib
+import functools
 import gc
 import importlib
 import io
@@ -45,9 +59,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tr2_core.errors import DatasetError, Tr2Error, UnsafePickleError
+import numpy as np
 
-__all__ = ["safe_load", "safe_loads", "SafeUnpickler", "ALLOWED_GLOBALS", "gc_paused"]
+from tr2_core.errors import DatasetError, Tr2Error, UnsafePickleError, clip
+
+__all__ = [
+    "safe_load",
+    "safe_loads",
+    "SafeUnpickler",
+    "ALLOWED_GLOBALS",
+    "MAX_UNBACKED_BYTES",
+    "CheckedArray",
+    "check_dtype",
+    "gc_paused",
+]
+
+MAX_UNBACKED_BYTES = 1 << 20
+"""Most memory (bytes) one allowed call may allocate that is not read from the
+file (pickles written by NumPy and Python ask for none)."""
 
 _SAFE_CODECS = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "ascii"})
 _SAFE_CODECS |= {"utf-8", "utf8", "utf_8"}
@@ -64,6 +93,135 @@ def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     if encoding.lower() not in _SAFE_CODECS:
         raise _RefusedCall(f"_codecs.encode with codec {encoding!r}")
     return _codecs.encode(obj, encoding, errors)
+
+
+def _check_unbacked(count: Any, itemsize: int, what: str) -> None:
+    """Refuse a request for more than :data:`MAX_UNBACKED_BYTES` of fresh memory."""
+    if count == (0,):
+        return  # what NumPy's own pickles ask for
+    dims = count if isinstance(count, tuple) else (count,)
+    if not all(type(d) is int and d >= 0 for d in dims):
+        raise _RefusedCall(f"{what} with size {clip(repr(count), 80)}")
+    total = itemsize
+    for d in dims:
+        total *= d
+    if total > MAX_UNBACKED_BYTES:
+        raise _RefusedCall(
+            f"{what} asking for {total:,} bytes not stored in the file "
+            f"(at most {MAX_UNBACKED_BYTES:,})"
+        )
+
+
+def check_dtype(dtype: Any, *, _depth: int = 0) -> np.dtype:
+    """``dtype`` if it is a plain-data dtype, judged by structure, not flags.
+
+    Refused (:class:`UnsafePickleError` once wrapped by the unpickler): object
+    dtypes at any nesting (fields, subarrays), fields that are not dtypes or
+    lie outside the item, nesting deeper than 32.
+    """
+    if not isinstance(dtype, np.dtype):
+        raise _RefusedCall(f"a dtype field holding {type(dtype).__name__}, not a dtype")
+    if dtype.fields is None and dtype.subdtype is None and dtype.kind != "O":
+        return dtype  # the common case, first: an unstructured plain-data dtype
+    if _depth > 32:
+        raise _RefusedCall("a dtype nested more than 32 levels")
+    if dtype.kind == "O" or dtype.type is np.object_:
+        raise _RefusedCall(f"dtype {clip(str(dtype), 80)}: object dtypes hold pointers")
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        check_dtype(base, _depth=_depth + 1)
+        count = int(np.prod(shape, dtype=np.int64))
+        if base.itemsize * count != dtype.itemsize:
+            raise _RefusedCall(f"dtype {clip(str(dtype), 80)}: subarray size mismatch")
+    for spec in (dtype.fields or {}).values():
+        if not isinstance(spec, tuple) or len(spec) < 2 or type(spec[1]) is not int:
+            raise _RefusedCall("a structured dtype with a malformed field")
+        field, offset = spec[0], spec[1]
+        check_dtype(field, _depth=_depth + 1)
+        if offset < 0 or offset + field.itemsize > dtype.itemsize:
+            raise _RefusedCall("a structured dtype with a field outside its item")
+    return dtype
+
+
+def _dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """``numpy.dtype`` as pickles call it; the result is checked as built."""
+    return check_dtype(np.dtype(obj, bool(align), bool(copy)))
+
+
+class CheckedArray(np.ndarray):
+    """What ``numpy.ndarray`` resolves to in annotation pickles: an ndarray
+    whose construction and ``__setstate__`` check the dtype (by structure) and
+    the memory asked for before NumPy reads any byte of the state."""
+
+    def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> CheckedArray:
+        dt = check_dtype(np.dtype(dtype))
+        if args or kwargs:  # a buffer would be reinterpreted: not something data needs
+            raise _RefusedCall("numpy.ndarray called with a buffer")
+        _check_unbacked(shape, dt.itemsize, "numpy.ndarray")
+        return super().__new__(cls, shape, dt)
+
+    def __setstate__(self, state: Any) -> None:
+        # NumPy's layout: ([version,] shape, dtype, is_fortran, data)
+        if type(state) is not tuple or len(state) not in (4, 5):
+            raise _RefusedCall("an array state that is not NumPy's")
+        check_dtype(state[-3])
+        super().__setstate__(state)
+
+    def __reduce__(self) -> Any:
+        # pickles as a plain ndarray (this class is an unpickling detail)
+        return np.asarray(self).__reduce__()
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> CheckedArray:
+    """``multiarray._reconstruct`` building a :class:`CheckedArray`."""
+    if subtype is not CheckedArray:
+        raise _RefusedCall("multiarray._reconstruct of a class other than numpy.ndarray")
+    dt = check_dtype(np.dtype(dtype))
+    _check_unbacked(shape, dt.itemsize, "multiarray._reconstruct")
+    return _numpy_core_module("multiarray")._reconstruct(CheckedArray, shape, dt)
+
+
+def _scalar(dtype: Any, *args: Any) -> Any:
+    """``multiarray.scalar`` for plain-data dtypes only."""
+    return _numpy_core_module("multiarray").scalar(check_dtype(dtype), *args)
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """``numeric._frombuffer`` (protocol 5) for plain-data dtypes only."""
+    dt = check_dtype(np.dtype(dtype))
+    return _numpy_core_module("numeric")._frombuffer(buffer, dt, shape, order)
+
+
+def _sized(kind: type) -> Callable[..., Any]:
+    """``bytes`` / ``bytearray`` refusing ``kind(n)`` beyond :data:`MAX_UNBACKED_BYTES`."""
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            _check_unbacked(args[0], 1, f"{kind.__name__}(n)")
+        return kind(*args)
+
+    return build
+
+
+def _text(*args: Any) -> str:
+    """``str`` decoding text only: ``str(container)`` would expand repeated
+    references into an unbounded repr."""
+    if args and not isinstance(args[0], (str, bytes, bytearray)):
+        raise _RefusedCall(f"str() of a {type(args[0]).__name__}")
+    return str(*args)
+
+
+# Allowed globals that are wrapped (checked) rather than resolved as they are.
+_GUARDED: dict[str, Callable[..., Any]] = {
+    "builtins.bytes": _sized(bytes),
+    "builtins.bytearray": _sized(bytearray),
+    "builtins.str": _text,
+    "numpy.dtype": _dtype,
+    "numpy.ndarray": CheckedArray,
+    "numpy._core.multiarray._reconstruct": _reconstruct,
+    "numpy._core.multiarray.scalar": _scalar,
+    "numpy._core.numeric._frombuffer": _frombuffer,
+}
 
 
 _BUILTIN_NAMES = (
@@ -101,6 +259,7 @@ def _canonical(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
+@functools.cache
 def _numpy_core_module(submodule: str) -> Any:
     """``numpy._core.<submodule>`` on NumPy 2, ``numpy.core.<submodule>`` on 1.x."""
     try:
@@ -110,18 +269,15 @@ def _numpy_core_module(submodule: str) -> Any:
 
 
 def _resolve(canonical: str) -> Any:
+    if canonical in _GUARDED:
+        return _GUARDED[canonical]
     if canonical == "_codecs.encode":
         return _codecs_encode
     if canonical == "collections.OrderedDict":
         return collections.OrderedDict
     module, _, name = canonical.rpartition(".")
-    if module == "builtins":
-        return getattr(builtins, name)
-    import numpy as np
-
-    if module == "numpy":
-        return getattr(np, name)
-    return getattr(_numpy_core_module(module.rpartition(".")[2]), name)
+    assert module == "builtins", canonical  # every NumPy global is guarded
+    return getattr(builtins, name)
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -188,11 +344,14 @@ def _load_from(file: BinaryIO, source: str) -> object:
         msg = f"{source}: refused {exc}: not allowed in annotation pickles"
         raise UnsafePickleError(msg) from exc
     except MemoryError as exc:
-        raise DatasetError(f"{source}: out of memory while unpickling ({exc})") from exc
+        raise DatasetError(f"{source}: out of memory while unpickling ({clip(str(exc))})") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{source}: cannot unpickle, nesting too deep") from exc
     except Exception as exc:  # truncated / corrupt data surfaces as many types
         kind = "truncated" if isinstance(exc, EOFError) else "corrupt"
         raise DatasetError(
-            f"{source}: cannot unpickle, the file is {kind} ({type(exc).__name__}: {exc})"
+            f"{source}: cannot unpickle, the file is {kind} ({type(exc).__name__}: "
+            f"{clip(str(exc))})"
         ) from exc
 
 

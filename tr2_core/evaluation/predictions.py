@@ -30,19 +30,27 @@ first offending row:
 * ``box_scores`` and the three predicate score arrays in ``[0, 1]``.
 
 Whether each predicted frame is a frame of the ground-truth split is checked by
-the evaluator, which has the ground truth.
+the evaluator, which has the ground truth; :func:`check_frame_coverage` warns
+about ground-truth frames the file does not predict (they score 0).
+
+Before any array is inflated, :func:`load_predictions` reads the zip directory
+and each array's ``.npy`` header: an array whose header does not match its
+stored size, or that inflates more than :data:`MAX_INFLATION` times its
+compressed size (beyond :data:`INFLATION_FREE_BYTES`), is refused.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from tr2_core.errors import PredictionsError
+from tr2_core.errors import PredictionsError, clip, describe
+from tr2_core.outputs import atomic_write
 from tr2_core.types import Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
 
@@ -51,8 +59,17 @@ __all__ = [
     "save_predictions",
     "validate_predictions",
     "empty_predictions",
+    "check_frame_coverage",
     "ARRAY_SPECS",
+    "MAX_INFLATION",
+    "INFLATION_FREE_BYTES",
 ]
+
+MAX_INFLATION = 64
+"""Most an array may grow when inflated from the zip (``np.savez_compressed``
+of real scores stays far below; a zip bomb is far above)."""
+INFLATION_FREE_BYTES = 64 << 20
+"""Arrays up to this size (bytes) are read whatever their compression ratio."""
 
 # name -> (dtype kind check, contract dtype, trailing shape after the row axis, length group)
 _INT, _FLOAT, _STR = "integer", "floating", "unicode string"
@@ -206,34 +223,110 @@ def validate_predictions(preds: Predictions, source: str = "predictions") -> Pre
     return p
 
 
+def _check_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, source: str) -> None:
+    """Bound an array before inflating it: the zip directory's sizes and the
+    ``.npy`` header (dtype, shape) must agree, within :data:`MAX_INFLATION`."""
+    if info.file_size > INFLATION_FREE_BYTES and info.file_size > MAX_INFLATION * max(
+        info.compress_size, 1
+    ):
+        raise PredictionsError(
+            f"{source}: array '{name}' would inflate from {info.compress_size:,} to "
+            f"{info.file_size:,} bytes (more than {MAX_INFLATION}x): refused"
+        )
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _fortran, dtype = read_header(member)
+        header_bytes = member.tell()
+    if dtype.hasobject or dtype.kind == "O":
+        raise PredictionsError(
+            f"{source}: array '{name}' cannot be read without unpickling (dtype "
+            f"{describe(str(dtype))}); store strings as a unicode array (dtype=str)"
+        )
+    count = 1
+    for dim in shape:
+        count *= dim
+    if header_bytes + count * dtype.itemsize != info.file_size:
+        raise PredictionsError(
+            f"{source}: array '{name}' header says {describe(shape)} {dtype} but the file "
+            f"stores {info.file_size - header_bytes:,} bytes of data (corrupt file)"
+        )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The contract's arrays of an ``.npz`` file, each bounded before it is read."""
+    if not zipfile.is_zipfile(path):
+        hint = " (a .npy holds one array; predictions are a .npz of named arrays)"
+        raise PredictionsError(f"{path}: not a .npz file{hint if path.suffix == '.npy' else ''}")
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, np.load(path, allow_pickle=False) as npz:
+        members = {info.filename: info for info in zf.infolist()}
+        for name in ARRAY_SPECS:
+            info = members.get(f"{name}.npy")
+            if info is None:
+                continue
+            _check_member(zf, info, name, str(path))
+            arrays[name] = npz[name]
+    return arrays
+
+
 def load_predictions(path: str | os.PathLike[str]) -> Predictions:
     """Read and validate a predictions ``.npz`` (never unpickles anything).
 
     Raises:
-        PredictionsError: unreadable file, or any rule of the contract broken
-            (the message names the file and the array).
+        PredictionsError: unreadable file, an array that would inflate beyond
+            bounds, or any rule of the contract broken (the message names the
+            file and the array).
     """
     path = Path(path)
     if not path.is_file():
-        raise PredictionsError(f"{path}: no such predictions file")
+        what = "a folder, not a predictions file" if path.is_dir() else "no such predictions file"
+        raise PredictionsError(f"{path}: {what}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays: dict[str, np.ndarray] = {}
-            for name in ARRAY_SPECS:
-                if name not in npz.files:
-                    continue
-                try:
-                    arrays[name] = npz[name]
-                except ValueError as e:  # object arrays need pickle: refused
-                    raise PredictionsError(
-                        f"{path}: array '{name}' cannot be read without unpickling "
-                        f"({e}); store strings as a unicode array (dtype=str)"
-                    ) from None
+        arrays = _read_arrays(path)
     except PredictionsError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise PredictionsError(f"{path}: not a readable .npz file ({e})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        raise PredictionsError(f"{path}: not a readable .npz file ({clip(str(e))})") from None
     return validate_predictions(_normalise(arrays, str(path)), source=str(path))
+
+
+def check_frame_coverage(
+    gt_frame_keys: np.ndarray, preds: Predictions, source: str, *, strict: bool = False
+) -> int:
+    """Ground-truth frames that ``preds`` does not predict (they score 0).
+
+    Warns (``UserWarning``), or raises with ``strict``, naming the count and the
+    first missing frame in ground-truth order.
+
+    Args:
+        gt_frame_keys: (F,) str the split's frame keys.
+        preds: the predictions.
+        source: what to call them in the message (the file path).
+        strict: raise instead of warning.
+
+    Returns:
+        The number of missing frames.
+
+    Raises:
+        PredictionsError: with ``strict``, when a frame is missing.
+    """
+    missing = ~np.isin(gt_frame_keys, preds.frame_keys)
+    n_missing = int(missing.sum())
+    if n_missing:
+        first = str(gt_frame_keys[int(np.flatnonzero(missing)[0])])
+        message = (
+            f"{source}: {n_missing} of {len(gt_frame_keys)} ground-truth frames have no "
+            f"predictions (first: {describe(first)}); they score 0"
+        )
+        if strict:
+            raise PredictionsError(message)
+        warnings.warn(message, stacklevel=2)
+    return n_missing
 
 
 def save_predictions(path: str | os.PathLike[str], preds: Predictions) -> Path:
@@ -247,16 +340,8 @@ def save_predictions(path: str | os.PathLike[str], preds: Predictions) -> Path:
     """
     path = Path(path)
     preds = validate_predictions(preds, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{name: getattr(preds, name) for name in Predictions.FIELDS})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    arrays = {name: getattr(preds, name) for name in Predictions.FIELDS}
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def empty_predictions() -> Predictions:

@@ -79,20 +79,17 @@ Everything follows from one number per GT triplet and setting: the rank
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tr2_core.errors import ConfigError, PredictionsError
-from tr2_core.evaluation.metrics import PREDICATE_FAMILY, recall_tables, summarise
+from tr2_core.evaluation.metrics import PREDICATE_FAMILY
 from tr2_core.evaluation.predictions import validate_predictions
+from tr2_core.evaluation.result import UNMATCHED, EvaluationResult
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, NUM_PREDICATES
-
-if TYPE_CHECKING:
-    from tr2_core.evaluation.breakdown import RelationChanges
 
 __all__ = [
     "TASKS",
@@ -119,8 +116,6 @@ SEMI_THRESHOLD: float = 0.9
 NO_CONSTRAINT_LIMIT: int = 100
 """``no``: only the first 100 ranked cells of a frame are predictions."""
 IOU_THRESHOLD: float = 0.5
-UNMATCHED: int = int(np.iinfo(np.int64).max)
-"""Rank of a GT triplet that no candidate matches."""
 
 _NC = NUM_OBJECT_CLASSES
 _ROWS_PER_PAIR = len(FAMILIES)  # attention, spatial, contacting rows
@@ -237,6 +232,64 @@ def _expand(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return seg, within
 
 
+def _match_triplets(
+    gt: GroundTruth,
+    preds: Predictions,
+    pair_frame: np.ndarray,
+    sub: np.ndarray,
+    obj: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (GT triplet, predicted pair) whose boxes match: same frame, same
+    labels, both boxes at legacy IoU >= 0.5, in either orientation of the pair.
+
+    Args:
+        pair_frame, sub, obj: (P,) GT frame row, subject box and object box of
+            each predicted pair (pairs sorted by frame).
+
+    Returns:
+        (M,) triplet index, (M,) pair index, (M,) bool the pair matched reversed
+        (its object box is the triplet's subject).
+    """
+    # Join GT triplets with oriented pairs on (frame, subject label, object label).
+    labels = preds.box_labels
+    num_pairs = int(pair_frame.shape[0])
+    pair_ids = np.arange(num_pairs, dtype=np.int64)
+    o_pair = np.concatenate([pair_ids, pair_ids])
+    o_reversed = np.repeat(np.array([False, True]), num_pairs)
+    o_sub = np.concatenate([sub, obj])
+    o_obj = np.concatenate([obj, sub])
+    o_key = (np.concatenate([pair_frame, pair_frame]) * _NC + labels[o_sub]) * _NC + labels[o_obj]
+    key_order = np.argsort(o_key, kind="stable")
+    sorted_keys = o_key[key_order]
+
+    t_sub = np.asarray(gt.triplet_subject, dtype=np.int64)
+    t_obj = np.asarray(gt.triplet_object, dtype=np.int64)
+    # GT triplets share (subject box, object box) pairs: match those once.
+    num_gt_boxes = int(np.asarray(gt.boxes).shape[0])
+    g_key, g_of_triplet = np.unique(t_sub * num_gt_boxes + t_obj, return_inverse=True)
+    g_sub, g_obj = g_key // num_gt_boxes, g_key % num_gt_boxes
+    gt_labels = np.asarray(gt.box_labels, dtype=np.int64)
+    g_join = (np.asarray(gt.box_frame)[g_sub] * _NC + gt_labels[g_sub]) * _NC + gt_labels[g_obj]
+    lo = np.searchsorted(sorted_keys, g_join, side="left")
+    count = np.searchsorted(sorted_keys, g_join, side="right") - lo
+    j_gt, within = _expand(count)
+    j_oriented = key_order[lo[j_gt] + within]
+    gt_boxes = np.asarray(gt.boxes, dtype=np.float64)
+    pred_boxes = np.asarray(preds.boxes, dtype=np.float64)
+    ok = legacy_iou(gt_boxes[g_sub[j_gt]], pred_boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    ok = legacy_iou(gt_boxes[g_obj[j_gt]], pred_boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD
+    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
+    # Back to triplets: every triplet of a matched GT box pair.
+    triplets_by_pair = np.argsort(g_of_triplet, kind="stable")
+    pair_count = np.bincount(g_of_triplet, minlength=g_key.shape[0])
+    pair_start = np.cumsum(pair_count) - pair_count
+    j_match, within = _expand(pair_count[j_gt])
+    j_triplet = triplets_by_pair[pair_start[j_gt][j_match] + within]
+    j_oriented = j_oriented[j_match]
+    return j_triplet, o_pair[j_oriented], o_reversed[j_oriented]
+
+
 def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Prepared:
     num_frames = gt.num_frames
     frame_rows = _ground_truth_frame_rows(gt, preds, source)
@@ -271,46 +324,8 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         box_score = preds.box_scores.astype(np.float64)
     pair_score = box_score[sub] * box_score[obj]
 
-    # Join GT triplets with oriented pairs on (frame, subject label, object label).
-    labels = preds.box_labels
-    pair_ids = np.arange(num_pairs, dtype=np.int64)
-    o_pair = np.concatenate([pair_ids, pair_ids])
-    o_reversed = np.repeat(np.array([False, True]), num_pairs)
-    o_sub = np.concatenate([sub, obj])
-    o_obj = np.concatenate([obj, sub])
-    o_key = (np.concatenate([pair_frame, pair_frame]) * _NC + labels[o_sub]) * _NC + labels[o_obj]
-    key_order = np.argsort(o_key, kind="stable")
-    sorted_keys = o_key[key_order]
-
-    t_frame = np.asarray(gt.triplet_frame, dtype=np.int64)
-    t_sub = np.asarray(gt.triplet_subject, dtype=np.int64)
-    t_obj = np.asarray(gt.triplet_object, dtype=np.int64)
-    # GT triplets share (subject box, object box) pairs: match those once.
-    num_gt_boxes = int(np.asarray(gt.boxes).shape[0])
-    g_key, g_of_triplet = np.unique(t_sub * num_gt_boxes + t_obj, return_inverse=True)
-    g_sub, g_obj = g_key // num_gt_boxes, g_key % num_gt_boxes
-    gt_labels = np.asarray(gt.box_labels, dtype=np.int64)
-    g_join = (np.asarray(gt.box_frame)[g_sub] * _NC + gt_labels[g_sub]) * _NC + gt_labels[g_obj]
-    lo = np.searchsorted(sorted_keys, g_join, side="left")
-    count = np.searchsorted(sorted_keys, g_join, side="right") - lo
-    j_gt, within = _expand(count)
-    j_oriented = key_order[lo[j_gt] + within]
-    gt_boxes = np.asarray(gt.boxes, dtype=np.float64)
-    pred_boxes = np.asarray(preds.boxes, dtype=np.float64)
-    ok = legacy_iou(gt_boxes[g_sub[j_gt]], pred_boxes[o_sub[j_oriented]]) >= IOU_THRESHOLD
-    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
-    ok = legacy_iou(gt_boxes[g_obj[j_gt]], pred_boxes[o_obj[j_oriented]]) >= IOU_THRESHOLD
-    j_gt, j_oriented = j_gt[ok], j_oriented[ok]
-    # Back to triplets: every triplet of a matched GT box pair.
-    triplets_by_pair = np.argsort(g_of_triplet, kind="stable")
-    pair_count = np.bincount(g_of_triplet, minlength=g_key.shape[0])
-    pair_start = np.cumsum(pair_count) - pair_count
-    j_match, within = _expand(pair_count[j_gt])
-    j_triplet = triplets_by_pair[pair_start[j_gt][j_match] + within]
-    j_oriented = j_oriented[j_match]
-    rev = o_reversed[j_oriented]
+    j_triplet, j_pair, rev = _match_triplets(gt, preds, pair_frame, sub, obj)
     fwd = ~rev
-    j_pair = o_pair[j_oriented]
     # A forward pair owns an attention row and a contacting row, a reversed one a spatial row.
     entry_triplet = np.concatenate([j_triplet[fwd], j_triplet[fwd], j_triplet[rev]])
     entry_pair = np.concatenate([j_pair[fwd], j_pair[fwd], j_pair[rev]])
@@ -337,7 +352,7 @@ def _prepare(gt: GroundTruth, preds: Predictions, task: str, source: str) -> _Pr
         entry_block=entry_block,
         entry_predicate=entry_predicate,
         entry_own=PREDICATE_FAMILY[entry_predicate] == entry_block,
-        triplet_frame=t_frame,
+        triplet_frame=np.asarray(gt.triplet_frame, dtype=np.int64),
         triplet_predicate=np.asarray(gt.triplet_predicate, dtype=np.int64),
     )
 
@@ -633,86 +648,6 @@ def _rank_setting(prep: _Prepared, setting: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------
 # Public API
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Per-triplet outcome of one evaluation; all metrics derive from it.
-
-    Attributes:
-        gt: the ground truth evaluated against.
-        task: ``'predcls'``, ``'sgcls'`` or ``'sgdet'``.
-        settings: canonical setting names, e.g. ``('with', 'semi', 'no', 'top6')``.
-        ks: the K of R@K / mR@K.
-        ranks: setting -> (T,) int64, the 0-based rank inside its frame of the
-            first candidate matching each GT triplet (:data:`UNMATCHED` if none;
-            for ``no`` only the first 100 candidates count).
-    """
-
-    gt: GroundTruth
-    task: str
-    settings: tuple[str, ...]
-    ks: tuple[int, ...]
-    ranks: Mapping[str, np.ndarray]
-
-    def matched(self, setting: str) -> np.ndarray:
-        """(T, len(ks)) bool: triplet matched within its frame's top K."""
-        return self.ranks[setting][:, None] < np.asarray(self.ks, dtype=np.int64)[None, :]
-
-    @property
-    def frame_has_triplets(self) -> np.ndarray:
-        """(F,) bool: frames that count (those with at least one GT triplet)."""
-        return np.bincount(self.gt.triplet_frame, minlength=self.gt.num_frames) > 0
-
-    def frame_recall(self, setting: str) -> np.ndarray:
-        """(F, len(ks)) float64 per-frame R@K; NaN for frames without GT triplets."""
-        gt = self.gt
-        gt_count = np.bincount(gt.triplet_frame, minlength=gt.num_frames)
-        matched = self.matched(setting)
-        out = np.full((gt.num_frames, len(self.ks)), np.nan)
-        has = gt_count > 0
-        for col in range(len(self.ks)):
-            hits = np.bincount(gt.triplet_frame, weights=matched[:, col], minlength=gt.num_frames)
-            out[has, col] = hits[has] / gt_count[has]
-        return out
-
-    def metrics(self, *, breakdowns: bool = True, changes: RelationChanges | None = None) -> dict:
-        """The metrics file's structure (fractions in [0, 1]).
-
-        ``{setting: {'R@K': .., 'mR@K': ..}, ..., 'frames': N, 'task': ..,
-        'triplets': T}`` plus, with ``breakdowns``, ``'families'`` and
-        ``'time_variant'`` (see :mod:`tr2_core.evaluation.breakdown`).
-        Values are ``None`` where undefined (no GT triplet). ``changes``:
-        precomputed :func:`~tr2_core.evaluation.breakdown.relation_changes`.
-        """
-        from tr2_core.evaluation.breakdown import breakdown_metrics
-
-        gt = self.gt
-        if breakdowns:
-            full = breakdown_metrics(self, changes)
-            out = {setting: full[setting] for setting in self.settings}
-        else:
-            full = {}
-            out = {
-                setting: summarise(
-                    recall_tables(
-                        self.ranks[setting],
-                        gt.triplet_frame,
-                        gt.triplet_predicate,
-                        gt.num_frames,
-                        self.ks,
-                    ),
-                    {"all": None},
-                )["all"]
-                for setting in self.settings
-            }
-        out["frames"] = int(self.frame_has_triplets.sum())
-        out["task"] = self.task
-        out["triplets"] = int(gt.triplet_frame.shape[0])
-        if breakdowns:
-            out["families"] = full["families"]
-            out["time_variant"] = full["time_variant"]
-        return out
 
 
 def evaluate_detailed(

@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from tr2_core.evaluation.breakdown import RelationChanges, change_gain_curve, relation_changes
-from tr2_core.evaluation.recall import EvaluationResult
+from tr2_core.errors import PredictionsError
+from tr2_core.evaluation.breakdown import change_gain_curve
+from tr2_core.evaluation.changes import RelationChanges, relation_changes
+from tr2_core.evaluation.result import EvaluationResult
+from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.vocab import FAMILIES
 
 __all__ = [
@@ -21,14 +24,23 @@ __all__ = [
     "save_per_frame",
     "load_per_frame",
     "compare_per_frame",
+    "is_per_frame_file",
+    "setting_label",
+    "task_label",
 ]
 
 _TASK_NAMES = {"predcls": "PredCls", "sgcls": "SGCls", "sgdet": "SGDet"}
 _SETTING_NAMES = {"with": "With", "semi": "Semi", "no": "No"}
 
 
-def _setting_label(name: str) -> str:
+def setting_label(name: str) -> str:
+    """``'with'`` -> ``'With'``, ``'top6'`` -> ``'Top-6'``."""
     return _SETTING_NAMES.get(name, f"Top-{name[3:]}" if name.startswith("top") else name)
+
+
+def task_label(name: str | None) -> str:
+    """``'predcls'`` -> ``'PredCls'``."""
+    return _TASK_NAMES.get(str(name), str(name or ""))
 
 
 def _settings_of(metrics: Mapping[str, Any]) -> list[str]:
@@ -56,11 +68,11 @@ def format_table(rows: Sequence[tuple[str, Mapping[str, float | None]]], first: 
 def format_report(metrics: Mapping[str, Any]) -> str:
     """The text ``tr2 eval`` prints: main table, then the two breakdowns (percent)."""
     settings = _settings_of(metrics)
-    task = _TASK_NAMES.get(str(metrics.get("task")), str(metrics.get("task", "")))
+    task = task_label(metrics.get("task"))
     parts = [
         f"{task}: {metrics.get('frames', 0):,} frames, {metrics.get('triplets', 0):,} "
         "ground-truth triplets (R@K and mR@K in %)",
-        format_table([(_setting_label(s), metrics[s]) for s in settings], "Setting"),
+        format_table([(setting_label(s), metrics[s]) for s in settings], "Setting"),
     ]
     families = metrics.get("families")
     if families:
@@ -69,7 +81,7 @@ def format_report(metrics: Mapping[str, Any]) -> str:
             entry = families.get(fam.name, {})
             for s in settings:
                 if s in entry:
-                    rows.append((f"{fam.name} / {_setting_label(s)}", entry[s]))
+                    rows.append((f"{fam.name} / {setting_label(s)}", entry[s]))
         counts = ", ".join(f"{fam.name} {families[fam.name]['triplets']:,}" for fam in FAMILIES)
         parts += ["", f"Per predicate family (triplets: {counts})", format_table(rows, "Family")]
     tv = metrics.get("time_variant")
@@ -77,7 +89,7 @@ def format_report(metrics: Mapping[str, Any]) -> str:
         rows = []
         for group in ("changed", "unchanged"):
             for s in settings:
-                rows.append((f"{group} / {_setting_label(s)}", tv[group][s]))
+                rows.append((f"{group} / {setting_label(s)}", tv[group][s]))
         parts += [
             "",
             "Time-variant relations: triplets whose (person, object class) relation set of "
@@ -93,16 +105,7 @@ def format_report(metrics: Mapping[str, Any]) -> str:
 
 def write_metrics_json(path: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
     """Write the metrics (fractions in [0, 1]) as JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
 
 
 def save_per_frame(
@@ -120,37 +123,48 @@ def save_per_frame(
     """
     gt = result.gt
     changes = changes if changes is not None else relation_changes(gt)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     recall = np.stack([result.frame_recall(s) for s in result.settings]) if result.settings else (
         np.zeros((0, gt.num_frames, len(result.ks)))
     )  # fmt: skip
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                frame_keys=np.asarray(gt.frame_keys, dtype=str),
-                frame_video=np.asarray(gt.frame_video, dtype=np.int64),
-                videos=np.asarray(gt.videos, dtype=str),
-                video_change=changes.video_change,
-                frame_changed=changes.frame_changed,
-                settings=np.asarray(result.settings, dtype=str),
-                ks=np.asarray(result.ks, dtype=np.int64),
-                recall=recall,
-                task=np.asarray(result.task),
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(
+        path,
+        lambda f: np.savez(
+            f,
+            frame_keys=np.asarray(gt.frame_keys, dtype=str),
+            frame_video=np.asarray(gt.frame_video, dtype=np.int64),
+            videos=np.asarray(gt.videos, dtype=str),
+            video_change=changes.video_change,
+            frame_changed=changes.frame_changed,
+            settings=np.asarray(result.settings, dtype=str),
+            ks=np.asarray(result.ks, dtype=np.int64),
+            recall=recall,
+            task=np.asarray(result.task),
+        ),
+    )
 
 
 def load_per_frame(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a file written by :func:`save_per_frame` (no unpickling)."""
     with np.load(path, allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}
+
+
+def is_per_frame_file(path: str | os.PathLike[str]) -> bool:
+    """True for a file of :func:`save_per_frame`, False for any other ``.npz``
+    (a predictions file): told apart by the arrays only a per-frame file holds
+    (``recall`` and ``frame_video``).
+
+    Raises:
+        PredictionsError: no such file, or not a readable ``.npz``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"{path}: no such predictions file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return "recall" in npz.files and "frame_video" in npz.files
+    except (OSError, ValueError) as e:
+        raise PredictionsError(f"{path}: not a readable .npz file ({e})") from None
 
 
 def compare_per_frame(

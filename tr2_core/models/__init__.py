@@ -4,7 +4,7 @@ trainable relation model (representation, fusion, heads, guidance projections).
 Public API::
 
     from tr2_core.models import (
-        ModelConfig, load_model_config, resolve_config,     # config/models/*.yaml
+        ModelConfig, load_model_config, resolve_config,     # tr2_core/configs/models/*.yaml
         create_extractor, create_relation_model, load_relation_weights,
         FeatureExtractor, RelationModel, RelationOutput, PairEncoding, concat_encodings,
         compute_losses, alpha_from_counts,

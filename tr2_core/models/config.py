@@ -1,9 +1,9 @@
-"""Model architecture configuration (``config/models/*.yaml``).
+"""Model architecture configuration (``tr2_core/configs/models/*.yaml``).
 
 Architecture is data: one YAML file per named model maps onto
 :class:`ModelConfig`. Weights are separate (paths or tags given on the command
 line or in ``detector.weights`` / ``clip.pretrained``). The paper-size model is
-``config/models/tr2.yaml``; the small test/demo model ``tr2-small.yaml`` runs
+``tr2_core/configs/models/tr2.yaml``; the small test/demo model ``tr2-small.yaml`` runs
 the same code with smaller widths.
 """
 
@@ -124,21 +124,62 @@ class FusionConfig:
     temporal_window: int = 0
     """0: each element attends to its whole pair sequence; k > 0: only to elements whose
     frame index is in [t - k + 1, t] (STTran-like baseline: 2)."""
+    temporal_position: Literal["sequence", "frame"] = "sequence"
+    """What the sinusoidal temporal embedding encodes. ``sequence`` (authors): the element's
+    position 0..L-1 in its pair sequence; ``frame``: the frame index in the clip (gaps
+    where the pair is absent stay visible)."""
+    post_ffn_norm: bool = False
+    """LayerNorm after the decoder layer's FFN residual. The authors' decoder layer has
+    none (only after attention); ``true`` is the standard post-norm layer."""
+    message_first: Literal["zeros", "self"] = "zeros"
+    """What g of the message token sees as e_f[t-1] at a sequence's first element: the
+    authors feed zeros (the multiplied term still uses the element itself); ``self`` feeds
+    the element itself to both."""
 
 
 @dataclass
 class HeadConfig:
     """Per-family predicate classifiers."""
 
-    classifier: Literal["linear", "text"] = "linear"
-    """``text``: project e_r to the CLIP width and score each predicate by the dot product
-    with the (object class, predicate) text embedding (needs the text table)."""
+    classifier: Literal["linear", "text"] = "text"
+    """Heads of PredCls and SGCls. ``text`` (authors): project e_r to the CLIP width and
+    score each predicate by the dot product with the (object class, predicate) text
+    embedding (needs the text table); ``linear``: one linear layer per family."""
+    sgdet_classifier: Literal["linear", "text"] | None = "linear"
+    """Heads of SGDet (authors: ``linear``); ``null``: the same as ``classifier``."""
+    normalize_text: bool = False
+    """L2-normalise the text embeddings before the dot product. The authors use the raw
+    ``encode_text`` output (``false``)."""
+
+    def kind(self, task: str) -> str:
+        """The head kind (``linear`` / ``text``) used for ``task``."""
+        if task == "sgdet" and self.sgdet_classifier is not None:
+            return self.sgdet_classifier
+        return self.classifier
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether any task classifies with the text table."""
+        return "text" in (self.classifier, self.sgdet_classifier)
 
 
 @dataclass
 class ObjectClassifierConfig:
+    """Object classifier of SGCls / SGDet (see :class:`~tr2_core.models.heads.ObjectClassifier`)."""
+
     hidden_dim: int = 1024
     dropout: float = 0.1
+    box_embedding: bool = True
+    """Append the authors' box position embedding (BatchNorm over the box centre and
+    size, Linear 4 -> 128, ReLU, Dropout) to the visual feature."""
+    batch_norm: bool = True
+    """BatchNorm1d after the hidden layer (authors); ``false``: ReLU MLP with dropout."""
+    person: Literal["classifier", "pair_subject"] = "classifier"
+    """Which box is the person at inference. ``classifier`` (authors): per frame the
+    entity with the highest person probability; ``pair_subject``: the pairs' subject."""
+    dedup: bool = True
+    """Authors' duplicate removal: per frame, of the most frequent predicted class only the
+    most confident box keeps it; the others take their next best class."""
 
 
 @dataclass
@@ -147,15 +188,35 @@ class GuidanceConfig:
 
     mode: GuidanceMode = "full"
     weight: float = 1.0
+    change_head: Literal["abs", "linear"] = "abs"
+    """TR²ᵇⁱⁿ's change classifier on d = v_t - v_{t-1}. ``abs``: a linear layer on |d|, so
+    A->B and B->A get the same logit (change has no direction); ``linear``: a linear layer
+    on d (this project's first version: opposite logits for the two directions of one
+    change). The authors' release has no TR²ᵇⁱⁿ code."""
     prompt: str = "a photo of a person {predicate} a {object}"
     spatial_prompt: str = "a photo of a {object} {predicate} a person"
 
 
 @dataclass
 class LossConfig:
-    object_weight: float = 1.0
-    """lambda of Eq. (3)."""
+    object_weight: float = 10.0
+    """lambda of Eq. (3) in SGCls (authors: 10)."""
+    object_weight_sgdet: float | None = 1.0
+    """lambda in SGDet (authors: 1); ``null``: the same as ``object_weight``."""
     focal_gamma: float = 2.0
+    focal_form: Literal["pair", "element"] = "pair"
+    """Spatial / contacting loss. ``pair`` (authors): BCE summed over the family's classes
+    per pair, L, then ``alpha_p * (1 - exp(-L))**gamma * L`` with alpha_p the mean class
+    weight over the pair's GT labels; ``element``: focal per (pair, class) element."""
+    alpha_index_shift: bool = False
+    """Reproduce the authors' off-by-one: they read the weight of GT class k at index k-1
+    (class 0 takes the last class's weight). Off by default: a bug, not a design choice."""
+
+    def object_weight_for(self, task: str | None) -> float:
+        """lambda for ``task`` (SGDet may differ from SGCls)."""
+        if task == "sgdet" and self.object_weight_sgdet is not None:
+            return self.object_weight_sgdet
+        return self.object_weight
 
 
 @dataclass
@@ -214,7 +275,8 @@ class ModelConfig:
 def load_model_config(
     name_or_path: str | Path, overrides: tuple[str, ...] | list[str] = ()
 ) -> ModelConfig:
-    """``config/models/<name>.yaml`` (or a YAML path) with dotted overrides -> ModelConfig."""
+    """A named model config (``tr2_core/configs/models/<name>.yaml``) or a YAML path,
+    with dotted overrides -> ModelConfig."""
     from tr2_core.config import load_config
 
     return load_config(ModelConfig, name_or_path, "models", tuple(overrides))

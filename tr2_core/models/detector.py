@@ -12,6 +12,7 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, box_iou
@@ -29,10 +30,29 @@ LAYER3_CHANNELS: dict[str, int] = {
 }
 
 
+class Float32BoxCoder(BoxCoder):
+    """torchvision's box coder with decoding always in float32.
+
+    torchvision casts the reference boxes to the regression output's dtype, so under
+    bf16 autocast anchors/proposals near 1000 px are rounded to 4 px steps before the
+    offsets are applied. Here both are float32 and autocast is off while decoding.
+    """
+
+    @classmethod
+    def like(cls, coder: BoxCoder) -> Float32BoxCoder:
+        return cls(coder.weights, coder.bbox_xform_clip)
+
+    def decode_single(self, rel_codes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """rel_codes (N, 4k) any float dtype, boxes (N, 4) -> (N, 4k) float32 boxes."""
+        with torch.autocast(device_type=rel_codes.device.type, enabled=False):
+            return super().decode_single(rel_codes.float(), boxes.float())
+
+
 def build_detector(cfg: DetectorConfig) -> FasterRCNN:
     """Faster R-CNN with a ResNet C4 body (conv1..layer3, stride 16) and
     layer4 + global average pool as the box head (``cfg.feature_dim``-d RoI features),
-    RoIAlign ``roi_output_size`` x ``roi_output_size``; randomly initialised, eval mode."""
+    RoIAlign ``roi_output_size`` x ``roi_output_size``; randomly initialised, eval mode;
+    anchors and proposals decoded in float32 even under autocast."""
     resnet = getattr(torchvision.models, cfg.backbone)(weights=None, norm_layer=FrozenBatchNorm2d)
     body = nn.Sequential(
         OrderedDict(
@@ -67,6 +87,9 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN:
         box_nms_thresh=cfg.nms_thresh,
         box_detections_per_img=cfg.detections_per_image,
     )
+    # box arithmetic stays in float32 under autocast (see Float32BoxCoder)
+    model.rpn.box_coder = Float32BoxCoder.like(model.rpn.box_coder)
+    model.roi_heads.box_coder = Float32BoxCoder.like(model.roi_heads.box_coder)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -131,6 +154,30 @@ def union_boxes(subject: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     return torch.cat([lo, hi], dim=1)
 
 
+def group_argmax(
+    values: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+    eligible: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(num_groups,) int64 row of the largest ``values`` (N,) among the ``eligible`` (N,)
+    bool rows of each group (``groups`` (N,) int64 in 0..num_groups-1); ties: the first
+    row; -1 for groups without an eligible row."""
+    device = groups.device
+    rows = torch.arange(groups.shape[0], device=device)
+    if eligible is None:
+        eligible = torch.ones_like(groups, dtype=torch.bool)
+    score = torch.where(eligible, values.float(), torch.full_like(values.float(), -torch.inf))
+    best = torch.full((num_groups,), -torch.inf, device=device)
+    best = best.scatter_reduce(0, groups, score, reduce="amax", include_self=True)
+    winner = eligible & (score == best[groups])
+    big = torch.iinfo(torch.long).max
+    cand = torch.where(winner, rows, torch.full_like(rows, big))
+    first = torch.full((num_groups,), big, dtype=torch.long, device=device)
+    first = first.scatter_reduce(0, groups, cand, reduce="amin", include_self=True)
+    return torch.where(first == big, torch.full_like(first, -1), first)
+
+
 def best_person(
     entity_frame: torch.Tensor,
     entity_labels: torch.Tensor,
@@ -139,20 +186,7 @@ def best_person(
 ) -> torch.Tensor:
     """(T,) int64 row of the highest-scoring ``person`` entity of each frame (ties: the
     first row), -1 for frames without a person."""
-    device = entity_frame.device
-    rows = torch.arange(entity_frame.shape[0], device=device)
-    is_person = entity_labels == PERSON
-    score = torch.where(
-        is_person, entity_scores.float(), torch.full_like(entity_scores.float(), -1.0)
-    )
-    best = torch.full((num_frames,), -2.0, device=device)
-    best = best.scatter_reduce(0, entity_frame, score, reduce="amax", include_self=True)
-    winner = is_person & (score == best[entity_frame])
-    big = torch.iinfo(torch.long).max
-    cand = torch.where(winner, rows, torch.full_like(rows, big))
-    first = torch.full((num_frames,), big, dtype=torch.long, device=device)
-    first = first.scatter_reduce(0, entity_frame, cand, reduce="amin", include_self=True)
-    return torch.where(first == big, torch.full_like(first, -1), first)
+    return group_argmax(entity_scores, entity_frame, num_frames, entity_labels == PERSON)
 
 
 def make_pairs(

@@ -1,6 +1,7 @@
 """Relation feature fusion (paper III-B): spatial encoder, regroup by entity pair,
-temporal decoder with sinusoidal temporal position embedding, short-term message
-token (Eq. 1), regroup by frame.
+temporal decoder with sinusoidal temporal position embedding (of the position in the
+pair's sequence, as the authors, or of the frame index), short-term message token
+(Eq. 1), regroup by frame.
 
 Regrouping is index arithmetic on flat ``(P, d)`` rows: every row gets a
 ``(group, position)`` address and is scattered into a padded ``(G, L, d)`` batch
@@ -193,7 +194,8 @@ class SpatialEncoder(nn.Module):
 
 class TemporalLayer(nn.Module):
     """Self-attention over a pair sequence; the temporal embedding is added to queries and
-    keys (not values); post-norm residual blocks."""
+    keys (not values); LayerNorm after the attention residual, and after the FFN residual
+    only with ``post_ffn_norm`` (the authors' layer has none there)."""
 
     def __init__(self, d_model: int, cfg: FusionConfig) -> None:
         super().__init__()
@@ -205,7 +207,7 @@ class TemporalLayer(nn.Module):
             nn.Linear(cfg.ffn_dim, d_model),
         )
         self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model) if cfg.post_ffn_norm else None
         self.drop1 = nn.Dropout(cfg.dropout)
         self.drop2 = nn.Dropout(cfg.dropout)
 
@@ -214,18 +216,21 @@ class TemporalLayer(nn.Module):
         qk = x + pos
         out, _ = self.attn(qk, qk, x, attn_mask=blocked, need_weights=False)
         x = self.norm1(x + self.drop1(out))
-        return self.norm2(x + self.drop2(self.ffn(x)))
+        x = x + self.drop2(self.ffn(x))
+        return self.norm2(x) if self.norm2 is not None else x
 
 
 class TemporalDecoder(nn.Module):
     """``temporal_layers`` x :class:`TemporalLayer` over each pair sequence, with sinusoidal
-    embedding of the frame index; optionally limited to a window of frames."""
+    embedding of the position in the sequence (``temporal_position: sequence``) or of the
+    frame index (``frame``); optionally limited to a window of frames."""
 
     def __init__(self, d_model: int, cfg: FusionConfig) -> None:
         super().__init__()
         self.d_model = d_model
         self.heads = cfg.heads
         self.window = cfg.temporal_window
+        self.position = cfg.temporal_position
         self.layers = nn.ModuleList(
             [TemporalLayer(d_model, cfg) for _ in range(cfg.temporal_layers)]
         )
@@ -251,11 +256,20 @@ class TemporalDecoder(nn.Module):
         frame, _ = seq.pad(layout.frame)
         return seq.unpad(self.forward_padded(padded, frame, valid))
 
+    def position_index(self, frame: torch.Tensor) -> torch.Tensor:
+        """(S, L) padded frame indices -> (S, L) the integer each element's temporal
+        embedding encodes: its slot 0..L-1 in the sequence (``sequence``; sequences are
+        left-aligned and time-ordered, so the slot is the position), or its frame index."""
+        if self.position == "frame":
+            return frame
+        slots = torch.arange(frame.shape[1], device=frame.device)
+        return slots.unsqueeze(0).expand_as(frame)
+
     def forward_padded(
         self, padded: torch.Tensor, frame: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """padded (S, L, d), frame (S, L) frame index, valid (S, L) bool -> (S, L, d)."""
-        pos = sinusoidal_embedding(frame, self.d_model).to(padded.dtype)
+        pos = sinusoidal_embedding(self.position_index(frame), self.d_model).to(padded.dtype)
         blocked = self.attention_block(frame, valid)
         for layer in self.layers:
             padded = layer(padded, pos, blocked)
@@ -266,7 +280,11 @@ class MessageToken(nn.Module):
     """Short-term message token, Eq. (1):
     ``m_{t-1} = g(Concat(e_f[t], e_f[t-1]))`` with
     ``g = tanh(W3 tanh(W2 (W1 x + b1) + b2) + b3)``, ``W1: 2d -> d``;
-    ``e_r[t] = Concat(e_f[t], e_f[t-1] * m_{t-1})``."""
+    ``e_r[t] = Concat(e_f[t], e_f[t-1] * m_{t-1})``.
+
+    ``gate_previous`` is what g sees as e_f[t-1] when it differs from the multiplied one:
+    at a sequence's first element the authors feed zeros to g and multiply the element
+    itself. (Their g takes Concat(previous, current); the order only permutes W1.)"""
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
@@ -274,9 +292,15 @@ class MessageToken(nn.Module):
         self.fc1 = nn.Linear(d_model, d_model)
         self.fc2 = nn.Linear(d_model, d_model)
 
-    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """current, previous (P, d) -> e_r (P, 2d)."""
-        m = self.fuse(torch.cat([current, previous], dim=-1))
+    def forward(
+        self,
+        current: torch.Tensor,
+        previous: torch.Tensor,
+        gate_previous: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """current, previous, gate_previous (P, d) -> e_r (P, 2d)."""
+        gate_in = previous if gate_previous is None else gate_previous
+        m = self.fuse(torch.cat([current, gate_in], dim=-1))
         m = torch.tanh(self.fc2(torch.tanh(self.fc1(m))))
         return torch.cat([current, previous * m], dim=-1)
 
@@ -293,6 +317,7 @@ class RelationFusion(nn.Module):
         self.spatial = SpatialEncoder(d_model, cfg) if cfg.spatial_layers > 0 else None
         self.temporal = TemporalDecoder(d_model, cfg) if cfg.temporal_layers > 0 else None
         self.message = MessageToken(d_model) if cfg.message_token else None
+        self.message_first = cfg.message_first
 
     @property
     def out_dim(self) -> int:
@@ -312,7 +337,13 @@ class RelationFusion(nn.Module):
         if self.temporal is not None:
             x = self.temporal(x, layout)
         if self.message is not None:
-            x = self.message(x, x[layout.prev])
+            previous = x[layout.prev]
+            gate = None
+            if self.message_first == "zeros":
+                rows = torch.arange(x.shape[0], device=x.device)
+                first = (layout.prev == rows).unsqueeze(-1)
+                gate = previous.masked_fill(first, 0.0)
+            x = self.message(x, previous, gate)
         return x
 
     def forward(

@@ -30,6 +30,26 @@ from tr2_core.vocab import (
 TEXT_TABLE_VERSION = 1
 
 
+class ChangeHead(nn.Linear):
+    """TR²ᵇⁱⁿ's "did the relation change" classifier on a feature difference.
+
+    ``symmetric`` (``guidance.change_head: abs``): a linear layer on ``|d|``, so the
+    differences of A->B and B->A (``d`` and ``-d``) get the same logit; otherwise a
+    linear layer on ``d`` (opposite logits for the two directions of one change).
+    Parameters are those of the ``nn.Linear(dim, 1)`` it is.
+    """
+
+    def __init__(self, dim: int, kind: str = "abs") -> None:
+        if kind not in ("abs", "linear"):
+            raise ValueError(f"guidance.change_head must be 'abs' or 'linear', got {kind!r}")
+        super().__init__(dim, 1)
+        self.symmetric = kind == "abs"
+
+    def forward(self, difference: torch.Tensor) -> torch.Tensor:
+        """difference (P, dim) = v_t - v_{t-1} -> (P, 1) logit."""
+        return super().forward(difference.abs() if self.symmetric else difference)
+
+
 def prompt(object_index: int, predicate_index: int, cfg: GuidanceConfig | None = None) -> str:
     """Prompt for (object, predicate) with readable names, e.g. "a photo of a person
     looking at a cup or glass or bottle"; spatial predicates use ``cfg.spatial_prompt``

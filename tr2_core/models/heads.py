@@ -1,29 +1,155 @@
-"""Classifiers: the object classifier and the per-family predicate classifiers
-(linear, or CLIP text embeddings as classifier weights)."""
+"""Classifiers: the object classifier (with the authors' label decision) and the
+per-family predicate classifiers (linear, or CLIP text embeddings as classifier
+weights), chosen per task."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from tr2_core.models.config import ObjectClassifierConfig
-from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, NUM_PREDICATES
+from tr2_core.models.config import HeadConfig, ObjectClassifierConfig
+from tr2_core.models.detector import group_argmax
+from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, NUM_PREDICATES, PERSON
+
+BOX_EMBED_DIM = 128
+
+
+class StableBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that uses its running statistics for batches of fewer than two rows
+    (a one-entity clip in training would otherwise raise)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)
+
+
+def center_size(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) ``x1 y1 x2 y2`` -> (N, 4) ``cx cy w h``."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return torch.cat([boxes[:, :2] + 0.5 * wh, wh], dim=1)
 
 
 class ObjectClassifier(nn.Module):
-    """Entity visual feature (N, entity_dim) -> (N, 37) logits (0 = background)."""
+    """Entity visual feature [+ box position embedding] -> (N, 37) logits (0 = background).
+
+    Authors' layout (``box_embedding`` and ``batch_norm`` on): the box's centre/size goes
+    through BatchNorm, Linear 4 -> 128, ReLU, Dropout; it is concatenated with the
+    visual feature and classified by Linear -> BatchNorm -> ReLU -> Linear. (The authors
+    also append the detector's class distribution times GloVe embeddings; the extracted
+    features carry no detector distribution: see docs/faithfulness.md.)
+    """
 
     def __init__(self, entity_dim: int, cfg: ObjectClassifierConfig) -> None:
         super().__init__()
+        self.cfg = cfg
+        self.box_embed = (
+            nn.Sequential(
+                StableBatchNorm1d(4, momentum=0.001),
+                nn.Linear(4, BOX_EMBED_DIM),
+                nn.ReLU(),
+                nn.Dropout(0.1),
+            )
+            if cfg.box_embedding
+            else None
+        )
+        in_dim = entity_dim + (BOX_EMBED_DIM if cfg.box_embedding else 0)
+        middle: list[nn.Module] = (
+            [StableBatchNorm1d(cfg.hidden_dim), nn.ReLU()]
+            if cfg.batch_norm
+            else [nn.ReLU(), nn.Dropout(cfg.dropout)]
+        )
         self.mlp = nn.Sequential(
-            nn.Linear(entity_dim, cfg.hidden_dim),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
+            nn.Linear(in_dim, cfg.hidden_dim),
+            *middle,
             nn.Linear(cfg.hidden_dim, NUM_OBJECT_CLASSES),
         )
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """features (N, entity_dim), boxes (N, 4) ``x1 y1 x2 y2`` -> (N, 37) logits."""
+        if self.box_embed is not None:
+            if boxes is None:
+                raise ValueError("object_classifier.box_embedding is on: pass the entity boxes")
+            features = torch.cat([features, self.box_embed(center_size(boxes.to(features)))], 1)
         return self.mlp(features)
+
+    def classify(self, video) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits and label decision for a :class:`~tr2_core.types.VideoFeatures`:
+        (logits (N, 37), labels (N,) int64, scores (N,) float, detached)."""
+        logits = self(video.entity_features, video.entity_boxes)
+        labels, scores = decide_entity_labels(
+            logits, video.entity_frame, video.pair_subject, self.cfg
+        )
+        return logits, labels, scores
+
+
+def decide_entity_labels(
+    logits: torch.Tensor,
+    entity_frame: torch.Tensor,
+    pair_subject: torch.Tensor,
+    cfg: ObjectClassifierConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' SGCls label decision from object-classifier logits.
+
+    Softmax over the 36 non-background classes; every entity takes its best class among
+    2..36; per frame the person is the entity with the highest person probability
+    (``cfg.person = classifier``) or the pairs' subject (``pair_subject``). With
+    ``cfg.dedup``, per frame, of the most frequent label (ties: the smallest) only the
+    most probable box keeps it; each other one gets that class's probability zeroed and
+    takes its best remaining class (any of 1..36), as the authors.
+
+    Args:
+        logits: (N, 37). entity_frame: (N,) int64. pair_subject: (P,) int64 rows.
+    Returns:
+        labels (N,) int64 in 1..36 and scores (N,) float32 (softmax probability of the
+        label), detached.
+    """
+    probs = logits.detach().float()[:, 1:].softmax(-1)  # (N, 36): column j = class j + 1
+    num = probs.shape[0]
+    if num == 0:
+        return torch.zeros(0, dtype=torch.long, device=logits.device), probs.new_zeros(0)
+    scores, best = probs[:, PERSON:].max(dim=1)  # classes 2..36
+    labels = best + PERSON + 1
+    if cfg.person == "classifier":
+        num_frames = int(entity_frame.max()) + 1
+        person = group_argmax(probs[:, 0], entity_frame, num_frames)
+        person = person[person >= 0]
+    else:
+        person = pair_subject.unique()
+    labels[person] = PERSON
+    scores[person] = probs[person, 0]
+    if cfg.dedup:
+        labels, scores = _remove_duplicates(probs, labels, scores, entity_frame)
+    return labels, scores
+
+
+def _remove_duplicates(
+    probs: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, entity_frame: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame, the most frequent label (ties: the smallest) is kept by its most probable
+    box only; the others take their best class with that one's probability zeroed."""
+    num_frames = int(entity_frame.max()) + 1
+    counts = torch.zeros(num_frames, NUM_OBJECT_CLASSES, dtype=torch.long, device=labels.device)
+    counts.index_put_((entity_frame, labels), torch.ones_like(labels), accumulate=True)
+    mode = counts.argmax(dim=1)  # first maximum = smallest label
+    duplicated = labels == mode[entity_frame]
+    duplicated &= counts.max(dim=1).values[entity_frame] > 1
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    on_mode = probs[rows, (labels - 1).clamp(min=0)]
+    keeper = group_argmax(on_mode, entity_frame, num_frames, duplicated)
+    losers = duplicated & (keeper[entity_frame] != rows)
+    if bool(losers.any()):
+        rest = probs[losers].clone()
+        rest[torch.arange(rest.shape[0], device=rest.device), labels[losers] - 1] = 0.0
+        new_score, new_index = rest.max(dim=1)
+        labels = labels.clone()
+        scores = scores.clone()
+        labels[losers] = new_index + 1
+        scores[losers] = new_score
+    return labels, scores
 
 
 class LinearPredicateHeads(nn.Module):
@@ -33,24 +159,34 @@ class LinearPredicateHeads(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict({f.name: nn.Linear(relation_dim, f.size) for f in FAMILIES})
 
-    def forward(self, e_r: torch.Tensor, object_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``object_labels`` (P,) is unused (same signature as :class:`TextPredicateHeads`)."""
+    def forward(
+        self, e_r: torch.Tensor, object_labels: torch.Tensor, task: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``object_labels`` and ``task`` are unused (signature of :class:`TaskPredicateHeads`)."""
         return {name: head(e_r) for name, head in self.heads.items()}
 
 
 class TextPredicateHeads(nn.Module):
     """Text embeddings as classifier weights (authors' PredCls/SGCls heads).
 
-    Per family, e_r is projected to the CLIP width D and scored against the
-    L2-normalised text embedding of the prompt (pair's object class, predicate):
-    ``logit[p, k] = <W_f e_r[p] + b_f, t̂[obj[p], family.start + k]>``.
+    Per family, e_r is projected to the CLIP width D and scored against the text
+    embedding of the prompt (pair's object class, predicate):
+    ``logit[p, k] = <W_f e_r[p] + b_f, t[obj[p], family.start + k]>`` with t the raw
+    ``encode_text`` output (authors) or its L2-normalised form (``normalize``).
 
     The (37, 26, D) text table is a persistent buffer (saved in checkpoints);
     ``text_table_set`` records whether real embeddings were loaded.
     """
 
-    def __init__(self, relation_dim: int, text_dim: int, text_table: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        relation_dim: int,
+        text_dim: int,
+        text_table: torch.Tensor | None,
+        normalize: bool = False,
+    ) -> None:
         super().__init__()
+        self.normalize = normalize
         self.proj = nn.ModuleDict({f.name: nn.Linear(relation_dim, text_dim) for f in FAMILIES})
         table = torch.zeros(NUM_OBJECT_CLASSES, NUM_PREDICATES, text_dim)
         self.register_buffer("text_table", table)
@@ -59,17 +195,22 @@ class TextPredicateHeads(nn.Module):
             self.set_text_table(text_table)
 
     def set_text_table(self, table: torch.Tensor) -> None:
-        """Install a (37, 26, D) table of CLIP text embeddings (normalised here)."""
+        """Install a (37, 26, D) table of CLIP text embeddings (normalised here when
+        ``normalize``)."""
         if tuple(table.shape) != tuple(self.text_table.shape):
             raise ValueError(
                 f"text table has shape {tuple(table.shape)}, "
                 f"expected {tuple(self.text_table.shape)}"
             )
         table = table.to(self.text_table)
-        self.text_table.copy_(nn.functional.normalize(table, dim=-1))
+        if self.normalize:
+            table = nn.functional.normalize(table, dim=-1)
+        self.text_table.copy_(table)
         self.text_table_set.fill_(True)
 
-    def forward(self, e_r: torch.Tensor, object_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, e_r: torch.Tensor, object_labels: torch.Tensor, task: str | None = None
+    ) -> dict[str, torch.Tensor]:
         """e_r (P, R), object_labels (P,) -> {family: (P, family.size)} logits."""
         if not bool(self.text_table_set):
             raise RuntimeError(
@@ -82,3 +223,43 @@ class TextPredicateHeads(nn.Module):
             v = self.proj[family.name](e_r)  # (P, D)
             out[family.name] = torch.einsum("pd,pkd->pk", v, weights[:, family.slice])
         return out
+
+
+class TaskPredicateHeads(nn.Module):
+    """Both head kinds, chosen per task (authors: text heads in PredCls / SGCls, linear
+    heads in SGDet). Used when the tasks of one config need different kinds."""
+
+    def __init__(self, cfg: HeadConfig, text: TextPredicateHeads, linear: LinearPredicateHeads):
+        super().__init__()
+        self.cfg = cfg
+        self.text = text
+        self.linear = linear
+
+    def forward(
+        self, e_r: torch.Tensor, object_labels: torch.Tensor, task: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """As the single-kind heads; ``task`` is required (the kind depends on it)."""
+        if task is None:
+            raise ValueError(
+                "these predicate heads depend on the task (heads.sgdet_classifier differs "
+                "from heads.classifier): pass task='predcls' / 'sgcls' / 'sgdet'"
+            )
+        kind = self.cfg.kind(task)
+        return (self.text if kind == "text" else self.linear)(e_r, object_labels)
+
+
+def build_predicate_heads(
+    relation_dim: int, text_dim: int, cfg: HeadConfig, text_table: torch.Tensor | None
+) -> nn.Module:
+    """The predicate heads of ``cfg``: one kind when every task uses it, else
+    :class:`TaskPredicateHeads`. All take ``(e_r, object_labels, task)``."""
+    kinds = {cfg.kind(task) for task in ("predcls", "sgcls", "sgdet")}
+    text = (
+        TextPredicateHeads(relation_dim, text_dim, text_table, cfg.normalize_text)
+        if "text" in kinds
+        else None
+    )
+    linear = LinearPredicateHeads(relation_dim) if "linear" in kinds else None
+    if text is not None and linear is not None:
+        return TaskPredicateHeads(cfg, text, linear)
+    return text if text is not None else linear

@@ -1,7 +1,8 @@
 """Loss terms as plain functions (paper III-C, III-D; Eq. 2 and Eq. 4).
 
 ``L = lambda * L_obj + L_rel + L_guidance`` with ``L_rel`` = attention
-cross-entropy + spatial focal BCE + contacting focal BCE.
+cross-entropy + spatial focal BCE + contacting focal BCE (per-pair focal form as the
+authors, or per element; ``loss.focal_form``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,67 @@ def focal_bce(
     if alpha is not None:
         loss = loss * alpha.to(loss)
     return loss.sum(dim=1).mean()
+
+
+def pair_focal_bce(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    *,
+    alpha_index_shift: bool = False,
+) -> torch.Tensor:
+    """The authors' multi-label focal loss: focal weighting per pair, not per element.
+
+    Per pair p: ``L_p = sum_k BCE(sigmoid(logit[p, k]), target[p, k])``, then
+    ``alpha_p * (1 - exp(-L_p)) ** gamma * L_p``, averaged over the P pairs. alpha_p is the
+    mean of ``alpha`` over the pair's GT classes (1 when the pair has none: the alphas
+    average 1; the authors' code would give NaN there). The BCE is computed in float32
+    from logits (the authors apply ``binary_cross_entropy`` to sigmoid outputs; same
+    value away from saturation, where theirs clamps log at -100).
+
+    Args:
+        logits: (P, K).
+        targets: (P, K) float multi-hot.
+        alpha: (K,) per-class weight (see :func:`alpha_from_counts`), None = 1.
+        gamma: focusing parameter.
+        alpha_index_shift: read the weight of class k at index k-1 (class 0 -> the last
+            class), reproducing an off-by-one of the authors' release. Off unless asked.
+    """
+    if logits.shape[0] == 0:
+        return _zero(logits)
+    logits = logits.float()
+    targets = targets.to(logits.dtype)
+    per_pair = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
+    weight = torch.ones_like(per_pair)
+    if alpha is not None:
+        alpha = alpha.to(logits)
+        if alpha_index_shift:
+            alpha = torch.roll(alpha, shifts=1)  # alpha'[k] = alpha[k - 1], alpha'[0] = alpha[-1]
+        count = targets.sum(dim=1)
+        mean_alpha = (targets @ alpha) / count.clamp(min=1.0)
+        weight = torch.where(count > 0, mean_alpha, weight)
+    focal = (1.0 - torch.exp(-per_pair)).pow(gamma)
+    return (weight * focal * per_pair).mean()
+
+
+def relation_focal(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: torch.Tensor | None, loss_cfg
+) -> torch.Tensor:
+    """Spatial / contacting loss of the form chosen by ``loss_cfg.focal_form``
+    (:class:`~tr2_core.models.config.LossConfig`): :func:`pair_focal_bce` or
+    :func:`focal_bce`."""
+    if loss_cfg.focal_form == "pair":
+        return pair_focal_bce(
+            logits,
+            targets,
+            alpha,
+            loss_cfg.focal_gamma,
+            alpha_index_shift=loss_cfg.alpha_index_shift,
+        )
+    if loss_cfg.alpha_index_shift:
+        raise ValueError("loss.alpha_index_shift applies to loss.focal_form=pair only")
+    return focal_bce(logits, targets, alpha, loss_cfg.focal_gamma)
 
 
 def alpha_from_counts(counts: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -172,6 +234,7 @@ def compute_losses(
     config,
     *,
     class_alpha: Mapping[str, torch.Tensor] | None = None,
+    task: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms of one clip.
 
@@ -184,25 +247,26 @@ def compute_losses(
             ``full`` / ``no_tdiff``.
         config: :class:`~tr2_core.models.config.ModelConfig` (``loss`` and ``guidance``).
         class_alpha: optional per-class focal weights ``{"spatial": (6,), "contacting": (17,)}``.
+        task: ``predcls`` / ``sgcls`` / ``sgdet``: picks lambda
+            (:meth:`~tr2_core.models.config.LossConfig.object_weight_for`).
     Returns:
         ``{"object", "attention", "spatial", "contacting", "guidance"}`` scalars; "object"
         already includes lambda and "guidance" its weight; inactive terms are 0.
     """
     alpha = dict(class_alpha or {})
-    gamma = config.loss.focal_gamma
     losses: dict[str, torch.Tensor] = {}
     if output.entity_logits is not None:
-        losses["object"] = config.loss.object_weight * object_ce(
+        losses["object"] = config.loss.object_weight_for(task) * object_ce(
             output.entity_logits, targets.entity_labels
         )
     else:
         losses["object"] = _zero(output.attention)
     losses["attention"] = attention_ce(output.attention, targets.pair_attention)
-    losses["spatial"] = focal_bce(
-        output.spatial, targets.pair_spatial, alpha.get(SPATIAL.name), gamma
+    losses["spatial"] = relation_focal(
+        output.spatial, targets.pair_spatial, alpha.get(SPATIAL.name), config.loss
     )
-    losses["contacting"] = focal_bce(
-        output.contacting, targets.pair_contacting, alpha.get(CONTACTING.name), gamma
+    losses["contacting"] = relation_focal(
+        output.contacting, targets.pair_contacting, alpha.get(CONTACTING.name), config.loss
     )
     losses["guidance"] = config.guidance.weight * guidance_loss(
         output, features, targets, text_table, config.guidance.mode

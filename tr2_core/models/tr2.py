@@ -18,10 +18,10 @@ from tr2_core.errors import WeightsError
 from tr2_core.models.config import ModelConfig, TaskMode, resolve_config
 from tr2_core.models.detector import load_strict, read_state_dict, union_boxes
 from tr2_core.models.fusion import RelationFusion, sequence_layout
-from tr2_core.models.guidance import TextTable, load_text_table
-from tr2_core.models.heads import LinearPredicateHeads, ObjectClassifier, TextPredicateHeads
+from tr2_core.models.guidance import ChangeHead, TextTable, load_text_table
+from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
 from tr2_core.models.outputs import PairEncoding, RelationOutput
-from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES, PERSON
+from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
 
@@ -97,7 +97,7 @@ class RelationModel(nn.Module):
     """TR² trainable part.
 
     ``forward(features, targets=None, *, mode="predcls") -> RelationOutput`` is
-    ``decode(encode(features, mode))``: :meth:`encode` is the per-frame half (cacheable),
+    ``decode(encode(features, mode), mode)``: :meth:`encode` is the per-frame half (cacheable),
     :meth:`decode` the temporal half over a window of encodings.
     ``targets`` is accepted for interface symmetry and not used: the heads never see
     labels; the losses take targets (see :func:`~tr2_core.models.losses.compute_losses`).
@@ -112,10 +112,7 @@ class RelationModel(nn.Module):
         self.representation = RelationRepresentation(config)
         self.fusion = RelationFusion(d, config.fusion)
         r = self.fusion.out_dim
-        if config.heads.classifier == "text":
-            self.heads: nn.Module = TextPredicateHeads(r, rep.union_dim, text_table)
-        else:
-            self.heads = LinearPredicateHeads(r)
+        self.heads = build_predicate_heads(r, rep.union_dim, config.heads, text_table)
         mode = config.guidance.mode
         self.guidance_proj = (
             nn.ModuleDict({f.name: nn.Linear(r, rep.union_dim) for f in FAMILIES})
@@ -123,7 +120,9 @@ class RelationModel(nn.Module):
             else None
         )
         self.change_heads = (
-            nn.ModuleDict({f.name: nn.Linear(rep.union_dim, 1) for f in FAMILIES})
+            nn.ModuleDict(
+                {f.name: ChangeHead(rep.union_dim, config.guidance.change_head) for f in FAMILIES}
+            )
             if mode == "bin"
             else None
         )
@@ -134,17 +133,7 @@ class RelationModel(nn.Module):
         """(entity_logits or None, labels (N,), scores (N,)) for ``mode``."""
         if mode == "predcls":
             return None, features.entity_labels, features.entity_scores
-        logits = self.object_classifier(features.entity_features)
-        probs = logits.softmax(-1)
-        # objects: best class among 2..36; pair subjects are the person by construction
-        obj_score, obj_label = probs[:, PERSON + 1 :].max(dim=1)
-        labels = obj_label + PERSON + 1
-        scores = obj_score
-        is_subject = torch.zeros_like(labels, dtype=torch.bool)
-        is_subject[features.pair_subject] = True
-        labels = torch.where(is_subject, torch.full_like(labels, PERSON), labels)
-        scores = torch.where(is_subject, probs[:, PERSON], scores)
-        return logits, labels, scores.detach()
+        return self.object_classifier.classify(features)
 
     def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:
         """Per-frame half: entity labels (given, or the object classifier), relation
@@ -173,6 +162,7 @@ class RelationModel(nn.Module):
     def decode(
         self,
         encoding: PairEncoding,
+        mode: TaskMode,
         *,
         with_guidance: bool | None = None,
         only_frame: int | None = None,
@@ -186,6 +176,8 @@ class RelationModel(nn.Module):
 
         Args:
             encoding: P pair rows over the window.
+            mode: the task the encoding was made for (:meth:`encode`'s ``mode``); the
+                predicate heads may differ per task (``heads.sgdet_classifier``).
             with_guidance: compute the guidance outputs (default: ``self.training``).
             only_frame: decode for that frame only (the streaming engine's newest frame):
                 sequences that do not reach it are dropped before the temporal decoder
@@ -196,6 +188,8 @@ class RelationModel(nn.Module):
         Returns:
             :class:`RelationOutput` (entity fields: all of the encoding's entities).
         """
+        if mode not in TASK_MODES:
+            raise ValueError(f"mode must be one of {TASK_MODES}, got {mode!r}")
         enc = encoding
         labels = enc.entity_labels
         layout = sequence_layout(
@@ -214,7 +208,7 @@ class RelationModel(nn.Module):
             newest = enc.pair_frame[rows] == only_frame
             e_r, pair_object = e_r[newest], pair_object[newest]
             sequence, prev = sequence[newest], rows[prev[newest]]
-        family_logits = self.heads(e_r, labels[pair_object])
+        family_logits = self.heads(e_r, labels[pair_object], mode)
         if with_guidance is None:
             with_guidance = self.training
         visual, change = self._guidance(e_r, layout.prev) if with_guidance else (None, None)
@@ -265,7 +259,7 @@ class RelationModel(nn.Module):
         ``with_guidance`` (default: ``self.training``) computes the guidance outputs
         (``guidance_visual`` / ``change_logits``) when the config has guidance.
         """
-        return self.decode(self.encode(features, mode), with_guidance=with_guidance)
+        return self.decode(self.encode(features, mode), mode, with_guidance=with_guidance)
 
 
 def create_relation_model(
@@ -279,11 +273,12 @@ def create_relation_model(
     of this model, loaded strictly with ``weights_only=True``).
 
     ``text_table`` (a :class:`TextTable`, (37, 26, D) tensor or ``.npz`` path) is installed
-    in the text classifier heads (``heads.classifier: text``); a checkpoint also carries it.
+    in the text classifier heads (when any task uses them: ``heads.uses_text``); a
+    checkpoint also carries it.
     """
     cfg = resolve_config(config)
     table = _table_tensor(text_table, cfg.representation.union_dim)
-    model = RelationModel(cfg, text_table=table if cfg.heads.classifier == "text" else None)
+    model = RelationModel(cfg, text_table=table if cfg.heads.uses_text else None)
     if weights is not None:
         load_relation_weights(model, weights)
     return model.to(device)

@@ -23,13 +23,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from tr2_core.errors import Tr2Error, describe
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
+from tr2_core.scene_graph import keep_valid
+from tr2_core.stream.options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
-from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
+from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 log = logging.getLogger(__name__)
+
+
+class EngineInputError(Tr2Error, ValueError):
+    """A :meth:`StreamingEngine.process` call with arguments the engine cannot take
+    (one line naming the argument; a ``ValueError`` too, for callers that catch those)."""
 
 
 @dataclass
@@ -61,84 +69,81 @@ class EngineStats:
     reset_reasons: list[str] = field(default_factory=list)
 
 
-def _empty_result(stamp_ns: int, window: np.ndarray) -> SceneGraphResult:
-    z = np.zeros
-    return SceneGraphResult(
-        stamp_ns=stamp_ns,
-        entity_track=z(0, np.int64),
-        entity_labels=z(0, np.int64),
-        entity_scores=z(0, np.float32),
-        entity_boxes=z((0, 4), np.float32),
-        pair_subject=z(0, np.int64),
-        pair_object=z(0, np.int64),
-        attention=z((0, ATTENTION.size), np.float32),
-        spatial=z((0, SPATIAL.size), np.float32),
-        contacting=z((0, CONTACTING.size), np.float32),
-        window_stamps_ns=window,
-    )
-
-
 class StreamingEngine:
     """Streaming TR².
 
     Args:
         extractor: the frozen :class:`~tr2_core.models.FeatureExtractor`.
         relation: the trained :class:`~tr2_core.models.RelationModel`.
-        window: number of frames ``W`` the temporal decoder sees (the newest included).
-        mode: ``"sgdet"`` detects entities; ``"predcls"`` / ``"sgcls"`` take boxes
-            (and labels for predcls) passed to :meth:`process`.
-        max_gap_s: a timestamp gap longer than this resets the window and tracker.
-        score_threshold: entities below this confidence are dropped (SGDet).
+        options: :class:`~tr2_core.stream.options.EngineOptions`; the engine uses
+            ``window`` (frames ``W`` the temporal decoder sees, the newest
+            included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
+            ``"sgcls"`` take the boxes, and labels for predcls, passed to
+            :meth:`process`), ``max_gap_s`` (a longer timestamp gap resets the
+            window and tracker), ``score_threshold`` (entities below it are left
+            out) and ``threads`` (torch CPU threads, when > 0).
         tracker: entity tracker (default :class:`IoUTracker`).
+        **changes: :class:`EngineOptions` fields overriding ``options``
+            (``window=4, mode="predcls"``).
+
+    Raises:
+        ConfigError: an unknown or invalid option.
     """
 
     def __init__(
         self,
         extractor: Any,
         relation: torch.nn.Module,
+        options: EngineOptions | None = None,
         *,
-        window: int = 8,
-        mode: TaskMode = "sgdet",
-        max_gap_s: float = 1.0,
-        score_threshold: float = 0.0,
         tracker: IoUTracker | None = None,
+        **changes: Any,
     ) -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        self.options = (options or EngineOptions()).replace(**changes)
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
         self.extractor = extractor
         self.relation = relation.eval()
-        self.window = window
-        self.mode = mode
-        self.max_gap_ns = int(max_gap_s * 1e9)
-        self.score_threshold = score_threshold
+        self.window = self.options.window
+        self.mode: TaskMode = self.options.mode  # type: ignore[assignment]
+        self.max_gap_ns = int(self.options.max_gap_s * 1e9)
+        self.score_threshold = self.options.score_threshold
         self.tracker = tracker or IoUTracker()
-        self.frames: deque[_WindowFrame] = deque(maxlen=window)
+        self.frames: deque[_WindowFrame] = deque(maxlen=self.window)
         self.stats = EngineStats()
 
     @classmethod
     def from_checkpoint(
         cls,
-        checkpoint: str | Path,
+        checkpoint: str | Path | None = None,
         *,
-        device: str = "cpu",
-        window: int = 8,
-        mode: TaskMode = "sgdet",
-        clip_weights: str | None = None,
-        detector_weights: str | None = None,
-        **kwargs: Any,
+        options: EngineOptions | None = None,
+        tracker: IoUTracker | None = None,
+        **changes: Any,
     ) -> StreamingEngine:
         """Rebuild extractor and relation model from a ``tr2 train`` checkpoint.
 
-        ``clip_weights`` / ``detector_weights`` override the paths saved in the
-        checkpoint (weights usually live elsewhere on a robot than on the
-        training machine)."""
+        Args:
+            checkpoint: overrides ``options.checkpoint``.
+            options: engine options; ``device`` (``auto`` resolved here),
+                ``clip_weights`` / ``detector_weights`` (empty: the paths saved in
+                the checkpoint; weights usually live elsewhere on a robot than on
+                the training machine) are used for loading.
+            **changes: :class:`EngineOptions` fields overriding ``options``.
+        """
         from tr2_core.run import load_trained
 
+        if checkpoint is not None:
+            changes["checkpoint"] = str(checkpoint)
+        options = (options or EngineOptions()).replace(**changes)
         trained = load_trained(
-            checkpoint, device, clip_weights=clip_weights, detector_weights=detector_weights
+            options.checkpoint,
+            options.device,
+            clip_weights=options.clip_weights or None,
+            detector_weights=options.detector_weights or None,
         )
         model = trained.model
-        return cls(model.extractor, model.relation, window=window, mode=mode, **kwargs)
+        return cls(model.extractor, model.relation, options, tracker=tracker)
 
     @property
     def device(self) -> torch.device:
@@ -175,10 +180,7 @@ class StreamingEngine:
         if self.mode == "sgdet":
             feats = self.extractor.extract([image], frame_keys=[str(stamp_ns)])
         else:
-            b_np = np.asarray(boxes, np.float32).reshape(-1, 4)
-            lab_np = np.asarray(labels, np.int64).reshape(-1)
-            if len(lab_np) != len(b_np):
-                raise ValueError(f"{len(b_np)} boxes but {len(lab_np)} labels")
+            b_np, lab_np = self._given_entities(boxes, labels)
             # Non-finite boxes would poison RoIAlign and the crops: leave them out.
             finite = np.isfinite(b_np).all(1)
             if not finite.all():
@@ -195,12 +197,48 @@ class StreamingEngine:
         feats.entity_track = encoding.entity_track = torch.as_tensor(tracks, device=dev)
         return _WindowFrame(stamp_ns, feats, encoding)
 
+    def _given_entities(
+        self, boxes: np.ndarray | None, labels: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) float32 boxes and (N,) int64 labels of a predcls / sgcls call, checked.
+
+        Raises:
+            EngineInputError: one missing, wrong shapes, labels out of range.
+        """
+        for name, value in (("boxes", boxes), ("labels", labels)):
+            if value is None:
+                raise EngineInputError(
+                    f"mode {self.mode!r} needs {name}: process(image, stamp_ns, boxes=(N, 4), "
+                    "labels=(N,))"
+                )
+        try:
+            b_np = np.asarray(boxes, np.float32)
+            lab_raw = np.asarray(labels)
+        except (TypeError, ValueError) as e:
+            raise EngineInputError(f"boxes / labels are not numeric arrays: {e}") from None
+        if b_np.ndim != 2 or b_np.shape[1] != 4:
+            raise EngineInputError(f"boxes must be (N, 4) x1 y1 x2 y2; got shape {b_np.shape}")
+        if lab_raw.ndim != 1 or lab_raw.dtype.kind not in "iu":
+            raise EngineInputError(
+                f"labels must be (N,) integers; got shape {lab_raw.shape} {lab_raw.dtype}"
+            )
+        if len(lab_raw) != len(b_np):
+            raise EngineInputError(f"{len(b_np)} boxes but {len(lab_raw)} labels")
+        bad = (lab_raw < 0) | (lab_raw >= NUM_OBJECT_CLASSES)
+        if bad.any():
+            raise EngineInputError(
+                f"labels must be Action Genome object indices 0..{NUM_OBJECT_CLASSES - 1}; "
+                f"got {describe(lab_raw[bad].tolist())} "
+                f"at rows {describe(np.flatnonzero(bad).tolist())}"
+            )
+        return b_np, lab_raw.astype(np.int64)
+
     @torch.no_grad()
     def _temporal(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The model's temporal half over the window -> newest frame's (attention,
         spatial, contacting) probabilities, each (P_last, family size)."""
         window = concat_encodings([f.encoding for f in self.frames])
-        out = self.relation.decode(window, only_frame=len(self.frames) - 1)
+        out = self.relation.decode(window, self.mode, only_frame=len(self.frames) - 1)
         return out.probabilities()
 
     def process(
@@ -216,7 +254,11 @@ class StreamingEngine:
             image: (H, W, 3) uint8 RGB.
             stamp_ns: timestamp in nanoseconds (a jump back or a long gap resets).
             boxes: (N, 4) ``x1 y1 x2 y2`` for predcls / sgcls (ignored in sgdet).
-            labels: (N,) AG object indices for predcls (person first).
+            labels: (N,) AG object indices for predcls / sgcls (person first).
+
+        Raises:
+            EngineInputError: an image that is not (H, W, 3) uint8; in predcls / sgcls,
+                boxes or labels missing, of the wrong shape, or labels out of range.
 
         Returns:
             :class:`SceneGraphResult`; entities with non-finite boxes or scores and
@@ -224,7 +266,7 @@ class StreamingEngine:
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-            raise ValueError(
+            raise EngineInputError(
                 f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
             )
         self._check_stamp(stamp_ns)
@@ -235,9 +277,10 @@ class StreamingEngine:
         self.stats.frames += 1
         window = np.array([f.stamp_ns for f in self.frames], np.int64)
         f = frame.features
-        if f.pair_frame.shape[0] == 0:
-            return _empty_result(stamp_ns, window)
-        attention, spatial, contacting = self._temporal()
+        if f.pair_frame.shape[0] == 0:  # no person-object pair: the entities still count
+            attention, spatial, contacting = (torch.zeros((0, family.size)) for family in FAMILIES)
+        else:
+            attention, spatial, contacting = self._temporal()
         return self._result(frame, attention, spatial, contacting, window)
 
     def _result(
@@ -248,33 +291,22 @@ class StreamingEngine:
         contacting: torch.Tensor,
         window: np.ndarray,
     ) -> SceneGraphResult:
+        """The newest frame's result; invalid rows left out (:func:`keep_valid`)."""
         f = frame.features
-        boxes = f.entity_boxes.float().cpu().numpy()
-        scores = frame.scores.float().cpu().numpy()
-        ok = np.isfinite(boxes).all(1) & np.isfinite(scores) & (scores >= self.score_threshold)
-        subj = f.pair_subject.cpu().numpy()
-        obj = f.pair_object.cpu().numpy()
         att, spa, con = (t.float().cpu().numpy() for t in (attention, spatial, contacting))
-        pair_ok = (
-            ok[subj]
-            & ok[obj]
-            & np.isfinite(att).all(1)
-            & np.isfinite(spa).all(1)
-            & np.isfinite(con).all(1)
-        )
-        if not (ok.all() and pair_ok.all()):
-            self.stats.rejected += int((~ok).sum() + (~pair_ok).sum())
-        new_index = np.cumsum(ok) - 1  # entity row -> row among kept entities
-        return SceneGraphResult(
+        result = SceneGraphResult(
             stamp_ns=frame.stamp_ns,
-            entity_track=f.entity_track.cpu().numpy()[ok],
-            entity_labels=frame.labels.cpu().numpy()[ok].astype(np.int64),
-            entity_scores=scores[ok].astype(np.float32),
-            entity_boxes=boxes[ok].astype(np.float32),
-            pair_subject=new_index[subj[pair_ok]].astype(np.int64),
-            pair_object=new_index[obj[pair_ok]].astype(np.int64),
-            attention=att[pair_ok],
-            spatial=spa[pair_ok],
-            contacting=con[pair_ok],
+            entity_track=f.entity_track.cpu().numpy().astype(np.int64),
+            entity_labels=frame.labels.cpu().numpy().astype(np.int64),
+            entity_scores=frame.scores.float().cpu().numpy(),
+            entity_boxes=f.entity_boxes.float().cpu().numpy(),
+            pair_subject=f.pair_subject.cpu().numpy().astype(np.int64),
+            pair_object=f.pair_object.cpu().numpy().astype(np.int64),
+            attention=att,
+            spatial=spa,
+            contacting=con,
             window_stamps_ns=window,
         )
+        result, rejected = keep_valid(result, self.score_threshold)
+        self.stats.rejected += rejected
+        return result

@@ -1,30 +1,45 @@
-"""Engine options shared by ``tr2 bag`` and ``tr2 video``, and the engine they build.
+"""Engine options of ``tr2 bag`` and ``tr2 video``, and the engine they build.
 
-A trained model comes from ``--checkpoint`` (``StreamingEngine.from_checkpoint``);
-``--model CONFIG --random-init`` builds an untrained one for demos and tests,
-with a loud warning. Heavy imports (torch, open_clip) happen in
-:func:`build_engine` only.
+The flags are generated from :class:`~tr2_core.stream.options.EngineOptions`
+(the declaration the ROS node's parameters come from too); only where the
+model comes from is command-line specific. A trained model comes from
+``--checkpoint`` (``StreamingEngine.from_checkpoint``); ``--model CONFIG
+--random-init`` builds an untrained one for demos and tests, with a loud
+warning. Heavy imports (torch, open_clip) happen in :func:`build_engine` only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tr2_core.errors import ConfigError
+from tr2_core.options import add_flags, cli_name, options_from_mapping
+from tr2_core.stream.options import EngineOptions, engine_option_specs
 
 if TYPE_CHECKING:
     from tr2_core.stream.engine import StreamingEngine
 
+ENGINE_FLAGS: tuple[str, ...] = (
+    "clip_weights", "detector_weights", "mode", "window", "device", "threads",
+    "score_threshold", "relation_threshold", "max_gap_s",
+)  # fmt: skip
+"""The :class:`EngineOptions` fields offered as flags besides ``--checkpoint``."""
+
+OFFLINE_MODES = ("sgdet",)
+"""The offline tools have no boxes to give the engine: they run sgdet only."""
+
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the model / engine options (one of ``--checkpoint`` or ``--model``)."""
+    specs = engine_option_specs()
     g = parser.add_argument_group("model")
     source = g.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="PATH", help="trained model (tr2 train output)")
+    add_flags(source, [specs["checkpoint"]])
     source.add_argument(
         "--model",
         metavar="CONFIG",
@@ -42,155 +57,84 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="with --model: model config override, e.g. detector.score_thresh=0.05 (repeatable)",
     )
-    g.add_argument("--clip-weights", metavar="PATH_OR_TAG", help="with --checkpoint: CLIP weights")
-    g.add_argument(
-        "--detector-weights", metavar="PATH", help="with --checkpoint: detector state dict"
+    mode = dataclasses.replace(
+        specs["mode"],
+        choices=OFFLINE_MODES,
+        help=specs["mode"].help + " The offline tools offer sgdet only.",
     )
-    g.add_argument(
-        "--mode",
-        choices=("sgdet",),
-        default="sgdet",
-        help="task mode: sgdet (entities from the detector; the only mode offline tools offer)",
-    )
-    g.add_argument(
-        "--window", type=int, default=8, help="frames W in the temporal window (default 8)"
-    )
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (default 0: torch's choice; 1 is often fastest on a CPU "
-        "shared with other processes)",
-    )
-    g.add_argument(
-        "--score-threshold",
-        type=float,
-        default=0.1,
-        help="minimum detector score for an entity (default 0.1, as the ROS node)",
-    )
-    g.add_argument(
-        "--relation-threshold",
-        type=float,
-        default=0.5,
-        help="spatial/contacting predicates scoring at least this are listed (default 0.5)",
-    )
-    g.add_argument(
-        "--max-gap",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="a timestamp gap longer than this resets the window and tracks (default 1.0)",
-    )
+    add_flags(g, [mode if name == "mode" else specs[name] for name in ENGINE_FLAGS])
 
 
 @dataclass(frozen=True)
-class EngineOptions:
-    """What :func:`build_engine` needs (parsed from the command line).
+class EngineRequest:
+    """What :func:`build_engine` needs (parsed from the command line): the engine
+    options and where the model comes from.
 
-    Attributes mirror the options of :func:`add_engine_arguments`.
+    Attributes:
+        options: the engine options (``options.checkpoint`` empty with ``model``).
+        model: model config name or YAML for an untrained model.
+        random_init: confirms ``model``.
+        overrides: model config overrides (``KEY=VALUE``) for ``model``.
     """
 
-    checkpoint: str | None = None
+    options: EngineOptions = field(default_factory=EngineOptions)
     model: str | None = None
     random_init: bool = False
     overrides: tuple[str, ...] = ()
-    clip_weights: str | None = None
-    detector_weights: str | None = None
-    mode: str = "sgdet"
-    window: int = 8
-    device: str = "auto"
-    threads: int = 0
-    score_threshold: float = 0.1
-    max_gap: float = 1.0
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EngineOptions:
+    def from_args(cls, args: argparse.Namespace) -> EngineRequest:
+        """Raises :class:`ConfigError` naming the flag with a bad value."""
+        values = {name: getattr(args, name) for name in ("checkpoint", *ENGINE_FLAGS)}
+        values["checkpoint"] = values["checkpoint"] or ""
         return cls(
-            checkpoint=args.checkpoint,
+            options=options_from_mapping(EngineOptions, values, cli_name),
             model=args.model,
             random_init=args.random_init,
             overrides=tuple(args.override),
-            clip_weights=args.clip_weights,
-            detector_weights=args.detector_weights,
-            mode=args.mode,
-            window=args.window,
-            device=args.device,
-            threads=args.threads,
-            score_threshold=args.score_threshold,
-            max_gap=args.max_gap,
         )
 
     def validate(self) -> None:
-        """Raises :class:`ConfigError` naming the option that is wrong."""
-        if (self.checkpoint is None) == (self.model is None):
+        """Checks the options together; raises :class:`ConfigError` naming them."""
+        o = self.options
+        if bool(o.checkpoint) == (self.model is not None):
             raise ConfigError("give exactly one of --checkpoint PATH or --model CONFIG")
         if self.model is not None and not self.random_init:
             raise ConfigError(
                 "--model builds an untrained model; add --random-init to confirm (demos and "
                 "tests only) or use --checkpoint PATH for a trained one"
             )
-        if self.checkpoint is not None and (self.random_init or self.overrides):
+        if o.checkpoint and (self.random_init or self.overrides):
             raise ConfigError("--random-init and --override apply to --model, not --checkpoint")
-        if self.model is not None and (self.clip_weights or self.detector_weights):
+        if self.model is not None and (o.clip_weights or o.detector_weights):
             raise ConfigError("--clip-weights / --detector-weights apply to --checkpoint")
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise ConfigError(f"--checkpoint {self.checkpoint}: no such file")
-        if self.threads < 0:
-            raise ConfigError(f"--threads must be >= 0, got {self.threads}")
-        if self.window < 1:
-            raise ConfigError(f"--window must be >= 1, got {self.window}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError(f"--score-threshold must be in [0, 1], got {self.score_threshold}")
-        if self.max_gap <= 0:
-            raise ConfigError(f"--max-gap must be > 0 seconds, got {self.max_gap}")
-        if self.mode != "sgdet":
-            raise ConfigError(f"--mode {self.mode!r}: the offline tools run sgdet only")
+        if o.checkpoint and not Path(o.checkpoint).is_file():
+            raise ConfigError(f"--checkpoint {o.checkpoint}: no such file")
+        if o.mode not in OFFLINE_MODES:
+            raise ConfigError(f"--mode {o.mode!r}: the offline tools run sgdet only")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA device without CUDA
-    raises :class:`ConfigError`."""
-    from tr2_core.run import resolve_device as resolve
-
-    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return str(resolve(device))
-
-
-def build_engine(options: EngineOptions) -> StreamingEngine:
-    """The streaming engine the options describe (checkpoint or random init).
+def build_engine(request: EngineRequest) -> StreamingEngine:
+    """The streaming engine the request describes (checkpoint or random init).
 
     Raises:
         ConfigError: inconsistent options.
         WeightsError: (from the model code) missing or mismatched weights.
     """
-    options.validate()
-    device = resolve_device(options.device)
-    if options.threads:
-        import torch
-
-        torch.set_num_threads(options.threads)
+    request.validate()
     from tr2_core.stream.engine import StreamingEngine
+    from tr2_core.stream.options import resolve_device
 
-    common: dict[str, Any] = {
-        "window": options.window,
-        "mode": options.mode,
-        "max_gap_s": options.max_gap,
-        "score_threshold": options.score_threshold,
-    }
-    if options.checkpoint is not None:
-        return StreamingEngine.from_checkpoint(
-            options.checkpoint,
-            device=device,
-            clip_weights=options.clip_weights,
-            detector_weights=options.detector_weights,
-            **common,
-        )
+    if request.options.checkpoint:
+        return StreamingEngine.from_checkpoint(options=request.options)
     from tr2_core.run import announce_random_init, build_model
 
     announce_random_init(relation_trained=False, stream=sys.stderr)
     model = build_model(
-        options.model, random_init=True, overrides=options.overrides, device=device, announce=False
+        request.model,
+        random_init=True,
+        overrides=request.overrides,
+        device=resolve_device(request.options.device),
+        announce=False,
     )
-    return StreamingEngine(model.extractor, model.relation, **common)
+    return StreamingEngine(model.extractor, model.relation, request.options)

@@ -13,10 +13,12 @@ Line layout (all keys always present for a processed frame)::
                     "spatial": {...}, "contacting": {...}}, ...]}
 
 ``subject`` / ``object`` are rows into ``entities``; ``holding`` lists the
-predicates that hold: the top one for single-label attention, every one scoring
-at least the relation threshold for spatial and contacting (as in the
-``tr2/msg/PredicateScores`` message). A frame that could not be processed has
-``"error": reason`` instead of ``entities`` / ``relations``.
+predicates that hold, best first, as decided by
+:func:`tr2_core.scene_graph.decode_scene_graph`: the top one for single-label
+attention, every one scoring at least the relation threshold for spatial and
+contacting (as in the ``tr2/msg/PredicateScores`` message). A frame that could
+not be processed has ``"error": reason`` instead of ``entities`` /
+``relations``.
 """
 
 from __future__ import annotations
@@ -25,35 +27,68 @@ from typing import Any
 
 import numpy as np
 
-from tr2_core.types import SceneGraphResult
-from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES, Family
+from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.types import PredicateScores, SceneGraph, SceneGraphResult
+from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES
 
 _DIGITS = 5
 
 
-def _family_records(scores: np.ndarray, family: Family, threshold: float) -> list[dict[str, Any]]:
-    """Per pair: top predicate, holding predicates and all scores of ``family``.
+def _rounded(value: float) -> float:
+    return float(np.round(np.float64(value), _DIGITS))  # as the arrays: np.round, not round()
+
+
+def _family_record(answer: PredicateScores) -> dict[str, Any]:
+    """Top predicate, holding predicates (best first) and all scores of one family."""
+    scores = np.asarray(answer.scores, dtype=np.float64).round(_DIGITS).tolist()
+    names = PREDICATES[answer.first_predicate_id : answer.first_predicate_id + len(scores)]
+    return {
+        "top": PREDICATES[answer.top],
+        "top_id": answer.top,
+        "top_score": _rounded(answer.top_score),
+        "holding": [PREDICATES[i] for i in answer.holding],
+        "scores": dict(zip(names, scores, strict=True)),
+    }
+
+
+def graph_record(
+    graph: SceneGraph, frame: int, *, image_size: tuple[int, int], source: str | None = None
+) -> dict[str, Any]:
+    """The JSON-ready dict of one frame's decoded graph (layout in the module docstring).
 
     Args:
-        scores: (P, family.size) probabilities / sigmoid scores.
+        graph: the frame's decoded scene graph.
+        frame: frame index in the input (0-based).
+        image_size: (width, height) in pixels.
+        source: file name of the frame (image folders), if any.
     """
-    scores = np.asarray(scores, dtype=np.float64).round(_DIGITS)
-    names = PREDICATES[family.slice]
-    top = scores.argmax(axis=1) if scores.size else np.zeros(0, np.int64)
-    holds = scores >= threshold
-    if not family.multi_label:
-        holds = np.zeros_like(holds)
-        holds[np.arange(len(top)), top] = True
-    return [
+    entities = [
         {
-            "top": names[t],
-            "top_id": family.start + t,
-            "top_score": row[t],
-            "holding": [n for n, h in zip(names, hold, strict=True) if h],
-            "scores": dict(zip(names, row, strict=True)),
+            "track_id": node.track_id,
+            "label_id": node.label,
+            "label": OBJECT_CLASSES[node.label],
+            "score": _rounded(node.score),
+            "box": np.asarray(node.box, dtype=np.float64).round(2).tolist(),
         }
-        for t, row, hold in zip(top.tolist(), scores.tolist(), holds.tolist(), strict=True)
+        for node in graph.nodes
     ]
+    relations = [
+        {
+            "subject_track": graph.nodes[edge.subject].track_id,
+            "object_track": graph.nodes[edge.object].track_id,
+            "subject": edge.subject,
+            "object": edge.object,
+            **{f.name: _family_record(getattr(edge, f.name)) for f in FAMILIES},
+        }
+        for edge in graph.edges
+    ]
+    return {
+        **frame_header(frame, graph.stamp_ns, source),
+        "image_size": [int(image_size[0]), int(image_size[1])],
+        "window_stamps_ns": graph.window_stamps_ns.tolist(),
+        "entities": entities,
+        "relations": relations,
+    }
 
 
 def result_record(
@@ -64,43 +99,13 @@ def result_record(
     source: str | None = None,
     relation_threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """The JSON-ready dict of one frame (layout in the module docstring).
+    """:func:`graph_record` of the result decoded with ``relation_threshold``.
 
-    Args:
-        result: the engine's scene graph of the frame.
-        frame: frame index in the input (0-based).
-        image_size: (width, height) in pixels.
-        source: file name of the frame (image folders), if any.
-        relation_threshold: score at which spatial/contacting predicates hold.
+    Raises:
+        InvalidSceneGraph: the result is malformed.
     """
-    tracks = np.asarray(result.entity_track).tolist()
-    labels = np.asarray(result.entity_labels).tolist()
-    scores = np.asarray(result.entity_scores, dtype=np.float64).round(_DIGITS).tolist()
-    boxes = np.asarray(result.entity_boxes, dtype=np.float64).round(2).tolist()
-    entities = [
-        {"track_id": t, "label_id": lab, "label": OBJECT_CLASSES[lab], "score": s, "box": b}
-        for t, lab, s, b in zip(tracks, labels, scores, boxes, strict=True)
-    ]
-    subj = np.asarray(result.pair_subject).tolist()
-    obj = np.asarray(result.pair_object).tolist()
-    per_family = [_family_records(getattr(result, f.name), f, relation_threshold) for f in FAMILIES]
-    relations = [
-        {
-            "subject_track": tracks[s],
-            "object_track": tracks[o],
-            "subject": s,
-            "object": o,
-            **{f.name: recs[k] for f, recs in zip(FAMILIES, per_family, strict=True)},
-        }
-        for k, (s, o) in enumerate(zip(subj, obj, strict=True))
-    ]
-    return {
-        **frame_header(frame, int(result.stamp_ns), source),
-        "image_size": [int(image_size[0]), int(image_size[1])],
-        "window_stamps_ns": np.asarray(result.window_stamps_ns).tolist(),
-        "entities": entities,
-        "relations": relations,
-    }
+    graph = decode_scene_graph(result, relation_threshold=relation_threshold)
+    return graph_record(graph, frame, image_size=image_size, source=source)
 
 
 def frame_header(frame: int, stamp_ns: int, source: str | None) -> dict[str, Any]:

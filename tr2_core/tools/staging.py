@@ -1,76 +1,93 @@
 """Outputs that appear complete or not at all.
 
-A tool writes into a private staging folder beside the final path (same file
+A tool writes into a private partial folder beside the final path (same file
 system, so the final :func:`os.replace` is a rename) and only a successful run
-moves the result into place. On any error, Ctrl-C included, the staging
+moves the result into place. On any error, Ctrl-C included, the partial
 folder is removed and nothing exists at the final path that was not there
-before.
+before; one left by a killed process is reclaimed by the next run
+(:func:`tr2_core.outputs.remove_stale_partials`). What may be replaced is
+decided by :mod:`tr2_core.outputs`, at the start and again at the end.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tr2_core.errors import Tr2Error
+from tr2_core.outputs import (
+    Output,
+    OutputExistsError,
+    OutputPathError,
+    check_outputs,
+    partial_folder,
+    replace_with,
+)
+
+__all__ = ["Output", "OutputExistsError", "OutputPathError", "check_output", "staged_outputs"]
 
 
-class OutputExistsError(Tr2Error):
-    """The output path exists and overwriting was not asked for."""
+def _as_output(item: Output | str | os.PathLike[str]) -> Output:
+    return item if isinstance(item, Output) else Output.file(item, "output")
 
 
-def check_output(path: Path, *, overwrite: bool) -> None:
-    """Fail early (before any work) when ``path`` exists and ``overwrite`` is off.
+def check_output(
+    outs: Output | Sequence[Output],
+    *,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    overwrite: bool,
+) -> None:
+    """Fail early (before any work) on an output :mod:`tr2_core.outputs` forbids, or
+    one whose folder does not exist.
 
     Raises:
-        OutputExistsError: naming the path.
+        OutputExistsError: it exists and ``overwrite`` is off.
+        OutputPathError: it is / holds / lies in an input, or is an unrelated folder.
     """
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; remove it or pass --overwrite")
-    if not path.parent.is_dir():
-        raise Tr2Error(f"{path}: the folder {path.parent} does not exist")
+    outs = [outs] if isinstance(outs, Output) else list(outs)
+    check_outputs(outs, inputs=inputs, overwrite=overwrite)
+    for out in outs:
+        if not out.path.parent.is_dir():
+            raise Tr2Error(f"{out.flag} {out.path}: the folder {out.path.parent} does not exist")
 
 
 @contextmanager
-def staged_outputs(finals: Sequence[Path], *, overwrite: bool = False) -> Iterator[list[Path]]:
+def staged_outputs(
+    finals: Sequence[Output | str | os.PathLike[str]],
+    *,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+) -> Iterator[list[Path]]:
     """Stage several outputs and publish them together.
 
-    Yields one path per final path: ``STAGE/<final name>``, where ``STAGE`` is a
-    fresh hidden folder beside the first output. The caller creates whatever it
-    likes at those paths (a file or a folder). On normal exit each staged path is
-    renamed to its final path (an existing one is replaced when ``overwrite``);
-    on any exception every staged path is removed and the exception propagates.
+    Yields one path per output: ``PARTIAL/<final name>``, where ``PARTIAL`` is a
+    fresh hidden folder beside that output. The caller creates what the output
+    says (a file, or a folder) at those paths. On normal exit each staged path
+    replaces its final path (:func:`tr2_core.outputs.replace_with`: folders get
+    their kind's marker); on any exception every staged path is removed and the
+    exception propagates.
 
     Args:
-        finals: the output paths (files or folders), each in an existing folder.
+        finals: the outputs (a bare path is a file output), each in an existing folder.
+        inputs: the command's inputs (never replaced, never inside an output).
         overwrite: replace outputs that exist (only once the run succeeded).
 
     Raises:
         OutputExistsError: an output exists and ``overwrite`` is off.
+        OutputPathError: an output the rules of :mod:`tr2_core.outputs` forbid.
     """
-    finals = [Path(p) for p in finals]
-    for path in finals:
-        check_output(path, overwrite=overwrite)
-    stages = [
-        Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent)) for path in finals
-    ]
-    try:
-        yield [stage / path.name for stage, path in zip(stages, finals, strict=True)]
-        for stage, path in zip(stages, finals, strict=True):
-            staged = stage / path.name
-            if not staged.exists():
-                raise Tr2Error(f"internal error: nothing was written for {path}")
-        for stage, path in zip(stages, finals, strict=True):
-            if path.exists():  # overwrite (checked above): replace only now
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            os.replace(stage / path.name, path)
-    finally:
-        for stage in stages:
-            shutil.rmtree(stage, ignore_errors=True)
+    outs = [_as_output(p) for p in finals]
+    check_output(outs, inputs=inputs, overwrite=overwrite)
+    with ExitStack() as stack:
+        stages = [stack.enter_context(partial_folder(out.path)) for out in outs]
+        staged = [stage / out.path.name for stage, out in zip(stages, outs, strict=True)]
+        yield staged
+        for path, out in zip(staged, outs, strict=True):
+            if not path.exists():
+                raise Tr2Error(f"internal error: nothing was written for {out.path}")
+            if out.folder_kind is not None and not path.is_dir():
+                raise Tr2Error(f"internal error: {out.path} was staged as a file, not a folder")
+        for path, out in zip(staged, outs, strict=True):
+            replace_with(out, path, inputs=inputs, overwrite=overwrite)

@@ -8,10 +8,12 @@ annotated frames as a video (``.mp4``, ``.mkv``, ``.mov``, ``.avi``) or as a
 folder of PNGs (any other path).
 
 Timestamps: a video frame's presentation time; the ``i``-th image of a folder
-is at ``i / fps`` seconds. A frame that cannot be read (unreadable image file,
-undecodable video packet) gets a JSON line with its ``error`` and is counted;
-it never stops the run. Outputs are written beside their final paths and
-appear only when the run completes (:mod:`tr2_core.tools.staging`).
+is at ``i / fps`` seconds. A frame that cannot be read (unreadable, too large
+or undecodable image or packet) or that the engine cannot take
+(:func:`tr2_core.stream.frames.run_frame`) gets a JSON line with its ``error``
+and is counted; it never stops the run, and Ctrl-C keeps the frames done.
+Outputs are written beside their final paths and appear when the run ends
+(:mod:`tr2_core.tools.staging`); what they may replace: :mod:`tr2_core.outputs`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error
-from tr2_core.tools.records import error_record, result_record
+from tr2_core.outputs import Output
+from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
+from tr2_core.tools.records import error_record, graph_record
 from tr2_core.tools.staging import check_output, staged_outputs
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm"})
 """Overlay outputs with these suffixes are encoded as video; others are PNG folders."""
 DEFAULT_FPS = 30.0
-LOGGED_SKIPS = 20
+MAX_FRAME_PIXELS = 8192 * 8192
+"""Largest frame decoded (64 Mpx: 200 MB as RGB); larger ones are refused unread."""
 _NS = 1_000_000_000
 
 
@@ -72,10 +78,12 @@ class VideoReport:
     Attributes:
         frames: input frames (one JSON line each).
         graphs: frames with a scene graph.
-        rejected: frames that could not be read or decoded.
+        rejected: frames that could not be read or decoded, or that the engine
+            could not take (each gets a JSON line with its ``error``).
         truncated: reading stopped early at an unreadable part of a video file.
         fps: frame rate used for stamps (folders) / the overlay video.
-        skip_reasons: reason -> number of frames.
+        skips: skipped frames per reason (``skip_reasons``).
+        interrupted: Ctrl-C stopped the run; the outputs hold the frames done.
         outputs: paths written.
     """
 
@@ -84,8 +92,13 @@ class VideoReport:
     rejected: int = 0
     truncated: str | None = None
     fps: float = DEFAULT_FPS
-    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skips: SkipLog = field(default_factory=lambda: SkipLog(log))
+    interrupted: bool = False
     outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def skip_reasons(self) -> Counter[str]:
+        return self.skips.reasons
 
     def summary(self) -> str:
         lines = [
@@ -95,6 +108,8 @@ class VideoReport:
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.truncated:
             lines.append(f"  WARNING: input truncated: {self.truncated}")
+        if self.interrupted:
+            lines.append(f"  WARNING: interrupted: only the first {self.frames} frames were done")
         return "\n".join(lines)
 
 
@@ -113,17 +128,47 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file.
+def check_frame_size(width: int, height: int, what: str) -> None:
+    """Refuse a frame larger than :data:`MAX_FRAME_PIXELS` before decoding it (a small
+    file can claim 10000x10000 pixels: gigabytes once decoded).
 
     Raises:
-        VideoError: unreadable, undecodable or empty image (reason in the message).
+        VideoError: naming ``what`` and its size.
+    """
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"{what} is {width}x{height} pixels, more than the {MAX_FRAME_PIXELS:,} "
+            "tr2 decodes per frame; downscale it first"
+        )
+
+
+def _to_rgb8(image: Any) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8 RGB; 16-bit (and 32-bit integer) greyscale is
+    scaled to 8 bits, not clipped (PIL's ``convert`` makes such images all white)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        values = np.asarray(image).astype(np.float64)
+        grey = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise VideoError("32-bit float images are not supported (save it as 8 or 16 bit)")
+    return np.asarray(image.convert("RGB"))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (16-bit greyscale scaled to 8 bits).
+
+    Raises:
+        VideoError: unreadable, undecodable, empty or too large image (reason in the
+            message); the size is checked from the header, before decoding.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            check_frame_size(*image.size, f"image {path.name}")
+            rgb = _to_rgb8(image)
+    except VideoError as e:
+        raise VideoError(f"cannot read image {path.name}: {e}") from None
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
         raise VideoError(f"cannot read image {path.name}: {type(e).__name__}: {e}") from None
     if rgb.ndim != 3 or 0 in rgb.shape:
@@ -179,6 +224,11 @@ class VideoSource:
             raise VideoError(f"{path} has no video stream")
         self.path = path
         self.stream = self.container.streams.video[0]
+        try:
+            check_frame_size(self.stream.width, self.stream.height, f"video {path}")
+        except VideoError:
+            self.container.close()
+            raise
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(fps or (rate if rate else DEFAULT_FPS))
@@ -194,6 +244,16 @@ class VideoSource:
         t = Fraction(frame.pts) * Fraction(frame.time_base)
         return int(t * _NS)
 
+    def _check_count(self, read: int) -> None:
+        """A file whose index is intact but whose data stops early demuxes without an
+        error: compare with the frame count its container announces."""
+        if self.total and read < self.total:
+            self.truncated = (
+                f"{self.total - read} of the {self.total} frames the container announces "
+                f"are missing (read {read})"
+            )
+            log.warning("%s: %s", self.path, self.truncated)
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         packets = self.container.demux(self.stream)
@@ -205,6 +265,7 @@ class VideoSource:
                 log.warning("%s: %s", self.path, self.truncated)
                 return
             if packet is None:
+                self._check_count(index)
                 return
             try:
                 decoded = packet.decode()
@@ -317,6 +378,19 @@ def open_overlay(path: Path, fps: float) -> PngFolderWriter | VideoWriter:
 # The run.
 
 
+def overlay_output(overlay: Path) -> Output:
+    """``--overlay``: a video file for video suffixes, else a PNG folder (replaced only
+    when an earlier ``tr2 video`` wrote it)."""
+    if overlay.suffix.lower() in VIDEO_SUFFIXES:
+        return Output.file(overlay, "--overlay")
+    return Output.folder(overlay, "--overlay", "tr2-video-overlay-png")
+
+
+def video_outputs(jsonl: Path, overlay: Path | None) -> list[Output]:
+    """The outputs of a run (``--jsonl`` first)."""
+    return [Output.file(jsonl, "--jsonl")] + ([overlay_output(overlay)] if overlay else [])
+
+
 def check_paths(
     src: Path, jsonl: Path, overlay: Path | None = None, *, overwrite: bool = False
 ) -> None:
@@ -325,6 +399,7 @@ def check_paths(
     Raises:
         VideoError: missing input, the same path given twice.
         OutputExistsError: an output exists and ``overwrite`` is off.
+        OutputPathError: an output is, holds or lies in IN; an unrelated folder.
     """
     if not src.exists():
         raise VideoError(f"input {src} does not exist")
@@ -332,8 +407,7 @@ def check_paths(
     resolved = [p.resolve() for p in outs]
     if len(set(resolved)) != len(resolved) or src.resolve() in resolved:
         raise VideoError("IN, --jsonl and --overlay must be different paths")
-    for path in outs:
-        check_output(path, overwrite=overwrite)
+    check_output(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
 
 
 def process_video(
@@ -368,19 +442,20 @@ def process_video(
     check_paths(src, jsonl, overlay, overwrite=overwrite)
     source = open_source(src, fps)
     report = VideoReport(fps=source.fps)
-    finals = [jsonl] + ([overlay] if overlay is not None else [])
+    finals = video_outputs(jsonl, overlay)
     try:
-        _run(source, engine, finals, report, relation_threshold, overwrite, progress)
+        _run(source, engine, finals, [src], report, relation_threshold, overwrite, progress)
     finally:
         source.close()
-    report.outputs = finals
+    report.outputs = [out.path for out in finals]
     return report
 
 
 def _run(
     source: FolderSource | VideoSource,
     engine: Any,
-    finals: list[Path],
+    finals: list[Output],
+    inputs: list[Path],
     report: VideoReport,
     relation_threshold: float,
     overwrite: bool,
@@ -389,7 +464,7 @@ def _run(
     from tqdm import tqdm
 
     overlay = finals[1] if len(finals) > 1 else None
-    with staged_outputs(finals, overwrite=overwrite) as staged:
+    with staged_outputs(finals, inputs=inputs, overwrite=overwrite) as staged:
         writer = open_overlay(staged[1], source.fps) if overlay is not None else None
         try:
             with (
@@ -398,30 +473,19 @@ def _run(
                     total=source.total, unit="frame", desc="tr2 video", disable=not progress
                 ) as bar,
             ):
-                for frame in source:
-                    report.frames += 1
-                    bar.update()
-                    if frame.image is None:
-                        record = _skip(report, frame)
-                    else:
-                        result = engine.process(frame.image, frame.stamp_ns)
-                        height, width = frame.image.shape[:2]
-                        record = result_record(
-                            result,
-                            frame.index,
-                            image_size=(width, height),
-                            source=frame.source,
-                            relation_threshold=relation_threshold,
-                        )
-                        report.graphs += 1
-                        if writer is not None:
-                            from tr2_core.viz.overlay import draw_scene_graph
-
-                            drawn = draw_scene_graph(
-                                frame.image, result, relation_threshold=relation_threshold
-                            )
-                            writer.write(drawn, frame)
-                    lines.write(json.dumps(record, allow_nan=False) + "\n")
+                frames = iter(source)
+                while True:
+                    try:  # Ctrl-C keeps the frames done so far (the summary says so)
+                        frame = next(frames, None)
+                        if frame is None:
+                            break
+                        report.frames += 1
+                        bar.update()
+                        record = _frame_record(engine, frame, writer, report, relation_threshold)
+                        lines.write(json.dumps(record, allow_nan=False) + "\n")
+                    except KeyboardInterrupt:
+                        report.interrupted = True
+                        break
                     bar.set_postfix(graphs=report.graphs, rejected=report.rejected)
         finally:
             if writer is not None:
@@ -429,12 +493,32 @@ def _run(
         report.truncated = source.truncated
 
 
-def _skip(report: VideoReport, frame: Frame) -> dict[str, Any]:
-    reason = frame.error or "unreadable frame"
+def _frame_record(
+    engine: Any,
+    frame: Frame,
+    writer: PngFolderWriter | VideoWriter | None,
+    report: VideoReport,
+    relation_threshold: float,
+) -> dict[str, Any]:
+    """The JSON record of one frame: its scene graph (drawn to the overlay), or its
+    error when it could not be read or the engine could not take it."""
+    if frame.image is None:
+        return _skip(report, frame, frame.error or "unreadable frame")
+    try:
+        result = run_frame(engine, frame.image, frame.stamp_ns)
+    except FrameFailed as e:
+        return _skip(report, frame, str(e))
+    graph = decode_scene_graph(result, relation_threshold=relation_threshold)
+    height, width = frame.image.shape[:2]
+    report.graphs += 1
+    if writer is not None:
+        from tr2_core.viz.overlay import draw_scene_graph
+
+        writer.write(draw_scene_graph(frame.image, graph), frame)
+    return graph_record(graph, frame.index, image_size=(width, height), source=frame.source)
+
+
+def _skip(report: VideoReport, frame: Frame, reason: str) -> dict[str, Any]:
     report.rejected += 1
-    report.skip_reasons[reason] += 1
-    if report.rejected <= LOGGED_SKIPS:
-        log.warning("frame %d skipped: %s", frame.index, reason)
-        if report.rejected == LOGGED_SKIPS:
-            log.warning("further skipped frames are counted, not logged")
+    report.skips.skip(str(frame.index), reason)
     return error_record(frame.index, frame.stamp_ns, frame.source, reason)

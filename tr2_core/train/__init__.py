@@ -3,7 +3,7 @@
 Public API::
 
     from tr2_core.train import (
-        TrainConfig, load_train_config,          # config/train/*.yaml
+        TrainConfig, load_train_config,          # tr2_core/configs/train/*.yaml
         train,                                   # the loop (RunSpec, load_trained: tr2_core.run)
         FeatureCache, ClipSource, ActionGenomeVideos,
         predict, clip_predictions, concat_predictions,

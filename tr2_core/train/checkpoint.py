@@ -15,6 +15,8 @@ that needs pickled classes), so ``torch.load(..., weights_only=True)`` reads it:
 ``rng``          python / numpy / torch (and CUDA) generator states
 ``extractor_fingerprint``  identity of the frozen extractor's weights
 ``random_init``  whether the frozen parts were random
+``log_record``   the epoch's ``metrics.jsonl`` record as a JSON string (restores a
+                 log line lost to a kill between the checkpoint and the log append)
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ import numpy as np
 import torch
 
 from tr2_core.config import from_dict, to_dict
-from tr2_core.errors import WeightsError
+from tr2_core.errors import WeightsError, clip
 from tr2_core.models import ModelConfig
+from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.run import RunSpec, run_spec_and_model_config
 from tr2_core.train.config import TrainConfig
 
@@ -43,18 +45,7 @@ log = logging.getLogger("tr2.train")
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over
     ``path``: a reader (or a crash) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -119,10 +110,12 @@ def checkpoint_state(
     config: dict[str, Any],
     extractor_fingerprint: str,
     random_init: bool,
+    log_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict (keys above) after ``epoch`` finished epochs; ``optimisation``
     holds the ``optimizer``, ``scheduler`` and ``scaler`` state dicts."""
     return {
+        "log_record": json.dumps(log_record) if log_record is not None else None,
         "model": relation.state_dict(),
         **optimisation,
         "epoch": epoch,
@@ -154,20 +147,70 @@ def restore_training(
             "different weights than the run that wrote the checkpoint (other weight "
             "files or torch version?)"
         )
-    relation.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"])
+    parts: list[tuple[str, Any]] = [
+        ("model weights", lambda: relation.load_state_dict(ckpt["model"])),
+        ("optimizer state", lambda: optimizer.load_state_dict(ckpt["optimizer"])),
+        ("scheduler state", lambda: scheduler.load_state_dict(ckpt["scheduler"])),
+        ("grad scaler state", lambda: scaler.load_state_dict(ckpt["scaler"])),
+        ("random generator state", lambda: set_rng_state(ckpt["rng"])),
+    ]
+    for what, load in parts:
+        try:
+            load()
+        except Exception as e:  # torch raises RuntimeError/ValueError/KeyError/TypeError
+            raise WeightsError(
+                f"{path}: its {what} does not fit this run "
+                f"({type(e).__name__}: {clip(str(e).strip())})"
+            ) from None
     return int(ckpt["epoch"]), float(ckpt["best_metric"])
 
 
-def truncate_log(path: Path, epochs: int) -> None:
-    """Keep only records of epochs <= ``epochs`` (a run killed between writing the log
-    line and the checkpoint re-runs that epoch)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs]
-    if len(keep) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in keep))
+RUN_FOLDER_KIND = "tr2-train-run"
+"""Marker kind of a training run folder (:mod:`tr2_core.outputs`)."""
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one epoch record to ``metrics.jsonl`` (one line; flushed to disk)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_log(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(the records of ``metrics.jsonl``, number of lines dropped): a partial or garbled
+    line (a kill while it was written) is dropped with a warning naming file and line."""
+    records, dropped = [], 0
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n")):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch", 0), int):
+            log.warning("%s: line %d is partial or garbled; dropped", path, number + 1)
+            dropped += 1
+            continue
+        records.append(record)
+    return records, dropped
+
+
+def reconcile_log(path: Path, epochs: int, last_record: str | None) -> None:
+    """Make ``metrics.jsonl`` hold exactly the records of epochs 1..``epochs`` that it
+    holds, once each, before a resumed run appends more: records of later epochs (a kill
+    after the log line and before the checkpoint) and partial lines are dropped, and the
+    checkpoint's own record of epoch ``epochs`` (``last_record``, JSON) is restored if the
+    kill came after the checkpoint and before the log line. Rewritten atomically."""
+    records, dropped = _read_log(path) if path.is_file() else ([], 0)
+    kept: dict[int, dict[str, Any]] = {}
+    for record in records:
+        epoch = int(record.get("epoch", 0))
+        if epoch <= epochs:
+            kept[epoch] = record  # a duplicate of an epoch: the later line wins
+    if epochs not in kept and last_record:
+        kept[epochs] = json.loads(last_record)
+        log.info("%s: restored the record of epoch %d from the checkpoint", path, epochs)
+    ordered = [kept[e] for e in sorted(kept)]
+    if dropped or ordered != records:
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in ordered))

@@ -1,6 +1,6 @@
-"""The training recipe: one flat, typed dataclass loaded from ``config/train/*.yaml``.
+"""The training recipe: one flat, typed dataclass loaded from ``tr2_core/configs/train/*.yaml``.
 
-The model architecture lives in ``config/models/`` (see :mod:`tr2_core.models`); this
+The model architecture lives in ``tr2_core/configs/models/`` (see :mod:`tr2_core.models`); this
 file holds only how it is trained. Unknown keys fail (:func:`tr2_core.config.from_dict`).
 """
 
@@ -107,7 +107,7 @@ class TrainConfig:
 
 
 def load_train_config(name_or_path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfig:
-    """``config/train/<name>.yaml`` (or a YAML path) with dotted ``key=value`` overrides."""
+    """``tr2_core/configs/train/<name>.yaml`` (or a path) with dotted ``key=value`` overrides."""
     return load_config(TrainConfig, name_or_path, subdir="train", overrides=overrides)
 
 

@@ -6,8 +6,8 @@ Run by ``tr2 train`` (one process) or ``torchrun --nproc_per_node N tr2 train ..
 Per epoch: train over the videos (one video -- or a window of at most
 ``max_clip_frames`` frames -- per step), evaluate on the validation split with the
 project's evaluator (:mod:`tr2_core.train.validation`), step reduce-on-plateau on the
-validation metric, append one line to ``metrics.jsonl``, write ``last.pt`` (and
-``best.pt`` when the metric improved) atomically (:mod:`tr2_core.train.checkpoint`). A
+validation metric, write ``best.pt`` (when the metric improved) and ``last.pt``
+atomically, then append one line to ``metrics.jsonl`` (:mod:`tr2_core.train.checkpoint`). A
 killed run resumed with ``--resume`` continues from the last finished epoch,
 bit-for-bit on CPU.
 
@@ -36,14 +36,17 @@ import torch
 from tqdm import tqdm
 
 from tr2_core.models import ModelConfig
+from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.run import RunModel, RunSpec, build_run_model, load_checkpoint
 from tr2_core.train.checkpoint import (
+    RUN_FOLDER_KIND,
+    append_log,
     atomic_torch_save,
     checkpoint_state,
     configs_from_dict,
+    reconcile_log,
     restore_training,
     run_config_dict,
-    truncate_log,
 )
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import frame_window, shard_indices
@@ -178,7 +181,7 @@ def train_epoch(
         with autocast():
             output = model(features, targets, mode=run.task)
             losses = compute_losses(output, features, targets, rm.text_table, rm.config,
-                                    class_alpha=data.alpha)  # fmt: skip
+                                    class_alpha=data.alpha, task=run.task)  # fmt: skip
             loss = sum(losses.values())
         opt.step(loss, cfg.grad_clip)
         for name, value in {**losses, "loss": loss}.items():  # on device: no sync here
@@ -282,8 +285,8 @@ def train(
     out = Path(out_dir)
     d = setup_distributed(device)
     run, model_cfg, cfg, ckpt = _start(out, run, model_cfg, train_cfg, resume, epochs)
-    if d.master:
-        out.mkdir(parents=True, exist_ok=True)
+    if d.master:  # a run folder, never an unrelated one; partials of killed saves go
+        prepare_folder(out, "--out", RUN_FOLDER_KIND, adopt=resume)
     d.barrier()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -298,7 +301,7 @@ def train(
                          text_table_out=d.master, announce=d.master)  # fmt: skip
     config = run_config_dict(run, model_cfg, cfg)
     if d.master:
-        (out / "config.json").write_text(json.dumps(config, indent=1))
+        atomic_write_text(out / "config.json", json.dumps(config, indent=1))
     data = build_sources(run, cfg, rm, d, progress)
     opt = Optimisation.create(rm.relation, cfg, d.device)
     start_epoch, best = 0, -math.inf
@@ -310,7 +313,7 @@ def train(
         )  # fmt: skip
         if d.master:
             log.info("resuming %s from the end of epoch %d", out / "last.pt", start_epoch)
-            truncate_log(out / "metrics.jsonl", start_epoch)
+            reconcile_log(out / "metrics.jsonl", start_epoch, ckpt.get("log_record"))
     model = d.wrap(rm.relation)
 
     record: dict[str, Any] = {}
@@ -333,16 +336,18 @@ def train(
         if d.master:
             lr = opt.optimizer.param_groups[0]["lr"]
             record = epoch_record(epoch, totals, metrics, val_time, best, lr, run, cfg, d)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
             log_epoch(record, cfg)
             state = checkpoint_state(
                 rm.relation, opt.state(), epoch=epoch + 1, best=best, config=config,
                 extractor_fingerprint=rm.extractor_fingerprint, random_init=run.random_init,
+                log_record=record,
             )  # fmt: skip
-            atomic_torch_save(state, out / "last.pt")
+            # best.pt, then last.pt, then the log line: a kill between any two is undone
+            # on resume (the epoch re-runs identically; reconcile_log fixes the log).
             if improved:
                 atomic_torch_save(state, out / "best.pt")
+            atomic_torch_save(state, out / "last.pt")
+            append_log(out / "metrics.jsonl", record)
         d.barrier()
 
     if start_epoch >= cfg.epochs and d.master:

@@ -3,7 +3,7 @@
 Boxes are coloured by track id and labelled ``label #track score``; every
 edge is an arrow from the subject's box centre to the object's, labelled
 with its best contacting and spatial predicates that hold and the attention
-answer.
+answer, as :func:`tr2_core.scene_graph.decode_scene_graph` decided them.
 Only drawn while someone subscribes to the debug topic, so per-box drawing
 calls are fine here.
 """
@@ -14,8 +14,9 @@ import math
 
 import numpy as np
 
-from tr2_core.types import SceneGraphResult
-from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_CLASSES, PREDICATES, SPATIAL
+from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.types import SceneGraph, SceneGraphEdge, SceneGraphResult
+from tr2_core.vocab import OBJECT_CLASSES, PREDICATES
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -26,48 +27,41 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 """Distinct colours, indexed by track id (or node index when untracked)."""
 
 
-def edge_captions(
-    result: SceneGraphResult, relation_threshold: float = 0.5, max_contacting: int = 2
-) -> list[str]:
-    """One short caption per pair: the best contacting predicates that hold
-    (at most ``max_contacting``; the top one if none holds), the best spatial
-    one that holds, then the attention answer.
+def edge_caption(edge: SceneGraphEdge, max_contacting: int = 2) -> str:
+    """A short caption of one edge: the best contacting predicates that hold (at
+    most ``max_contacting``; the top one if none holds), the best spatial one
+    that holds, then the attention answer, e.g. ``'holding, in_front_of | looking_at'``."""
+    names = [PREDICATES[i] for i in edge.contacting.holding[:max_contacting]]
+    names = names or [PREDICATES[edge.contacting.top]]
+    names += [PREDICATES[i] for i in edge.spatial.holding[:1]]
+    return f"{', '.join(names)} | {PREDICATES[edge.attention.top]}"
 
-    Returns:
-        P strings like ``'holding, in_front_of | looking_at'``.
-    """
-    contacting = np.asarray(result.contacting, dtype=np.float32)
-    spatial = np.asarray(result.spatial, dtype=np.float32)
-    attention_top = np.argmax(np.asarray(result.attention), axis=1) + ATTENTION.start
-    contact_order = np.argsort(-contacting, axis=1, kind="stable")[:, :max_contacting]
-    contact_on = np.take_along_axis(contacting, contact_order, axis=1) >= relation_threshold
-    contact_on[:, 0] = True  # always show the top contacting predicate
-    spatial_top = np.argmax(spatial, axis=1)
-    spatial_on = spatial[np.arange(len(spatial)), spatial_top] >= relation_threshold
-    captions = []
-    for k in range(contacting.shape[0]):  # debug drawing only
-        names = [PREDICATES[CONTACTING.start + i] for i in contact_order[k][contact_on[k]]]
-        if spatial_on[k]:
-            names.append(PREDICATES[SPATIAL.start + spatial_top[k]])
-        captions.append(f"{', '.join(names)} | {PREDICATES[attention_top[k]]}")
-    return captions
+
+def edge_captions(graph: SceneGraph, max_contacting: int = 2) -> list[str]:
+    """:func:`edge_caption` of every edge of ``graph``."""
+    return [edge_caption(edge, max_contacting) for edge in graph.edges]
 
 
 def draw_scene_graph(
-    image: np.ndarray, result: SceneGraphResult, *, relation_threshold: float = 0.5
+    image: np.ndarray, graph: SceneGraph | SceneGraphResult, *, relation_threshold: float = 0.5
 ) -> np.ndarray:
-    """Draw ``result`` on a copy of ``image``.
+    """Draw ``graph`` on a copy of ``image``.
 
     Args:
         image: (H, W, 3) uint8 RGB frame (not modified).
-        result: the frame's scene graph; rows with non-finite boxes are skipped.
-        relation_threshold: score at which spatial/contacting predicates are shown.
+        graph: the frame's decoded scene graph, or the engine's result, decoded
+            here with ``relation_threshold`` (rows with non-finite values are
+            left out rather than raising: drawing is for debugging).
+        relation_threshold: score at which spatial/contacting predicates are
+            shown (only used to decode a result).
 
     Returns:
         (H, W, 3) uint8 RGB.
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    if isinstance(graph, SceneGraphResult):
+        graph = decode_scene_graph(graph, relation_threshold=relation_threshold, drop_invalid=True)
     canvas = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
     draw = ImageDraw.Draw(canvas)
     height, width = image.shape[:2]
@@ -77,37 +71,27 @@ def draw_scene_graph(
     except TypeError:
         font = ImageFont.load_default()
 
-    boxes = np.asarray(result.entity_boxes, dtype=np.float64).reshape(-1, 4)
-    finite = np.isfinite(boxes).all(axis=1)
-    boxes = np.where(finite[:, None], boxes, 0.0)
+    boxes = np.array([node.box for node in graph.nodes], np.float64).reshape(-1, 4)
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    tracks = np.asarray(result.entity_track).reshape(-1)
-    keys = np.where(tracks >= 0, tracks, np.arange(tracks.size))
-    colours = [PALETTE[int(k) % len(PALETTE)] for k in keys.tolist()]
-    labels = np.asarray(result.entity_labels).reshape(-1).tolist()
-    scores = np.asarray(result.entity_scores, dtype=np.float64).reshape(-1).tolist()
+    colours = [
+        PALETTE[(node.track_id if node.track_id >= 0 else i) % len(PALETTE)]
+        for i, node in enumerate(graph.nodes)
+    ]
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
 
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        if not finite[i]:
-            continue
-        draw.rectangle((x1, y1, x2, y2), outline=colours[i], width=line)
-        name = OBJECT_CLASSES[labels[i]] if 0 <= labels[i] < len(OBJECT_CLASSES) else "?"
-        track = f" #{int(tracks[i])}" if tracks[i] >= 0 else ""
-        _text(draw, (x1, y1), f"{name}{track} {scores[i]:.2f}", colours[i], font, above=True)
+    for node, (x1, y1, x2, y2), colour in zip(graph.nodes, boxes.tolist(), colours, strict=True):
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
+        track = f" #{node.track_id}" if node.track_id >= 0 else ""
+        caption = f"{OBJECT_CLASSES[node.label]}{track} {node.score:.2f}"
+        _text(draw, (x1, y1), caption, colour, font, above=True)
 
-    captions = edge_captions(result, relation_threshold)
-    subjects = np.asarray(result.pair_subject).reshape(-1).tolist()
-    objects = np.asarray(result.pair_object).reshape(-1).tolist()
-    for s, o, caption in zip(subjects, objects, captions, strict=True):
-        if not (0 <= s < len(boxes) and 0 <= o < len(boxes) and finite[s] and finite[o]):
-            continue
-        start, end = centres[s].tolist(), centres[o].tolist()
-        _arrow(draw, start, end, colours[o], line)
+    for edge in graph.edges:
+        start, end = centres[edge.subject].tolist(), centres[edge.object].tolist()
+        _arrow(draw, start, end, colours[edge.object], line)
         middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
-        _text(draw, middle, caption, colours[o], font, above=False)
+        _text(draw, middle, edge_caption(edge), colours[edge.object], font, above=False)
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 

@@ -1,4 +1,9 @@
-"""``tr2 bag``: add scene graphs to a rosbag2 offline (no ROS installation needed)."""
+"""``tr2 bag``: add scene graphs to a rosbag2 offline (no ROS installation needed).
+
+A ``tr2`` subcommand registered by tr2_ros through the ``tr2.commands`` entry
+point group (pyproject.toml), so that the ROS-free ``tr2_core.cli`` never
+imports tr2_ros.
+"""
 
 from __future__ import annotations
 
@@ -71,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from tr2_core.tools.bag import check_paths, open_bag, process_bag
-    from tr2_core.tools.engine_args import EngineOptions, build_engine
+    from tr2_core.tools.engine_args import EngineRequest, build_engine
+    from tr2_ros.bag import check_paths, open_bag, process_bag
 
-    options = EngineOptions.from_args(args)
-    options.validate()  # cheap checks before the slow model build
+    request = EngineRequest.from_args(args)
+    request.validate()  # cheap checks before the slow model build
     check_paths(Path(args.input), Path(args.output), overwrite=args.overwrite)
     reader, _ = open_bag(
         Path(args.input),
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         [args.graph_topic, args.vocabulary_topic, args.debug_topic if args.debug_image else None],
     )
     reader.close()  # readable, topic checked: now the slow model build
-    engine = build_engine(options)
+    engine = build_engine(request)
     with logging_redirect_tqdm():
         report = process_bag(
             args.input,
@@ -95,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
             debug_topic=args.debug_topic if args.debug_image else None,
             storage=args.storage,
             distro=args.distro,
-            relation_threshold=args.relation_threshold,
+            relation_threshold=request.options.relation_threshold,
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
     print(report.summary())
-    return 0
+    return 130 if report.interrupted else 0

@@ -11,10 +11,16 @@ the image (stamp and frame_id), exactly as the ROS node publishes it; the
 local) and, when asked, the annotated frame to ``/scene_graph/debug_image``.
 
 A frame that cannot be used (undeserialisable message, unsupported encoding,
-truncated data or compressed image) is skipped, logged with its reason and
-counted; its original message is still copied. An unreadable or corrupt bag
+truncated data or compressed image, or one the engine cannot take:
+:func:`tr2_core.stream.frames.run_frame`, the ROS node's rule too) is skipped,
+logged with its reason and counted; its original message is still copied.
+Ctrl-C keeps the messages copied so far. OUT replaces only a bag an earlier
+``tr2 bag`` wrote (:mod:`tr2_core.outputs`). An unreadable or corrupt bag
 raises :class:`BagError`, and the output only appears, complete, when the run
 succeeds (:mod:`tr2_core.tools.staging`).
+
+It lives on the ROS side because it writes ROS messages (:mod:`tr2_ros.conversions`);
+it needs rosbags, never rclpy.
 """
 
 from __future__ import annotations
@@ -28,17 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from tr2_core.errors import Tr2Error
+from tr2_core.outputs import Output
+from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.staging import check_output, staged_outputs
 from tr2_core.types import SceneGraphResult
 from tr2_ros.conversions import (
     ConversionError,
     ImageRejected,
-    ResultRejected,
-    build_scene_graph,
     build_vocabulary,
     decode_compressed_image,
     decode_image,
+    decode_result,
     encode_rgb_image,
+    scene_graph_message,
     stamp_to_ns,
 )
 from tr2_ros.messages import MessageClasses, make_typestore, rosbags_classes, type_name
@@ -48,8 +56,6 @@ log = logging.getLogger(__name__)
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 STORAGES = ("sqlite3", "mcap")
-LOGGED_SKIPS = 20
-"""Skipped frames logged one by one; later ones are counted (and summarised)."""
 
 
 class BagError(Tr2Error):
@@ -69,7 +75,8 @@ class BagReport:
         graphs: SceneGraph messages written.
         rejected: frames skipped because the image could not be used.
         failed: frames whose engine result could not become a message.
-        skip_reasons: reason -> number of frames (rejected and failed).
+        skips: skipped frames per reason, rejected and failed (``skip_reasons``).
+        interrupted: Ctrl-C stopped the run; the bag holds the messages copied so far.
         dropped_topics: input topics not copied (type without definition).
     """
 
@@ -80,8 +87,13 @@ class BagReport:
     graphs: int = 0
     rejected: int = 0
     failed: int = 0
-    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skips: SkipLog = field(default_factory=lambda: SkipLog(log))
     dropped_topics: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def skip_reasons(self) -> Counter[str]:
+        return self.skips.reasons
 
     def summary(self) -> str:
         """A few human-readable lines for the command's output."""
@@ -93,6 +105,10 @@ class BagReport:
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.dropped_topics:
             lines.append(f"  topics not copied (no type definition): {self.dropped_topics}")
+        if self.interrupted:
+            lines.append(
+                f"  WARNING: interrupted: only the first {self.messages} messages were copied"
+            )
         return "\n".join(lines)
 
 
@@ -161,12 +177,7 @@ class _Frames:
 
     def _skip(self, counter: str, reason: str, where: str) -> None:
         setattr(self.report, counter, getattr(self.report, counter) + 1)
-        self.report.skip_reasons[reason] += 1
-        skipped = self.report.rejected + self.report.failed
-        if skipped <= LOGGED_SKIPS:
-            log.warning("frame %s skipped: %s", where, reason)
-            if skipped == LOGGED_SKIPS:
-                log.warning("further skipped frames are counted, not logged")
+        self.report.skips.skip(where, reason)
 
     def __call__(self, raw: bytes, msgtype: str, bag_ns: int) -> tuple[Any, Any] | None:
         """(SceneGraph, debug Image or None), or None when the frame is skipped."""
@@ -187,30 +198,25 @@ class _Frames:
             self._skip("rejected", str(e), where)
             return None
         try:
-            result: SceneGraphResult = self.engine.process(image, stamp_ns)
-            if int(result.stamp_ns) != stamp_ns:
-                raise ResultRejected(
-                    f"the engine answered for stamp {int(result.stamp_ns)} ns, not {stamp_ns} ns"
-                )
-            graph = build_scene_graph(
-                result,
+            result: SceneGraphResult = run_frame(self.engine, image, stamp_ns)
+            graph = decode_result(result, self.relation_threshold)
+            graph_msg = scene_graph_message(
+                graph,
                 msg.header,
                 self.classes,
                 image_width=image.shape[1],
                 image_height=image.shape[0],
-                relation_threshold=self.relation_threshold,
                 rejected_frames=self.report.rejected,
             )
-        except ConversionError as e:
+        except (ConversionError, FrameFailed) as e:
             self._skip("failed", str(e), where)
             return None
         debug = None
         if self.debug:
             from tr2_core.viz.overlay import draw_scene_graph
 
-            drawn = draw_scene_graph(image, result, relation_threshold=self.relation_threshold)
-            debug = encode_rgb_image(drawn, msg.header, self.classes)
-        return graph, debug
+            debug = encode_rgb_image(draw_scene_graph(image, graph), msg.header, self.classes)
+        return graph_msg, debug
 
 
 def _copy_definition(conn: Any, typestore: Any) -> tuple[str, str] | None:
@@ -303,40 +309,48 @@ def _copy(
         _writing(dst, lambda: writer.write(conn, bag_ns, data))
 
     with tqdm(total=total, unit="msg", desc="tr2 bag", disable=not progress) as bar:
-        for conn, bag_ns, raw in _messages(src, reader):
-            report.messages += 1
-            bar.update()
-            if conn.id in out_conn:
-                write(out_conn[conn.id], bag_ns, raw)
-            if conn.topic != image_topic:
-                continue
-            if vocab_conn is not None:  # once, before the first graph
-                write(vocab_conn, bag_ns, build_vocabulary(classes))
-                vocab_conn = None
-            out = frames(raw, conn.msgtype, bag_ns)
-            if out is None:
-                continue
-            graph, debug = out
-            write(graph_conn, bag_ns, graph)
-            report.graphs += 1
-            if debug is not None and debug_conn is not None:
-                write(debug_conn, bag_ns, debug)
-            bar.set_postfix(graphs=report.graphs, skipped=report.rejected + report.failed)
+        try:  # Ctrl-C keeps the messages copied so far (the summary says so)
+            for conn, bag_ns, raw in _messages(src, reader):
+                report.messages += 1
+                bar.update()
+                if conn.id in out_conn:
+                    write(out_conn[conn.id], bag_ns, raw)
+                if conn.topic != image_topic:
+                    continue
+                if vocab_conn is not None:  # once, before the first graph
+                    write(vocab_conn, bag_ns, build_vocabulary(classes))
+                    vocab_conn = None
+                out = frames(raw, conn.msgtype, bag_ns)
+                if out is None:
+                    continue
+                graph, debug = out
+                write(graph_conn, bag_ns, graph)
+                report.graphs += 1
+                if debug is not None and debug_conn is not None:
+                    write(debug_conn, bag_ns, debug)
+                bar.set_postfix(graphs=report.graphs, skipped=report.rejected + report.failed)
+        except KeyboardInterrupt:
+            report.interrupted = True
 
 
 def check_paths(src: Path, dst: Path, *, overwrite: bool) -> None:
     """Cheap checks before any work (the CLI runs them before building the model).
 
     Raises:
-        BagError: ``src`` missing, ``dst`` inside ``src``.
+        BagError: ``src`` missing.
         OutputExistsError: ``dst`` exists and ``overwrite`` is off.
+        OutputPathError: ``dst`` is, holds or lies in ``src``, or is a folder that
+            ``tr2 bag`` did not write (only those are replaced).
     """
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise BagError(f"input bag {src} does not exist")
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise BagError(f"output {dst} must be outside the input bag {src}")
-    check_output(dst, overwrite=overwrite)
+    check_output(bag_output(dst), inputs=[src], overwrite=overwrite)
+
+
+def bag_output(dst: Path) -> Output:
+    """OUT: a bag folder, replaced only when an earlier ``tr2 bag`` wrote it."""
+    return Output.folder(dst, "OUT", "tr2-bag")
 
 
 def open_bag(
@@ -441,7 +455,7 @@ def process_bag(
         frames = _Frames(
             engine, typestore, classes, report, relation_threshold, debug_topic is not None
         )
-        with staged_outputs([dst], overwrite=overwrite) as (staged,):
+        with staged_outputs([bag_output(dst)], inputs=[src], overwrite=overwrite) as (staged,):
             plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
             writer = _writing(dst, lambda: Writer(staged, version=9, storage_plugin=plugin))
             _writing(dst, writer.open)

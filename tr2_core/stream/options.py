@@ -1,0 +1,110 @@
+"""The streaming engine's options, declared once: :class:`EngineOptions`.
+
+Every field carries its default, help and constraints (:mod:`tr2_core.options`).
+:class:`~tr2_core.stream.engine.StreamingEngine` takes an instance; the flags of
+``tr2 video`` / ``tr2 bag`` (:mod:`tr2_core.tools.engine_args`) and the ROS
+node's parameters (``tr2_ros/params.py``) are generated from these fields.
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from tr2_core.errors import ConfigError
+from tr2_core.options import OptionSpec, option, option_specs, validate_options
+
+DEVICE_PATTERN = r"auto|cpu|cuda|cuda:\d+"
+
+
+def _name(spec: OptionSpec) -> str:
+    return f"engine option '{spec.name}'"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the streaming engine loads, runs and decodes (all surfaces share these).
+
+    Raises:
+        ConfigError: (on construction) a value of the wrong type or out of range.
+    """
+
+    checkpoint: str = option(
+        "", "Trained TR2 checkpoint (.pt, the output of tr2 train).", metavar="PATH"
+    )
+    clip_weights: str = option(
+        "",
+        "Local CLIP ViT-B/32 weights file (open_clip); empty: the path stored in the checkpoint.",
+        metavar="PATH_OR_TAG",
+    )
+    detector_weights: str = option(
+        "",
+        "Local detector weights (torchvision state dict); empty: the path in the checkpoint.",
+        metavar="PATH",
+    )
+    device: str = option(
+        "auto", "Torch device for inference: auto (cuda when available), cpu, cuda or cuda:N.",
+        pattern=DEVICE_PATTERN, what="auto, cpu, cuda or cuda:N",
+    )  # fmt: skip
+    threads: int = option(
+        0,
+        "Torch CPU threads (0: torch's choice; 1 is often fastest on a CPU shared with"
+        " other processes).",
+        low=0, high=1024,
+    )  # fmt: skip
+    mode: str = option(
+        "sgdet",
+        "Task mode: sgdet (entities from the detector), sgcls (given boxes) or predcls"
+        " (given boxes and labels).",
+        choices=("sgdet", "sgcls", "predcls"),
+    )  # fmt: skip
+    window: int = option(
+        8, "Frames W in the temporal window the relations are inferred from.", low=1, high=1024
+    )
+    max_gap_s: float = option(
+        1.0, "A timestamp gap longer than this (seconds) resets the window and the tracks.",
+        low=0.0, high=1e9, open_low=True, flag="max-gap", metavar="SECONDS",
+    )  # fmt: skip
+    score_threshold: float = option(
+        0.1, "Minimum detector score for an entity to become a node.", low=0.0, high=1.0
+    )
+    relation_threshold: float = option(
+        0.5,
+        "Spatial/contacting predicates scoring at least this are listed as holding;"
+        " full scores are always kept.",
+        low=0.0, high=1.0,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        validate_options(self, _name)
+
+    def replace(self, **changes: Any) -> EngineOptions:
+        """A copy with ``changes`` (field name -> value), validated.
+
+        Raises:
+            ConfigError: an unknown field name.
+        """
+        unknown = sorted(set(changes) - {s.name for s in option_specs(EngineOptions)})
+        if unknown:
+            raise ConfigError(f"unknown engine option(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+
+def engine_option_specs() -> dict[str, OptionSpec]:
+    """The declarations of :class:`EngineOptions`, by field name."""
+    return {s.name: s for s in option_specs(EngineOptions)}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``, as a device string (the one rule
+    lives in :func:`tr2_core.run.resolve_device`; imported lazily so that declaring
+    options never imports torch).
+
+    Raises:
+        ConfigError: a CUDA device on a machine without CUDA, or not a device name.
+    """
+    from tr2_core.run import resolve_device as resolve
+
+    return str(resolve(device))
