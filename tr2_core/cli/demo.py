@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrain-steps",
         type=int,
         nargs=2,
-        default=(60, 150),
+        default=(60, 300),
         metavar=("DETECTOR", "CLIP"),
-        help="steps of tr2 pretrain-synthetic (60 150)",
+        help="steps of tr2 pretrain-synthetic (60 300)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing demo folder")
 
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     _step(8, "pictures", f"tr2 plot ... --out {plots}/...")
     pictures = _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json,
-                      streamed, plots, args.model)  # fmt: skip
+                      streamed, plots, _model_label(args.model, args.random_init))  # fmt: skip
 
     seconds = time.perf_counter() - start
     summary = {
@@ -201,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_label(model_name: str, random_init: bool) -> str:
+    return f"{model_name} ({'random init' if random_init else 'synthetic weights'})"
+
+
 def _comparison_table(model_json, baseline_json, model_name: str, random_init: bool) -> str:
     import json
 
@@ -209,8 +213,8 @@ def _comparison_table(model_json, baseline_json, model_name: str, random_init: b
     model = json.loads(model_json.read_text())
     base = json.loads(baseline_json.read_text())
     rows = []
+    label = _model_label(model_name, random_init)
     for setting in ("with", "semi", "no", "top6"):
-        label = f"{model_name} ({'random init' if random_init else 'synthetic weights'})"
         for name, metrics in ((label, model), ("frequency baseline", base)):
             values = {k: v for k, v in metrics[setting].items() if k.startswith("R@")}
             rows.append((f"{setting:<5} {name}", values))
@@ -266,13 +270,12 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
 
 
 def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, streamed,
-           plots, model_name: str) -> list:  # fmt: skip
+           plots, label: str) -> list:  # fmt: skip
     from tr2_core.cli.plot_frames import plot_scene_graph, plot_timeline
     from tr2_core.cli.plot_runs import plot_fig5, plot_recall, plot_training_curves
     from tr2_core.viz.scene_graph import draw_scene_graph_result
 
     plots.mkdir(parents=True, exist_ok=True)
-    label = f"{model_name} (random init)"
     made = [
         plot_training_curves([run_dir], plots / "training_curves.png", labels=[label]),
         plot_recall(

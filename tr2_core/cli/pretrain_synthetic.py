@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="synthetic dataset root")
     parser.add_argument("--model", default="tr2-small", help="model config (tr2-small)")
     parser.add_argument("--detector-steps", type=int, default=60, help="detector steps (60)")
-    parser.add_argument("--clip-steps", type=int, default=150, help="CLIP steps (150)")
+    parser.add_argument("--clip-steps", type=int, default=300, help="CLIP steps (300)")
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
     parser.add_argument("--cache-dir", help="weights cache root (default ~/.cache/tr2/pretrained)")
     parser.add_argument("--json", help="also write the two paths to this JSON file")

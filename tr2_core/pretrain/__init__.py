@@ -26,15 +26,15 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2  # 2: CLIP steps draw pairs of a few classes
 
 
 @dataclass(frozen=True)
 class PretrainBudget:
-    """How long each part trains (defaults fit a 2-core CPU in about a minute)."""
+    """How long each part trains (defaults: about a minute on a 2-core CPU)."""
 
     detector_steps: int = 60
-    clip_steps: int = 150
+    clip_steps: int = 300
     max_frames: int = 160
     seed: int = 0
 
@@ -88,8 +88,17 @@ def pretrained_weights(
         os.replace(tmp, path)
     seconds = time.perf_counter() - t0
     (folder / "pretrain.json").write_text(
-        json.dumps({"model": cfg.name, "data": str(data), "budget": asdict(budget),
-                    "seconds": round(seconds, 1), **report}, indent=1) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "model": cfg.name,
+                "data": str(data),
+                "budget": asdict(budget),
+                "seconds": round(seconds, 1),
+                **report,
+            },
+            indent=1,
+        )
+        + "\n"  # fmt: skip
     )
     return PretrainedWeights(detector_path, clip_path, seconds, False)
 

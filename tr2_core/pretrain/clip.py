@@ -4,7 +4,10 @@ hold in it ("a photo of a person sitting on a bed") and low against the others.
 
 The loss is a sigmoid contrastive one (per image-prompt pair a binary term, as in
 SigLIP) over the 26 relation prompts of the pair's object class, because several
-relations hold at once (multi-label). Both towers learn: the image tower gives the
+relations hold at once (multi-label). A pair meets only its own class's prompts, so a
+step draws its pairs from a few object classes (``classes_per_step``) and encodes only
+their prompts: the text tower, not the crops, is the cost of a step (26 prompts of 77
+tokens per class). Both towers learn: the image tower gives the
 union features, the text tower the guidance prompts' table. The result is an
 ordinary open_clip ``state_dict()`` of the configured architecture: the file format
 of a user's real CLIP checkpoint (``--clip-weights``).
@@ -49,11 +52,13 @@ def train_clip(
     *,
     steps: int,
     batch: int = 128,
+    classes_per_step: int = 4,
     lr: float = 2e-3,
     seed: int = 0,
 ) -> list[float]:
     """Train both towers of ``clip_model`` (open_clip) for ``steps`` steps of ``batch``
-    random pairs. Leaves it frozen in eval mode.
+    random pairs of ``classes_per_step`` random object classes (drawn in proportion to
+    their pairs). Leaves it frozen in eval mode.
 
     Returns:
         the loss of every step.
@@ -76,7 +81,7 @@ def train_clip(
     clip_model.train()
     t0 = time.perf_counter()
     for step in range(steps):
-        pick = torch.randint(crops.shape[0], (min(batch, crops.shape[0]),), generator=gen)
+        pick = _pairs_of_few_classes(frames.pair_class, batch, classes_per_step, gen)
         classes, inverse = torch.unique(frames.pair_class[pick], return_inverse=True)
         image = F.normalize(clip_model.encode_image(crops[pick]), dim=-1)  # (B, D)
         text = clip_model.encode_text(tokens[classes].flatten(0, 1))
@@ -94,3 +99,13 @@ def train_clip(
     for p in clip_model.parameters():
         p.requires_grad_(False)
     return losses
+
+
+def _pairs_of_few_classes(
+    pair_class: torch.Tensor, batch: int, classes: int, gen: torch.Generator
+) -> torch.Tensor:
+    """(B,) random pair rows, B <= ``batch``, all of at most ``classes`` object classes;
+    a class is drawn with the chance that a random pair has it."""
+    seeds = pair_class[torch.randint(pair_class.shape[0], (classes,), generator=gen)]
+    rows = torch.nonzero(torch.isin(pair_class, seeds)).squeeze(1)
+    return rows[torch.randint(rows.shape[0], (min(batch, rows.shape[0]),), generator=gen)]

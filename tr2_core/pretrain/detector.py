@@ -85,8 +85,9 @@ def calibrate_detector(detector: FasterRCNN, frames: PretrainFrames, count: int 
     calibrate_batch_norms(detector.roi_heads.box_head, lambda: detector.roi_heads.box_head(pooled))
 
 
-def _sample_boxes(gt: torch.Tensor, size: tuple[int, int], count: int,
-                  gen: torch.Generator) -> torch.Tensor:
+def _sample_boxes(
+    gt: torch.Tensor, size: tuple[int, int], count: int, gen: torch.Generator
+) -> torch.Tensor:
     """``count`` training boxes of one frame: the GT boxes, jittered copies of them
     (positives and near misses) and random boxes (background); (count', 4)."""
     h, w = size
@@ -169,8 +170,13 @@ def train_detector(
         pick = torch.randint(len(maps), (min(batch, len(maps)),), generator=gen).tolist()
         # one frame per RPN call: the maps differ in size (padding would add fake borders)
         rpn_loss = sum(
-            sum(rpn(ImageList(maps[i].new_zeros(1, 3, *sizes[i]), [sizes[i]]),
-                    OrderedDict([("0", maps[i])]), [targets[i]])[1].values())  # fmt: skip
+            sum(
+                rpn(
+                    ImageList(maps[i].new_zeros(1, 3, *sizes[i]), [sizes[i]]),
+                    OrderedDict([("0", maps[i])]),
+                    [targets[i]],
+                )[1].values()
+            )  # fmt: skip
             for i in pick
         ) / len(pick)
         sel = torch.randint(labels.shape[0], (256,), generator=gen)
