@@ -12,6 +12,7 @@ from model_fixtures import make_features, make_targets
 
 from tr2_core.cli.train import split_overrides
 from tr2_core.errors import ConfigError, DatasetError, WeightsError
+from tr2_core.models import alpha_from_counts
 from tr2_core.run import load_checkpoint, module_fingerprint
 from tr2_core.train.checkpoint import (
     atomic_torch_save,
@@ -20,6 +21,7 @@ from tr2_core.train.checkpoint import (
 )
 from tr2_core.train.config import load_train_config
 from tr2_core.train.dataset import (
+    ActionGenomeVideos,
     VideoClip,
     frame_chunks,
     frame_window,
@@ -29,6 +31,7 @@ from tr2_core.train.dataset import (
     slice_targets,
 )
 from tr2_core.train.feature_cache import FeatureCache, cache_key
+from tr2_core.train.loop import class_alpha
 from tr2_core.train.predict import (
     concat_predictions,
     predictions_from_bytes,
@@ -326,3 +329,23 @@ def test_sgdet_targets_follow_the_assignment():
     assert t.pair_attention.tolist() == [-1, 1, 2]  # false positive: no label
     assert t.pair_spatial[0].sum() == 0 and t.pair_spatial[1].argmax() == 1
     assert t.pair_contacting[2].argmax() == 2
+
+
+def test_class_alpha_counts_only_the_trained_videos():
+    """Focal class weights come from the labels of the videos the run trains on: the
+    held-out validation videos' labels do not count."""
+    spatial = np.zeros((8, 6), bool)
+    spatial[:4, 0] = True  # video a (frames 0, 1): class 0
+    spatial[4:, 5] = True  # video b (frame 2): class 5
+    split = argparse.Namespace(
+        gt=two_video_gt(), pair_frame=np.array([0, 0, 1, 1, 2, 2, 2, 2]),
+        pair_subject=np.zeros(8, np.int64), pair_object=np.ones(8, np.int64),
+        pair_attention=np.zeros(8, np.int64), pair_spatial=spatial,
+        pair_contacting=np.zeros((8, 17), bool),
+    )  # fmt: skip
+    trained = ActionGenomeVideos(split, rows=[0])  # video b held out
+    assert trained.pair_rows().tolist() == [0, 1, 2, 3]
+    alpha = class_alpha(trained)["spatial"]
+    expected = alpha_from_counts(np.array([4, 0, 0, 0, 0, 0], np.float32))
+    assert torch.allclose(alpha, expected), (alpha, expected)
+    assert not torch.allclose(class_alpha(ActionGenomeVideos(split))["spatial"], alpha)

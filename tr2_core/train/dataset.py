@@ -116,6 +116,12 @@ class ActionGenomeVideos:
         row = self.rows[index]
         return int(self.gt.video_start[row]), int(self.gt.video_start[row + 1])
 
+    def pair_rows(self) -> np.ndarray:
+        """(P_sel,) int64 rows into the split's pair arrays of the indexed videos' pairs."""
+        spans = [self.frame_range(i) for i in range(self.num_videos)]
+        parts = [np.arange(self.pair_start[f0], self.pair_start[f1]) for f0, f1 in spans]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
     def selected_gt(self) -> GroundTruth:
         """The evaluator's ground truth of exactly the indexed videos, in index order."""
         return gt_videos(self.gt, self.rows)
