@@ -5,7 +5,7 @@ import json
 from tr2_core.cli import main
 
 
-def test_demo_writes_everything_it_promises(tmp_path, capsys, monkeypatch):
+def test_demo_writes_everything_it_promises(tmp_path, capsys, monkeypatch, one_torch_thread):
     monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))  # fresh caches
     out = tmp_path / "demo"
     # tiny pretraining budget: the weight files are built, cached and loaded through

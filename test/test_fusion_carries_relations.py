@@ -63,18 +63,8 @@ def noisy_frame_accuracy(overrides: tuple[str, ...]) -> float:
     return right / total
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: on a loaded 2-core machine torch's thread pool only adds waits
-    (this test took minutes with the default pool, seconds with one thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", sorted(FUSED))
-def test_fusion_recovers_the_relation_in_noisy_frames(name, one_thread):
+def test_fusion_recovers_the_relation_in_noisy_frames(name, one_torch_thread):
     fused = noisy_frame_accuracy(FUSED[name])
     alone = noisy_frame_accuracy(NO_FUSION)
     accuracies = f"noisy-frame accuracy: fused {fused:.2f}, without fusion {alone:.2f}"
