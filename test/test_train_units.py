@@ -349,3 +349,18 @@ def test_class_alpha_counts_only_the_trained_videos():
     expected = alpha_from_counts(np.array([4, 0, 0, 0, 0, 0], np.float32))
     assert torch.allclose(alpha, expected), (alpha, expected)
     assert not torch.allclose(class_alpha(ActionGenomeVideos(split))["spatial"], alpha)
+
+
+def test_listed_validation_videos_all_filtered_out_fall_back_to_the_seeded_subset(tmp_path):
+    """A synthetic split whose listed validation videos the loader dropped (small-box
+    filter) still holds videos out: the seeded subset, never an empty validation set."""
+    from tr2_core.data.synthetic import META_FILE
+
+    cfg = load_train_config("small")
+    split = _Split(50)
+    seeded = held_out_rows(split, tmp_path, cfg)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / META_FILE).write_text('{"val_videos": ["gone.mp4"]}')
+    assert held_out_rows(split, tmp_path, cfg) == seeded
+    (tmp_path / "annotations" / META_FILE).write_text('{"val_videos": ["00003.mp4"]}')
+    assert held_out_rows(split, tmp_path, cfg) == [3]

@@ -15,7 +15,6 @@ of a user's real CLIP checkpoint (``--clip-weights``).
 
 from __future__ import annotations
 
-import logging
 import time
 
 import torch
@@ -27,8 +26,7 @@ from tr2_core.models.detector import union_boxes
 from tr2_core.models.guidance import prompt_grid
 from tr2_core.models.union import UnionFeatureEncoder, stack_frames
 from tr2_core.pretrain.frames import PretrainFrames
-
-log = logging.getLogger(__name__)
+from tr2_core.pretrain.steps import freeze, take_step
 
 
 @torch.no_grad()
@@ -88,16 +86,8 @@ def train_clip(
         text = F.normalize(text, dim=-1).view(classes.shape[0], grid.shape[1], -1)  # (C, 26, D)
         logits = torch.einsum("bd,bpd->bp", image, text[inverse]) * scale.exp() + bias
         loss = F.binary_cross_entropy_with_logits(logits, frames.pair_predicates[pick])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == steps - 1:
-            log.info("CLIP step %d/%d loss %.4f (%.0f s)", step + 1, steps, losses[-1],
-                     time.perf_counter() - t0)  # fmt: skip
-    clip_model.eval()
-    for p in clip_model.parameters():
-        p.requires_grad_(False)
+        take_step(optimizer, loss, losses, "CLIP", step, steps, t0)
+    freeze(clip_model)
     return losses
 
 

@@ -19,7 +19,6 @@ the file format of a user's real detector weights (``--detector-weights``).
 
 from __future__ import annotations
 
-import logging
 import time
 
 import torch
@@ -28,8 +27,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tr2_core.pretrain.frames import PretrainFrames
-
-log = logging.getLogger(__name__)
+from tr2_core.pretrain.steps import freeze, take_step
 
 
 def _as_float(image: torch.Tensor) -> torch.Tensor:
@@ -184,14 +182,6 @@ def train_detector(
         box_targets = regress[sel].repeat(1, 1)
         cls_loss, box_loss = fastrcnn_loss(scores, deltas, [labels[sel]], [box_targets])
         loss = rpn_loss + cls_loss + box_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == steps - 1:
-            log.info("detector step %d/%d loss %.3f (%.0f s)", step + 1, steps, losses[-1],
-                     time.perf_counter() - t0)  # fmt: skip
-    detector.eval()
-    for p in detector.parameters():
-        p.requires_grad_(False)
+        take_step(optimizer, loss, losses, "detector", step, steps, t0)
+    freeze(detector)
     return losses

@@ -11,6 +11,7 @@ Either way the same :class:`VideoFeatures` / :class:`VideoTargets` come out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import FeatureCache, annotation_stats
 from tr2_core.types import VideoFeatures, VideoTargets
+
+log = logging.getLogger(__name__)
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -236,8 +239,10 @@ def held_out_rows(split: Any, data_root: str | Path, cfg: TrainConfig) -> list[i
     """Rows (into ``split.gt.videos``) of the training videos held out for validation.
 
     A synthetic dataset lists its own (``val_videos`` of synthetic_meta.json); other data
-    (Action Genome) hold out a fixed seeded subset: ``round(val_fraction * videos)``, at
-    least one, never all, drawn with ``val_seed`` (independent of the training seed).
+    (Action Genome), and a synthetic split whose listed ones were all filtered out on
+    loading (small boxes), hold out a fixed seeded subset: ``round(val_fraction *
+    videos)``, at least one, never all, drawn with ``val_seed`` (independent of the
+    training seed).
     """
     from tr2_core.data.synthetic import META_FILE
     from tr2_core.data.synthetic.writer import validation_videos
@@ -245,8 +250,12 @@ def held_out_rows(split: Any, data_root: str | Path, cfg: TrainConfig) -> list[i
     videos = [str(v) for v in split.gt.videos]
     if (Path(data_root) / "annotations" / META_FILE).is_file():
         listed = set(validation_videos(data_root))
-        if listed:
-            return [i for i, v in enumerate(videos) if v in listed]
+        rows = [i for i, v in enumerate(videos) if v in listed]
+        if rows:
+            return rows
+        if listed:  # an empty validation set would leave nothing to select best.pt on
+            log.warning("%s: none of the listed validation videos is in the loaded split; "
+                        "holding out a seeded subset instead", data_root)  # fmt: skip
     n = len(videos)
     n_val = min(max(1, int(round(cfg.val_fraction * n))), n - 1)
     if n_val <= 0:
