@@ -5,13 +5,21 @@ import json
 from tr2_core.cli import main
 
 
-def test_demo_writes_everything_it_promises(tmp_path, capsys):
+def test_demo_writes_everything_it_promises(tmp_path, capsys, monkeypatch, one_torch_thread):
+    monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))  # fresh caches
     out = tmp_path / "demo"
-    assert main(["demo", str(out), "--videos", "12", "--epochs", "1", "--window", "2"]) == 0
+    # tiny pretraining budget: the weight files are built, cached and loaded through
+    # --detector-weights / --clip-weights like real weights
+    argv = ["demo", str(out), "--videos", "12", "--epochs", "1", "--window", "2",
+            "--pretrain-steps", "2", "2"]  # fmt: skip
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "SYNTHETIC data and RANDOMLY INITIALISED" in printed
+    assert "SYNTHETIC data and synthetic-world-trained" in printed
     summary = json.loads((out / "demo.json").read_text())
-    assert summary["random_init"] is True and summary["synthetic_data"] is True
+    assert summary["random_init"] is False and summary["synthetic_data"] is True
+    weights = summary["frozen_weights"]
+    assert str(tmp_path / "cache" / "pretrained") in weights["detector"]
+    assert "--detector-weights" in printed and "--clip-weights" in printed
     for key in ("model_metrics", "baseline_metrics"):
         metrics = json.loads(open(summary[key]).read())
         assert 0.0 <= metrics["with"]["R@20"] <= 1.0 and metrics["frames"] > 0

@@ -46,6 +46,9 @@ def test_torchrun_two_processes_one_epoch(tmp_path):
         "--train-config", "small", "--out", str(out), "--random-init", "--device", "cpu",
         "--epochs", "1", "--no-progress", "--task", "sgcls",
         "model.detector.min_size=64", "model.detector.max_size=128",
+        # validation on the test split (the lineage's selection): every training video
+        # trains, and `tr2 test` below re-scores the very split validation scored
+        "val_split=test",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

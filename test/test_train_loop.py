@@ -97,7 +97,9 @@ def test_resume_continues_exactly_and_the_loss_falls(ag, cache, straight_run, tm
     --resume up to EPOCHS) must end bit-for-bit where the uninterrupted run ended, read
     every feature from the cache the first run filled, and its loss must fall."""
     cached = cache_files(cache)
-    assert len(cached) == 8  # 6 train + 2 test videos, computed once by the first run
+    # 5 train + 1 held-out validation video (the generator's val_videos), computed once
+    # by the first run; the 2 test videos are never touched by training (val_split: val)
+    assert len(cached) == 6
     out = tmp_path / "resumed"
     recs = learning_check().run_training(
         ag, out, epochs=EPOCHS, model_overrides=MODEL_OVERRIDES, train_overrides=RECIPE,
@@ -139,16 +141,23 @@ def test_epoch_records_and_checkpoint_contents(straight_run):
 def test_tr2_test_writes_the_contract_files_and_agrees_with_validation(
     ag, straight_run, tmp_path, capsys
 ):
+    """`tr2 test --split val` scores best.pt on the held-out training videos exactly as the
+    run's validation did (best.pt is selected there, never on the test split)."""
+    from tr2_core.data.action_genome import load_split
+    from tr2_core.data.synthetic.writer import validation_videos
+    from tr2_core.train.dataset import gt_videos
+
     out = tmp_path / "test"
     assert tr2_main(["test", "--checkpoint", str(straight_run / "best.pt"), "--out", str(out),
-                     "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+                     "--device", "cpu", "--no-progress", "--split", "val"]) == 0  # fmt: skip
     assert "RANDOM INIT" in capsys.readouterr().out
     preds = load_predictions(out / "predictions.npz")  # validated against the contract
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["random_init"] is True
-    from tr2_core.data.action_genome import load_split
-
-    gt = load_split(ag, "test", show_progress=False).gt
+    train_gt = load_split(ag, "train", show_progress=False).gt
+    held = [i for i, v in enumerate(train_gt.videos) if v in set(validation_videos(ag))]
+    assert held and set(preds.frame_keys) == set(gt_videos(train_gt, held).frame_keys)
+    gt = gt_videos(train_gt, held)
     assert evaluate(gt, preds, task="predcls")["with"] == metrics["with"]
     best = load_checkpoint(straight_run / "best.pt")
     logged = records(straight_run)[best["epoch"] - 1]["val"]["with"]["R@20"]
@@ -220,12 +229,16 @@ def test_resume_refuses_config_changes(tmp_path, capsys):
 
 def test_cache_features_command_uses_the_training_key(ag, cache, straight_run, capsys):
     """`tr2 cache-features` with the run's settings finds every video already cached by
-    training (same key), and computes nothing."""
+    training (same key) and computes only the test split."""
     before = cache_files(cache)
     argv = ["cache-features", "--data", str(ag), "--model", "tr2-small", "--train-config",
             "small", "--random-init", "--cache-dir", str(cache), "--device", "cpu",
             *(f"model.{o}" for o in MODEL_OVERRIDES)]  # fmt: skip
     assert tr2_main(argv) == 0
     out = capsys.readouterr().out
-    assert "train: 6 videos cached" in out and "test: 2 videos cached" in out
-    assert cache_files(cache) == before
+    assert "train: 5 videos cached" in out and "val: 1 videos cached" in out
+    assert "test: 2 videos cached" in out
+    after = cache_files(cache)
+    # training's 6 entries read back untouched; only the test split (never seen by
+    # training, which validates on the held-out training video) is new
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + 2

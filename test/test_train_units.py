@@ -12,6 +12,7 @@ from model_fixtures import make_features, make_targets
 
 from tr2_core.cli.train import split_overrides
 from tr2_core.errors import ConfigError, DatasetError, WeightsError
+from tr2_core.models import alpha_from_counts
 from tr2_core.run import load_checkpoint, module_fingerprint
 from tr2_core.train.checkpoint import (
     atomic_torch_save,
@@ -20,20 +21,23 @@ from tr2_core.train.checkpoint import (
 )
 from tr2_core.train.config import load_train_config
 from tr2_core.train.dataset import (
+    ActionGenomeVideos,
     VideoClip,
     frame_chunks,
     frame_window,
+    gt_videos,
     shard_indices,
     slice_features,
     slice_targets,
 )
 from tr2_core.train.feature_cache import FeatureCache, cache_key
+from tr2_core.train.loop import class_alpha
 from tr2_core.train.predict import (
     concat_predictions,
     predictions_from_bytes,
     predictions_to_bytes,
 )
-from tr2_core.train.source import sgdet_targets
+from tr2_core.train.source import held_out_rows, sgdet_targets, split_rows
 from tr2_core.train.validation import gt_first_videos, metric_value
 from tr2_core.types import GroundTruth, Predictions, VideoTargets
 
@@ -223,8 +227,8 @@ def test_concat_and_bytes_roundtrip():
         assert np.array_equal(getattr(back, name), getattr(both, name)), name
 
 
-def test_gt_prefix_keeps_whole_videos():
-    gt = GroundTruth(
+def two_video_gt() -> GroundTruth:
+    return GroundTruth(
         videos=np.array(["a.mp4", "b.mp4"]),
         video_start=np.array([0, 2, 3]),
         frame_keys=np.array(["a.mp4/1.png", "a.mp4/2.png", "b.mp4/1.png"]),
@@ -239,10 +243,52 @@ def test_gt_prefix_keeps_whole_videos():
         triplet_object=np.array([1, 3, 5, 4]),
         triplet_predicate=np.array([0, 1, 0, 5]),
     )
+
+
+def test_gt_prefix_keeps_whole_videos():
+    gt = two_video_gt()
     first = gt_first_videos(gt, 1)
     assert first.num_videos == 1 and first.num_frames == 2 and len(first.boxes) == 4
     assert first.triplet_frame.tolist() == [0, 1]
     assert gt_first_videos(gt, 5) is gt
+
+
+def test_gt_subset_renumbers_frames_boxes_and_triplets():
+    gt = two_video_gt()
+    second = gt_videos(gt, [1])
+    assert second.videos.tolist() == ["b.mp4"] and second.video_start.tolist() == [0, 1]
+    assert second.frame_keys.tolist() == ["b.mp4/1.png"] and second.frame_video.tolist() == [0]
+    assert second.box_start.tolist() == [0, 2] and second.box_frame.tolist() == [0, 0]
+    assert second.triplet_frame.tolist() == [0, 0]
+    assert second.triplet_subject.tolist() == [0, 1] and second.triplet_object.tolist() == [1, 0]
+    assert second.triplet_predicate.tolist() == [0, 5]
+    swapped = gt_videos(gt, [1, 0])  # order follows the rows
+    assert swapped.frame_keys.tolist() == ["b.mp4/1.png", "a.mp4/1.png", "a.mp4/2.png"]
+    assert swapped.triplet_frame.tolist() == [0, 0, 1, 2]
+    assert swapped.triplet_subject.tolist() == [0, 1, 2, 4]
+
+
+class _Split:
+    def __init__(self, n: int) -> None:
+        self.gt = argparse.Namespace(videos=np.array([f"{i:05d}.mp4" for i in range(n)]),
+                                     num_videos=n)  # fmt: skip
+
+
+def test_held_out_validation_is_seeded_disjoint_and_default(tmp_path):
+    cfg = load_train_config("small")
+    assert cfg.val_split == "val" and load_train_config("tr2").val_split == "val"
+    split = _Split(50)  # tmp_path: not a synthetic dataset -> the seeded fraction
+    held = held_out_rows(split, tmp_path, cfg)
+    assert len(held) == 5 and held == held_out_rows(split, tmp_path, cfg)
+    train_rows = split_rows("train", split, tmp_path, cfg)
+    assert set(train_rows).isdisjoint(held) and len(train_rows) + len(held) == 50
+    assert split_rows("val", split, tmp_path, cfg) == held
+    other = load_train_config("small", ("val_seed=1",))
+    assert held_out_rows(split, tmp_path, other) != held
+    lineage = load_train_config("small", ("val_split=test",))  # select on test: train on all
+    assert split_rows("train", split, tmp_path, lineage) is None
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_train_config("small", ("val_fraction=0",))
 
 
 def test_metric_value_reads_nested_keys():
@@ -283,3 +329,38 @@ def test_sgdet_targets_follow_the_assignment():
     assert t.pair_attention.tolist() == [-1, 1, 2]  # false positive: no label
     assert t.pair_spatial[0].sum() == 0 and t.pair_spatial[1].argmax() == 1
     assert t.pair_contacting[2].argmax() == 2
+
+
+def test_class_alpha_counts_only_the_trained_videos():
+    """Focal class weights come from the labels of the videos the run trains on: the
+    held-out validation videos' labels do not count."""
+    spatial = np.zeros((8, 6), bool)
+    spatial[:4, 0] = True  # video a (frames 0, 1): class 0
+    spatial[4:, 5] = True  # video b (frame 2): class 5
+    split = argparse.Namespace(
+        gt=two_video_gt(), pair_frame=np.array([0, 0, 1, 1, 2, 2, 2, 2]),
+        pair_subject=np.zeros(8, np.int64), pair_object=np.ones(8, np.int64),
+        pair_attention=np.zeros(8, np.int64), pair_spatial=spatial,
+        pair_contacting=np.zeros((8, 17), bool),
+    )  # fmt: skip
+    trained = ActionGenomeVideos(split, rows=[0])  # video b held out
+    assert trained.pair_rows().tolist() == [0, 1, 2, 3]
+    alpha = class_alpha(trained)["spatial"]
+    expected = alpha_from_counts(np.array([4, 0, 0, 0, 0, 0], np.float32))
+    assert torch.allclose(alpha, expected), (alpha, expected)
+    assert not torch.allclose(class_alpha(ActionGenomeVideos(split))["spatial"], alpha)
+
+
+def test_listed_validation_videos_all_filtered_out_fall_back_to_the_seeded_subset(tmp_path):
+    """A synthetic split whose listed validation videos the loader dropped (small-box
+    filter) still holds videos out: the seeded subset, never an empty validation set."""
+    from tr2_core.data.synthetic import META_FILE
+
+    cfg = load_train_config("small")
+    split = _Split(50)
+    seeded = held_out_rows(split, tmp_path, cfg)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / META_FILE).write_text('{"val_videos": ["gone.mp4"]}')
+    assert held_out_rows(split, tmp_path, cfg) == seeded
+    (tmp_path / "annotations" / META_FILE).write_text('{"val_videos": ["00003.mp4"]}')
+    assert held_out_rows(split, tmp_path, cfg) == [3]

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "baseline",
     "prompts",
+    "pretrain_synthetic",
     "cache_features",
     "train",
     "test",

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training recipe (its seed and cache_dtype must match the training run)",
     )
     parser.add_argument("--task", choices=("predcls", "sgcls", "sgdet"), default="predcls")
-    parser.add_argument("--split", choices=("train", "test", "all"), default="all")
+    parser.add_argument("--split", choices=("train", "val", "test", "all"), default="all")
     parser.add_argument("--random-init", action="store_true", help="tests / synthetic demo only")
     parser.add_argument("--clip-weights", metavar="PATH_OR_TAG")
     parser.add_argument("--detector-weights", metavar="PATH")
@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         announce_random_init()
     # the relation model is not needed: the extractor alone, seeded as the training run's
     frozen = build_run_extractor(run_spec, model_cfg, train_cfg.seed, d.device)
-    splits = ("train", "test") if args.split == "all" else (args.split,)
+    # val: the training videos held out for model selection (train config's val_split)
+    held_out = ("val",) if train_cfg.val_split == "val" else ()
+    splits = ("train", *held_out, "test") if args.split == "all" else (args.split,)
     for split in splits:
         t0 = time.perf_counter()
         source, _ = make_source(

@@ -12,22 +12,28 @@ import argparse
 NAME = "demo"
 HELP = "synthetic AG -> baseline -> train -> test -> eval -> stream -> plots, in one folder"
 DESCRIPTION = """\
-Runs the whole project on SYNTHETIC Action Genome data with RANDOMLY INITIALISED
-backbones (no downloads, no weights), in a few CPU minutes:
+Runs the whole project on SYNTHETIC Action Genome data (no downloads, no weights), in
+a few CPU minutes:
 
-  1. tr2 make-synthetic   rendered videos in the real AG layout
+  1. tr2 make-synthetic   rendered videos in the real AG layout (--temporal world:
+                          occlusion, motion blur, halfway poses)
   2. tr2 baseline         frequency baseline (the floor), evaluated
-  3. tr2 train            the small TR² configuration, briefly, with STTran's
-                          union-box mask branch (--no-geometry: without)
-  4. tr2 test             predictions.npz + metrics.json on the test split
-  5. R@K table            model beside the baseline (with / semi / no / top-6)
-  6. streaming            one held-out video through the online engine
+  3. tr2 pretrain-synthetic  the small detector and CLIP fitted to the synthetic
+                          training videos, saved as a torchvision state dict and an
+                          open_clip checkpoint (cached; --random-init: skip, random)
+  4. tr2 train            the small TR² configuration, briefly, loading those files
+                          through --detector-weights / --clip-weights, with STTran's
+                          union-box mask branch (--no-geometry: without); best.pt
+                          selected on the held-out validation videos
+  5. tr2 test             predictions.npz + metrics.json on the test split
+  6. R@K table            model beside the baseline (with / semi / no / top-6)
+  7. streaming            one held-out video through the online engine
                           (scene graphs per frame as JSONL, an annotated frame strip)
-  7. tr2 plot             training curves, recall per family/predicate, Fig. 5,
+  8. tr2 plot             training curves, recall per family/predicate, Fig. 5,
                           a frame's scene graph, a pair's timeline
 
-The numbers are NOT TR² results: the detector and CLIP are random, the data is
-synthetic. For the real benchmark see the README ("Training and evaluating on
+The numbers are NOT TR² results: the detector and CLIP know only the synthetic world,
+the data is synthetic. For the real benchmark see the README ("Training and evaluating on
 Action Genome").
 """
 
@@ -46,6 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default="tr2-small", help="model config (tr2-small; small configs only on CPU)"
     )
     parser.add_argument("--window", type=int, default=4, help="streaming window W (4)")
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random detector / CLIP instead of the synthetic-world weights (step 3)",
+    )
+    parser.add_argument(
+        "--pretrain-steps",
+        type=int,
+        nargs=2,
+        default=(60, 300),
+        metavar=("DETECTOR", "CLIP"),
+        help="steps of tr2 pretrain-synthetic (60 300)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing demo folder")
 
 
@@ -81,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    frozen_kind = "RANDOMLY INITIALISED" if args.random_init else "synthetic-world-trained"
     print(
-        "tr2 demo: SYNTHETIC data and RANDOMLY INITIALISED detector/CLIP. The numbers show "
+        f"tr2 demo: SYNTHETIC data and {frozen_kind} detector/CLIP. The numbers show "
         "that the pipeline works and learns; they are not TR² results.",
         flush=True,
     )
@@ -91,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     seed = str(args.seed)
 
     synth = ["make-synthetic", str(data), "--videos", str(args.videos), "--seed", seed]
-    synth += ["--frames", "6", "12", "--size", "320x180", "--quiet"]
+    synth += ["--frames", "6", "12", "--size", "320x180", "--temporal", "--quiet"]
     _step(1, "synthetic Action Genome", "tr2 " + " ".join(synth))
     _tr2(synth)
 
@@ -105,38 +125,52 @@ def run(args: argparse.Namespace) -> int:
     print("   $ tr2 " + " ".join(evaluate_base))
     _tr2(evaluate_base)
 
+    weights_json = out / "pretrained" / "weights.json"
+    frozen = ["--random-init"]
+    if not args.random_init:
+        pre = ["pretrain-synthetic", "--data", str(data), "--model", args.model, "--seed", seed]
+        pre += ["--detector-steps", str(args.pretrain_steps[0])]
+        pre += ["--clip-steps", str(args.pretrain_steps[1]), "--json", str(weights_json)]
+        title = "detector and CLIP fitted to the synthetic world (cached)"
+        _step(3, title, "tr2 " + " ".join(pre))
+        weights_json.parent.mkdir(parents=True, exist_ok=True)
+        _tr2(pre)
+        paths = json.loads(weights_json.read_text())
+        frozen = ["--detector-weights", paths["detector"], "--clip-weights", paths["clip"]]
     train = ["train", "--data", str(data), "--model", args.model, "--train-config", "small"]
-    train += ["--out", str(run_dir), "--random-init", "--epochs", str(args.epochs)]
+    train += ["--out", str(run_dir), *frozen, "--epochs", str(args.epochs)]
     train += ["--device", "cpu", f"seed={args.seed}"]
     if not args.no_geometry:
         # Random-init backbones carry little of the synthetic scenes' cues; STTran's
         # union-box masks hand the model the box layout (bench/learning_check.py).
         train += ["model.representation.geometry=true"]
-    _step(3, f"train {args.model} ({args.epochs} epochs, CPU)", "tr2 " + " ".join(train))
+    _step(4, f"train {args.model} ({args.epochs} epochs, CPU)", "tr2 " + " ".join(train))
     _tr2(train)
 
-    test = ["test", "--checkpoint", str(run_dir / "last.pt"), "--out", str(test_dir)]
+    # best.pt: selected on the held-out validation videos (never on the test split)
+    test = ["test", "--checkpoint", str(run_dir / "best.pt"), "--out", str(test_dir)]
     test += ["--device", "cpu"]
-    _step(4, "test", "tr2 " + " ".join(test))
+    _step(5, "test", "tr2 " + " ".join(test))
     _tr2(test)
     model_pred, model_json = test_dir / "predictions.npz", test_dir / "metrics.json"
 
-    _step(5, "R@K on the synthetic test split (PredCls, %)")
-    table = _comparison_table(model_json, baseline_json, args.model)
+    _step(6, "R@K on the synthetic test split (PredCls, %)")
+    table = _comparison_table(model_json, baseline_json, args.model, args.random_init)
     print(table)
     (out / "table.txt").write_text(table + "\n")
 
-    _step(6, f"stream one held-out video (window {args.window})")
-    streamed = _stream_video(data, run_dir / "last.pt", out / "stream", args.window)
+    _step(7, f"stream one held-out video (window {args.window})")
+    streamed = _stream_video(data, run_dir / "best.pt", out / "stream", args.window)
 
-    _step(7, "pictures", f"tr2 plot ... --out {plots}/...")
+    _step(8, "pictures", f"tr2 plot ... --out {plots}/...")
     pictures = _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json,
-                      streamed, plots, args.model)  # fmt: skip
+                      streamed, plots, _model_label(args.model, args.random_init))  # fmt: skip
 
     seconds = time.perf_counter() - start
     summary = {
         "synthetic_data": True,
-        "random_init": True,
+        "random_init": args.random_init,
+        "frozen_weights": "random" if args.random_init else json.loads(weights_json.read_text()),
         "model": args.model,
         "epochs": args.epochs,
         "videos": args.videos,
@@ -167,7 +201,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _comparison_table(model_json, baseline_json, model_name: str) -> str:
+def _model_label(model_name: str, random_init: bool) -> str:
+    return f"{model_name} ({'random init' if random_init else 'synthetic weights'})"
+
+
+def _comparison_table(model_json, baseline_json, model_name: str, random_init: bool) -> str:
     import json
 
     from tr2_core.evaluation.report import format_table
@@ -175,8 +213,9 @@ def _comparison_table(model_json, baseline_json, model_name: str) -> str:
     model = json.loads(model_json.read_text())
     base = json.loads(baseline_json.read_text())
     rows = []
+    label = _model_label(model_name, random_init)
     for setting in ("with", "semi", "no", "top6"):
-        for name, metrics in ((f"{model_name} (random init)", model), ("frequency baseline", base)):
+        for name, metrics in ((label, model), ("frequency baseline", base)):
             values = {k: v for k, v in metrics[setting].items() if k.startswith("R@")}
             rows.append((f"{setting:<5} {name}", values))
     return format_table(rows, "setting / model")
@@ -231,13 +270,12 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
 
 
 def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, streamed,
-           plots, model_name: str) -> list:  # fmt: skip
+           plots, label: str) -> list:  # fmt: skip
     from tr2_core.cli.plot_frames import plot_scene_graph, plot_timeline
     from tr2_core.cli.plot_runs import plot_fig5, plot_recall, plot_training_curves
     from tr2_core.viz.scene_graph import draw_scene_graph_result
 
     plots.mkdir(parents=True, exist_ok=True)
-    label = f"{model_name} (random init)"
     made = [
         plot_training_curves([run_dir], plots / "training_curves.png", labels=[label]),
         plot_recall(

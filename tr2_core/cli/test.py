@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="RUN_DIR/best.pt or last.pt")
     parser.add_argument("--data", help="AG root (default: the one the run was trained on)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test")
     parser.add_argument("--clip-weights", metavar="PATH_OR_TAG", help="(default: as trained)")
     parser.add_argument("--detector-weights", metavar="PATH", help="(default: as trained)")
     parser.add_argument("--cache-dir", help="feature-cache root (default: as trained)")
@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict, protocol_name
     from tr2_core.train.source import make_source
-    from tr2_core.train.validation import gt_first_videos
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     d = setup_distributed(args.device)
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.filter_small_boxes is not None:
         run_spec = dataclasses.replace(run_spec, filter_small_boxes=args.filter_small_boxes)
     train_cfg = train_config_from(ckpt["config"])
-    source, split = make_source(
+    source, _ = make_source(
         run_spec, train_cfg, args.split, trained.model.frozen, d.device,
         training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
     )  # fmt: skip
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = Path(args.out)
     save_predictions(out / "predictions.npz", preds)
-    gt = gt_first_videos(split.gt, len(source))
+    gt = source.videos.selected_gt()
     check_frame_coverage(gt.frame_keys, preds, "the model's predictions")
     metrics = evaluate(gt, preds, task=run_spec.task)
     protocol = protocol_name(trained.model.relation)

@@ -45,8 +45,18 @@ class TrainConfig:
 
     # data
     train_split: Literal["train", "test"] = "train"
-    val_split: Literal["train", "test"] = "test"
-    """AG has no validation split; the authors select on the test split."""
+    val_split: Literal["val", "train", "test"] = "val"
+    """Where best.pt is selected (and the plateau scheduler reads its metric).
+    ``val`` (default, honest): videos held out of the training split and not trained on
+    -- a synthetic dataset's own ``val_videos`` (synthetic_meta.json), for Action Genome
+    a fixed seeded ``val_fraction`` of the training videos. ``test``: the lineage's
+    choice (AG has no validation split; the authors select on the test split), kept
+    for comparability with published numbers; then all training videos are trained on."""
+    val_fraction: float = 0.1
+    """``val_split: val`` on data without its own validation list: this fraction of the
+    training videos (at least one) is held out."""
+    val_seed: int = 0
+    """Seed of that held-out subset (fixed, independent of the training ``seed``)."""
     max_train_videos: int = 0
     """Use only the first N training videos (0: all) -- for demos and tests."""
     max_val_videos: int = 0
@@ -94,6 +104,7 @@ class TrainConfig:
             "max_clip_frames": self.max_clip_frames >= 0,
             "eval_every": self.eval_every >= 1,
             "prefetch": self.prefetch >= -1,
+            "val_fraction": 0 < self.val_fraction < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

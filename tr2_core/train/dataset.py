@@ -13,6 +13,7 @@ these entities and pairs, so its :class:`VideoFeatures` rows line up with the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,22 @@ class ActionGenomeVideos:
             ``pair_subject`` / ``pair_object`` (rows into ``gt.boxes``),
             ``pair_attention`` (P,) (-1 where unlabelled), ``pair_spatial`` (P, 6) and
             ``pair_contacting`` (P, 17) multi-hot, and ``frame_image_path(key)``.
-        max_videos: keep only the first N videos (0: all).
+        max_videos: keep only the first N videos (0: all) of the selection.
+        rows: the split's video rows to index, in this order (None: all); a held-out
+            validation subset or the training videos without it.
     """
 
-    def __init__(self, split: Any, max_videos: int = 0) -> None:
+    def __init__(self, split: Any, max_videos: int = 0, rows: Sequence[int] | None = None) -> None:
         gt: GroundTruth = split.gt
         self.split = split
         self.gt = gt
-        self.num_videos = gt.num_videos if max_videos <= 0 else min(max_videos, gt.num_videos)
-        self.videos: list[str] = [str(v) for v in gt.videos[: self.num_videos]]
+        rows = list(range(gt.num_videos)) if rows is None else [int(r) for r in rows]
+        if max_videos > 0:
+            rows = rows[:max_videos]
+        self.rows: list[int] = rows
+        """Index ``i`` of this object is video row ``rows[i]`` of the split."""
+        self.num_videos = len(rows)
+        self.videos: list[str] = [str(gt.videos[r]) for r in rows]
         pair_frame = np.asarray(split.pair_frame, dtype=np.int64)
         if pair_frame.size and np.any(np.diff(pair_frame) < 0):
             raise ValueError("split pairs must be sorted by frame")
@@ -105,7 +113,18 @@ class ActionGenomeVideos:
 
     def frame_range(self, index: int) -> tuple[int, int]:
         """Rows ``[f0, f1)`` of video ``index`` in ``gt.frame_keys``."""
-        return int(self.gt.video_start[index]), int(self.gt.video_start[index + 1])
+        row = self.rows[index]
+        return int(self.gt.video_start[row]), int(self.gt.video_start[row + 1])
+
+    def pair_rows(self) -> np.ndarray:
+        """(P_sel,) int64 rows into the split's pair arrays of the indexed videos' pairs."""
+        spans = [self.frame_range(i) for i in range(self.num_videos)]
+        parts = [np.arange(self.pair_start[f0], self.pair_start[f1]) for f0, f1 in spans]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def selected_gt(self) -> GroundTruth:
+        """The evaluator's ground truth of exactly the indexed videos, in index order."""
+        return gt_videos(self.gt, self.rows)
 
     def clip(self, index: int, start: int = 0, stop: int | None = None) -> VideoClip:
         """Frames ``[start, stop)`` (video-relative) of video ``index`` as a clip."""
@@ -118,7 +137,7 @@ class ActionGenomeVideos:
         keys = [str(k) for k in gt.frame_keys[f0:f1]]
         t = torch.from_numpy
         return VideoClip(
-            video=str(gt.videos[index]),
+            video=self.videos[index],
             frame_keys=keys,
             image_paths=[Path(self.split.frame_image_path(k)) for k in keys],
             frame_size=t(gt.frame_size[f0:f1].astype(np.int64)),
@@ -214,3 +233,44 @@ def slice_targets(
 def _row_range(frame: torch.Tensor, start: int, stop: int) -> tuple[int, int]:
     bounds = torch.searchsorted(frame.contiguous(), torch.tensor([start, stop], dtype=frame.dtype))
     return int(bounds[0]), int(bounds[1])
+
+
+def gt_videos(gt: GroundTruth, rows: Sequence[int]) -> GroundTruth:
+    """The ground truth of the videos at ``rows`` (in that order), CSR offsets and
+    frame / box rows renumbered; ``gt`` itself when ``rows`` is all videos in order."""
+    rows = [int(r) for r in rows]
+    if rows == list(range(gt.num_videos)):
+        return gt
+    frames = np.concatenate(
+        [np.arange(gt.video_start[r], gt.video_start[r + 1]) for r in rows]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
+    counts = np.diff(gt.box_start)[frames]
+    boxes = np.concatenate(
+        [np.arange(gt.box_start[f], gt.box_start[f + 1]) for f in frames]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
+    new_frame = np.full(gt.num_frames, -1, dtype=np.int64)
+    new_frame[frames] = np.arange(frames.size)
+    new_box = np.full(gt.boxes.shape[0], -1, dtype=np.int64)
+    new_box[boxes] = np.arange(boxes.size)
+    keep = new_frame[gt.triplet_frame] >= 0
+    # triplets in the new frame order (the evaluator reads them per frame)
+    order = np.argsort(new_frame[gt.triplet_frame[keep]], kind="stable")
+    pick = np.flatnonzero(keep)[order]
+    video_frames = [int(gt.video_start[r + 1] - gt.video_start[r]) for r in rows]
+    return GroundTruth(
+        videos=gt.videos[rows],
+        video_start=np.concatenate([[0], np.cumsum(video_frames)]).astype(np.int64),
+        frame_keys=gt.frame_keys[frames],
+        frame_video=np.repeat(np.arange(len(rows), dtype=np.int64), video_frames),
+        frame_size=gt.frame_size[frames],
+        box_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        box_frame=new_frame[gt.box_frame[boxes]],
+        boxes=gt.boxes[boxes],
+        box_labels=gt.box_labels[boxes],
+        triplet_frame=new_frame[gt.triplet_frame[pick]],
+        triplet_subject=new_box[gt.triplet_subject[pick]],
+        triplet_object=new_box[gt.triplet_object[pick]],
+        triplet_predicate=gt.triplet_predicate[pick],
+    )

@@ -49,12 +49,12 @@ from tr2_core.train.checkpoint import (
     run_config_dict,
 )
 from tr2_core.train.config import TrainConfig, autocast_factory
-from tr2_core.train.dataset import frame_window, shard_indices
+from tr2_core.train.dataset import ActionGenomeVideos, frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
 from tr2_core.train.guards import NonFiniteGuard
 from tr2_core.train.prefetch import pin, prefetched
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
-from tr2_core.train.validation import gt_first_videos, metric_value, validate
+from tr2_core.train.validation import metric_value, validate
 
 log = logging.getLogger("tr2.train")
 
@@ -65,13 +65,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def class_alpha(split: Any) -> dict[str, torch.Tensor]:
-    """Per-class focal weights from the training labels' frequencies (authors' formula)."""
+def class_alpha(videos: ActionGenomeVideos) -> dict[str, torch.Tensor]:
+    """Per-class focal weights from the frequencies of the labels of the videos the run
+    trains on (authors' formula); held-out validation videos do not count."""
     from tr2_core.models import alpha_from_counts
 
+    pairs = videos.pair_rows()
     return {
-        "spatial": alpha_from_counts(np.asarray(split.pair_spatial).sum(axis=0)),
-        "contacting": alpha_from_counts(np.asarray(split.pair_contacting).sum(axis=0)),
+        "spatial": alpha_from_counts(videos.pair_spatial[pairs].sum(axis=0)),
+        "contacting": alpha_from_counts(videos.pair_contacting[pairs].sum(axis=0)),
     }
 
 
@@ -135,18 +137,18 @@ def build_sources(
     run: RunSpec, cfg: TrainConfig, model: RunModel, d: Dist, progress: bool
 ) -> Sources:
     """Both splits as clip sources, their feature caches filled."""
-    train_src, train_split = make_source(
+    train_src, _ = make_source(
         run, cfg, cfg.train_split, model.frozen, d.device,
         training=True, max_videos=cfg.max_train_videos, use_cache=cfg.feature_cache,
     )  # fmt: skip
-    val_src, val_split = make_source(
+    val_src, _ = make_source(
         run, cfg, cfg.val_split, model.frozen, d.device,
         training=False, max_videos=cfg.max_val_videos, use_cache=cfg.feature_cache,
     )  # fmt: skip
-    alpha = {k: v.to(d.device) for k, v in class_alpha(train_split).items()}
+    alpha = {k: v.to(d.device) for k, v in class_alpha(train_src.videos).items()}
     fill_cache(train_src, d, "cache train features", progress)
     fill_cache(val_src, d, "cache val features", progress)
-    return Sources(train_src, val_src, gt_first_videos(val_split.gt, len(val_src)), alpha)
+    return Sources(train_src, val_src, val_src.videos.selected_gt(), alpha)
 
 
 def train_epoch(

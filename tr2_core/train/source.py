@@ -11,6 +11,7 @@ Either way the same :class:`VideoFeatures` / :class:`VideoTargets` come out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
 from tr2_core.types import VideoFeatures, VideoTargets
+
+log = logging.getLogger(__name__)
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -232,6 +235,57 @@ def default_feature_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "tr2") / "features"
 
 
+def held_out_rows(split: Any, data_root: str | Path, cfg: TrainConfig) -> list[int]:
+    """Rows (into ``split.gt.videos``) of the training videos held out for validation.
+
+    A synthetic dataset lists its own (``val_videos`` of synthetic_meta.json); other data
+    (Action Genome), and a synthetic split whose listed ones were all filtered out on
+    loading (small boxes), hold out a fixed seeded subset: ``round(val_fraction *
+    videos)``, at least one, never all, drawn with ``val_seed`` (independent of the
+    training seed).
+    """
+    from tr2_core.data.synthetic import META_FILE
+    from tr2_core.data.synthetic.writer import validation_videos
+
+    videos = [str(v) for v in split.gt.videos]
+    if (Path(data_root) / "annotations" / META_FILE).is_file():
+        listed = set(validation_videos(data_root))
+        rows = [i for i, v in enumerate(videos) if v in listed]
+        if rows:
+            return rows
+        if listed:  # an empty validation set would leave nothing to select best.pt on
+            log.warning("%s: none of the listed validation videos is in the loaded split; "
+                        "holding out a seeded subset instead", data_root)  # fmt: skip
+    n = len(videos)
+    n_val = min(max(1, int(round(cfg.val_fraction * n))), n - 1)
+    if n_val <= 0:
+        raise DatasetError(f"{data_root}: {n} training video(s), too few to hold any out")
+    rng = np.random.default_rng([cfg.val_seed, 0x7A1])
+    return sorted(int(r) for r in rng.permutation(n)[:n_val])
+
+
+def split_rows(
+    split_name: str, split: Any, data_root: str | Path, cfg: TrainConfig
+) -> list[int] | None:
+    """The video rows of the AG split that ``split_name`` uses (None: all of them).
+
+    ``val``: the held-out training videos (:func:`held_out_rows`); ``train`` while
+    ``cfg.val_split`` is ``val``: the training videos without them; otherwise all.
+    """
+    if split_name == "val" or (split_name == "train" and cfg.val_split == "val"):
+        held = held_out_rows(split, data_root, cfg)
+        if split_name == "val":
+            return held
+        out = set(held)
+        return [i for i in range(split.gt.num_videos) if i not in out]
+    return None
+
+
+def ag_split_of(split_name: str) -> str:
+    """The AG release split a split name reads: ``val`` videos are training videos."""
+    return "train" if split_name == "val" else split_name
+
+
 def make_source(
     run: RunSpec,
     train_cfg: TrainConfig,
@@ -243,19 +297,22 @@ def make_source(
     max_videos: int,
     use_cache: bool,
 ) -> tuple[ClipSource, Any]:
-    """Load a split and wrap it as a :class:`ClipSource` over the frozen extractor (with
-    the feature cache keyed by the extractor config and weights, the annotations, the
-    split, the entities and the small-box option, when ``use_cache``).
+    """Load a split (``train``, ``test`` or ``val``: see :func:`split_rows`) and wrap it
+    as a :class:`ClipSource` over the frozen extractor (with the feature cache keyed by
+    the extractor config and weights, the annotations, the AG split, the entities and the
+    small-box option, when ``use_cache``).
 
     Returns:
         (source, the loaded split).
     """
     from tr2_core.data.action_genome import load_split
 
+    ag_split = ag_split_of(split_name)
     split = load_split(
-        run.data, split_name, filter_small_boxes=run.small_boxes_filtered, show_progress=False
+        run.data, ag_split, filter_small_boxes=run.small_boxes_filtered, show_progress=False
     )
-    videos = ActionGenomeVideos(split, max_videos=max_videos)
+    rows = split_rows(split_name, split, run.data, train_cfg)
+    videos = ActionGenomeVideos(split, max_videos=max_videos, rows=rows)
     sgdet_assign = run.task == "sgdet" and training
     cache = None
     if use_cache:
@@ -268,7 +325,8 @@ def make_source(
             "extractor_weights": frozen.fingerprint,
             "annotations": annotation_stats(run.data),
             "data": str(Path(run.data).resolve()),
-            "split": split_name,
+            # per-video entries: the held-out videos share the training split's
+            "split": ag_split,
             # PredCls and SGCls extract the same features (GT boxes): they share entries
             "entities": ("detected+gt" if sgdet_assign else "detected")
             if run.task == "sgdet"

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from tr2_core.errors import ConfigError
-from tr2_core.train.dataset import shard_indices
+from tr2_core.train.dataset import gt_videos, shard_indices
 from tr2_core.train.distributed import Dist, broadcast_float, gather_predictions
 from tr2_core.train.predict import predict
 from tr2_core.train.source import ClipSource
@@ -30,26 +30,7 @@ def metric_value(metrics: dict, key: str) -> float:
 
 def gt_first_videos(gt: GroundTruth, num_videos: int) -> GroundTruth:
     """The ground truth of the first ``num_videos`` videos (a CSR prefix)."""
-    if num_videos >= gt.num_videos:
-        return gt
-    f = int(gt.video_start[num_videos])
-    b = int(gt.box_start[f])
-    t = gt.triplet_frame < f
-    return GroundTruth(
-        videos=gt.videos[:num_videos],
-        video_start=gt.video_start[: num_videos + 1],
-        frame_keys=gt.frame_keys[:f],
-        frame_video=gt.frame_video[:f],
-        frame_size=gt.frame_size[:f],
-        box_start=gt.box_start[: f + 1],
-        box_frame=gt.box_frame[:b],
-        boxes=gt.boxes[:b],
-        box_labels=gt.box_labels[:b],
-        triplet_frame=gt.triplet_frame[t],
-        triplet_subject=gt.triplet_subject[t],
-        triplet_object=gt.triplet_object[t],
-        triplet_predicate=gt.triplet_predicate[t],
-    )
+    return gt_videos(gt, range(min(num_videos, gt.num_videos)))
 
 
 def validate(

@@ -1,0 +1,128 @@
+"""Frozen features that carry the synthetic scene: the small detector and the small
+CLIP fitted to a synthetic dataset (:mod:`.detector`, :mod:`.clip`), saved in exactly
+the formats real weights come in -- a torchvision ``FasterRCNN`` state dict and an
+open_clip checkpoint -- so a run loads them through ``--detector-weights`` /
+``--clip-weights`` like real weights.
+
+Built on first use and cached under ``$TR2_CACHE_DIR/pretrained/<key>/`` (default
+``~/.cache/tr2``), the key made like the feature cache's: the extractor config, the
+dataset's annotation files, the budget and the seed. Never committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tr2_core.config import to_dict
+from tr2_core.models.config import resolve_config
+from tr2_core.train.feature_cache import annotation_stats, cache_key
+
+log = logging.getLogger(__name__)
+
+PRETRAIN_VERSION = 2  # 2: CLIP steps draw pairs of a few classes
+
+
+@dataclass(frozen=True)
+class PretrainBudget:
+    """How long each part trains (defaults: about a minute on a 2-core CPU)."""
+
+    detector_steps: int = 60
+    clip_steps: int = 300
+    max_frames: int = 160
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """The two weight files and what building them cost (0 when read from the cache)."""
+
+    detector: Path
+    clip: Path
+    seconds: float
+    cached: bool
+
+
+def default_pretrained_dir() -> Path:
+    root = os.environ.get("TR2_CACHE_DIR")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "tr2") / "pretrained"
+
+
+def pretrained_weights(
+    data: str | Path,
+    model: str = "tr2-small",
+    *,
+    budget: PretrainBudget = PretrainBudget(),
+    cache_dir: str | Path | None = None,
+) -> PretrainedWeights:
+    """The synthetic-world detector and CLIP weight files of ``model`` for the dataset
+    at ``data``: from the cache, or trained now (on its training videos without the
+    held-out validation videos) and stored there atomically."""
+    cfg = resolve_config(model)
+    key = cache_key({
+        "pretrain_version": PRETRAIN_VERSION,
+        "detector": to_dict(cfg.detector),
+        "clip": to_dict(cfg.clip),
+        "prompts": [cfg.guidance.prompt, cfg.guidance.spatial_prompt],
+        "annotations": annotation_stats(data),
+        "data": str(Path(data).resolve()),
+        "budget": asdict(budget),
+    })  # fmt: skip
+    folder = Path(cache_dir) if cache_dir else default_pretrained_dir()
+    folder = folder / key
+    detector_path, clip_path = folder / "detector.pt", folder / "clip.pt"
+    if detector_path.is_file() and clip_path.is_file():
+        return PretrainedWeights(detector_path, clip_path, 0.0, True)
+    t0 = time.perf_counter()
+    detector_state, clip_state, report = train_weights(data, cfg, budget)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, state in ((detector_path, detector_state), (clip_path, clip_state)):
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    seconds = time.perf_counter() - t0
+    (folder / "pretrain.json").write_text(
+        json.dumps(
+            {
+                "model": cfg.name,
+                "data": str(data),
+                "budget": asdict(budget),
+                "seconds": round(seconds, 1),
+                **report,
+            },
+            indent=1,
+        )
+        + "\n"  # fmt: skip
+    )
+    return PretrainedWeights(detector_path, clip_path, seconds, False)
+
+
+def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, dict, dict]:
+    """Train both parts from a random init seeded by ``budget.seed``; returns their
+    state dicts and a report (first / last losses)."""
+    from tr2_core.models.detector import build_detector
+    from tr2_core.models.union import create_clip
+    from tr2_core.pretrain.clip import train_clip
+    from tr2_core.pretrain.detector import train_detector
+    from tr2_core.pretrain.frames import load_pretrain_frames
+
+    torch.manual_seed(budget.seed)
+    frames = load_pretrain_frames(data)
+    detector = build_detector(cfg.detector)
+    det_losses = train_detector(detector, frames, steps=budget.detector_steps,
+                                max_frames=budget.max_frames, seed=budget.seed)  # fmt: skip
+    clip_model = create_clip(cfg.clip, random_init=True)
+    clip_losses = train_clip(clip_model, frames, cfg, steps=budget.clip_steps, seed=budget.seed)
+    report = {
+        "frames": len(frames.images),
+        "pairs": int(frames.pair_frame.shape[0]),
+        "detector_loss": [det_losses[0], det_losses[-1]] if det_losses else [],
+        "clip_loss": [clip_losses[0], clip_losses[-1]] if clip_losses else [],
+    }
+    return detector.state_dict(), clip_model.state_dict(), report
