@@ -82,8 +82,10 @@ def test_nonfinite_loss_stops_training_and_keeps_last_good_checkpoint(ag, tmp_pa
     run = RunSpec(data=str(ag), model="tr2-small", task="predcls", random_init=True,
                   cache_dir=str(tmp_path / "cache"))  # fmt: skip
     model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)
+    # val_split=test: all 3 training videos train (the count below depends on it)
     train_cfg = load_train_config("small", ("epochs=2", "max_train_videos=3",
-                                            "max_val_videos=1", "shuffle=false"))  # fmt: skip
+                                            "max_val_videos=1", "shuffle=false",
+                                            "val_split=test"))  # fmt: skip
     get = ClipSource.get
     calls = {"n": 0}
 
