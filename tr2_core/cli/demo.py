@@ -60,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=2,
-        help="torch CPU threads (2; 0: torch's choice): a fixed count keeps CPU training "
-        "repeatable whatever the machine's load",
+        help="torch CPU threads (2; 0: torch's choice): the same count whatever the "
+        "machine's load (runs still differ slightly: float sums are not ordered)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (0)")
     parser.add_argument(
