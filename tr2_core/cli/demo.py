@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="torch CPU threads (2; 0: torch's choice): the same count whatever the "
-        "machine's load (runs still differ slightly: float sums are not ordered)",
+        "machine's load (two runs measured still differ slightly)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (0)")
     parser.add_argument(
