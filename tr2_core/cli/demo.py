@@ -8,6 +8,7 @@ check of the project on a fresh machine.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "demo"
 HELP = "synthetic AG -> baseline -> train -> test -> eval -> stream -> plots, in one folder"
@@ -111,22 +112,49 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads_before)
 
 
-def _run_steps(args: argparse.Namespace) -> int:
-    import json
+def _prepare_out(out: Path, force: bool) -> Path:
+    """The demo's folder, empty: an existing one is replaced only with ``force`` and
+    only when a previous ``tr2 demo`` wrote it (its demo.json)."""
     import shutil
-    import time
-    from pathlib import Path
 
     from tr2_core.errors import ConfigError
 
-    out = Path(args.out)
     if out.exists() and any(out.iterdir()):
-        if not args.force:
+        if not force:
             raise ConfigError(f"{out} exists and is not empty; pass --force to overwrite it")
         if not (out / "demo.json").is_file():
             raise ConfigError(f"{out} was not written by `tr2 demo`; refusing to delete it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _frozen_weights(args: argparse.Namespace, data: Path, weights_json: Path) -> list[str]:
+    """Step 3: the training flags naming the frozen parts: weight files fitted to the
+    synthetic world (``tr2 pretrain-synthetic``, cached), or ``--random-init``."""
+    import json
+
+    if args.random_init:
+        return ["--random-init"]
+    pre = ["pretrain-synthetic", "--data", str(data), "--model", args.model]
+    pre += ["--seed", str(args.seed), "--detector-steps", str(args.pretrain_steps[0])]
+    pre += ["--clip-steps", str(args.pretrain_steps[1]), "--json", str(weights_json)]
+    title = "detector and CLIP fitted to the synthetic world (cached)"
+    _step(3, title, "tr2 " + " ".join(pre))
+    weights_json.parent.mkdir(parents=True, exist_ok=True)
+    _tr2(pre)
+    paths = json.loads(weights_json.read_text())
+    return ["--detector-weights", paths["detector"], "--clip-weights", paths["clip"]]
+
+
+def _run_steps(args: argparse.Namespace) -> int:
+    """The demo's eight steps in order, each a ``tr2`` command or one helper call; kept
+    in one function (a little over 80 lines) so that it reads as the script it is."""
+    import json
+    import time
+    from pathlib import Path
+
+    out = _prepare_out(Path(args.out), args.force)
     start = time.perf_counter()
     frozen_kind = "RANDOMLY INITIALISED" if args.random_init else "synthetic-world-trained"
     print(
@@ -155,26 +183,8 @@ def _run_steps(args: argparse.Namespace) -> int:
     _tr2(evaluate_base)
 
     weights_json = out / "pretrained" / "weights.json"
-    frozen = ["--random-init"]
-    if not args.random_init:
-        pre = ["pretrain-synthetic", "--data", str(data), "--model", args.model, "--seed", seed]
-        pre += ["--detector-steps", str(args.pretrain_steps[0])]
-        pre += ["--clip-steps", str(args.pretrain_steps[1]), "--json", str(weights_json)]
-        title = "detector and CLIP fitted to the synthetic world (cached)"
-        _step(3, title, "tr2 " + " ".join(pre))
-        weights_json.parent.mkdir(parents=True, exist_ok=True)
-        _tr2(pre)
-        paths = json.loads(weights_json.read_text())
-        frozen = ["--detector-weights", paths["detector"], "--clip-weights", paths["clip"]]
-    train = ["train", "--data", str(data), "--model", args.model, "--train-config", "small"]
-    train += ["--out", str(run_dir), *frozen, "--epochs", str(args.epochs)]
-    train += ["--device", "cpu", f"seed={args.seed}"]
-    if args.lr is not None:
-        train += [f"lr={args.lr}"]
-    if not args.no_geometry:
-        # Random-init backbones carry little of the synthetic scenes' cues; STTran's
-        # union-box masks hand the model the box layout (bench/learning_check.py).
-        train += ["model.representation.geometry=true"]
+    frozen = _frozen_weights(args, data, weights_json)
+    train = _train_command(args, data, run_dir, frozen)
     _step(4, f"train {args.model} ({args.epochs} epochs, CPU)", "tr2 " + " ".join(train))
     _tr2(train)
 
@@ -214,8 +224,7 @@ def _run_steps(args: argparse.Namespace) -> int:
         "plots": [str(p) for p in pictures],
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"\n== done in {seconds:.0f} s. Everything is in {out}/:")
-    rows = [
+    _print_outputs(out, seconds, [
         ("R@K table", out / "table.txt"),
         ("model metrics", model_json),
         ("baseline metrics", baseline_json),
@@ -223,15 +232,37 @@ def _run_steps(args: argparse.Namespace) -> int:
         ("checkpoints, metrics.jsonl", run_dir),
         ("scene graphs per frame", streamed["jsonl"]),
         ("annotated frame strip", streamed["strip"]),
-    ]
-    rows += [(p.stem.replace("_", " "), p) for p in pictures]
+        *[(p.stem.replace("_", " "), p) for p in pictures],
+    ])  # fmt: skip
+    return 0
+
+
+def _train_command(
+    args: argparse.Namespace, data: Path, run_dir: Path, frozen: list[str]
+) -> list[str]:
+    """Step 4's ``tr2 train`` arguments (small recipe, CPU, the demo's seed and options)."""
+    train = ["train", "--data", str(data), "--model", args.model, "--train-config", "small"]
+    train += ["--out", str(run_dir), *frozen, "--epochs", str(args.epochs)]
+    train += ["--device", "cpu", f"seed={args.seed}"]
+    if args.lr is not None:
+        train += [f"lr={args.lr}"]
+    if not args.no_geometry:
+        # Random-init backbones carry little of the synthetic scenes' cues; STTran's
+        # union-box masks hand the model the box layout (bench/learning_check.py).
+        train += ["model.representation.geometry=true"]
+    return train
+
+
+def _print_outputs(out: Path, seconds: float, rows: list[tuple[str, Path]]) -> None:
+    """The closing lines: where each output is, and the reminder of what it is not."""
+    print(f"\n== done in {seconds:.0f} s. Everything is in {out}/:")
     for what, path in rows:
         print(f"   {what:<28} {path}")
     print(
-        "\nReminder: synthetic data, random backbones. To train and evaluate on the real "
-        "Action Genome release with real CLIP / Faster R-CNN weights, see the README."
+        "\nReminder: synthetic data and weights fitted to it (or random ones). To train and "
+        "evaluate on the real Action Genome release with real CLIP / Faster R-CNN weights, "
+        "see the README."
     )
-    return 0
 
 
 def _model_label(model_name: str, random_init: bool) -> str:
