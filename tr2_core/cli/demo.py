@@ -82,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("DETECTOR", "CLIP"),
         help="steps of tr2 pretrain-synthetic (60 300)",
     )
+    parser.add_argument(
+        "--world-videos",
+        type=int,
+        default=1500,
+        help="short videos of the synthetic world rendered for step 3 (1500; see "
+        "tr2 pretrain-synthetic --help)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing demo folder")
 
 
@@ -138,7 +145,8 @@ def _frozen_weights(args: argparse.Namespace, data: Path, weights_json: Path) ->
         return ["--random-init"]
     pre = ["pretrain-synthetic", "--data", str(data), "--model", args.model]
     pre += ["--seed", str(args.seed), "--detector-steps", str(args.pretrain_steps[0])]
-    pre += ["--clip-steps", str(args.pretrain_steps[1]), "--json", str(weights_json)]
+    pre += ["--clip-steps", str(args.pretrain_steps[1]), "--world-videos", str(args.world_videos)]
+    pre += ["--json", str(weights_json)]
     title = "detector and CLIP fitted to the synthetic world (cached)"
     _step(3, title, "tr2 " + " ".join(pre))
     weights_json.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,10 @@ DESCRIPTION = """\
 Fit the frozen parts of a small model config to a SYNTHETIC dataset (tr2 make-synthetic):
 the detector (random ResNet C4 body with batch norms calibrated on the frames; RPN head
 and box predictor trained on the rendered boxes and classes) and the CLIP (both towers,
-sigmoid-contrastive on union crops against their relation prompts). Trained on the
+sigmoid-contrastive on union crops against their relation prompts, with a relation
+probe). Fitted on a pretraining world: --world-videos fresh short videos rendered in
+memory with the dataset's own generator settings and another seed, so no video of the
+dataset (training, validation or test) is seen; --world-videos 0 fits on the dataset's
 training videos without the held-out validation videos.
 
 Writes a torchvision FasterRCNN state dict and an open_clip checkpoint -- the formats of
@@ -26,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tr2-small", help="model config (tr2-small)")
     parser.add_argument("--detector-steps", type=int, default=60, help="detector steps (60)")
     parser.add_argument("--clip-steps", type=int, default=300, help="CLIP steps (300)")
+    parser.add_argument(
+        "--world-videos",
+        type=int,
+        default=1500,
+        help="short videos of the dataset's world rendered in memory to fit on (1500); "
+        "0: fit on the dataset's own training videos (needed for a non-synthetic dataset)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
     parser.add_argument("--cache-dir", help="weights cache root (default ~/.cache/tr2/pretrained)")
     parser.add_argument("--json", help="also write the two paths to this JSON file")
@@ -40,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     budget = PretrainBudget(
-        detector_steps=args.detector_steps, clip_steps=args.clip_steps, seed=args.seed
+        detector_steps=args.detector_steps,
+        clip_steps=args.clip_steps,
+        world_videos=args.world_videos,
+        seed=args.seed,
     )
     weights = pretrained_weights(args.data, args.model, budget=budget, cache_dir=args.cache_dir)
     how = "cached" if weights.cached else f"trained in {weights.seconds:.0f} s"

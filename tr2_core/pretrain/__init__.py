@@ -7,6 +7,11 @@ open_clip checkpoint -- so a run loads them through ``--detector-weights`` /
 Built on first use and cached under ``$TR2_CACHE_DIR/pretrained/<key>/`` (default
 ``~/.cache/tr2``), the key made like the feature cache's: the extractor config, the
 dataset's annotation files, the budget and the seed. Never committed.
+
+What they are fitted on: by default (``tr2 pretrain-synthetic``, ``tr2 demo``) a
+pretraining world of fresh videos rendered from the dataset's own generator settings
+(:mod:`.world`), never the dataset's videos; ``world_videos=0``: the dataset's training
+videos minus its held-out validation videos.
 """
 
 from __future__ import annotations
@@ -26,16 +31,21 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 2  # 2: CLIP steps draw pairs of a few classes
+PRETRAIN_VERSION = 3  # 3: a rendered pretraining world, CLIP with a relation probe
 
 
 @dataclass(frozen=True)
 class PretrainBudget:
-    """How long each part trains (defaults: about a minute on a 2-core CPU)."""
+    """How long each part trains and on what (defaults: about a minute on a 2-core CPU).
+
+    ``world_videos``: short videos of the dataset's own world rendered in memory to fit
+    on (:mod:`.world`); 0 fits on the dataset's training videos instead (any AG-format
+    dataset, also a non-synthetic one)."""
 
     detector_steps: int = 60
     clip_steps: int = 300
     max_frames: int = 160
+    world_videos: int = 0
     seed: int = 0
 
 
@@ -111,9 +121,13 @@ def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, 
     from tr2_core.pretrain.clip import train_clip
     from tr2_core.pretrain.detector import train_detector
     from tr2_core.pretrain.frames import load_pretrain_frames
+    from tr2_core.pretrain.world import render_world, world_config
 
     torch.manual_seed(budget.seed)
-    frames = load_pretrain_frames(data)
+    if budget.world_videos > 0:
+        frames = render_world(world_config(data, budget.world_videos, budget.seed))
+    else:
+        frames = load_pretrain_frames(data)
     detector = build_detector(cfg.detector)
     det_losses = train_detector(detector, frames, steps=budget.detector_steps,
                                 max_frames=budget.max_frames, seed=budget.seed)  # fmt: skip

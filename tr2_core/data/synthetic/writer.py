@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
@@ -94,10 +96,9 @@ def validation_videos(root: str | os.PathLike[str]) -> list[str]:
     return list(json.loads(path.read_text()).get("val_videos", []))
 
 
-def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
-    """Render and save every frame of ``v`` (occluders drawn over the scene,
-    then motion blur); returns the number written."""
-    (root / "frames" / v.video).mkdir(parents=True, exist_ok=True)
+def rendered_frames(v: VideoOut) -> Iterator[tuple[str, Image.Image]]:
+    """Every frame of ``v`` as ``(key, image)``, drawn as the release shows it:
+    occluders over the scene, then motion blur."""
     occluders: dict[int, list] = {}
     for occ in v.occlusions:
         occluders.setdefault(occ.frame, []).append(occ)
@@ -108,6 +109,13 @@ def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
             draw_occluder(im, occ)
         if t in v.blurred:
             im = motion_blur(im, blur_length(v.stage))
+        yield key, im
+
+
+def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
+    """Render and save every frame of ``v``; returns the number written."""
+    (root / "frames" / v.video).mkdir(parents=True, exist_ok=True)
+    for key, im in rendered_frames(v):
         im.save(root / "frames" / key, format="PNG", compress_level=compress_level)
     return len(v.keys)
 
