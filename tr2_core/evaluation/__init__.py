@@ -19,7 +19,8 @@ Modules (NumPy only; nothing here imports torch):
   videos for R@K and for the difference of two models (seeds averaged).
 
 Imports go one way: metrics -> changes -> result -> recall -> breakdown ->
-report; bootstrap imports none of them. The plain reference evaluator and the in-memory test data live in
+report; bootstrap imports none of them. The plain reference evaluator and the
+in-memory test data live in
 :mod:`tr2_core.testing` (test support, not part of the library).
 """
 
