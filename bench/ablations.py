@@ -11,8 +11,8 @@ the base model config plus overrides, so the same list runs at paper size on
 the real Action Genome release (GPU) and at the small size on synthetic data
 (CPU):
 
-    # issue 10's study: temporal synthetic world, 500 videos (300 trained, 75
-    # validation, 125 test), detector/CLIP fitted to it, 3 seeds, best.pt on validation
+    # issue 10's study: temporal synthetic world, 560 videos (loaded: 318 trained on,
+    # 81 validation, 133 test), detector/CLIP fitted to it, 3 seeds, best.pt on validation
     .venv/bin/python bench/ablations.py --out runs/ablations
 
     # a smoke run (refused sizes need --small)
@@ -155,19 +155,22 @@ def make_data(args: argparse.Namespace, out: Path) -> Path:
 
 
 def split_sizes(data: Path) -> dict[str, int | None]:
-    """Videos per split: ``train`` (AG's set, validation included), ``validation``
-    (the synthetic meta's list; None for AG, where the recipe holds out its
+    """Videos per split as the loader keeps them (it drops videos without a usable
+    frame): ``train`` (AG's set, validation included), ``validation`` (those in the
+    synthetic meta's list; None for AG, where the recipe holds out its
     ``val_fraction``), ``trained`` (train - validation), ``test`` and ``test_frames``."""
     from tr2_core.cli.plot_runs import load_split_gt
 
-    train = load_split_gt(data, "train").num_videos
+    train = load_split_gt(data, "train").videos
     test_gt = load_split_gt(data, "test")
     meta = data / "annotations" / "synthetic_meta.json"
-    val = len(json.loads(meta.read_text())["val_videos"]) if meta.is_file() else None
+    val = None
+    if meta.is_file():
+        val = int(np.isin(train, json.loads(meta.read_text())["val_videos"]).sum())
     return {
-        "train": train,
+        "train": len(train),
         "validation": val,
-        "trained": train - (val or 0),
+        "trained": len(train) - (val or 0),
         "test": test_gt.num_videos,
         "test_frames": test_gt.num_frames,
     }
@@ -246,11 +249,11 @@ def run_one(
         args.device,
         *progress,
         *frozen,
-        f"seed={seed}",
     ]
     if args.epochs:
         train += ["--epochs", str(args.epochs)]
-    train += [f"model.{o}" for o in (*base_overrides(args), *overrides)]
+    # the KEY=VALUE overrides last: argparse takes them as one positional list
+    train += [f"seed={seed}", *(f"model.{o}" for o in (*base_overrides(args), *overrides))]
     _tr2(train)
     checkpoint = run_dir / ("last.pt" if args.last else "best.pt")
     _tr2(
@@ -357,7 +360,7 @@ def _table_lines(title: str, ref: str, members, numbers: dict) -> list[str]:
     reference row [paired 95 % CI] and the paper's R@10/R@20."""
     diffs = {d["row"]: d for d in numbers["differences"] if d["table"] == title}
     ref_label = dict(members)[ref]
-    head = f"{'':<30}" + "".join(f"{f'R@{k}':<20}" for k in SHOWN_KS)
+    head = f"{'':<32}" + "".join(f"{f'R@{k}':<20}" for k in SHOWN_KS)
     head += (
         f"{'R@10 per seed':<22}"
         + "".join(f"{f'R@{k} - ref':<20}" for k in SHOWN_KS)
@@ -368,7 +371,7 @@ def _table_lines(title: str, ref: str, members, numbers: dict) -> list[str]:
         if key not in numbers["rows"]:
             continue
         row = numbers["rows"][key]
-        line = f"{label:<30}" + "".join(f"{_cell(row[f'R@{k}']):<20}" for k in SHOWN_KS)
+        line = f"{label:<32}" + "".join(f"{_cell(row[f'R@{k}']):<20}" for k in SHOWN_KS)
         line += f"{' / '.join(f'{v:.1f}' for v in row['R@10']['per_seed']):<22}"
         for k in SHOWN_KS:
             line += f"{_cell(diffs[key][f'R@{k}'], True) if key in diffs else '':<20}"
@@ -394,13 +397,13 @@ def report(numbers: dict, sizes: dict, seeds: list[int]) -> str:
         lines += [
             "",
             '"changed" time-variant group (triplets whose relation changed), With R@10',
-            f"{'':<30}{'R@10':<20}{'R@10 per seed':<22}TR² - row",
+            f"{'':<32}{'R@10':<20}{'R@10 per seed':<22}TR² - row",
         ]
         labels = {key: label for key, label, _ in ABLATIONS}
         for key, row in changed["rows"].items():
             cell = row["R@10"]
             diff = changed["differences"].get(key)
-            line = f"{labels[key]:<30}{_cell(cell):<20}"
+            line = f"{labels[key]:<32}{_cell(cell):<20}"
             line += f"{' / '.join(f'{v:.1f}' for v in cell['per_seed']):<22}"
             lines.append((line + (_cell(diff["R@10"], True) if diff else "")).rstrip())
     return "\n".join(lines)
@@ -435,13 +438,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--epochs", type=int, default=8, help="epochs (8; 0: the recipe's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    p.add_argument("--videos", type=int, default=500, help="synthetic videos (500)")
+    p.add_argument("--videos", type=int, default=560, help="synthetic videos (560)")
     p.add_argument(
         "--val-fraction",
         type=float,
         default=0.15,
         help="synthetic: share of ALL videos held out for selecting best.pt "
-        "(0.15: 500 videos -> 300 trained, 75 validation, 125 test)",
+        "(0.15: 560 videos -> 318 trained on, 81 validation, 133 test, as loaded; the "
+        "loader drops about 5 %% of the generated videos, so 500 would give 286 / 117)",
     )
     p.add_argument(
         "--small",
@@ -469,23 +473,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_study(args: argparse.Namespace, data: Path, out: Path) -> dict[str, list[Path]]:
-    """Every chosen configuration with every seed: key -> test folders (seed order)."""
+def run_study(args: argparse.Namespace, data: Path, out: Path) -> tuple[dict, dict]:
+    """Every chosen configuration with every seed: key -> test folders (seed order),
+    and what the JSON records of them (the frozen-part flags, seconds per run of
+    this invocation, ``'reused'`` for runs tested before)."""
     frozen = frozen_flags(args, data, out)
     chosen = [a for a in ABLATIONS if not args.only or a[0] in args.only]
     tests: dict[str, list[Path]] = {}
+    seconds: dict[str, float | str] = {}
     for key, label, overrides in chosen:
         for seed in args.seeds:
             t0 = time.perf_counter()
+            reused = (Path(args.out) / f"{key}-seed{seed}" / "test" / "metrics.json").is_file()
             print(
                 f"\n### {label} [{key}] seed {seed}: {' '.join(overrides) or '(base)'}", flush=True
             )
             tests.setdefault(key, []).append(run_one(args, data, frozen, key, overrides, seed))
-            print(f"### {key} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return tests
+            took = time.perf_counter() - t0
+            seconds[f"{key}-seed{seed}"] = "reused" if reused else round(took, 1)
+            print(f"### {key} seed {seed}: {took:.0f} s", flush=True)
+    return tests, {"frozen_flags": frozen, "run_seconds": seconds}
 
 
-def write_results(args, out: Path, data: Path, sizes: dict, numbers: dict, seconds: float):
+def write_results(
+    args: argparse.Namespace, out: Path, data: Path, sizes: dict, runs: dict, numbers: dict
+) -> None:
     """OUT/ablations.json: the configuration, sizes, seconds, machine and every number."""
     summary = {
         "data": str(data),
@@ -494,13 +506,13 @@ def write_results(args, out: Path, data: Path, sizes: dict, numbers: dict, secon
         "base_overrides": base_overrides(args),
         "epochs": args.epochs or "recipe",
         "seeds": args.seeds,
-        "checkpoint": "last.pt" if args.last else "best.pt (validation)",
-        "frozen": "random" if args.random_init else "given or fitted to the synthetic world",
+        "checkpoint": "last.pt" if args.last else "best.pt (selected on validation)",
         "sizes": sizes,
         "bootstrap": {"resamples": args.resamples, "level": 0.95, "unit": "test video"},
-        "seconds": round(seconds, 1),
+        **runs,
         "machine": {
-            "processor": platform.processor(),
+            "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "torch_threads": args.threads,
             "device": args.device,
@@ -509,6 +521,23 @@ def write_results(args, out: Path, data: Path, sizes: dict, numbers: dict, secon
         **numbers,
     }
     (out / "ablations.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+
+
+def plot_fig5_runs(tests: dict[str, list[Path]], data: Path, out: Path, seed: int) -> None:
+    """Fig. 5 for TR² against STTran-like (first seed), when both ran."""
+    if "tr2" not in tests or "sttran-like" not in tests:
+        return
+    from tr2_core.cli.plot_runs import plot_fig5
+
+    fig5 = plot_fig5(
+        tests["tr2"][0] / "predictions.npz",
+        tests["sttran-like"][0] / "predictions.npz",
+        out / "fig5_tr2_vs_sttran.png",
+        data_root=data,
+        label_a="TR²",
+        label_b="STTran-like",
+    )
+    print(f"\nFig. 5 (seed {seed}) -> {fig5}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(args, out)
     sizes = split_sizes(data)
     check_sizes(sizes, args.small)
-    tests = run_study(args, data, out)
+    tests, runs = run_study(args, data, out)
 
     from tr2_core.cli.plot_runs import load_split_gt
     from tr2_core.evaluation.changes import CHANGED, relation_changes
@@ -535,23 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     table = report(numbers, sizes, args.seeds)
     print("\n" + table)
     (out / "ablations.txt").write_text(table + "\n")
-    if "tr2" in tests and "sttran-like" in tests:
-        from tr2_core.cli.plot_runs import plot_fig5
-
-        fig5 = plot_fig5(
-            tests["tr2"][0] / "predictions.npz",
-            tests["sttran-like"][0] / "predictions.npz",
-            out / "fig5_tr2_vs_sttran.png",
-            data_root=data,
-            label_a="TR²",
-            label_b="STTran-like",
-        )
-        print(f"\nFig. 5 (seed {args.seeds[0]}) -> {fig5}")
-    write_results(args, out, data, sizes, numbers, time.perf_counter() - start)
-    print(
-        f"results -> {out / 'ablations.txt'}, {out / 'ablations.json'} "
-        f"({time.perf_counter() - start:.0f} s)"
-    )
+    plot_fig5_runs(tests, data, out, args.seeds[0])
+    runs["seconds"] = round(time.perf_counter() - start, 1)
+    write_results(args, out, data, sizes, runs, numbers)
+    print(f"results -> {out / 'ablations.txt'}, {out / 'ablations.json'} ({runs['seconds']:.0f} s)")
     return 0
 
 
