@@ -389,6 +389,8 @@ def report(numbers: dict, sizes: dict, seeds: list[int]) -> str:
         f"[95 % bootstrap interval over the {sizes['test']} test videos "
         f"({sizes['test_frames']} frames); differences paired on the same videos].",
     ]
+    if int(sizes.get("trained") or 0) < MIN_TRAINED or sizes["test"] < MIN_TEST:
+        lines.append("SMOKE RUN (--small): below issue 10's size, the numbers answer nothing.")
     for title, ref, members in TABLES:
         if ref in numbers["rows"]:
             lines += ["", *_table_lines(title, ref, members, numbers)]

@@ -122,3 +122,6 @@ def test_report_prints_tables_intervals_and_paper(ablations) -> None:
     line = next(x for x in text.splitlines() if x.startswith("STTran-like"))
     diff = next(d for d in numbers["differences"] if d["row"] == "sttran-like")["R@10"]
     assert f"{diff['estimate']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]" in line
+    assert text.startswith("PredCls") and "SMOKE RUN" in text  # 6 test videos
+    full = {"trained": 318, "test": 133, "test_frames": 1147}
+    assert "SMOKE RUN" not in ablations.report(numbers, full, [0, 1])
