@@ -14,10 +14,13 @@ Modules (NumPy only; nothing here imports torch):
 * :mod:`~tr2_core.evaluation.breakdown` - per-family, per-predicate and
   time-variant breakdowns, the Fig. 5 gain curve;
 * :mod:`~tr2_core.evaluation.report` - tables, the JSON metrics file, per-frame
-  recall files and their comparison.
+  recall files and their comparison;
+* :mod:`~tr2_core.evaluation.bootstrap` - paired bootstrap intervals over test
+  videos for R@K and for the difference of two models (seeds averaged).
 
 Imports go one way: metrics -> changes -> result -> recall -> breakdown ->
-report. The plain reference evaluator and the in-memory test data live in
+report; bootstrap imports none of them. The plain reference evaluator and the
+in-memory test data live in
 :mod:`tr2_core.testing` (test support, not part of the library).
 """
 

@@ -65,15 +65,24 @@ class EvaluationResult:
         """(F,) bool: frames that count (those with at least one GT triplet)."""
         return np.bincount(self.gt.triplet_frame, minlength=self.gt.num_frames) > 0
 
-    def frame_recall(self, setting: str) -> np.ndarray:
-        """(F, len(ks)) float64 per-frame R@K; NaN for frames without GT triplets."""
+    def frame_recall(self, setting: str, triplets: np.ndarray | None = None) -> np.ndarray:
+        """(F, len(ks)) float64 per-frame R@K; NaN for frames without GT triplets.
+
+        ``triplets``: optional (T,) bool selection of GT triplets (e.g. the
+        "changed" ones): recall over the selected triplets only, NaN for frames
+        without a selected one; its mean over frames is the selection's R@K in
+        :meth:`metrics`' breakdowns.
+        """
         gt = self.gt
-        gt_count = np.bincount(gt.triplet_frame, minlength=gt.num_frames)
+        frame = gt.triplet_frame
         matched = self.matched(setting)
+        if triplets is not None:
+            frame, matched = frame[triplets], matched[triplets]
+        gt_count = np.bincount(frame, minlength=gt.num_frames)
         out = np.full((gt.num_frames, len(self.ks)), np.nan)
         has = gt_count > 0
         for col in range(len(self.ks)):
-            hits = np.bincount(gt.triplet_frame, weights=matched[:, col], minlength=gt.num_frames)
+            hits = np.bincount(frame, weights=matched[:, col], minlength=gt.num_frames)
             out[has, col] = hits[has] / gt_count[has]
         return out
 
