@@ -11,7 +11,7 @@ def test_demo_writes_everything_it_promises(tmp_path, capsys, monkeypatch, one_t
     # tiny pretraining budget: the weight files are built, cached and loaded through
     # --detector-weights / --clip-weights like real weights
     argv = ["demo", str(out), "--videos", "12", "--epochs", "1", "--window", "2",
-            "--pretrain-steps", "2", "2", "--threads", "1"]  # fmt: skip
+            "--pretrain-steps", "2", "2", "--world-videos", "6", "--threads", "1"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "SYNTHETIC data and synthetic-world-trained" in printed

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="synthetic dataset root")
     parser.add_argument("--model", default="tr2-small", help="model config (tr2-small)")
     parser.add_argument("--detector-steps", type=int, default=60, help="detector steps (60)")
-    parser.add_argument("--clip-steps", type=int, default=300, help="CLIP steps (300)")
+    parser.add_argument("--clip-steps", type=int, default=600, help="CLIP steps (600)")
     parser.add_argument(
         "--world-videos",
         type=int,

@@ -43,9 +43,9 @@ class PretrainBudget:
     dataset, also a non-synthetic one)."""
 
     detector_steps: int = 60
-    clip_steps: int = 300
+    clip_steps: int = 600
     max_frames: int = 160
-    world_videos: int = 0
+    world_videos: int = 1500
     seed: int = 0
 
 

@@ -84,13 +84,12 @@ def render_world(cfg: SyntheticConfig, progress: bool = False) -> PretrainFrames
         v = generate_video(cfg, index, f"W{index:06d}.mp4", "train")
         for t, (_, im) in enumerate(rendered_frames(v)):
             person = np.asarray(v.person[t]["bbox"], dtype=np.float32).reshape(-1, 4)
-            if person.shape[0] != 1:
-                continue  # a frame without its person box has no pair
+            seen = [rec for rec in v.objects[t] if rec["bbox"] is not None]
+            if person.shape[0] != 1 or not seen:
+                continue  # no person box or no visible object: no pair (AG drops it)
             row = len(images)
             frame_boxes, frame_labels = [person[0]], [OBJECT_INDEX["person"]]
-            for rec in v.objects[t]:
-                if rec["bbox"] is None:
-                    continue  # invisible: no box, no relation (as in the release)
+            for rec in seen:  # invisible objects have no box and no relation
                 x, y, w, h = rec["bbox"]
                 box = np.array([x, y, x + w, y + h], dtype=np.float32)
                 frame_boxes.append(box)
