@@ -52,11 +52,11 @@ def test_rendered_world_matches_what_the_loader_reads(dataset):
     loaded = load_pretrain_frames(written)
     rendered = render_world(cfg)
     assert len(rendered.images) == len(loaded.images) > 0
-    for a, b in zip(rendered.images, loaded.images):
+    for a, b in zip(rendered.images, loaded.images, strict=True):
         assert torch.equal(a, b)
-    for a, b in zip(rendered.boxes, loaded.boxes):
+    for a, b in zip(rendered.boxes, loaded.boxes, strict=True):
         torch.testing.assert_close(a, b)
-    for a, b in zip(rendered.labels, loaded.labels):
+    for a, b in zip(rendered.labels, loaded.labels, strict=True):
         assert torch.equal(a, b) and int(a[0]) == OBJECT_INDEX["person"]
     for name in ("pair_frame", "pair_class", "pair_subject", "pair_object", "pair_predicates"):
         torch.testing.assert_close(getattr(rendered, name), getattr(loaded, name))

@@ -316,7 +316,7 @@ def _most_changing_pair(gt) -> tuple[int, int]:
             seen = [sets.get((f, c)) for f in range(f0, f1)]
             if any(x is None for x in seen):
                 continue  # the object leaves the frame at some point
-            changes = sum(a != b for a, b in zip(seen, seen[1:]))
+            changes = sum(a != b for a, b in zip(seen, seen[1:], strict=False))
             if (changes, f1 - f0, -v) > best:
                 best, best_key = (changes, f1 - f0, -v), (v, c)
     return best_key
