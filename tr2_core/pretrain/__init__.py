@@ -72,16 +72,23 @@ def pretrained_weights(
     cache_dir: str | Path | None = None,
 ) -> PretrainedWeights:
     """The synthetic-world detector and CLIP weight files of ``model`` for the dataset
-    at ``data``: from the cache, or trained now (on its training videos without the
-    held-out validation videos) and stored there atomically."""
+    at ``data``: from the cache, or trained now and stored there atomically. Fitted on
+    a pretraining world (``budget.world_videos`` > 0; keyed by the world, so datasets of
+    one world share them) or on the dataset's training videos without the held-out
+    validation videos (keyed by the dataset)."""
+    from tr2_core.pretrain.world import world_config
+
     cfg = resolve_config(model)
+    if budget.world_videos > 0:
+        source = {"world": asdict(world_config(data, budget.world_videos, budget.seed))}
+    else:
+        source = {"annotations": annotation_stats(data), "data": str(Path(data).resolve())}
     key = cache_key({
         "pretrain_version": PRETRAIN_VERSION,
         "detector": to_dict(cfg.detector),
         "clip": to_dict(cfg.clip),
         "prompts": [cfg.guidance.prompt, cfg.guidance.spatial_prompt],
-        "annotations": annotation_stats(data),
-        "data": str(Path(data).resolve()),
+        **source,
         "budget": asdict(budget),
     })  # fmt: skip
     folder = Path(cache_dir) if cache_dir else default_pretrained_dir()
