@@ -41,8 +41,8 @@ Action Genome").
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", nargs="?", default="runs/demo", help="output folder (runs/demo)")
-    parser.add_argument("--videos", type=int, default=120, help="synthetic videos (120)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (12)")
+    parser.add_argument("--videos", type=int, default=240, help="synthetic videos (240)")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs (6)")
     parser.add_argument(
         "--no-geometry",
         action="store_true",
