@@ -6,6 +6,10 @@ import argparse
 import sys
 import time
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tr2_core.evaluation.result import EvaluationResult
 
 NAME = "eval"
 HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
@@ -13,7 +17,9 @@ DESCRIPTION = """\
 Score a predictions file (the .npz contract of spec/evaluation.md) against the
 Action Genome annotations of a split: Recall@K and mean Recall@K for
 K = 10, 20, 50, 100 in the With / Semi / No constraint and Top-6 settings, plus
-a per-family and a time-variant breakdown. Reads only AG_ROOT/annotations/.
+a per-family and a time-variant breakdown (on a synthetic dataset with temporal
+effects also recall on its occluded / blurred / halfway / clean frames, from
+annotations/synthetic_meta.json). Reads only AG_ROOT/annotations/.
 
 Examples:
   tr2 eval --data AG_ROOT --predictions preds.npz --task predcls --json metrics.json
@@ -68,6 +74,21 @@ def add_small_box_argument(parser: argparse.ArgumentParser, default: str = "") -
     )
 
 
+def add_temporal_effects(metrics: dict, result: EvaluationResult, data_root: str) -> dict:
+    """Add ``'temporal_effects'`` (the breakdown of
+    :func:`~tr2_core.evaluation.breakdown.temporal_effects_breakdown`) to
+    ``metrics`` when ``data_root`` is a synthetic dataset whose meta file lists
+    occluded, blurred or halfway frames; leave it unchanged otherwise (real
+    Action Genome). Shared by ``tr2 eval`` and ``tr2 test``; returns ``metrics``."""
+    from tr2_core.data.synthetic.meta import temporal_effect_frames
+    from tr2_core.evaluation.breakdown import temporal_effects_breakdown
+
+    effect_frames = temporal_effect_frames(data_root)
+    if effect_frames:
+        metrics["temporal_effects"] = temporal_effects_breakdown(result, effect_frames)
+    return metrics
+
+
 def run(args: argparse.Namespace) -> int:
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.changes import relation_changes
@@ -109,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         source=str(args.predictions),
     )
     changes = relation_changes(split.gt)
-    metrics = result.metrics(changes=changes)
+    metrics = add_temporal_effects(result.metrics(changes=changes), result, args.data)
     t3 = time.perf_counter()
     print(format_report(metrics))
     if args.json:

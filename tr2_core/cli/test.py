@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tr2_core.cli.eval import add_small_box_argument
+from tr2_core.cli.eval import add_small_box_argument, add_temporal_effects
 
 NAME = "test"
 HELP = "run a trained checkpoint over an AG split; write predictions.npz and metrics.json"
@@ -12,7 +12,8 @@ DESCRIPTION = """\
 Rebuild the model from the configuration saved in the checkpoint (the frozen
 detector/CLIP must be the ones it was trained with: pass the same weights), run it
 over the split, and write OUT/predictions.npz (the evaluation.md contract, readable by
-`tr2 eval`) and OUT/metrics.json (the evaluator's result, fractions in [0, 1]).
+`tr2 eval`) and OUT/metrics.json (the evaluator's result, fractions in [0, 1]; on a
+synthetic dataset with temporal effects it holds "temporal_effects", as `tr2 eval`).
 
 The protocol is the model's (docs/protocols.md): an offline model (tr2) sees each
 video whole, bidirectionally, as in the published TR² numbers; an online model
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tr2_core.evaluation.predictions import check_frame_coverage, save_predictions
-    from tr2_core.evaluation.recall import evaluate
+    from tr2_core.evaluation.recall import evaluate_detailed
+    from tr2_core.evaluation.report import format_temporal_effects
     from tr2_core.run import load_trained
     from tr2_core.train.checkpoint import train_config_from
     from tr2_core.train.config import autocast_factory
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     save_predictions(out / "predictions.npz", preds)
     gt = source.videos.selected_gt()
     check_frame_coverage(gt.frame_keys, preds, "the model's predictions")
-    metrics = evaluate(gt, preds, task=run_spec.task)
+    result = evaluate_detailed(gt, preds, task=run_spec.task)
+    metrics = add_temporal_effects(result.metrics(), result, run_spec.data)
     protocol = protocol_name(trained.model.relation)
     metrics["protocol"] = protocol
     metrics["temporal_window"] = trained.model.relation.config.fusion.temporal_window
@@ -129,5 +132,7 @@ def run(args: argparse.Namespace) -> int:
             row = metrics[setting]
             print(f"{setting:8}" + "".join(f"{100 * row[k]:8.1f}" for k in
                                            ("R@10", "R@20", "R@50", "mR@10", "mR@20")))  # fmt: skip
+    if "temporal_effects" in metrics:
+        print(format_temporal_effects(metrics))
     print(f"wrote {out / 'predictions.npz'} and {out / 'metrics.json'}")
     return 0

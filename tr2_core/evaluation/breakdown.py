@@ -1,6 +1,7 @@
 """Breakdowns of the evaluation: per predicate family, per predicate,
-time-variant relations, and the TR² paper's Fig. 5 analysis (gain vs.
-proportion of videos sorted by how often their relations change).
+time-variant relations, named frame groups (the synthetic world's temporal
+effects), and the TR² paper's Fig. 5 analysis (gain vs. proportion of videos
+sorted by how often their relations change).
 
 The definitions of "changed", "unchanged" and a video's change degree are in
 :mod:`tr2_core.evaluation.changes`.
@@ -9,16 +10,29 @@ Recall of a group (a family, changed, unchanged) follows the main metric:
 R@K is the mean over frames that hold at least one triplet of the group of
 (matched triplets of the group / triplets of the group), ranks taken from the
 full ranking of the frame; mR@K averages over the group's predicates.
+
+Temporal effects (:func:`temporal_effects_breakdown`): the synthetic world
+records which frames it drew occluded, motion-blurred or in a halfway pose
+(``tr2_core.data.synthetic.temporal_effect_frames`` reads them; this module
+takes them as plain frame keys). A group holds the GT triplets of its frames;
+the groups may overlap (a blurred frame inside an occlusion episode counts in
+both). ``clean`` is every frame in none of them, first frames of videos
+included: unlike "changed", an effect needs no previous frame to be defined
+(the generator may draw one on a first frame too), so a first frame without
+one is an ordinary clean frame. Occlusion, blur and halfway poses are drawn
+in the frames only; the GT relations of those frames stay those in force (or,
+for a "heading" halfway pose, those the motion leads to).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 
 from tr2_core.evaluation.changes import RelationChanges
-from tr2_core.evaluation.metrics import recall_tables
+from tr2_core.evaluation.metrics import recall_tables, summarise
 from tr2_core.evaluation.result import EvaluationResult
 from tr2_core.vocab import PREDICATES
 
@@ -26,6 +40,9 @@ __all__ = [
     "breakdown_metrics",
     "family_breakdown",
     "time_variant_breakdown",
+    "frame_group_breakdown",
+    "temporal_effects_breakdown",
+    "CLEAN",
     "predicate_breakdown",
     "change_gain_curve",
 ]
@@ -62,6 +79,83 @@ def time_variant_breakdown(
         triplet of the group.
     """
     return breakdown_metrics(result, changes)["time_variant"]
+
+
+CLEAN = "clean"
+"""Name of the frames in no temporal-effect group."""
+
+
+def frame_group_breakdown(result: EvaluationResult, frame_groups: Mapping[str, np.ndarray]) -> dict:
+    """Recall on the GT triplets of named frame selections (they may overlap).
+
+    Args:
+        result: the evaluation.
+        frame_groups: name -> (F,) bool mask over the frames of ``result.gt``.
+
+    Returns:
+        ``{name: {'triplets': n, 'frames': n, setting: {'R@K': .., 'mR@K': ..}}}``
+        (the structure of a :func:`time_variant_breakdown` group); ``frames``
+        counts the group's frames holding a GT triplet; values ``None`` for a
+        group without triplets.
+
+    Raises:
+        ValueError: a mask is not (F,).
+    """
+    gt = result.gt
+    out: dict = {}
+    for name, mask in frame_groups.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (gt.num_frames,):
+            raise ValueError(
+                f"frame group {name!r}: mask {mask.shape}, expected ({gt.num_frames},)"
+            )
+        in_group = mask[gt.triplet_frame].astype(np.int64)  # (T,) 1: the triplet's frame is in it
+        entry: dict = {
+            "triplets": int(in_group.sum()),
+            "frames": int((mask & result.frame_has_triplets).sum()),
+        }
+        for setting in result.settings:
+            tables = recall_tables(
+                result.ranks[setting], gt.triplet_frame, gt.triplet_predicate, gt.num_frames,
+                result.ks, group=in_group, num_groups=2,
+            )  # fmt: skip
+            entry[setting] = summarise(tables, {name: [1]})[name]
+        out[name] = entry
+    return out
+
+
+def temporal_effects_breakdown(
+    result: EvaluationResult, effect_frames: Mapping[str, Collection[str]]
+) -> dict:
+    """Recall on the frames of each temporal effect and on the clean frames
+    (module docstring).
+
+    Args:
+        result: the evaluation.
+        effect_frames: effect name (e.g. ``'occluded'``, ``'blurred'``,
+            ``'halfway'``) -> frame keys as in ``result.gt.frame_keys``; keys of
+            frames outside the evaluated ground truth (other split, dropped
+            videos) are ignored.
+
+    Returns:
+        :func:`frame_group_breakdown` of the effects, in the given order, then
+        :data:`CLEAN` (frames in none of them).
+
+    Raises:
+        ValueError: an effect is named :data:`CLEAN`.
+    """
+    if CLEAN in effect_frames:
+        raise ValueError(f"{CLEAN!r} is the name of the frames without an effect")
+    gt = result.gt
+    row_of = {str(key): row for row, key in enumerate(gt.frame_keys)}
+    masks: dict[str, np.ndarray] = {}
+    for name, keys in effect_frames.items():
+        mask = np.zeros(gt.num_frames, dtype=bool)
+        mask[[row_of[k] for k in keys if k in row_of]] = True
+        masks[name] = mask
+    touched = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(gt.num_frames, bool)
+    masks[CLEAN] = ~touched
+    return frame_group_breakdown(result, masks)
 
 
 def predicate_breakdown(result: EvaluationResult) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tr2_core.vocab import FAMILIES
 __all__ = [
     "format_table",
     "format_report",
+    "format_temporal_effects",
     "write_metrics_json",
     "save_per_frame",
     "load_per_frame",
@@ -100,7 +101,36 @@ def format_report(metrics: Mapping[str, Any]) -> str:
             "have a change)",
             format_table(rows, "Group"),
         ]
+    effects = format_temporal_effects(metrics)
+    if effects:
+        parts += ["", effects]
     return "\n".join(parts)
+
+
+def format_temporal_effects(metrics: Mapping[str, Any]) -> str:
+    """The short table of ``metrics['temporal_effects']`` (synthetic data only;
+    ``''`` without it): per group, R@10 and R@20 of the With setting (the first
+    setting and R@K keys present when those are missing), in percent."""
+    effects = metrics.get("temporal_effects")
+    settings = _settings_of(metrics)
+    if not effects or not settings:
+        return ""
+    setting = "with" if "with" in settings else settings[0]
+    keys = [k for k in ("R@10", "R@20") if k in metrics[setting]] or [
+        k for k in metrics[setting] if k.startswith("R@")
+    ][:2]
+    rows = [(name, {k: entry[setting][k] for k in keys}) for name, entry in effects.items()]
+    counts = ", ".join(
+        f"{name} {entry['triplets']:,} in {entry['frames']:,}" for name, entry in effects.items()
+    )
+    return "\n".join(
+        [
+            f"Temporal effects of the synthetic world ({setting_label(setting)}): GT triplets of "
+            "frames drawn occluded, motion-blurred or in a halfway pose; clean: none of them",
+            f"(triplets in frames: {counts}; groups may overlap)",
+            format_table(rows, "Group"),
+        ]
+    )
 
 
 def write_metrics_json(path: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:

@@ -60,7 +60,8 @@ Beside the release files, ``annotations/synthetic_meta.json`` records the
 seed, the configuration (every rate), ``val_videos`` and per video the
 ground truth about change (rate, measured degree, changed frames) and the
 temporal effects (``halfway_frames``, ``occluded_frames`` with the panel
-boxes, ``blurred_frames``).
+boxes, ``blurred_frames``); :func:`temporal_effect_frames` reads the latter
+as frame-key groups for the evaluator's temporal-effects breakdown.
 
 Validation split: AG's format knows only ``train`` and ``test`` (the
 records' ``metadata.set``). A seeded subset of the training videos
@@ -76,7 +77,7 @@ Modules (each one job, lowest first): :mod:`.config` (parameters),
 :mod:`.layout` (state -> drawn geometry), :mod:`.labels` (relations from the
 geometry, change measures), :mod:`.render` (pixels), :mod:`.video` (one
 video's timeline and records), :mod:`.temporal` (halfway poses, occlusion,
-blur), :mod:`.writer` (the release on disk).
+blur), :mod:`.writer` (the release on disk), :mod:`.meta` (reading the meta file).
 """
 
 from tr2_core.data.synthetic.config import (
@@ -92,6 +93,7 @@ from tr2_core.data.synthetic.labels import (
     relation_changes,
     spatial_relations,
 )
+from tr2_core.data.synthetic.meta import TEMPORAL_EFFECTS, temporal_effect_frames
 from tr2_core.data.synthetic.render import class_style
 from tr2_core.data.synthetic.state import (
     CONTACT_LABELS,
@@ -109,6 +111,7 @@ __all__ = [
     "FACING_LEFT",
     "FACING_RIGHT",
     "META_FILE",
+    "TEMPORAL_EFFECTS",
     "TEMPORAL_PRESET",
     "SyntheticConfig",
     "SyntheticSummary",
@@ -119,5 +122,6 @@ __all__ = [
     "relation_changes",
     "spatial_relations",
     "temporal_config",
+    "temporal_effect_frames",
     "validation_videos",
 ]

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
+from tr2_core.data.synthetic.meta import meta_path, read_meta
 from tr2_core.data.synthetic.render import render
 from tr2_core.data.synthetic.temporal import blur_length, draw_occluder, motion_blur
 from tr2_core.data.synthetic.video import VideoOut, generate_video
@@ -90,10 +91,10 @@ def validation_videos(root: str | os.PathLike[str]) -> list[str]:
     Raises:
         DatasetError: ``root`` holds no synthetic meta file.
     """
-    path = Path(root) / "annotations" / META_FILE
-    if not path.is_file():
-        raise DatasetError(f"{path}: not found (not a synthetic dataset?)")
-    return list(json.loads(path.read_text()).get("val_videos", []))
+    meta = read_meta(root)
+    if meta is None:
+        raise DatasetError(f"{meta_path(root)}: not found (not a synthetic dataset?)")
+    return list(meta.get("val_videos", []))
 
 
 def rendered_frames(v: VideoOut) -> Iterator[tuple[str, Image.Image]]:
