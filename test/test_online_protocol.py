@@ -16,7 +16,7 @@ from PIL import Image
 
 from tr2_core.cli import main as tr2_main
 from tr2_core.data.action_genome import load_split
-from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
+from tr2_core.data.synthetic import SyntheticConfig, make_synthetic, temporal_config
 from tr2_core.evaluation.predictions import load_predictions
 from tr2_core.models import load_model_config
 from tr2_core.run import RunSpec, load_checkpoint
@@ -119,3 +119,21 @@ def test_offline_checkpoint_in_the_engine_is_announced(checkpoint, tmp_path, cap
         engine = StreamingEngine.from_checkpoint(ckpt, device="cpu", mode="predcls")
     assert engine.protocol == engine.stats.protocol == "offline-run-causally"
     assert "offline model run causally: expect lower quality than its test figures" in caplog.text
+
+
+def test_tr2_test_reports_temporal_effects_of_a_synthetic_world(checkpoint, tmp_path, capsys):
+    """`tr2 test --data` on a world with temporal effects: metrics.json and the printout
+    carry the temporal-effects breakdown (the same helper as `tr2 eval`)."""
+    world = tmp_path / "temporal"
+    cfg = temporal_config(
+        videos=4, min_frames=5, max_frames=6, width=160, height=90, seed=2,
+        short_video_rate=0.0, no_person_rate=0.0, occlusion_rate=0.3, motion_blur_rate=0.3,
+    )  # fmt: skip
+    make_synthetic(world, cfg, progress=False)
+    out = tmp_path / "test"
+    assert tr2_main(["test", "--checkpoint", str(checkpoint), "--data", str(world), "--out",
+                     str(out), "--device", "cpu", "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    assert "Temporal effects of the synthetic world (With)" in capsys.readouterr().out
+    effects = json.loads((out / "metrics.json").read_text())["temporal_effects"]
+    assert list(effects) == ["occluded", "blurred", "halfway", "clean"]
+    assert effects["clean"]["triplets"] > 0 and set(effects["clean"]["with"]) >= {"R@10", "R@20"}
