@@ -42,7 +42,7 @@ Action Genome").
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", nargs="?", default="runs/demo", help="output folder (runs/demo)")
     parser.add_argument("--videos", type=int, default=240, help="synthetic videos (240)")
-    parser.add_argument("--epochs", type=int, default=6, help="training epochs (6)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs (5)")
     parser.add_argument(
         "--no-geometry",
         action="store_true",
@@ -85,8 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--world-videos",
         type=int,
-        default=1500,
-        help="short videos of the synthetic world rendered for step 3 (1500; see "
+        default=1000,
+        help="short videos of the synthetic world rendered for step 3 (1000; see "
         "tr2 pretrain-synthetic --help)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing demo folder")
