@@ -196,7 +196,7 @@ def check_sizes(sizes: dict[str, int | None], small: bool) -> None:
 def frozen_flags(args: argparse.Namespace, data: Path, out: Path) -> list[str]:
     """Training flags naming the frozen detector/CLIP: the given weight files, random
     ones (``--random-init``), or on synthetic data the weights ``tr2
-    pretrain-synthetic`` fits to its training videos (cached; one set, seed 0, shared
+    pretrain-synthetic`` fits to its world (cached; one set, seed 0, shared
     by every run so that seeds vary only the trained model)."""
     flags = []
     for flag in ("clip_weights", "detector_weights", "text_table"):
