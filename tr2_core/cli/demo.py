@@ -14,21 +14,23 @@ NAME = "demo"
 HELP = "synthetic AG -> baseline -> train -> test -> eval -> stream -> plots, in one folder"
 DESCRIPTION = """\
 Runs the whole project on SYNTHETIC Action Genome data (no downloads, no weights), in
-a few CPU minutes:
+about three minutes on a 2-core CPU:
 
   1. tr2 make-synthetic   rendered videos in the real AG layout (--temporal world:
                           occlusion, motion blur, halfway poses)
   2. tr2 baseline         frequency baseline (the floor), evaluated
-  3. tr2 pretrain-synthetic  the small detector and CLIP fitted to the synthetic
-                          training videos, saved as a torchvision state dict and an
-                          open_clip checkpoint (cached; --random-init: skip, random)
+  3. tr2 pretrain-synthetic  the small detector and CLIP fitted to fresh videos of
+                          the same world rendered in memory (--world-videos), saved
+                          as a torchvision state dict and an open_clip checkpoint
+                          (cached; --random-init: skip, random)
   4. tr2 train            the small TR² configuration, briefly, loading those files
                           through --detector-weights / --clip-weights, with STTran's
                           union-box mask branch (--no-geometry: without); best.pt
                           selected on the held-out validation videos
   5. tr2 test             predictions.npz + metrics.json on the test split
   6. R@K table            model beside the baseline (with / semi / no / top-6)
-  7. streaming            one held-out video through the online engine
+  7. streaming            the held-out video whose pair changes most, through the
+                          streaming engine
                           (scene graphs per frame as JSONL, an annotated frame strip)
   8. tr2 plot             training curves, recall per family/predicate, Fig. 5,
                           a frame's scene graph, a pair's timeline
