@@ -247,8 +247,7 @@ def gt_videos(gt: GroundTruth, rows: Sequence[int]) -> GroundTruth:
     ).astype(np.int64)
     counts = np.diff(gt.box_start)[frames]
     boxes = np.concatenate(
-        [np.arange(gt.box_start[f], gt.box_start[f + 1]) for f in frames]
-        or [np.zeros(0, np.int64)]
+        [np.arange(gt.box_start[f], gt.box_start[f + 1]) for f in frames] or [np.zeros(0, np.int64)]
     ).astype(np.int64)
     new_frame = np.full(gt.num_frames, -1, dtype=np.int64)
     new_frame[frames] = np.arange(frames.size)
