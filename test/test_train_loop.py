@@ -3,6 +3,7 @@ tr2-small): exact resume, feature cache, kill -9 and resume, `tr2 test`, learnin
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -187,6 +188,35 @@ def test_cached_features_equal_fresh_extraction(ag, tmp_path):
         assert torch.equal(tc.pair_attention, tf.pair_attention)
         assert torch.equal(tc.pair_contacting, tf.pair_contacting)
     assert len(list(cached.cache.dir.glob("*.safetensors"))) == 1
+
+
+def test_sources_extract_with_folded_batch_norms(ag, tmp_path):
+    """make_source folds the frozen detector's batch norms (faster extraction); the
+    features equal those of the unfolded detector to float rounding."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    run = new_run(ag, tmp_path / "fold")
+    model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)
+    train_cfg = load_train_config("small", ("amp=false",))  # float32: compare to rounding
+    frozen = build_run_extractor(run, model_cfg, train_cfg.seed, "cpu")
+    for m in frozen.extractor.detector.modules():  # non-trivial statistics: folding shows
+        if isinstance(m, FrozenBatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.uniform_(-0.1, 0.1)
+    plain = copy.deepcopy(frozen.extractor)
+    source, _ = make_source(
+        run, train_cfg, "test", frozen, torch.device("cpu"), training=False, max_videos=1,
+        use_cache=False,
+    )  # fmt: skip
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in frozen.extractor.detector.modules())
+    clip = source.videos.clip(0)
+    folded, _ = source.extract(clip)
+    source.extractor = plain
+    unfolded, _ = source.extract(clip)
+    scale = unfolded.entity_features.abs().max()
+    torch.testing.assert_close(
+        folded.entity_features, unfolded.entity_features, rtol=1e-4, atol=1e-4 * scale
+    )
 
 
 def test_kill_during_training_then_resume(ag, cache, tmp_path):
