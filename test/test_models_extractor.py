@@ -171,6 +171,31 @@ def test_sgdet_training_adds_missed_gt(extractor):
     assert torch.equal(f.entity_frame, f.entity_frame.sort().values)
 
 
+def test_sgdet_training_labels_and_pairs_are_the_assigned_gt():
+    """As the authors: entities carry their assigned GT label (0 = background), the
+    person is the entity assigned to the GT person, and the pairs are the GT relations
+    only (no background object) -- with a detector that calls everything a person or a
+    bag, none of its labels reach the training features."""
+    ext = create_extractor(small_config("detector.detections_per_image=100"), random_init=True)
+    with torch.no_grad():  # people (0.27) and bags (0.25) everywhere
+        predictor = ext.detector.roi_heads.box_predictor.cls_score
+        predictor.weight.zero_()
+        predictor.bias.zero_()
+        predictor.bias[PERSON] = 3.0
+        predictor.bias[2] = 2.9
+    gt_boxes = [BOXES, BOXES[:2], BOXES]
+    gt_labels = [LABELS, LABELS[:2], LABELS]
+    f, entity_gt = ext.extract_sgdet_training(frames(), gt_boxes, gt_labels)
+    gt_all = torch.cat(gt_labels)
+    assert (f.entity_labels == 0).sum() > 0  # background detections stay entities
+    expected = torch.where(entity_gt >= 0, gt_all[entity_gt.clamp(min=0)], 0)
+    assert torch.equal(f.entity_labels, expected)
+    assert sorted(entity_gt[f.pair_object].tolist()) == [1, 2, 4, 6, 7]  # GT objects
+    assert sorted(set(entity_gt[f.pair_subject].tolist())) == [0, 3, 5]  # GT persons
+    assert (f.entity_labels[f.pair_subject] == PERSON).all()
+    assert f.union_features.shape[0] == 5
+
+
 def test_missing_weights_are_errors_not_random(tmp_path, caplog):
     cfg = small_config()
     with pytest.raises(WeightsError, match="no detector weights"):

@@ -53,6 +53,30 @@ def test_sgcls_ignores_given_labels_predcls_uses_them():
     assert torch.allclose(a_cls, model(f, mode="sgcls").attention)
 
 
+@pytest.mark.parametrize("source", ["detector", "classifier"])
+def test_sgdet_labels_given_in_training_detector_or_classifier_at_inference(source):
+    """SGDet training uses the given (assigned) labels, as the authors; at inference the
+    boxes keep the detector's labels and scores (``detector``, authors) or are relabelled
+    by the object classifier (``classifier``)."""
+    torch.manual_seed(0)
+    model = RelationModel(small_config(f"object_classifier.sgdet_labels={source}"))
+    f = make_features([[5, 9], [5, 9]])
+    f.entity_scores = torch.linspace(0.2, 0.9, f.entity_labels.shape[0])
+    train = model.train()(f, mode="sgdet")
+    assert torch.equal(train.entity_labels, f.entity_labels)
+    assert torch.equal(train.entity_scores, f.entity_scores)
+    assert train.entity_logits.shape == (6, 37)  # the classifier still trains
+    out = model.eval()(f, mode="sgdet")
+    classified = model(f, mode="sgcls")
+    if source == "detector":
+        assert torch.equal(out.entity_labels, f.entity_labels)
+        assert torch.equal(out.entity_scores, f.entity_scores)
+    else:
+        assert torch.equal(out.entity_labels, classified.entity_labels)
+        assert torch.equal(out.entity_scores, classified.entity_scores)
+        assert not torch.equal(out.entity_scores, f.entity_scores)
+
+
 def test_guidance_outputs_in_training():
     torch.manual_seed(0)
     f = make_features([[5, 9], [5, 9]])

@@ -189,6 +189,11 @@ class ObjectClassifierConfig:
     dedup: bool = True
     """Authors' duplicate removal: per frame, of the most frequent predicted class only the
     most confident box keeps it; the others take their next best class."""
+    sgdet_labels: Literal["detector", "classifier"] = "detector"
+    """Labels and scores of the detected boxes at SGDet inference. ``detector``
+    (authors): the detector's own (after its score threshold and per-class NMS); the
+    object classifier is trained but not used. ``classifier``: the object classifier
+    relabels every box with the SGCls label decision (``person``, ``dedup``)."""
 
 
 @dataclass

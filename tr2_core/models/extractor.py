@@ -189,9 +189,16 @@ class FeatureExtractor(nn.Module):
         *,
         frame_keys: Sequence[str] | None = None,
     ) -> tuple[VideoFeatures, torch.Tensor]:
-        """SGDet training features: detections assigned to GT boxes (IoU > assign_iou,
-        greedy, one-to-one) plus the GT boxes the detector missed (score 1, GT label, pooled
-        features), so every GT relation can be trained.
+        """SGDet training features, as the authors train SGDet: detections assigned to GT
+        boxes (IoU > assign_iou, greedy, one-to-one) plus the GT boxes the detector missed
+        (score 1, pooled features), so every GT relation can be trained.
+
+        Every entity carries its *assigned* label (the GT label of its GT box; 0,
+        background, for an unmatched detection), not the detector's: the relation model
+        trains on these (class embeddings, sequence keys) and the object classifier
+        learns them. The pairs are the GT relations only: per frame the entity assigned
+        to the GT person x every entity assigned to a GT object (background detections
+        stay entities, for the object classifier, but are in no pair).
 
         Returns:
             (features, entity_gt): ``entity_gt`` (N,) int64 row into the concatenated
@@ -212,11 +219,22 @@ class FeatureExtractor(nn.Module):
         entity_scores: torch.Tensor,
         entity_features: torch.Tensor,
         entity_track: torch.Tensor,
+        *,
+        background_objects: bool = True,
     ) -> VideoFeatures:
+        """Pairs, union features and the :class:`VideoFeatures` of a clip's entities;
+        ``background_objects`` false: no pair has a background (label 0) object."""
         num_frames = frames.shape[0]
         pair_frame, pair_subject, pair_object = make_pairs(
             entity_frame, entity_labels, entity_scores, num_frames
         )
+        if not background_objects:
+            real = entity_labels[pair_object] != 0
+            pair_frame, pair_subject, pair_object = (
+                pair_frame[real],
+                pair_subject[real],
+                pair_object[real],
+            )
         union = union_boxes(entity_boxes[pair_subject], entity_boxes[pair_object])
         union_features = self.union(frames, pair_frame, union)
         keys = list(frame_keys) if frame_keys is not None else [str(i) for i in range(num_frames)]
@@ -295,6 +313,9 @@ class FeatureExtractor(nn.Module):
                 lab = torch.cat([lab, glab[missed]])
                 sc = torch.cat([sc, torch.ones(int(missed.sum()), device=device)])
                 assigned = torch.cat([assigned, grows[missed]])
+                # the authors' training labels: the assigned GT label, 0 = background
+                gt_label = glab[assigned.clamp(min=0)] if glab.numel() else lab
+                lab = torch.where(assigned >= 0, gt_label, torch.zeros_like(lab))
                 assigned = torch.where(assigned >= 0, assigned + gt_offset, assigned)
                 gt_offset += gbox.shape[0]
                 # keep entities sorted by frame (stable: detections before added GT boxes)
@@ -326,6 +347,7 @@ class FeatureExtractor(nn.Module):
             torch.cat(score_rows),
             torch.cat(feat_rows),
             torch.full_like(entity_frame, -1),
+            background_objects=gt is None,
         )
         return features, torch.cat(gt_rows)
 

@@ -134,14 +134,19 @@ class RelationModel(nn.Module):
         """(entity_logits or None, labels (N,), scores (N,)) for ``mode``.
 
         The labels feed the class embeddings, the sequence keys and the text heads. In
-        SGCls training they are the given (GT) labels, as in the authors' release (their
-        object classifier returns the GT labels while training); the classifier's logits
-        still train it, and its predicted labels are used only at inference (eval mode).
+        SGCls and SGDet training they are the given labels -- GT labels, and in SGDet the
+        labels assigned to the detections (see
+        :meth:`~tr2_core.models.extractor.FeatureExtractor.extract_sgdet_training`) -- as
+        in the authors' release (their object classifier returns these while training);
+        the classifier's logits still train it, and its predicted labels are used only at
+        inference (eval mode). SGDet inference takes the detector's labels and scores
+        instead when ``object_classifier.sgdet_labels`` is ``detector`` (authors).
         """
         if mode == "predcls":
             return None, features.entity_labels, features.entity_scores
         logits, labels, scores = self.object_classifier.classify(features)
-        if mode == "sgcls" and self.training:
+        detector_labels = self.config.object_classifier.sgdet_labels == "detector"
+        if self.training or (mode == "sgdet" and detector_labels):
             return logits, features.entity_labels, features.entity_scores
         return logits, labels, scores
 

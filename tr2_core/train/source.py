@@ -51,7 +51,8 @@ def per_frame(values: torch.Tensor, frame: torch.Tensor, num_frames: int) -> lis
 def sgdet_targets(
     clip: VideoClip, features: VideoFeatures, entity_gt: torch.Tensor
 ) -> VideoTargets:
-    """Targets of SGDet training features (detections assigned to GT, plus missed GT).
+    """Targets of SGDet training features (detections assigned to GT, plus missed GT;
+    their pairs are the GT relations, so every pair gets its GT pair's labels).
 
     Args:
         clip: the GT clip the features were extracted from.
@@ -331,7 +332,8 @@ def make_source(
             # per-video entries: the held-out videos share the training split's
             "split": ag_split,
             # PredCls and SGCls extract the same features (GT boxes): they share entries
-            "entities": ("detected+gt" if sgdet_assign else "detected")
+            # SGDet training: assigned labels and GT-relation pairs (extract_sgdet_training)
+            "entities": ("assigned+missed-gt" if sgdet_assign else "detected")
             if run.task == "sgdet"
             else "annotated",
             "filter_small_boxes": run.small_boxes_filtered,
