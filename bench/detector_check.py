@@ -156,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="a saved detector state dict (skips training)")
     p.add_argument("--steps", type=int, default=60, help="detector training steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--world-videos",
+        type=int,
+        default=0,
+        help="fit on N videos of the dataset's pretraining world rendered in memory, as "
+        "`tr2 demo` / `tr2 pretrain-synthetic` do (0: the dataset's training videos)",
+    )
+    p.add_argument("--max-frames", type=int, default=-1,
+                   help="train_detector's max_frames (default: PretrainBudget's with "
+                        "--world-videos, else 0 = all)")  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--videos", type=int, default=0, help="check only the first N videos")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -176,20 +186,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights:
         load_detector_weights(extractor.detector, args.weights)
     else:
+        from tr2_core.pretrain import PretrainBudget
         from tr2_core.pretrain.detector import train_detector
         from tr2_core.pretrain.frames import load_pretrain_frames
+        from tr2_core.pretrain.world import render_world, world_config
 
         extra = dict(item.split("=", 1) for item in args.set)
         extra = {k: _parse_value(v) for k, v in extra.items()}
         torch.manual_seed(args.seed)
-        frames = load_pretrain_frames(args.data)
+        if args.world_videos > 0:
+            frames = render_world(world_config(args.data, args.world_videos, args.seed))
+        else:
+            frames = load_pretrain_frames(args.data)
+        max_frames = args.max_frames
+        if max_frames < 0:
+            max_frames = PretrainBudget.max_frames if args.world_videos > 0 else 0
         detector = build_detector(cfg.detector)
         t0 = time.perf_counter()
-        losses = train_detector(detector, frames, steps=args.steps, seed=args.seed, **extra)
+        losses = train_detector(detector, frames, steps=args.steps, seed=args.seed,
+                                max_frames=max_frames, **extra)  # fmt: skip
         report.update(
             train_seconds=round(time.perf_counter() - t0, 1),
             steps=args.steps,
             train_frames=len(frames.images),
+            world_videos=args.world_videos,
+            max_frames=max_frames,
             options=extra,
             loss=[round(losses[0], 4), round(losses[-1], 4)] if losses else [],
         )

@@ -42,19 +42,21 @@ def _as_float(image: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def calibrate_batch_norms(module: nn.Module, run: callable) -> int:
+def calibrate_batch_norms(module: nn.Module, run: callable, keep_affine: bool = False) -> int:
     """Set every ``FrozenBatchNorm2d`` under ``module`` to the per-channel mean and
     variance of its input while ``run()`` forwards a batch (weight 1, bias 0: unit
-    outputs). A pre-hook fixes each layer before it runs, so later layers see the
-    already-calibrated earlier ones. Returns the number of layers set."""
+    outputs; ``keep_affine``: keep the learned weight and bias -- population statistics
+    of a trained network). A pre-hook fixes each layer before it runs, so later layers
+    see the already-calibrated earlier ones. Returns the number of layers set."""
     handles = []
 
     def hook(bn: FrozenBatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
         x = inputs[0]
         bn.running_mean.copy_(x.mean(dim=(0, 2, 3)))
         bn.running_var.copy_(x.var(dim=(0, 2, 3)) + 1e-3)
-        bn.weight.fill_(1.0)
-        bn.bias.zero_()
+        if not keep_affine:
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
 
     norms = [m for m in module.modules() if isinstance(m, FrozenBatchNorm2d)]
     for bn in norms:
@@ -88,6 +90,28 @@ def calibrate_detector(detector: FasterRCNN, frames: PretrainFrames, count: int 
         scaled.append(frames.boxes[r] * scale)
     pooled = detector.roi_heads.box_roi_pool(feats, scaled, images_t.image_sizes)
     calibrate_batch_norms(detector.roi_heads.box_head, lambda: detector.roi_heads.box_head(pooled))
+
+
+@torch.no_grad()
+def recalibrate_detector(detector: FasterRCNN, frames: PretrainFrames, count: int = 16) -> None:
+    """Population statistics for the trained detector's norms, learned affine kept: the
+    body's on ``count`` frames, then the layer4 box head's on the proposals the RPN
+    gives those frames at test time, pooled at the configured size -- what the head
+    sees in SGDet (training saw batch statistics of sampled RoIs pooled smaller)."""
+    from collections import OrderedDict
+
+    detector.eval()
+    step = max(1, len(frames.images) // count)
+    images = [_as_float(frames.images[i]) for i in range(0, len(frames.images), step)][:count]
+    images_t, _ = detector.transform(images)
+    calibrate_batch_norms(
+        detector.backbone, lambda: detector.backbone(images_t.tensors), keep_affine=True
+    )
+    feats = OrderedDict([("0", detector.backbone(images_t.tensors))])
+    proposals, _ = detector.rpn(images_t, feats)
+    pooled = detector.roi_heads.box_roi_pool(feats, proposals, images_t.image_sizes)
+    head = detector.roi_heads.box_head
+    calibrate_batch_norms(head, lambda: head(pooled), keep_affine=True)
 
 
 def _flip_frame(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +155,11 @@ def train_detector(
     roi_size: int = 4,
     max_frames: int = 0,
     trained: tuple[str, ...] = ("backbone.layer2", "backbone.layer3", "roi_heads", "rpn"),
+    learn_norms: bool = True,
+    positive_fraction: float = 0.5,
+    head_lr: float = 0.0,
+    test_proposals: bool = False,
+    recalibrate: bool = False,
     seed: int = 0,
 ) -> list[float]:
     """Calibrate (see the module docstring), then train the parameters under the
@@ -153,21 +182,32 @@ def train_detector(
     rows = [i for i, b in enumerate(frames.boxes) if b.shape[0]]
     if max_frames > 0:
         rows = rows[:: max(1, len(rows) // max_frames)][:max_frames]
-    parts = [m for n, m in detector.named_modules() if n in trained]
+    parts = [m for n, m in detector.named_modules() if n in trained] if learn_norms else []
     for part in parts:
         _swap_norms(part, to_batch_norm=True)
-    params = [p for n, p in detector.named_parameters() if n.startswith(trained)]
-    for p in params:
+    named = [(n, p) for n, p in detector.named_parameters() if n.startswith(trained)]
+    for _, p in named:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    heads = ("roi_heads.box_predictor", "rpn.head")
+    groups = [
+        {"params": [p for n, p in named if not n.startswith(heads)], "lr": lr},
+        {"params": [p for n, p in named if n.startswith(heads)], "lr": head_lr or lr},
+    ]
+    groups = [g for g in groups if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.1
     )
     sampler, pool = detector.roi_heads.fg_bg_sampler, detector.roi_heads.box_roi_pool
     saved = sampler.batch_size_per_image, sampler.positive_fraction
     if roi_size:
         detector.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0"], roi_size, pool.sampling_ratio)
-    sampler.batch_size_per_image, sampler.positive_fraction = rois_per_frame, 0.5
+    sampler.batch_size_per_image, sampler.positive_fraction = rois_per_frame, positive_fraction
+    rpn = detector.rpn
+    saved_rpn = dict(rpn._pre_nms_top_n), dict(rpn._post_nms_top_n)
+    if test_proposals:
+        rpn._pre_nms_top_n["training"] = rpn._pre_nms_top_n["testing"]
+        rpn._post_nms_top_n["training"] = rpn._post_nms_top_n["testing"]
     losses: list[float] = []
     detector.train()
     t0 = time.perf_counter()
@@ -185,8 +225,11 @@ def train_detector(
             schedule.step()
     finally:
         sampler.batch_size_per_image, sampler.positive_fraction = saved
+        rpn._pre_nms_top_n, rpn._post_nms_top_n = saved_rpn
         detector.roi_heads.box_roi_pool = pool
         for part in parts:
             _swap_norms(part, to_batch_norm=False)
         freeze(detector)
+    if recalibrate:
+        recalibrate_detector(detector, frames)
     return losses
