@@ -31,7 +31,7 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 3  # 3: a rendered pretraining world, CLIP with a relation probe
+PRETRAIN_VERSION = 4  # 4: tr2-small detector: tall anchors, 4x4 pool, trained on all world frames
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class PretrainBudget:
 
     detector_steps: int = 60
     clip_steps: int = 600
-    max_frames: int = 160
+    max_frames: int = 0
     world_videos: int = 1500
     seed: int = 0
 
