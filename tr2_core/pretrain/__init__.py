@@ -42,7 +42,7 @@ class PretrainBudget:
     on (:mod:`.world`); 0 fits on the dataset's training videos instead (any AG-format
     dataset, also a non-synthetic one)."""
 
-    detector_steps: int = 60
+    detector_steps: int = 100
     clip_steps: int = 600
     max_frames: int = 0
     world_videos: int = 1500
