@@ -61,14 +61,25 @@ this method (all frames; whole test split, 497 frames)  100   54.9 %    1.3 %   
   same                                                  400   52.7 %   42.6 %    0.39
 =====================================================  =====  =======  ========  ======
 
+The cost curve as the demo fits it (``--world-videos 1000``, 2 torch threads, load 1.6-1.9
+on the 2-core machine, whole test split of 497 frames; seconds include the calibration):
+
+=====  ========  =======  ========  =====================
+steps  training  person   objects   check (SGDet, frames)
+=====  ========  =======  ========  =====================
+  60    17.2 s   21.9 %    1.4 %    21 s (was 110 s at 7x7)
+ 100    26.2 s   49.1 %    0.3 %    21 s
+ 200    46.2 s   58.4 %    8.1 %    21 s
+=====  ========  =======  ========  =====================
+
 (person: person found; objects: object recall any label; rows without a frame count: 97
 or 203 test frames, the first 12 / 24 test videos.) The person plateaus near 55 % from
 100 steps: at 400 steps a person box at IoU >= 0.5 is among the box head's outputs in
 95 % of frames, but the top-scoring one is the body without the reaching arm (median
 width 0.8 of the GT's) -- ranking, not recall; score-weighted voting over the person
 boxes overlapping the best (IoU >= 0.3) would find it in 70 % (extraction path, not
-done here). The step's cost is the old recipe's (it trained on 4x4 pools too): about
-0.3 s on the idle machine with 2 threads (60 steps, 18 s), so 100 steps about 30 s.
+done here). The step's cost is the old recipe's (it trained on 4x4 pools too); 1-thread
+and 2-thread runs of one recipe differ by about 5 points (float reduction order).
 
 ``--set KEY=VALUE`` passes extra keyword arguments to ``train_detector`` (ints,
 floats or names), e.g. ``--set lr=3e-3 --set boxes_per_frame=32``.
