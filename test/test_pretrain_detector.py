@@ -52,3 +52,32 @@ def test_flip_frame_mirrors_boxes_with_the_image():
     flipped, boxes = _flip_frame(image, torch.tensor([[1.0, 2.0, 4.0, 5.0]]))
     assert torch.equal(boxes, torch.tensor([[16.0, 2.0, 19.0, 5.0]]))
     assert bool((flipped[:, 2:5, 16:19] == 255).all()) and int(flipped.sum()) == int(image.sum())
+
+
+def test_the_box_head_trains_on_rois_pooled_at_the_configured_size():
+    # a head trained on smaller pools than SGDet runs it on loses the person
+    # (bench/detector_check.py): training must pool like the configured detector
+    torch.manual_seed(0)
+    cfg = resolve_config("tr2-small", ["detector.roi_output_size=5"]).detector
+    detector = build_detector(cfg)
+    seen: list[tuple[int, int]] = []
+    hook = detector.roi_heads.box_head.register_forward_pre_hook(
+        lambda _, inputs: seen.append(tuple(inputs[0].shape[-2:]))
+    )
+    train_detector(detector, _tiny_frames(2), steps=1, batch=1, rois_per_frame=4)
+    hook.remove()
+    training = seen[1:]  # the first call calibrates the head on GT boxes
+    assert training and set(training) == {(cfg.roi_output_size, cfg.roi_output_size)}
+
+
+def test_small_detector_has_an_anchor_for_a_standing_and_a_lying_person():
+    # the synthetic person at the small detector's input scale: about 13 x 78 px standing
+    from torchvision.ops import box_iou
+
+    cfg = resolve_config("tr2-small").detector
+    shapes = torch.tensor(
+        [[s / r**0.5, s * r**0.5] for s in cfg.anchor_sizes for r in cfg.aspect_ratios]
+    )  # (w, h): torchvision's aspect ratio is h / w
+    anchors = torch.cat([-shapes / 2, shapes / 2], dim=1)
+    people = torch.tensor([[-6.5, -39.0, 6.5, 39.0], [-39.0, -6.5, 39.0, 6.5]])
+    assert bool((box_iou(people, anchors).max(dim=1).values >= 0.5).all())

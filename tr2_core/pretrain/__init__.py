@@ -31,7 +31,7 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 3  # 3: a rendered pretraining world, CLIP with a relation probe
+PRETRAIN_VERSION = 4  # 4: tr2-small detector: tall anchors, 4x4 pool, trained on all world frames
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ class PretrainBudget:
     on (:mod:`.world`); 0 fits on the dataset's training videos instead (any AG-format
     dataset, also a non-synthetic one)."""
 
-    detector_steps: int = 60
+    detector_steps: int = 100
     clip_steps: int = 600
-    max_frames: int = 160
+    max_frames: int = 0
     world_videos: int = 1500
     seed: int = 0
 
