@@ -44,7 +44,7 @@ Action Genome").
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", nargs="?", default="runs/demo", help="output folder (runs/demo)")
     parser.add_argument("--videos", type=int, default=240, help="synthetic videos (240)")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs (5)")
+    parser.add_argument("--epochs", type=int, default=7, help="training epochs (7)")
     parser.add_argument(
         "--no-geometry",
         action="store_true",
@@ -80,9 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrain-steps",
         type=int,
         nargs=2,
-        default=(60, 600),
+        default=(100, 600),
         metavar=("DETECTOR", "CLIP"),
-        help="steps of tr2 pretrain-synthetic (60 600)",
+        help="steps of tr2 pretrain-synthetic (100 600)",
     )
     parser.add_argument(
         "--world-videos",

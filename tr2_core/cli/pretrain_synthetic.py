@@ -27,7 +27,7 @@ first use) and prints their paths, for:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="synthetic dataset root")
     parser.add_argument("--model", default="tr2-small", help="model config (tr2-small)")
-    parser.add_argument("--detector-steps", type=int, default=60, help="detector steps (60)")
+    parser.add_argument("--detector-steps", type=int, default=100, help="detector steps (100)")
     parser.add_argument("--clip-steps", type=int, default=600, help="CLIP steps (600)")
     parser.add_argument(
         "--world-videos",
