@@ -44,7 +44,7 @@ Action Genome").
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", nargs="?", default="runs/demo", help="output folder (runs/demo)")
     parser.add_argument("--videos", type=int, default=240, help="synthetic videos (240)")
-    parser.add_argument("--epochs", type=int, default=7, help="training epochs (7)")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs (6)")
     parser.add_argument(
         "--no-geometry",
         action="store_true",
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--val-fraction",
         type=float,
-        default=0.2,
-        help="share of the videos held out to select best.pt on (0.2: fewer make it noisy)",
+        default=0.15,
+        help="share of the videos held out to select best.pt on (0.15: fewer make it noisy)",
     )
     parser.add_argument(
         "--lr", type=float, default=None, help="learning rate (default: the small recipe's)"
