@@ -35,6 +35,7 @@ from typing import Any
 
 from tr2_core.errors import Tr2Error
 from tr2_core.outputs import Output
+from tr2_core.progress import bar_disabled
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.staging import check_output, staged_outputs
 from tr2_core.types import SceneGraphResult
@@ -318,7 +319,7 @@ def _copy(
         )
         _writing(dst, lambda: writer.write(conn, bag_ns, data))
 
-    with tqdm(total=total, unit="msg", desc="tr2 bag", disable=not progress) as bar:
+    with tqdm(total=total, unit="msg", desc="tr2 bag", disable=bar_disabled(progress)) as bar:
         try:  # Ctrl-C keeps the messages copied so far (the summary says so)
             for conn, bag_ns, raw in _messages(src, reader):
                 report.messages += 1

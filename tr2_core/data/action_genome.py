@@ -71,6 +71,7 @@ import numpy as np
 
 from tr2_core.data.safe_pickle import gc_paused, safe_load
 from tr2_core.errors import ConfigError, DatasetError, clip, describe
+from tr2_core.progress import bar_disabled
 from tr2_core.types import GroundTruth
 from tr2_core.vocab import (
     ATTENTION,
@@ -415,7 +416,12 @@ def _load_pickle(path: Path, show_progress: bool) -> Any:
 
     size = path.stat().st_size
     with tqdm(
-        total=size, desc=f"reading {path.name}", unit="B", unit_scale=True, leave=False
+        total=size,
+        desc=f"reading {path.name}",
+        unit="B",
+        unit_scale=True,
+        leave=False,
+        disable=bar_disabled(True),
     ) as bar:
         return safe_load(path, progress=bar.update)
 
@@ -604,7 +610,14 @@ def _collect_frames(
     if show_progress:
         from tqdm import tqdm
 
-        items = tqdm(items, total=len(objects), desc=f"parsing {split}", unit="frame", leave=False)
+        items = tqdm(
+            items,
+            total=len(objects),
+            desc=f"parsing {split}",
+            unit="frame",
+            leave=False,
+            disable=bar_disabled(True),
+        )
     key: Any = None
     where = frames.object_path
     try:

@@ -18,6 +18,7 @@ from torch import nn
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import GuidanceConfig
+from tr2_core.progress import bar_disabled
 from tr2_core.vocab import (
     NUM_OBJECT_CLASSES,
     NUM_PREDICATES,
@@ -137,7 +138,7 @@ def encode_prompts(
     device = next(clip_model.parameters()).device
     out = []
     starts = range(0, len(prompts), batch_size)
-    for s in tqdm(starts, desc="CLIP text", unit="batch", disable=not progress):
+    for s in tqdm(starts, desc="CLIP text", unit="batch", disable=bar_disabled(progress)):
         tokens = tokenizer(prompts[s : s + batch_size]).to(device)
         out.append(clip_model.encode_text(tokens).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)

@@ -25,6 +25,7 @@ import torch
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig
 from tr2_core.errors import ConfigError
 from tr2_core.pretrain.frames import PretrainFrames
+from tr2_core.progress import bar_disabled
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_INDEX, SPATIAL
 
 WORLD_SEED_BASE = 1_000_003
@@ -80,7 +81,7 @@ def render_world(cfg: SyntheticConfig, progress: bool = False) -> PretrainFrames
     images, boxes, labels = [], [], []
     pair_frame, subjects, objects, classes, predicates = [], [], [], [], []
     for index in tqdm(range(cfg.videos), desc="pretraining world", unit="video",
-                      disable=not progress):  # fmt: skip
+                      disable=bar_disabled(progress)):  # fmt: skip
         v = generate_video(cfg, index, f"W{index:06d}.mp4", "train")
         for t, (_, im) in enumerate(rendered_frames(v)):
             person = np.asarray(v.person[t]["bbox"], dtype=np.float32).reshape(-1, 4)

@@ -32,6 +32,7 @@ import numpy as np
 
 from tr2_core.errors import Tr2Error
 from tr2_core.outputs import Output
+from tr2_core.progress import bar_disabled
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.records import error_record, graph_record
@@ -470,7 +471,10 @@ def _run(
             with (
                 staged[0].open("w", encoding="utf-8") as lines,
                 tqdm(
-                    total=source.total, unit="frame", desc="tr2 video", disable=not progress
+                    total=source.total,
+                    unit="frame",
+                    desc="tr2 video",
+                    disable=bar_disabled(progress),
                 ) as bar,
             ):
                 frames = iter(source)

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from tr2_core.progress import bar_disabled
 from tr2_core.run import resolve_device
 from tr2_core.train.predict import (
     concat_predictions,
@@ -137,6 +138,7 @@ def fill_cache(source: ClipSource, d: Dist, desc: str, progress: bool = True) ->
     if mine:
         log.info("feature cache %s: computing %d of %d videos", source.cache.dir, len(todo),
                  len(source))  # fmt: skip
-    for i in tqdm(mine, desc=desc, unit="video", disable=not (progress and d.master and mine)):
+    shown = bool(progress and d.master and mine)
+    for i in tqdm(mine, desc=desc, unit="video", disable=bar_disabled(shown)):
         source.fill_cache(i)
     d.barrier()

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write_text, prepare_folder
+from tr2_core.progress import bar_disabled
 from tr2_core.run import RunModel, RunSpec, build_run_model, load_checkpoint
 from tr2_core.train.checkpoint import (
     RUN_FOLDER_KIND,
@@ -178,7 +179,7 @@ def train_epoch(
     frames, steps = 0, 0
     t0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="video",
-               disable=not (progress and d.master), dynamic_ncols=True)  # fmt: skip
+               disable=bar_disabled(progress and d.master), dynamic_ncols=True)  # fmt: skip
     pinned = d.device.type == "cuda"
 
     def load(index: int) -> tuple[int, Any, Any]:  # runs ahead in the prefetch thread

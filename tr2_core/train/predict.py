@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tr2_core.progress import bar_disabled
 from tr2_core.stream.tracker import IoUTracker, track_frames
 from tr2_core.train.dataset import frame_chunks
 from tr2_core.train.source import ClipSource, move_features
@@ -128,7 +129,8 @@ def predict(
     relation.eval()
     parts: list[Predictions] = []
     try:
-        for index in tqdm(indices, desc=desc, unit="video", disable=not progress, leave=False):
+        bar = tqdm(indices, desc=desc, unit="video", disable=bar_disabled(progress), leave=False)
+        for index in bar:
             for start, stop in frame_chunks(source.num_frames(index), max_clip_frames):
                 features, _ = source.get(index, start, stop)
                 features = move_features(features, device)

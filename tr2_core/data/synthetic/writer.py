@@ -21,6 +21,7 @@ from tr2_core.data.synthetic.render import render
 from tr2_core.data.synthetic.temporal import blur_length, draw_occluder, motion_blur
 from tr2_core.data.synthetic.video import VideoOut, generate_video
 from tr2_core.errors import ConfigError, DatasetError
+from tr2_core.progress import bar_disabled
 
 _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -159,7 +160,7 @@ def make_synthetic(
     objects: dict[str, list[dict[str, Any]]] = {}
     metas = []
     n_images = 0
-    bar = tqdm(total=cfg.videos, desc="synthetic AG", unit="video", disable=not progress)
+    bar = tqdm(total=cfg.videos, desc="synthetic AG", unit="video", disable=bar_disabled(progress))
     for index, vid in enumerate(ids):
         video = f"{vid}.mp4"
         v = generate_video(cfg, index, video, "test" if index in test_rows else "train")
