@@ -232,3 +232,30 @@ def test_subprocess_sanity():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "UnsafePickleError"
+
+
+@pytest.mark.parametrize(
+    "put",
+    [b"r" + (1 << 28).to_bytes(4, "little"), b"p268435456\n"],  # LONG_BINPUT, PUT
+    ids=["LONG_BINPUT", "PUT"],
+)
+def test_memo_index_bomb_is_refused_without_allocating(tmp_path, put):
+    """A 10-byte pickle naming memo index 2**28 would make the C unpickler allocate and
+    clear 4 GiB; it fails at once with a clear error, limits restored afterwards."""
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    data = b"\x80\x02N" + put + b"."
+    with pytest.raises(DatasetError, match="out of memory while unpickling.*memo index"):
+        safe_loads(data, source="bomb.pkl")
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError, match=r"bomb\.pkl: out of memory"):
+        safe_load(path)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    # an ordinary pickle with memo entries still loads under the same cap
+    shared = [1, 2]
+    assert safe_loads(pickle.dumps({"a": shared, "b": shared}, protocol=2)) == {
+        "a": [1, 2],
+        "b": [1, 2],
+    }

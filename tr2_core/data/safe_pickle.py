@@ -32,6 +32,10 @@ is checked *after construction*, by structure, never by the flags it claims
 the item. Arrays are built as :class:`CheckedArray` (an ``ndarray`` subclass
 whose ``__setstate__`` checks the dtype before NumPy copies any bytes).
 
+The memo table is not a call: the process's address space is capped while it
+unpickles (:func:`address_space_bounded`), so a PUT opcode naming a huge memo index
+fails with a clear error instead of claiming tens of GiB.
+
 The same wrappers bound what one call may allocate beyond the bytes of the
 file (:data:`MAX_UNBACKED_BYTES`): an array shape, ``bytes(n)``,
 ``bytearray(n)``; ``str()`` only decodes text (``str(container)`` would
@@ -334,9 +338,50 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_from(file: BinaryIO, source: str) -> object:
+MEMO_BUDGET_BASE = 1 << 30
+"""Address space (bytes) an unpickle may grow by, on top of :data:`MEMO_BUDGET_PER_BYTE`
+per byte of the pickle (see :func:`address_space_bounded`)."""
+MEMO_BUDGET_PER_BYTE = 64
+"""Address space an unpickle may grow by per byte of the pickle: Python objects of
+plain data take a few to a few tens of times the bytes that encode them."""
+
+
+@contextlib.contextmanager
+def address_space_bounded(extra: int) -> Iterator[None]:
+    """Cap this process's address space at its current size + ``extra`` bytes (Linux;
+    elsewhere a no-op), restored on exit; a tighter existing limit stays.
+
+    Why: the C unpickler grows its memo table to twice the largest index a ``PUT`` /
+    ``LONG_BINPUT`` opcode names and clears it, so an 8-byte pickle naming index 2**30
+    makes it allocate and write 16 GiB -- no allow-list sees that, it is not a call.
+    Under the cap the allocation fails at once (MemoryError) and nothing is written.
+    """
     try:
-        with gc_paused():
+        import resource
+
+        with open("/proc/self/statm", "rb") as statm:
+            current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, IndexError):
+        yield
+        return
+    cap = current + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _load_from(file: BinaryIO, source: str, size: int) -> object:
+    budget = MEMO_BUDGET_BASE + MEMO_BUDGET_PER_BYTE * size
+    try:
+        with gc_paused(), address_space_bounded(budget):
             return SafeUnpickler(file, source=source).load()
     except Tr2Error:
         raise
@@ -344,7 +389,11 @@ def _load_from(file: BinaryIO, source: str) -> object:
         msg = f"{source}: refused {exc}: not allowed in annotation pickles"
         raise UnsafePickleError(msg) from exc
     except MemoryError as exc:
-        raise DatasetError(f"{source}: out of memory while unpickling ({clip(str(exc))})") from exc
+        raise DatasetError(
+            f"{source}: out of memory while unpickling: a pickle of {size:,} bytes may grow "
+            f"the process by {budget / 2**30:.1f} GiB at most (corrupt or crafted file, e.g. "
+            f"a huge memo index; {clip(str(exc)) or 'MemoryError'})"
+        ) from exc
     except RecursionError as exc:
         raise DatasetError(f"{source}: cannot unpickle, nesting too deep") from exc
     except Exception as exc:  # truncated / corrupt data surfaces as many types
@@ -366,7 +415,7 @@ def safe_loads(data: bytes | bytearray | memoryview, *, source: str = "<bytes>")
         UnsafePickleError: the pickle names a global outside the allow-list.
         DatasetError: truncated or corrupt data.
     """
-    return _load_from(io.BytesIO(data), source)
+    return _load_from(io.BytesIO(data), source, len(data))
 
 
 def safe_load(
@@ -394,7 +443,7 @@ def safe_load(
         raise DatasetError(f"{path}: cannot open ({exc.strerror})") from exc
     with raw:
         file: BinaryIO = raw if progress is None else _ProgressReader(raw, progress)  # type: ignore[assignment]
-        return _load_from(file, str(path))
+        return _load_from(file, str(path), os.fstat(raw.fileno()).st_size)
 
 
 class _ProgressReader:
