@@ -165,6 +165,23 @@ def test_tr2_test_writes_the_contract_files_and_agrees_with_validation(
     assert metrics["with"]["R@20"] == pytest.approx(logged)  # same model, same split
 
 
+def test_trained_model_runs_with_detector_inference_overrides(straight_run):
+    """`tr2 test --override`: the detector's inference settings change (a weak detector's
+    score threshold), anything the weights depend on is refused with the key named."""
+    from tr2_core.errors import ConfigError
+    from tr2_core.run import load_trained
+
+    best = straight_run / "best.pt"
+    trained = load_trained(best, announce=False, model_overrides=["detector.score_thresh=0.03"])
+    detector = trained.model.frozen.extractor.detector
+    assert detector.roi_heads.score_thresh == pytest.approx(0.03)
+    assert trained.model.frozen.extractor.config.detector.score_thresh == pytest.approx(0.03)
+    plain = load_trained(best, announce=False)
+    assert plain.model.frozen.extractor.detector.roi_heads.score_thresh == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="fusion.temporal_layers=1"):
+        load_trained(best, announce=False, model_overrides=["fusion.temporal_layers=1"])
+
+
 def test_cached_features_equal_fresh_extraction(ag, tmp_path):
     run = new_run(ag, tmp_path / "cache32")
     model_cfg = load_model_config("tr2-small", MODEL_OVERRIDES)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import torch
 
-from tr2_core.config import from_dict
+from tr2_core.config import apply_overrides, from_dict
 from tr2_core.errors import ConfigError, WeightsError
 from tr2_core.models import (
     FeatureExtractor,
@@ -375,19 +376,43 @@ class TrainedModel:
     """The checkpoint as read (``config``, ``epoch``, ... see :mod:`tr2_core.train.checkpoint`)."""
 
 
+INFERENCE_OVERRIDES = (
+    "detector.score_thresh",
+    "detector.nms_thresh",
+    "detector.detections_per_image",
+)
+"""Model config keys a trained model may be run with changed (:func:`load_trained`):
+the detector's inference settings, which no weight depends on."""
+
+
 def load_trained(
     checkpoint: str | Path,
     device: str | torch.device = "cpu",
     *,
     announce: bool = True,
+    model_overrides: Sequence[str] = (),
     **run_overrides: Any,
 ) -> TrainedModel:
     """Rebuild a trained model from a checkpoint: configs from the checkpoint (``run``
-    fields may be overridden when not None, e.g. ``data`` or weight paths), extractor
-    checked against the fingerprint the run recorded, relation weights loaded strictly,
-    eval mode."""
+    fields may be overridden when not None, e.g. ``data`` or weight paths; model config
+    keys of :data:`INFERENCE_OVERRIDES` by ``KEY=VALUE`` items), extractor checked
+    against the fingerprint the run recorded, relation weights loaded strictly, eval
+    mode.
+
+    Raises:
+        ConfigError: a model override names another key or a bad value."""
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    run, model_cfg, seed = run_spec_and_model_config(ckpt["config"])
+    config = ckpt["config"]
+    if model_overrides:
+        for item in model_overrides:
+            key = item.partition("=")[0]
+            if key not in INFERENCE_OVERRIDES:
+                raise ConfigError(
+                    f"model override {item!r}: a trained model runs with its own config "
+                    f"except {', '.join(INFERENCE_OVERRIDES)}"
+                )
+        config = {**config, "model": apply_overrides(config.get("model", {}), model_overrides)}
+    run, model_cfg, seed = run_spec_and_model_config(config)
     for key, value in run_overrides.items():
         if value is not None:
             setattr(run, key, value)

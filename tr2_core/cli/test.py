@@ -48,6 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_small_box_argument(parser, "(default: as trained, which defaults to the baselines' "
                            "protocol: on for sgcls/sgdet)")  # fmt: skip
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run with a detector inference setting changed (repeatable): "
+        "detector.score_thresh, detector.nms_thresh or detector.detections_per_image, "
+        "e.g. detector.score_thresh=0.03 for SGDet with a weak detector",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         clip_weights=args.clip_weights,
         detector_weights=args.detector_weights,
         cache_dir=args.cache_dir,
+        model_overrides=args.override,
     )
     run_spec, ckpt = trained.run, trained.checkpoint
     if args.filter_small_boxes is not None:
@@ -114,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["epoch"] = int(ckpt["epoch"])
     metrics["random_init"] = run_spec.random_init
     metrics["split"] = args.split
+    metrics["overrides"] = list(args.override)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     window = metrics["temporal_window"]
     print(
