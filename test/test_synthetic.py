@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,14 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def loaded(dataset: Path) -> tuple[dict, dict, list[str]]:
     return _load(dataset)
+
+
+@pytest.fixture(scope="module")
+def joints_loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, list[str]]:
+    """EDGE_CFG with person boxes around the joints: the geometry the labels follow."""
+    root = tmp_path_factory.mktemp("synth_joints") / "ag"
+    make_synthetic(root, replace(EDGE_CFG, person_box="joints", images=False), progress=False)
+    return _load(root)
 
 
 # --------------------------------------------------------------------------
@@ -249,9 +258,9 @@ def _visible_pairs(loaded: tuple[dict, dict, list[str]]):
                 yield key, p, r
 
 
-def test_spatial_labels_match_boxes(loaded: tuple[dict, dict, list[str]]) -> None:
+def test_spatial_labels_match_boxes(joints_loaded: tuple[dict, dict, list[str]]) -> None:
     n = 0
-    for key, p, r in _visible_pairs(loaded):
+    for key, p, r in _visible_pairs(joints_loaded):
         px1, py1, px2, py2 = p["bbox"][0].astype(np.float64)
         ob = _xyxy(r["bbox"])
         hp, pw = py2 - py1, px2 - px1
@@ -618,3 +627,34 @@ def test_regression_out_of_reach_layout_does_not_crash(tmp_path):
     cfg = SyntheticConfig(videos=60, min_frames=6, max_frames=12, seed=0, images=False)
     summary = make_synthetic(tmp_path / "ag", cfg, progress=False)
     assert summary.videos == 60
+
+
+def test_visible_person_box_bounds_what_the_frame_shows() -> None:
+    """person_box='visible' (the default): the box bounds exactly the pixels that show
+    the person -- nothing of the person outside it, an edge of it on each side -- and
+    shrinks where objects in front or an occluder panel hide parts of the joints box."""
+    from tr2_core.data.synthetic.config import temporal_config
+    from tr2_core.data.synthetic.video import VISIBLE_LEVEL, draw_frame, generate_video
+
+    cfg = temporal_config(videos=12, min_frames=6, max_frames=10, width=240, height=136,
+                          seed=3, occlusion_rate=0.4, no_person_rate=0.0)  # fmt: skip
+    joints_cfg = replace(cfg, person_box="joints")
+    frames = shrunk = 0
+    for index in range(cfg.videos):
+        v = generate_video(cfg, index, f"V{index}.mp4", "train")
+        j = generate_video(joints_cfg, index, f"V{index}.mp4", "train")
+        assert v.keys == j.keys and v.objects == j.objects  # only the person box differs
+        for t in range(len(v.keys)):
+            box, joints_box = v.person[t]["bbox"][0], j.person[t]["bbox"][0]
+            frame, bare = draw_frame(v, t, without_person=True)
+            assert np.array_equal(np.asarray(frame), np.asarray(v.images[t]))
+            seen = (np.abs(np.asarray(frame, np.int16) - np.asarray(bare, np.int16)).max(-1)
+                    > VISIBLE_LEVEL)  # fmt: skip
+            ys, xs = np.nonzero(seen)
+            x1, y1, x2, y2 = (int(c) for c in box)
+            assert xs.min() == x1 and xs.max() == x2 - 1 and ys.min() == y1 and ys.max() == y2 - 1
+            area, joints_area = (x2 - x1) * (y2 - y1), np.prod(joints_box[2:] - joints_box[:2])
+            shrunk += area < 0.8 * joints_area
+            frames += 1
+    assert frames > 60
+    assert 0 < shrunk < frames  # occluded frames shrink, most do not

@@ -37,6 +37,7 @@ GOLDEN_CFG = SyntheticConfig(
     short_video_rate=0.1,
     small_box_rate=0.2,
     portrait_rate=0.2,
+    person_box="joints",  # the one-module generator's boxes (around every joint)
 )
 GOLDEN_DIGEST = "9aa1561f4492d43d19e3ceff75f849091e12510229915e58dda072745a95b38f"
 META_KEYS_V1 = (

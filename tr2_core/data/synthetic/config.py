@@ -44,7 +44,8 @@ class SyntheticConfig:
         occlusion_rate: per frame, probability that an occlusion episode of
             2-4 frames starts: a flat grey panel is drawn over one object or
             over the person's hands while the relation continues (labels,
-            boxes and keypoints unchanged).
+            object boxes and keypoints unchanged; a ``'visible'`` person box
+            shrinks to what the panel leaves).
         motion_blur_rate: per frame, probability of a horizontal motion
             blur over the whole frame (labels unchanged).
         ambiguous_pose_rate: per contact change, probability that the frame
@@ -58,6 +59,11 @@ class SyntheticConfig:
             videos as a validation split (listed in the meta; their records
             keep AG's ``set`` = ``'train'``); at least one training video
             always remains.
+        person_box: ``'visible'``: each frame's person box bounds the pixels that
+            show the person (after objects in front, occluder panels and motion
+            blur), as AG's person boxes do -- they come from a detector, which boxes
+            what it sees; ``'joints'``: the box around every joint, hidden ones
+            included (the generator's boxes before this option).
         images: write the PNG frames (False: annotations only).
         png_compress_level: zlib level of the PNG files (1 = fast).
     """
@@ -84,6 +90,7 @@ class SyntheticConfig:
     ambiguous_pose_rate: float = 0.0
     direction_rate: float = 0.0
     val_fraction: float = 0.1
+    person_box: str = "visible"
     images: bool = True
     png_compress_level: int = 1
 
@@ -118,6 +125,7 @@ class SyntheticConfig:
             "ambiguous_pose_rate + direction_rate must be <= 1",
         )
         need(0.0 <= self.motion <= 0.5, "motion", "must be in [0, 0.5]")
+        need(self.person_box in ("visible", "joints"), "person_box", "'visible' or 'joints'")
         need(0 <= self.png_compress_level <= 9, "png_compress_level", "must be in 0..9")
 
 

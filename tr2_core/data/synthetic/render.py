@@ -138,13 +138,44 @@ def render(
     """The RGB frame of ``g``: objects behind the person, the person, objects
     in front, then hand-held details (pen, twist marker); invisible objects
     (``visible`` (K,) bool False) are not drawn."""
+    return render_layers(stage, look, g, classes, visible, without_person=False)[0]
+
+
+def render_layers(
+    stage: Stage,
+    look: Appearance,
+    g: FrameGeometry,
+    classes: Sequence[str],
+    visible: np.ndarray,
+    *,
+    without_person: bool = True,
+) -> tuple[Image.Image, Image.Image | None]:
+    """:func:`render`'s frame and, with ``without_person``, the same frame without
+    the person (objects in front and details drawn on both): where they differ is
+    what a camera sees of the person. One pass: the person-less frame is a copy
+    taken before the person is drawn."""
     im = look.background.copy()
     dr = ImageDraw.Draw(im)
     order = draw_order(g)
     for i in order:
         if visible[i] and not g.obj_front[i]:
             _draw_object(dr, stage, g, int(i), classes[i])
+    bare = im.copy() if without_person else None
     _draw_person(dr, stage, look, g)
+    for target in (im, bare) if bare is not None else (im,):
+        _draw_front(ImageDraw.Draw(target), stage, g, classes, visible, order)
+    return im, bare
+
+
+def _draw_front(
+    dr: ImageDraw.ImageDraw,
+    stage: Stage,
+    g: FrameGeometry,
+    classes: Sequence[str],
+    visible: np.ndarray,
+    order: Sequence[int],
+) -> None:
+    """Objects in front of the person, then the hand-held details."""
     for i in order:
         if visible[i] and g.obj_front[i]:
             _draw_object(dr, stage, g, int(i), classes[i])
@@ -165,7 +196,6 @@ def render(
                 fill=(10, 10, 10),
                 width=max(1, int(g.lw / 2)),
             )
-    return im
 
 
 def _draw_object(dr: ImageDraw.ImageDraw, stage: Stage, g: FrameGeometry, i: int, cls: str) -> None:

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageChops
 
 from tr2_core.data.synthetic.config import SyntheticConfig
 from tr2_core.data.synthetic.geometry import FrameGeometry, Stage, make_stage
 from tr2_core.data.synthetic.labels import FrameLabels, frame_labels, relation_changes
 from tr2_core.data.synthetic.layout import place
 from tr2_core.data.synthetic.poses import keypoints
-from tr2_core.data.synthetic.render import Appearance, make_appearance
+from tr2_core.data.synthetic.render import Appearance, make_appearance, render_layers
 from tr2_core.data.synthetic.state import (
     POSTURE_CLASSES,
     SceneState,
@@ -30,6 +31,9 @@ from tr2_core.data.synthetic.state import (
 from tr2_core.data.synthetic.temporal import (
     Occlusion,
     add_halfway_poses,
+    blur_length,
+    draw_occluder,
+    motion_blur,
     plan_blur,
     plan_occlusions,
 )
@@ -83,6 +87,9 @@ class VideoOut:
     visible: list[np.ndarray]
     occlusions: list[Occlusion]
     blurred: list[int]
+    images: list[Image.Image] | None = None
+    """The drawn frames when generating needed them (visible person boxes), else None:
+    drawn on demand (:func:`draw_frame`)."""
 
 
 def _choose_classes(rng: np.random.Generator, k: int) -> list[str]:
@@ -260,6 +267,72 @@ def _object_records(
     return recs
 
 
+def draw_frame(
+    v: VideoOut, t: int, *, without_person: bool = False
+) -> tuple[Image.Image, Image.Image | None]:
+    """Frame ``t`` of ``v`` as the release shows it -- occluders over the scene, then
+    motion blur -- and, with ``without_person``, the same frame without the person."""
+    classes = [o["class"] for o in v.objects[t]]
+    layers = render_layers(
+        v.stage, v.look, v.geoms[t], classes, v.visible[t], without_person=without_person
+    )
+    out = []
+    for im in layers:
+        if im is not None:
+            for occ in v.occlusions:
+                if occ.frame == t:
+                    draw_occluder(im, occ)
+            if t in v.blurred:
+                im = motion_blur(im, blur_length(v.stage))
+        out.append(im)
+    return out[0], out[1]
+
+
+VISIBLE_LEVEL = 24
+"""A pixel shows the person when drawing the person changed one of its channels by
+more than this (of 255): faint motion-blur tails do not count."""
+
+
+def visible_person_box(
+    frame: Image.Image, without_person: Image.Image, around: np.ndarray, margin: float
+) -> np.ndarray | None:
+    """(4,) ``x1 y1 x2 y2`` box of the pixels where ``frame`` and ``without_person``
+    differ (by more than :data:`VISIBLE_LEVEL`), searched inside the box ``around``
+    grown by ``margin`` pixels (the person's joints box and the blur's reach); None
+    when nothing of the person is visible."""
+    W, H = frame.size
+    x1, y1 = (max(0, int(np.floor(v - margin))) for v in around[:2])
+    x2, y2 = int(min(W, np.ceil(around[2] + margin))), int(min(H, np.ceil(around[3] + margin)))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    region = (x1, y1, x2, y2)
+    diff = np.asarray(ImageChops.difference(frame.crop(region), without_person.crop(region)))
+    seen = diff.max(axis=-1) > VISIBLE_LEVEL
+    rows, cols = np.flatnonzero(seen.any(axis=1)), np.flatnonzero(seen.any(axis=0))
+    if rows.size == 0:
+        return None
+    return np.array(
+        [x1 + cols[0], y1 + rows[0], x1 + cols[-1] + 1, y1 + rows[-1] + 1], dtype=np.float32
+    )
+
+
+def _see_the_person(v: VideoOut) -> None:
+    """Draw every frame of ``v`` (kept in ``v.images``) and replace each person box by
+    the box of what the frame shows of the person (:func:`visible_person_box`); a
+    person drawn wholly hidden keeps the joints box."""
+    images = []
+    margin = blur_length(v.stage) + 2.0
+    for t, rec in enumerate(v.person):
+        frame, bare = draw_frame(v, t, without_person=rec["bbox"].shape[0] > 0)
+        images.append(frame)
+        if bare is None:
+            continue
+        box = visible_person_box(frame, bare, rec["bbox"][0], margin)
+        if box is not None:
+            rec["bbox"] = box.reshape(1, 4)
+    v.images = images
+
+
 def generate_video(cfg: SyntheticConfig, index: int, video: str, split: str) -> VideoOut:
     """Generate video number ``index`` (named ``video``, in ``split``)."""
     rng = np.random.default_rng([cfg.seed, index, 0x5A6])
@@ -311,7 +384,10 @@ def generate_video(cfg: SyntheticConfig, index: int, video: str, split: str) -> 
         ],
         "blurred_frames": [keys[t] for t in blurred],
     }
-    return VideoOut(
+    out = VideoOut(
         video, split, plan.size, keys, person_recs, object_recs, meta, stage, look, line.geoms,
         visibles, occlusions, blurred,
     )  # fmt: skip
+    if cfg.person_box == "visible":
+        _see_the_person(out)
+    return out

@@ -17,9 +17,7 @@ from PIL import Image
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
 from tr2_core.data.synthetic.meta import meta_path, read_meta
-from tr2_core.data.synthetic.render import render
-from tr2_core.data.synthetic.temporal import blur_length, draw_occluder, motion_blur
-from tr2_core.data.synthetic.video import VideoOut, generate_video
+from tr2_core.data.synthetic.video import VideoOut, draw_frame, generate_video
 from tr2_core.errors import ConfigError, DatasetError
 from tr2_core.progress import bar_disabled
 
@@ -101,17 +99,8 @@ def validation_videos(root: str | os.PathLike[str]) -> list[str]:
 def rendered_frames(v: VideoOut) -> Iterator[tuple[str, Image.Image]]:
     """Every frame of ``v`` as ``(key, image)``, drawn as the release shows it:
     occluders over the scene, then motion blur."""
-    occluders: dict[int, list] = {}
-    for occ in v.occlusions:
-        occluders.setdefault(occ.frame, []).append(occ)
     for t, key in enumerate(v.keys):
-        classes = [o["class"] for o in v.objects[t]]
-        im = render(v.stage, v.look, v.geoms[t], classes, v.visible[t])
-        for occ in occluders.get(t, ()):
-            draw_occluder(im, occ)
-        if t in v.blurred:
-            im = motion_blur(im, blur_length(v.stage))
-        yield key, im
+        yield key, v.images[t] if v.images is not None else draw_frame(v, t)[0]
 
 
 def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
