@@ -93,14 +93,6 @@ def loaded(dataset: Path) -> tuple[dict, dict, list[str]]:
     return _load(dataset)
 
 
-@pytest.fixture(scope="module")
-def joints_loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, list[str]]:
-    """EDGE_CFG with person boxes around the joints: the geometry the labels follow."""
-    root = tmp_path_factory.mktemp("synth_joints") / "ag"
-    make_synthetic(root, replace(EDGE_CFG, person_box="joints", images=False), progress=False)
-    return _load(root)
-
-
 # --------------------------------------------------------------------------
 # Format
 
@@ -258,9 +250,9 @@ def _visible_pairs(loaded: tuple[dict, dict, list[str]]):
                 yield key, p, r
 
 
-def test_spatial_labels_match_boxes(joints_loaded: tuple[dict, dict, list[str]]) -> None:
+def test_spatial_labels_match_boxes(loaded: tuple[dict, dict, list[str]]) -> None:
     n = 0
-    for key, p, r in _visible_pairs(joints_loaded):
+    for key, p, r in _visible_pairs(loaded):
         px1, py1, px2, py2 = p["bbox"][0].astype(np.float64)
         ob = _xyxy(r["bbox"])
         hp, pw = py2 - py1, px2 - px1
@@ -630,14 +622,15 @@ def test_regression_out_of_reach_layout_does_not_crash(tmp_path):
 
 
 def test_visible_person_box_bounds_what_the_frame_shows() -> None:
-    """person_box='visible' (the default): the box bounds exactly the pixels that show
+    """person_box='visible': the box bounds exactly the pixels that show
     the person -- nothing of the person outside it, an edge of it on each side -- and
     shrinks where objects in front or an occluder panel hide parts of the joints box."""
     from tr2_core.data.synthetic.config import temporal_config
     from tr2_core.data.synthetic.video import VISIBLE_LEVEL, draw_frame, generate_video
 
     cfg = temporal_config(videos=12, min_frames=6, max_frames=10, width=240, height=136,
-                          seed=3, occlusion_rate=0.4, no_person_rate=0.0)  # fmt: skip
+                          seed=3, occlusion_rate=0.4, no_person_rate=0.0,
+                          person_box="visible")  # fmt: skip
     joints_cfg = replace(cfg, person_box="joints")
     frames = shrunk = 0
     for index in range(cfg.videos):

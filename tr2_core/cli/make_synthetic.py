@@ -118,6 +118,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_edge_case_arguments(p, d)
     _add_temporal_arguments(p, d)
     p.add_argument(
+        "--person-box",
+        choices=("joints", "visible"),
+        default=d.person_box,
+        help="person boxes around every joint, hidden ones included, or around what the "
+        "frame shows of the person, as AG's detector-made boxes (%(default)s)",
+    )
+    p.add_argument(
         "--no-images",
         action="store_true",
         help="annotations only (fast; for loader/evaluator tests)",
@@ -229,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         small_box_rate=args.small_box_rate,
         portrait_rate=args.portrait_rate,
         val_fraction=args.val_fraction,
+        person_box=args.person_box,
         images=not args.no_images,
         **_temporal_rates(args),
     )
