@@ -29,6 +29,15 @@ def test_demo_writes_everything_it_promises(tmp_path, capsys, monkeypatch, one_t
     for path in [*summary["plots"], summary["stream"]["strip"]]:
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
-    assert "frequency baseline" in (out / "table.txt").read_text()
+    table = (out / "table.txt").read_text()
+    assert "frequency baseline" in table and "95 % bootstrap interval" in table
+    # the printed gain is the metrics files' difference, inside its own interval
+    model, base = (
+        json.loads(open(summary[k]).read()) for k in ("model_metrics", "baseline_metrics")
+    )
+    gain = summary["gain_over_baseline"]["all"]
+    expected = 100 * (model["with"]["R@10"] - base["with"]["R@10"])
+    assert abs(gain["estimate"] - expected) < 1e-6
+    assert gain["low"] <= gain["estimate"] <= gain["high"]
     # A second run refuses to overwrite without --force, and --force works on its own folder.
     assert main(["demo", str(out), "--videos", "12", "--epochs", "1"]) == 2

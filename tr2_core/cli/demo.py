@@ -207,6 +207,8 @@ def _run_steps(args: argparse.Namespace) -> int:
 
     _step(6, "R@K on the synthetic test split (PredCls, %)")
     table = _comparison_table(model_json, baseline_json, args.model, args.random_init)
+    gains = _gains_over_baseline(data, model_pred, baseline_pred)
+    table += "\n\n" + _format_gains(gains)
     print(table)
     (out / "table.txt").write_text(table + "\n")
 
@@ -230,6 +232,7 @@ def _run_steps(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 1),
         "model_metrics": str(model_json),
         "baseline_metrics": str(baseline_json),
+        "gain_over_baseline": gains,
         "stream": {k: str(v) for k, v in streamed.items()},
         "plots": [str(p) for p in pictures],
     }
@@ -293,6 +296,44 @@ def _comparison_table(model_json, baseline_json, model_name: str, random_init: b
             values = {k: v for k, v in metrics[setting].items() if k.startswith("R@")}
             rows.append((f"{setting:<5} {name}", values))
     return format_table(rows, "setting / model")
+
+
+def _gains_over_baseline(data: Path, model_pred: Path, baseline_pred: Path) -> dict:
+    """PredCls With R@10 of the model minus the frequency baseline, overall and in the
+    "changed" time-variant group, each with its paired 95 % bootstrap interval over
+    the test videos (percent; :mod:`tr2_core.evaluation.bootstrap`): how far one run's
+    margin is from noise."""
+    from tr2_core.cli.plot_runs import as_predictions
+    from tr2_core.data.action_genome import load_split
+    from tr2_core.evaluation.bootstrap import bootstrap_difference
+    from tr2_core.evaluation.changes import CHANGED, relation_changes
+    from tr2_core.evaluation.recall import evaluate_detailed
+
+    gt = load_split(data, "test", show_progress=False).gt
+    changed = relation_changes(gt).triplet_state == CHANGED
+    recalls = []
+    for path in (model_pred, baseline_pred):
+        preds, name = as_predictions(path)
+        result = evaluate_detailed(gt, preds, task="predcls", settings=["with"], ks=[10],
+                                   validate=False, source=name)  # fmt: skip
+        recalls.append({"all": result.frame_recall("with")[:, 0],
+                        "changed": result.frame_recall("with", changed)[:, 0]})  # fmt: skip
+    return {
+        group: bootstrap_difference(
+            recalls[0][group], recalls[1][group], gt.frame_video, resamples=2000
+        ).as_dict(100)
+        for group in ("all", "changed")
+    }
+
+
+def _format_gains(gains: dict) -> str:
+    videos = gains["all"]["videos"]
+    lines = [f"model - baseline, With R@10 (95 % bootstrap interval over {videos} test videos):"]
+    for group, cell in gains.items():
+        lines.append(
+            f"  {group:<8} {cell['estimate']:+5.1f}  [{cell['low']:+.1f}, {cell['high']:+.1f}]"
+        )
+    return "\n".join(lines)
 
 
 def _most_changing_pair(gt) -> tuple[int, int]:
