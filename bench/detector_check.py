@@ -81,6 +81,22 @@ boxes overlapping the best (IoU >= 0.3) would find it in 70 % (extraction path, 
 done here). The step's cost is the old recipe's (it trained on 4x4 pools too); 1-thread
 and 2-thread runs of one recipe differ by about 5 points (float reduction order).
 
+Session 5 (fused AdamW, 600 / 300 RPN proposals while training; ``--world-videos 1000``,
+2 threads, idle; whole test split, 497 frames; seconds: training incl. calibration):
+
+=====================================================  =====  =======  ========  ======
+recipe                                                 steps  person   objects   train
+=====================================================  =====  =======  ========  ======
+joints person boxes (the default)                        100   49.5 %    0.6 %    20 s
+  same                                                   300   62.4 %   25.5 %    56 s
+  180-px input (``detector.min_size=180``)               300   54.7 %   42.5 %    82 s
+  256-px input                                           600   66.8 %   72.0 %   293 s
+``--person-box visible`` (dataset and world)             100   56.1 %    2.0 %    20 s
+  same                                                   300   67.4 %   23.4 %    51 s
+  sitting / lying frames sampled 4x                      300   60.4 %   31.5 %    61 s
+  same recipe as 300                                     600   65.0 %   65.1 %   127 s
+=====================================================  =====  =======  ========  ======
+
 ``--set KEY=VALUE`` passes extra keyword arguments to ``train_detector`` (ints,
 floats or names), e.g. ``--set lr=3e-3 --set boxes_per_frame=32``.
 """
