@@ -31,7 +31,7 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 6  # 6: fused AdamW, 600/300 RPN proposals; 5: the CLIP seeded on its own
+PRETRAIN_VERSION = 6  # 6: fused AdamWs, 600/300 RPN proposals; 5: the CLIP seeded on its own
 
 
 @dataclass(frozen=True)

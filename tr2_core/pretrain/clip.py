@@ -87,7 +87,8 @@ def train_clip(
     scale = nn.Parameter(torch.tensor(2.3))  # log(10), SigLIP's start
     bias = nn.Parameter(torch.tensor(-2.0))
     trained = [*clip_model.parameters(), *probe.parameters(), *class_embedding.parameters()]
-    optimizer = torch.optim.AdamW([*trained, scale, bias], lr=lr, weight_decay=1e-4)
+    # fused: one kernel for all parameters (a sixth of a step's time on a CPU otherwise)
+    optimizer = torch.optim.AdamW([*trained, scale, bias], lr=lr, weight_decay=1e-4, fused=True)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     clip_model.train()

@@ -69,21 +69,25 @@ def world_config(
     )
 
 
-def render_world(cfg: SyntheticConfig, progress: bool = False) -> PretrainFrames:
-    """Generate and render every video of ``cfg`` in memory; frames with a person
-    box and pairs with a visible object become :class:`PretrainFrames` (the release's
-    labels: what a loader of the written dataset would read)."""
+def render_world(
+    cfg: SyntheticConfig, progress: bool = False, workers: int | None = None
+) -> PretrainFrames:
+    """Generate and render every video of ``cfg`` in memory (``workers`` processes,
+    None: every core); frames with a person box and pairs with a visible object become
+    :class:`PretrainFrames` (the release's labels: what a loader of the written
+    dataset would read)."""
     from tqdm import tqdm
 
-    from tr2_core.data.synthetic.video import generate_video
-    from tr2_core.data.synthetic.writer import rendered_frames
+    from tr2_core.data.synthetic.parallel import ordered_map, worker_count
+    from tr2_core.data.synthetic.writer import frames_in_memory
 
     images, boxes, labels = [], [], []
     pair_frame, subjects, objects, classes, predicates = [], [], [], [], []
-    for index in tqdm(range(cfg.videos), desc="pretraining world", unit="video",
-                      disable=bar_disabled(progress)):  # fmt: skip
-        v = generate_video(cfg, index, f"W{index:06d}.mp4", "train")
-        for t, (_, im) in enumerate(rendered_frames(v)):
+    jobs = [(cfg, index, f"W{index:06d}.mp4") for index in range(cfg.videos)]
+    videos = ordered_map(frames_in_memory, jobs, worker_count(cfg.videos, workers))
+    for v, drawn in tqdm(videos, total=cfg.videos, desc="pretraining world", unit="video",
+                         disable=bar_disabled(progress)):  # fmt: skip
+        for t, im in enumerate(drawn):
             person = np.asarray(v.person[t]["bbox"], dtype=np.float32).reshape(-1, 4)
             seen = [rec for rec in v.objects[t] if rec["bbox"] is not None]
             if person.shape[0] != 1 or not seen:
@@ -100,7 +104,7 @@ def render_world(cfg: SyntheticConfig, progress: bool = False) -> PretrainFrames
                 objects.append(box)
                 classes.append(OBJECT_INDEX[rec["class"]])
                 predicates.append(_multi_hot(rec))
-            images.append(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
+            images.append(torch.from_numpy(im).permute(2, 0, 1))
             boxes.append(torch.from_numpy(np.stack(frame_boxes)))
             labels.append(torch.tensor(frame_labels, dtype=torch.int64))
 

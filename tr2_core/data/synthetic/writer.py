@@ -17,6 +17,7 @@ from PIL import Image
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
 from tr2_core.data.synthetic.meta import meta_path, read_meta
+from tr2_core.data.synthetic.parallel import ordered_map, worker_count
 from tr2_core.data.synthetic.video import VideoOut, draw_frame, generate_video
 from tr2_core.errors import ConfigError, DatasetError
 from tr2_core.progress import bar_disabled
@@ -103,6 +104,29 @@ def rendered_frames(v: VideoOut) -> Iterator[tuple[str, Image.Image]]:
         yield key, v.images[t] if v.images is not None else draw_frame(v, t)[0]
 
 
+def generate_and_write(
+    job: tuple[SyntheticConfig, Path | None, int, str, str],
+) -> tuple[VideoOut, int]:
+    """Video ``index`` of ``cfg`` (named ``video``, in ``split``), its frames written
+    under ``root`` unless it is None; returns it without its drawings (they stay in
+    the process that drew them) and the number of images written."""
+    cfg, root, index, video, split = job
+    v = generate_video(cfg, index, video, split)
+    written = 0 if root is None else _write_frames(root, v, cfg.png_compress_level)
+    v.images = None
+    return v, written
+
+
+def frames_in_memory(job: tuple[SyntheticConfig, int, str]) -> tuple[VideoOut, list[np.ndarray]]:
+    """Video ``index`` of ``cfg`` (named ``video``, a training video) and its frames
+    (H, W, 3) uint8 as the release shows them, drawn in memory."""
+    cfg, index, video = job
+    v = generate_video(cfg, index, video, "train")
+    frames = [np.array(im.convert("RGB")) for _, im in rendered_frames(v)]
+    v.images = None
+    return v, frames
+
+
 def _write_frames(root: Path, v: VideoOut, compress_level: int) -> int:
     """Render and save every frame of ``v``; returns the number written."""
     (root / "frames" / v.video).mkdir(parents=True, exist_ok=True)
@@ -117,6 +141,7 @@ def make_synthetic(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> SyntheticSummary:
     """Generate a synthetic Action Genome dataset at ``out``.
 
@@ -132,6 +157,8 @@ def make_synthetic(
         overwrite: replace an earlier synthetic dataset at ``out``; a folder
             with annotations that this generator did not write is never
             replaced.
+        workers: processes generating videos (None: every core, when there are
+            enough videos; 1: this process). The dataset is the same for any number.
 
     Raises:
         ConfigError: ``out`` already holds annotations (and ``overwrite`` is
@@ -150,15 +177,17 @@ def make_synthetic(
     metas = []
     n_images = 0
     bar = tqdm(total=cfg.videos, desc="synthetic AG", unit="video", disable=bar_disabled(progress))
-    for index, vid in enumerate(ids):
-        video = f"{vid}.mp4"
-        v = generate_video(cfg, index, video, "test" if index in test_rows else "train")
+    jobs = [
+        (cfg, root if cfg.images else None, index, f"{vid}.mp4",
+         "test" if index in test_rows else "train")
+        for index, vid in enumerate(ids)
+    ]  # fmt: skip
+    for v, written in ordered_map(generate_and_write, jobs, worker_count(cfg.videos, workers)):
         for t, key in enumerate(v.keys):
             person[key] = v.person[t]
             objects[key] = v.objects[t]
-        if cfg.images:
-            n_images += _write_frames(root, v, cfg.png_compress_level)
-        metas.append({**v.meta, "val": video in val})
+        n_images += written
+        metas.append({**v.meta, "val": v.video in val})
         bar.update(1)
     bar.close()
     write_annotations(root, person, objects, list(person))
