@@ -19,7 +19,7 @@ from tr2_core.train.checkpoint import (
     get_rng_state,
     set_rng_state,
 )
-from tr2_core.train.config import load_train_config
+from tr2_core.train.config import TrainConfig, load_train_config
 from tr2_core.train.dataset import (
     ActionGenomeVideos,
     VideoClip,
@@ -50,6 +50,8 @@ def test_named_recipes_load_and_paper_recipe_values():
     assert paper.plateau_metric == "with/R@20"
     small = load_train_config("small", ("epochs=2", "lr=0.001"))
     assert small.epochs == 2 and small.lr == 1e-3
+    # one source of the paper's recipe: the dataclass defaults are tr2.yaml's values
+    assert TrainConfig() == paper
 
 
 @pytest.mark.parametrize(
