@@ -130,6 +130,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="annotations only (fast; for loader/evaluator tests)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        help="processes generating videos (default: every core when there are at least 32 "
+        "videos; the dataset is the same for any number)",
+    )
+    p.add_argument(
         "--force", action="store_true", help="replace an earlier synthetic dataset at OUT"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -240,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
         images=not args.no_images,
         **_temporal_rates(args),
     )
-    s = make_synthetic(args.out, cfg, progress=not args.quiet, overwrite=args.force)
+    s = make_synthetic(
+        args.out, cfg, progress=not args.quiet, overwrite=args.force, workers=args.workers
+    )
     print(
         f"wrote {s.videos} videos ({s.train_videos} train, of which {s.val_videos} "
         f"validation / {s.test_videos} test), "
