@@ -244,11 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra train_detector keyword argument")  # fmt: skip
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override for the check, e.g. "
+                        "detector.score_thresh=0.01 (as `tr2 test --override`)")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    cfg = resolve_config(args.model)
-    report: dict[str, Any] = {"model": cfg.name}
+    cfg = resolve_config(args.model, args.override)
+    report: dict[str, Any] = {"model": cfg.name, "overrides": args.override}
     extractor = create_extractor(cfg, random_init=True)
     if args.weights:
         load_detector_weights(extractor.detector, args.weights)

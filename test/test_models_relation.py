@@ -127,6 +127,24 @@ def test_geometry_branch_masks_and_width():
     assert out.relation_features.shape == (2, 2 * 320)
 
 
+def test_geometry_branch_sees_where_the_boxes_are():
+    """The mask map is flattened (STTran's vr_fc), not averaged: the same layout moved
+    within the union grid is a different input. A global average pool over these
+    stride-4 convolutions gives a layout shifted by 4 cells the same vector."""
+    from tr2_core.models.tr2 import GeometryBranch
+
+    torch.manual_seed(0)
+    branch = GeometryBranch(27, 32).eval()
+    masks = torch.zeros(2, 2, 27, 27)
+    masks[0, 0, 8:14, 4:8] = 1  # a subject and an object side by side ...
+    masks[0, 1, 8:14, 8:12] = 1
+    masks[1, :, 8:14, 8:16] = masks[0, :, 8:14, 4:12]  # ... the same pair 4 cells right
+    assert torch.equal(masks[0].sum((1, 2)), masks[1].sum((1, 2)))
+    out = branch.net(masks)
+    assert out.shape == (2, 32)
+    assert (out[0] - out[1]).abs().max() > 1e-2 * out.abs().max()
+
+
 def test_config_round_trips_through_a_plain_dict():
     from tr2_core.config import from_dict, to_dict
     from tr2_core.models import ModelConfig
