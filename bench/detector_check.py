@@ -115,25 +115,36 @@ import numpy as np
 import torch
 
 
-def detection_metrics(
-    split, extractor, iou_threshold: float = 0.5, videos: int = 0
-) -> dict[str, float]:
-    """Run ``extractor``'s SGDet path on every video of ``split`` (an
-    :class:`~tr2_core.data.action_genome.ActionGenomeSplit`) and score it against the
-    GT boxes (see the module docstring for the metrics); ``videos``: only the first
-    that many videos (0: all)."""
-    from torchvision.ops import box_iou
-
+def detect_split(split, extractor, videos: int = 0) -> list[tuple[range, Any]]:
+    """``extractor``'s SGDet path over every video of ``split`` (an
+    :class:`~tr2_core.data.action_genome.ActionGenomeSplit`; ``videos``: only the first
+    that many, 0: all): per video its GT frame rows and its
+    :class:`~tr2_core.models.extractor.VideoFeatures`. Run once, scored twice (the
+    detector's metrics and the SGDet frequency baseline)."""
     from tr2_core.train.source import load_image
-    from tr2_core.vocab import PERSON
 
     gt = split.gt
-    frames = detected = found = objects = hit_any = hit_class = entities = 0
-    for v in range(min(videos, len(gt.videos)) if videos > 0 else len(gt.videos)):
+    count = min(videos, len(gt.videos)) if videos > 0 else len(gt.videos)
+    out = []
+    for v in range(count):
         rows = range(int(gt.video_start[v]), int(gt.video_start[v + 1]))
         keys = [str(gt.frame_keys[f]) for f in rows]
         images = [load_image(split.frame_image_path(k)) for k in keys]
-        feats = extractor.extract(images, frame_keys=keys)
+        out.append((rows, extractor.extract(images, frame_keys=keys)))
+    return out
+
+
+def detection_metrics(split, detected, iou_threshold: float = 0.5) -> dict[str, float]:
+    """Score ``detected`` (:func:`detect_split`'s output on ``split``) against the GT
+    boxes (see the module docstring for the metrics)."""
+    from torchvision.ops import box_iou
+
+    from tr2_core.vocab import PERSON
+
+    gt = split.gt
+    frames = found = objects = hit_any = hit_class = entities = 0
+    detected_person = 0
+    for rows, feats in detected:
         for t, f in enumerate(rows):
             b0, b1 = int(gt.box_start[f]), int(gt.box_start[f + 1])
             gt_boxes = torch.from_numpy(gt.boxes[b0:b1].astype(np.float32))
@@ -145,7 +156,7 @@ def detection_metrics(
             iou = box_iou(gt_boxes, boxes) if boxes.shape[0] else torch.zeros(len(gt_boxes), 0)
             is_person = gt_labels == PERSON
             person_det = labels == PERSON
-            detected += bool(person_det.any())
+            detected_person += bool(person_det.any())
             if is_person.any() and person_det.any():
                 found += bool((iou[is_person][:, person_det] >= iou_threshold).any())
             over = iou[~is_person] >= iou_threshold
@@ -155,7 +166,7 @@ def detection_metrics(
             hit_class += int((over & same).any(1).sum())
     return {
         "frames": frames,
-        "person_detected": detected / max(frames, 1),
+        "person_detected": detected_person / max(frames, 1),
         "person_found": found / max(frames, 1),
         "object_recall": hit_any / max(objects, 1),
         "object_recall_class": hit_class / max(objects, 1),
@@ -163,23 +174,17 @@ def detection_metrics(
     }
 
 
-def sgdet_frequency_predictions(split, extractor, table) -> Any:
-    """The frequency baseline in SGDet: the ``extractor``'s detections and pairs
-    (best person x every other kept detection of the frame, what the model sees) with
-    each pair's predicates the training frequencies of its *detected* object class
-    (``table``: :func:`tr2_core.baseline.fit_frequency`). Returns
-    :class:`~tr2_core.types.Predictions` for the evaluator's ``task='sgdet'``."""
-    from tr2_core.train.source import load_image
+def detections_as_predictions(split, detected) -> Any:
+    """``detected`` (:func:`detect_split`'s output on the whole ``split``) as
+    :class:`~tr2_core.types.Predictions`: the detections and pairs (best person x every
+    other kept detection of the frame, what the model sees), predicate scores zero (the
+    SGDet frequency baseline fills them: ``bench/sgdet_baseline.py``)."""
     from tr2_core.types import Predictions
 
-    gt = split.gt
     parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.FIELDS[1:7]}
     offset = 0
-    for v in range(len(gt.videos)):
-        rows = np.arange(int(gt.video_start[v]), int(gt.video_start[v + 1]))
-        keys = [str(gt.frame_keys[f]) for f in rows]
-        feats = extractor.extract([load_image(split.frame_image_path(k)) for k in keys])
-        parts["box_frame"].append(rows[feats.entity_frame.numpy()])
+    for rows, feats in detected:
+        parts["box_frame"].append(np.asarray(rows)[feats.entity_frame.numpy()])
         parts["boxes"].append(feats.entity_boxes.numpy())
         parts["box_labels"].append(feats.entity_labels.numpy())
         parts["box_scores"].append(feats.entity_scores.numpy())
@@ -187,18 +192,18 @@ def sgdet_frequency_predictions(split, extractor, table) -> Any:
         parts["pair_object"].append(feats.pair_object.numpy() + offset)
         offset += feats.entity_boxes.shape[0]
     cat = {k: np.concatenate(v) for k, v in parts.items()}
-    classes = cat["box_labels"][cat["pair_object"]]
+    pairs = cat["pair_subject"].shape[0]
     return Predictions(
-        frame_keys=np.asarray(gt.frame_keys, dtype=str),
+        frame_keys=np.asarray(split.gt.frame_keys, dtype=str),
         box_frame=cat["box_frame"].astype(np.int64),
         boxes=cat["boxes"].astype(np.float32),
         box_labels=cat["box_labels"].astype(np.int64),
         box_scores=cat["box_scores"].astype(np.float32),
         pair_subject=cat["pair_subject"].astype(np.int64),
         pair_object=cat["pair_object"].astype(np.int64),
-        attention=table.attention[classes].astype(np.float32),
-        spatial=table.spatial[classes].astype(np.float32),
-        contacting=table.contacting[classes].astype(np.float32),
+        attention=np.zeros((pairs, 3), np.float32),
+        spatial=np.zeros((pairs, 6), np.float32),
+        contacting=np.zeros((pairs, 17), np.float32),
     )
 
 
@@ -248,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="model config override for the check, e.g. "
                         "detector.score_thresh=0.01 (as `tr2 test --override`)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.sgdet_baseline and args.videos:
+        p.error("--sgdet-baseline scores the whole split: drop --videos")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     cfg = resolve_config(args.model, args.override)
@@ -290,16 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         extractor.detector.load_state_dict(state)
     split = load_split(Path(args.data), args.split, show_progress=False)
     t0 = time.perf_counter()
-    metrics = detection_metrics(split, extractor, videos=args.videos)
+    detected = detect_split(split, extractor, videos=args.videos)
+    metrics = detection_metrics(split, detected)
     report.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     report["check_seconds"] = round(time.perf_counter() - t0, 1)
     if args.sgdet_baseline:
+        from sgdet_baseline import frequency_on_detections  # bench/, beside this script
+
         from tr2_core.baseline import fit_frequency
         from tr2_core.evaluation.predictions import save_predictions
         from tr2_core.evaluation.recall import evaluate
 
         table = fit_frequency(load_split(Path(args.data), "train", show_progress=False))
-        preds = sgdet_frequency_predictions(split, extractor, table)
+        preds = frequency_on_detections(detections_as_predictions(split, detected), table)
         save_predictions(args.sgdet_baseline, preds)
         result = evaluate(split.gt, preds, task="sgdet", breakdowns=False)
         report["sgdet_baseline"] = result

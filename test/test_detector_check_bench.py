@@ -1,0 +1,88 @@
+"""bench/detector_check.py: one SGDet extraction pass, scored as detector metrics and
+as the SGDet frequency baseline (bench/sgdet_baseline.py's scores)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tr2_core.baseline import fit_frequency
+from tr2_core.data.action_genome import load_split
+from tr2_core.data.synthetic import make_synthetic, temporal_config
+from tr2_core.evaluation.recall import evaluate
+from tr2_core.models.config import resolve_config
+from tr2_core.models.extractor import create_extractor
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = temporal_config(videos=6, seed=5, min_frames=3, max_frames=4, width=160, height=90)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "bench"))  # detector_check imports sgdet_baseline
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "detector_check", ROOT / "bench" / "detector_check.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, CFG, progress=False, workers=1)
+    return load_split(root, "test", show_progress=False)
+
+
+class GroundTruthDetector:
+    """An extractor whose "detections" are the GT boxes (its PredCls path): a perfect
+    detector, so every metric must be exactly 1."""
+
+    def __init__(self, extractor, split):
+        self.extractor, self.split = extractor, split
+
+    def extract(self, images, frame_keys):
+        gt = self.split.gt
+        rows = [int(np.flatnonzero(gt.frame_keys == k)[0]) for k in frame_keys]
+        spans = [(int(gt.box_start[f]), int(gt.box_start[f + 1])) for f in rows]
+        boxes = [torch.from_numpy(gt.boxes[a:b].astype(np.float32)) for a, b in spans]
+        labels = [torch.from_numpy(gt.box_labels[a:b].astype(np.int64)) for a, b in spans]
+        return self.extractor.extract(images, boxes, labels, frame_keys=frame_keys)
+
+
+def test_a_perfect_detector_scores_one_and_the_baseline_matches_predcls(bench, split):
+    torch.manual_seed(0)
+    extractor = create_extractor(resolve_config("tr2-small"), random_init=True)
+    detected = bench.detect_split(split, GroundTruthDetector(extractor, split))
+    assert sum(len(rows) for rows, _ in detected) == len(split.gt.frame_keys)
+    metrics = bench.detection_metrics(split, detected)
+    assert metrics["frames"] == len(split.gt.frame_keys)
+    for key in ("person_detected", "person_found", "object_recall", "object_recall_class"):
+        assert metrics[key] == 1.0, key
+
+    from sgdet_baseline import frequency_on_detections
+
+    table = fit_frequency(load_split(split.root, "train", show_progress=False))
+    preds = frequency_on_detections(bench.detections_as_predictions(split, detected), table)
+    sgdet = evaluate(split.gt, preds, task="sgdet", breakdowns=False)
+    predcls = evaluate(split.gt, preds, task="predcls", breakdowns=False)
+    # GT boxes as detections: SGDet's box matching changes nothing
+    assert sgdet["with"]["R@20"] == predcls["with"]["R@20"] > 0
+
+
+def test_a_random_detector_is_scored_below_one(bench, split):
+    torch.manual_seed(0)
+    extractor = create_extractor(resolve_config("tr2-small"), random_init=True)
+    detected = bench.detect_split(split, extractor, videos=1)
+    metrics = bench.detection_metrics(split, detected)
+    assert metrics["frames"] == len(detected[0][0]) > 0
+    assert metrics["person_found"] < 1.0 and metrics["object_recall_class"] < 1.0
