@@ -20,6 +20,8 @@ Usage::
     .venv/bin/python bench/detector_check.py --data /tmp/sg/data --steps 60
     .venv/bin/python bench/detector_check.py --data DATA --world-videos 1000 --steps 100
     .venv/bin/python bench/detector_check.py --data /tmp/sg/data --weights detector.pt
+    .venv/bin/python bench/detector_check.py --data DATA --weights detector.pt \
+        --override detector.score_thresh=0.02 --sgdet-baseline freq_sgdet.npz
 
 ``--world-videos N`` fits on N videos of the dataset's pretraining world rendered in
 memory, as ``tr2 demo`` / ``tr2 pretrain-synthetic`` do (``--max-frames`` then defaults
