@@ -80,3 +80,32 @@ def test_clip_fitting_on_the_world_lowers_its_loss(dataset):
     assert len(losses) == 24
     assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
     assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_the_fits_run_on_deterministic_kernels(dataset, monkeypatch):
+    """Both fits of :func:`~tr2_core.pretrain.train_weights` run with deterministic
+    kernels (a 2-thread CLIP fit otherwise drifts from one process to the next), and the
+    caller's setting is back afterwards."""
+    import tr2_core.pretrain.clip as clip_fit
+    import tr2_core.pretrain.detector as detector_fit
+    from tr2_core.models.config import resolve_config
+    from tr2_core.pretrain import PretrainBudget, train_weights
+
+    seen: dict[str, bool] = {}
+
+    def spy(name, real):
+        def wrapped(*args, **kwargs):
+            seen[name] = torch.are_deterministic_algorithms_enabled()
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(clip_fit, "train_clip", spy("clip", clip_fit.train_clip))
+    monkeypatch.setattr(
+        detector_fit, "train_detector", spy("detector", detector_fit.train_detector)
+    )
+    assert not torch.are_deterministic_algorithms_enabled()
+    budget = PretrainBudget(detector_steps=1, clip_steps=1, world_videos=2, seed=0)
+    train_weights(dataset, resolve_config("tr2-small"), budget)
+    assert seen == {"clip": True, "detector": True}
+    assert not torch.are_deterministic_algorithms_enabled()

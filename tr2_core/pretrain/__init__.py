@@ -31,7 +31,7 @@ from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 6  # 6: fused AdamWs, 600/300 RPN proposals; 5: the CLIP seeded on its own
+PRETRAIN_VERSION = 7  # 7: deterministic kernels; 6: fused AdamWs, 600/300 RPN proposals
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, 
     from tr2_core.pretrain.clip import train_clip
     from tr2_core.pretrain.detector import train_detector
     from tr2_core.pretrain.frames import load_pretrain_frames
+    from tr2_core.pretrain.steps import deterministic_kernels
     from tr2_core.pretrain.world import render_world, world_config
 
     torch.manual_seed(budget.seed)
@@ -136,12 +137,13 @@ def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, 
     else:
         frames = load_pretrain_frames(data)
     detector = build_detector(cfg.detector)
-    det_losses = train_detector(detector, frames, steps=budget.detector_steps,
-                                max_frames=budget.max_frames, seed=budget.seed)  # fmt: skip
-    # seeded on its own: the CLIP's init and batches do not depend on the detector's fit
-    torch.manual_seed(budget.seed)
-    clip_model = create_clip(cfg.clip, random_init=True)
-    clip_losses = train_clip(clip_model, frames, cfg, steps=budget.clip_steps, seed=budget.seed)
+    with deterministic_kernels():  # the same weights from every run on one machine
+        det_losses = train_detector(detector, frames, steps=budget.detector_steps,
+                                    max_frames=budget.max_frames, seed=budget.seed)  # fmt: skip
+        # seeded on its own: the CLIP's init and batches do not depend on the detector's fit
+        torch.manual_seed(budget.seed)
+        clip_model = create_clip(cfg.clip, random_init=True)
+        clip_losses = train_clip(clip_model, frames, cfg, steps=budget.clip_steps, seed=budget.seed)
     report = {
         "frames": len(frames.images),
         "pairs": int(frames.pair_frame.shape[0]),
