@@ -181,32 +181,28 @@ def detections_as_predictions(split, detected) -> Any:
     :class:`~tr2_core.types.Predictions`: the detections and pairs (best person x every
     other kept detection of the frame, what the model sees), predicate scores zero (the
     SGDet frequency baseline fills them: ``bench/sgdet_baseline.py``)."""
+    from tr2_core.train.predict import concat_predictions
     from tr2_core.types import Predictions
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.FIELDS[1:7]}
-    offset = 0
+    gt = split.gt
+    parts = []
     for rows, feats in detected:
-        parts["box_frame"].append(np.asarray(rows)[feats.entity_frame.numpy()])
-        parts["boxes"].append(feats.entity_boxes.numpy())
-        parts["box_labels"].append(feats.entity_labels.numpy())
-        parts["box_scores"].append(feats.entity_scores.numpy())
-        parts["pair_subject"].append(feats.pair_subject.numpy() + offset)
-        parts["pair_object"].append(feats.pair_object.numpy() + offset)
-        offset += feats.entity_boxes.shape[0]
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
-    pairs = cat["pair_subject"].shape[0]
-    return Predictions(
-        frame_keys=np.asarray(split.gt.frame_keys, dtype=str),
-        box_frame=cat["box_frame"].astype(np.int64),
-        boxes=cat["boxes"].astype(np.float32),
-        box_labels=cat["box_labels"].astype(np.int64),
-        box_scores=cat["box_scores"].astype(np.float32),
-        pair_subject=cat["pair_subject"].astype(np.int64),
-        pair_object=cat["pair_object"].astype(np.int64),
-        attention=np.zeros((pairs, 3), np.float32),
-        spatial=np.zeros((pairs, 6), np.float32),
-        contacting=np.zeros((pairs, 17), np.float32),
-    )
+        pairs = feats.pair_subject.shape[0]
+        parts.append(
+            Predictions(
+                frame_keys=np.asarray(gt.frame_keys[rows.start : rows.stop], dtype=str),
+                box_frame=feats.entity_frame.numpy().astype(np.int64),
+                boxes=feats.entity_boxes.numpy().astype(np.float32),
+                box_labels=feats.entity_labels.numpy().astype(np.int64),
+                box_scores=feats.entity_scores.numpy().astype(np.float32),
+                pair_subject=feats.pair_subject.numpy().astype(np.int64),
+                pair_object=feats.pair_object.numpy().astype(np.int64),
+                attention=np.zeros((pairs, 3), np.float32),
+                spatial=np.zeros((pairs, 6), np.float32),
+                contacting=np.zeros((pairs, 17), np.float32),
+            )
+        )
+    return concat_predictions(parts)
 
 
 def _parse_value(text: str) -> Any:
