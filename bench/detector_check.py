@@ -13,6 +13,11 @@ every frame of a split and prints:
   must match the GT person at IoU >= 0.5 for its triplets to count);
 * ``object_recall`` / ``object_recall_class``: share of GT object boxes (person
   excluded) with a kept detection at IoU >= 0.5, any label / the GT label;
+* ``person_by_shape``: person found per shape of the GT person box (width / height:
+  ``thin`` < 0.2, a standing figure; ``reaching`` 0.2-0.7, an arm out or a step;
+  ``sitting`` 0.7-1.5; ``lying`` >= 1.5), each with its frame count, median IoU of the
+  kept person box and median width and height of that box over the GT's: where the
+  misses are and which side of the box causes them;
 * ``detections_per_frame`` and the seconds spent training and checking.
 
 Usage::
@@ -146,6 +151,7 @@ def detection_metrics(split, detected, iou_threshold: float = 0.5) -> dict[str, 
     gt = split.gt
     frames = found = objects = hit_any = hit_class = entities = 0
     detected_person = 0
+    person_rows = []  # per frame with a GT person: (aspect, IoU, width ratio, height ratio)
     for rows, feats in detected:
         for t, f in enumerate(rows):
             b0, b1 = int(gt.box_start[f]), int(gt.box_start[f + 1])
@@ -161,6 +167,8 @@ def detection_metrics(split, detected, iou_threshold: float = 0.5) -> dict[str, 
             detected_person += bool(person_det.any())
             if is_person.any() and person_det.any():
                 found += bool((iou[is_person][:, person_det] >= iou_threshold).any())
+            if is_person.any():
+                person_rows.append(_person_row(gt_boxes[is_person][0], boxes[person_det]))
             over = iou[~is_person] >= iou_threshold
             same = gt_labels[~is_person, None] == labels[None, :]
             objects += int((~is_person).sum())
@@ -173,7 +181,45 @@ def detection_metrics(split, detected, iou_threshold: float = 0.5) -> dict[str, 
         "object_recall": hit_any / max(objects, 1),
         "object_recall_class": hit_class / max(objects, 1),
         "detections_per_frame": entities / max(frames, 1),
+        "person_by_shape": _person_by_shape(np.array(person_rows).reshape(-1, 4), iou_threshold),
     }
+
+
+PERSON_SHAPES = {"thin": (0.0, 0.2), "reaching": (0.2, 0.7), "sitting": (0.7, 1.5),
+                 "lying": (1.5, np.inf)}  # fmt: skip
+"""GT person box width / height ranges of :func:`detection_metrics`' breakdown."""
+
+
+def _person_row(gt_box: torch.Tensor, kept: torch.Tensor) -> tuple[float, float, float, float]:
+    """(GT aspect, IoU, width ratio, height ratio) of the kept person box (``kept``
+    (k, 4), k <= 1: the SGDet path keeps one best person per frame) against the GT
+    person box (4,); IoU 0 and NaN ratios when none was kept."""
+    from torchvision.ops import box_iou
+
+    gw, gh = float(gt_box[2] - gt_box[0]), float(gt_box[3] - gt_box[1])
+    if kept.shape[0] == 0:
+        return gw / gh, 0.0, float("nan"), float("nan")
+    best = kept[0]
+    iou = float(box_iou(gt_box[None], best[None])[0, 0])
+    return gw / gh, iou, float(best[2] - best[0]) / gw, float(best[3] - best[1]) / gh
+
+
+def _person_by_shape(rows: np.ndarray, iou_threshold: float) -> dict[str, dict[str, float]]:
+    """:func:`detection_metrics`' ``person_by_shape`` from (n, 4) :func:`_person_row`s."""
+    out = {}
+    for name, (low, high) in PERSON_SHAPES.items():
+        part = rows[(rows[:, 0] >= low) & (rows[:, 0] < high)]
+        if not len(part):
+            continue
+        ratios = part[~np.isnan(part[:, 2])]
+        out[name] = {
+            "frames": len(part),
+            "found": float((part[:, 1] >= iou_threshold).mean()),
+            "median_iou": float(np.median(part[:, 1])),
+            "width_ratio": float(np.median(ratios[:, 2])) if len(ratios) else float("nan"),
+            "height_ratio": float(np.median(ratios[:, 3])) if len(ratios) else float("nan"),
+        }
+    return out
 
 
 def detections_as_predictions(split, detected) -> Any:
@@ -203,6 +249,12 @@ def detections_as_predictions(split, detected) -> Any:
             )
         )
     return concat_predictions(parts)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def _parse_value(text: str) -> Any:
@@ -297,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     detected = detect_split(split, extractor, videos=args.videos)
     metrics = detection_metrics(split, detected)
-    report.update({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    report.update({k: _rounded(v) for k, v in metrics.items()})
     report["check_seconds"] = round(time.perf_counter() - t0, 1)
     if args.sgdet_baseline:
         from sgdet_baseline import frequency_on_detections  # bench/, beside this script

@@ -17,6 +17,7 @@ from tr2_core.data.synthetic import make_synthetic, temporal_config
 from tr2_core.evaluation.recall import evaluate
 from tr2_core.models.config import resolve_config
 from tr2_core.models.extractor import create_extractor
+from tr2_core.vocab import PERSON
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = temporal_config(videos=6, seed=5, min_frames=3, max_frames=4, width=160, height=90)
@@ -68,6 +69,12 @@ def test_a_perfect_detector_scores_one_and_the_baseline_matches_predcls(bench, s
     assert metrics["frames"] == len(split.gt.frame_keys)
     for key in ("person_detected", "person_found", "object_recall", "object_recall_class"):
         assert metrics[key] == 1.0, key
+    shapes = metrics["person_by_shape"]
+    assert sum(cell["frames"] for cell in shapes.values()) == metrics["frames"]
+    for name, cell in shapes.items():
+        assert cell["found"] == cell["median_iou"] == 1.0, name
+        assert cell["width_ratio"] == pytest.approx(1.0), name
+        assert cell["height_ratio"] == pytest.approx(1.0), name
 
     from sgdet_baseline import frequency_on_detections
 
@@ -86,3 +93,37 @@ def test_a_random_detector_is_scored_below_one(bench, split):
     metrics = bench.detection_metrics(split, detected)
     assert metrics["frames"] == len(detected[0][0]) > 0
     assert metrics["person_found"] < 1.0 and metrics["object_recall_class"] < 1.0
+
+
+class NarrowPersonDetector(GroundTruthDetector):
+    """The GT boxes, the person's cut to 40 % of its width about its centre (IoU 0.4):
+    the miss the synthetic world's detector makes when it leaves out a reaching arm."""
+
+    def extract(self, images, frame_keys):
+        gt = self.split.gt
+        rows = [int(np.flatnonzero(gt.frame_keys == k)[0]) for k in frame_keys]
+        spans = [(int(gt.box_start[f]), int(gt.box_start[f + 1])) for f in rows]
+        boxes, labels = [], []
+        for a, b in spans:
+            frame_boxes = torch.from_numpy(gt.boxes[a:b].astype(np.float32))
+            frame_labels = torch.from_numpy(gt.box_labels[a:b].astype(np.int64))
+            person = frame_labels == PERSON
+            centre = (frame_boxes[person, 0] + frame_boxes[person, 2]) / 2
+            half = 0.2 * (frame_boxes[person, 2] - frame_boxes[person, 0])
+            frame_boxes[person, 0], frame_boxes[person, 2] = centre - half, centre + half
+            boxes.append(frame_boxes)
+            labels.append(frame_labels)
+        return self.extractor.extract(images, boxes, labels, frame_keys=frame_keys)
+
+
+def test_the_shape_breakdown_names_the_side_of_the_box_that_misses(bench, split):
+    torch.manual_seed(0)
+    extractor = create_extractor(resolve_config("tr2-small"), random_init=True)
+    detected = bench.detect_split(split, NarrowPersonDetector(extractor, split))
+    metrics = bench.detection_metrics(split, detected)
+    assert metrics["person_found"] == 0.0 and metrics["object_recall_class"] == 1.0
+    for name, cell in metrics["person_by_shape"].items():
+        assert cell["found"] == 0.0, name
+        assert cell["median_iou"] == pytest.approx(0.4, abs=1e-3)
+        assert cell["width_ratio"] == pytest.approx(0.4, abs=1e-3)
+        assert cell["height_ratio"] == pytest.approx(1.0)
