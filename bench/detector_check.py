@@ -18,7 +18,8 @@ every frame of a split and prints:
   ``sitting`` 0.7-1.5; ``lying`` >= 1.5), each with its frame count, median IoU of the
   kept person box and median width and height of that box over the GT's: where the
   misses are and which side of the box causes them;
-* ``detections_per_frame`` and the seconds spent training and checking.
+* ``detections_per_frame`` and the seconds spent training and checking;
+* with ``--misses PNG``, a picture of frames where the person is missed.
 
 Usage::
 
@@ -222,6 +223,71 @@ def _person_by_shape(rows: np.ndarray, iou_threshold: float) -> dict[str, dict[s
     return out
 
 
+def person_misses(split, detected, iou_threshold: float = 0.5) -> list[tuple[str, Any, Any]]:
+    """Frames of ``detected`` (:func:`detect_split`'s output) whose kept person box misses
+    the GT person (IoU below ``iou_threshold``, or none kept): (frame key, GT box (4,),
+    kept box (4,) or None), in split order."""
+    from tr2_core.vocab import PERSON
+
+    gt = split.gt
+    misses = []
+    for rows, feats in detected:
+        for t, f in enumerate(rows):
+            b0, b1 = int(gt.box_start[f]), int(gt.box_start[f + 1])
+            people = np.flatnonzero(gt.box_labels[b0:b1] == PERSON)
+            if not len(people):
+                continue
+            gt_box = torch.from_numpy(gt.boxes[b0 + people[0]].astype(np.float32))
+            kept = feats.entity_boxes[(feats.entity_frame == t) & (feats.entity_labels == PERSON)]
+            _, iou, _, _ = _person_row(gt_box, kept)
+            if iou < iou_threshold:
+                best = kept[0].numpy() if kept.shape[0] else None
+                misses.append((str(gt.frame_keys[f]), gt_box.numpy(), best))
+    return misses
+
+
+def draw_person_misses(split, misses, path: str | Path, count: int = 12, margin: int = 40) -> Path:
+    """A picture of ``count`` of ``misses`` (:func:`person_misses`), evenly spread: each
+    frame cropped around the GT person (``margin`` pixels either side), the GT box green,
+    the kept person box red and dashed, IoU and shape in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tr2_core.train.source import load_image
+
+    chosen = misses[:: max(1, len(misses) // count)][:count]
+    cols = min(6, max(1, len(chosen)))
+    rows = max(1, -(-len(chosen) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (key, gt_box, kept) in zip(axes.flat, chosen, strict=False):
+        image = load_image(split.frame_image_path(key)).permute(1, 2, 0).numpy()
+        x0 = max(0, int(gt_box[0]) - margin)
+        x1 = min(image.shape[1], int(gt_box[2]) + margin)
+        ax.imshow(image[:, x0:x1])
+        for box, colour, style in ((gt_box, "lime", "-"), (kept, "red", "--")):
+            if box is None:
+                continue
+            corner, width, height = (box[0] - x0, box[1]), box[2] - box[0], box[3] - box[1]
+            ax.add_patch(Rectangle(corner, width, height, fill=False, edgecolor=colour,
+                                   linestyle=style, linewidth=1.5))  # fmt: skip
+        aspect = float((gt_box[2] - gt_box[0]) / (gt_box[3] - gt_box[1]))
+        shape = next(n for n, (lo, hi) in PERSON_SHAPES.items() if lo <= aspect < hi)
+        kept_boxes = torch.zeros(0, 4) if kept is None else torch.from_numpy(kept)[None]
+        iou = _person_row(torch.from_numpy(gt_box), kept_boxes)[1]
+        ax.set_title(f"{shape}, IoU {iou:.2f}", fontsize=9)
+    fig.suptitle(f"person missed in {len(misses)} frames: GT box green, kept box red", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def detections_as_predictions(split, detected) -> Any:
     """``detected`` (:func:`detect_split`'s output on the whole ``split``) as
     :class:`~tr2_core.types.Predictions`: the detections and pairs (best person x every
@@ -292,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=0, help="check only the first N videos")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--save", help="write the trained state dict here")
+    p.add_argument("--misses", metavar="PNG", help="draw frames where the person is missed")
     p.add_argument(
         "--sgdet-baseline",
         metavar="PRED.npz",
@@ -351,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = detection_metrics(split, detected)
     report.update({k: _rounded(v) for k, v in metrics.items()})
     report["check_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.misses:
+        misses = person_misses(split, detected)
+        if misses:
+            report["misses_picture"] = str(draw_person_misses(split, misses, args.misses))
     if args.sgdet_baseline:
         from sgdet_baseline import frequency_on_detections  # bench/, beside this script
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tr2_core.baseline import fit_frequency
 from tr2_core.data.action_genome import load_split
@@ -127,3 +128,20 @@ def test_the_shape_breakdown_names_the_side_of_the_box_that_misses(bench, split)
         assert cell["median_iou"] == pytest.approx(0.4, abs=1e-3)
         assert cell["width_ratio"] == pytest.approx(0.4, abs=1e-3)
         assert cell["height_ratio"] == pytest.approx(1.0)
+
+
+def test_the_misses_are_the_frames_below_the_threshold_and_are_drawn(bench, split, tmp_path):
+    torch.manual_seed(0)
+    extractor = create_extractor(resolve_config("tr2-small"), random_init=True)
+    perfect = bench.detect_split(split, GroundTruthDetector(extractor, split))
+    assert bench.person_misses(split, perfect) == []
+    narrow = bench.detect_split(split, NarrowPersonDetector(extractor, split))
+    misses = bench.person_misses(split, narrow)
+    with_person = int((split.gt.box_labels == PERSON).sum())
+    assert len(misses) == with_person > 0  # one person per frame, every one cut to IoU 0.4
+    key, gt_box, kept = misses[0]
+    assert key == str(split.gt.frame_keys[0])
+    assert kept[2] - kept[0] == pytest.approx(0.4 * (gt_box[2] - gt_box[0]), abs=1e-3)
+    picture = bench.draw_person_misses(split, misses, tmp_path / "misses.png", count=4)
+    with Image.open(picture) as im:
+        assert im.width > im.height > 100  # four crops side by side
