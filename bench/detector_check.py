@@ -49,9 +49,9 @@ of a 240-video ``--temporal`` 320x180 dataset, ``tr2 make-synthetic --seed 0 --f
 12 --val-fraction 0.2``), checked on its test split; 1 torch thread on the shared 2-core
 machine at load 4-7 (seconds: training only, s/step comparable within a row's sweep):
 
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
 recipe                                                 steps  person   objects   s/step
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
 old: head trained on 4x4 pools, run on 7x7, 160 frames   60   10.3 %    4.9 %    0.70
   same weights run on 4x4 pools (97 frames)              60   29.9 %    0.0 %    0.70
   trained on 7x7 pools (97 frames)                       60   18.6 %    1.0 %    1.06
@@ -67,7 +67,7 @@ tall / wide anchors, 4x4 pool (203 frames)               60   34.5 %    0.8 %   
   + 8 jittered GT boxes per GT as proposals             200   56.2 %   14.4 %    0.66
 this method (all frames; whole test split, 497 frames)  100   54.9 %    1.3 %    0.78
   same                                                  400   52.7 %   42.6 %    0.39
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
 
 The cost curve as the demo fits it (``--world-videos 1000``, 2 torch threads, load 1.6-1.9
 on the 2-core machine, whole test split of 497 frames; seconds include the calibration):
@@ -92,9 +92,9 @@ and 2-thread runs of one recipe differ by about 5 points (float reduction order)
 Session 5 (fused AdamW, 600 / 300 RPN proposals while training; ``--world-videos 1000``,
 2 threads, idle; whole test split, 497 frames; seconds: training incl. calibration):
 
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
 recipe                                                 steps  person   objects   train
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
 joints person boxes (the default)                        100   49.5 %    0.6 %    20 s
   same                                                   300   62.4 %   25.5 %    56 s
   180-px input (``detector.min_size=180``)               300   54.7 %   42.5 %    82 s
@@ -103,7 +103,26 @@ joints person boxes (the default)                        100   49.5 %    0.6 %  
   same                                                   300   67.4 %   23.4 %    51 s
   sitting / lying frames sampled 4x                      300   60.4 %   31.5 %    61 s
   same recipe as 300                                     600   65.0 %   65.1 %   127 s
-=====================================================  =====  =======  ========  ======
+=================================  =====  =======  ========  ======
+
+Session 7 (``--world-videos 1500``, 2 threads, idle; the demo's seed-0 dataset, 497 test
+frames; person found overall and per ``person_by_shape`` bucket -- thin 169 / reaching
+296 / sitting 24 / lying 8 frames -- with the kept box's median width over the GT's):
+
+======  =====  =======  =============  =============  =====  =====  =======  =====
+input   steps  person   thin           reaching       sit    lie    objects  train
+======  =====  =======  =============  =============  =====  =====  =======  =====
+128 px    100  45.7 %   46 % (w 1.32)  50 % (w 0.78)    4 %    0 %    1.1 %   22 s
+128 px   1500  71.4 %   75 % (w 1.21)  73 % (w 0.81)   50 %    0 %   84.9 %  374 s
+256 px    600  66.8 %   88 % (w 1.12)  58 % (w 0.69)   46 %   12 %   72 %    293 s
+256 px   1500  81.1 %   83 % (w 1.10)  83 % (w 0.82)   71 %    0 %   89.3 %  708 s
+======  =====  =======  =============  =============  =====  =====  =======  =====
+
+(100 steps at 128 px: the demo's detector. 256 px: ``--override detector.min_size=256
+--override detector.max_size=456``; the 600-step row is session 5's weights, re-scored.)
+``--misses PNG`` draws frames the kept person box misses: what remains at 256 px / 1,500
+steps is a reaching arm left out, a held or adjacent object taken in, hidden parts of the
+joints box, small distant figures and the rare lying pose.
 
 ``--set KEY=VALUE`` passes extra keyword arguments to ``train_detector`` (ints,
 floats or names), e.g. ``--set lr=3e-3 --set boxes_per_frame=32``.
