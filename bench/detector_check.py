@@ -146,9 +146,9 @@ def detect_split(split, extractor, videos: int = 0) -> list[tuple[range, Any]]:
     """``extractor``'s SGDet path over every video of ``split`` (an
     :class:`~tr2_core.data.action_genome.ActionGenomeSplit`; ``videos``: only the first
     that many, 0: all): per video its GT frame rows and its
-    :class:`~tr2_core.models.extractor.VideoFeatures`. Run once, scored twice (the
+    :class:`~tr2_core.types.VideoFeatures` (on the CPU). Run once, scored twice (the
     detector's metrics and the SGDet frequency baseline)."""
-    from tr2_core.train.source import load_image
+    from tr2_core.train.source import load_image, move_features
 
     gt = split.gt
     count = min(videos, len(gt.videos)) if videos > 0 else len(gt.videos)
@@ -157,7 +157,7 @@ def detect_split(split, extractor, videos: int = 0) -> list[tuple[range, Any]]:
         rows = range(int(gt.video_start[v]), int(gt.video_start[v + 1]))
         keys = [str(gt.frame_keys[f]) for f in rows]
         images = [load_image(split.frame_image_path(k)) for k in keys]
-        out.append((rows, extractor.extract(images, frame_keys=keys)))
+        out.append((rows, move_features(extractor.extract(images, frame_keys=keys), "cpu")))
     return out
 
 
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--videos", type=int, default=0, help="check only the first N videos")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu", help="where to fit and check: cpu or cuda")
     p.add_argument("--save", help="write the trained state dict here")
     p.add_argument("--misses", metavar="PNG", help="draw frames where the person is missed")
     p.add_argument(
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = resolve_config(args.model, args.override)
     report: dict[str, Any] = {"model": cfg.name, "overrides": args.override}
-    extractor = create_extractor(cfg, random_init=True)
+    extractor = create_extractor(cfg, random_init=True).to(args.device)
     if args.weights:
         load_detector_weights(extractor.detector, args.weights)
     else:
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         max_frames = args.max_frames
         if max_frames < 0:
             max_frames = PretrainBudget.max_frames if args.world_videos > 0 else 0
-        detector = build_detector(cfg.detector)
+        detector = build_detector(cfg.detector).to(args.device)
         t0 = time.perf_counter()
         losses = train_detector(detector, frames, steps=args.steps, seed=args.seed,
                                 max_frames=max_frames, **extra)  # fmt: skip
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             options=extra,
             loss=[round(losses[0], 4), round(losses[-1], 4)] if losses else [],
         )
-        state = detector.state_dict()
+        state = {k: v.cpu() for k, v in detector.state_dict().items()}
         if args.save:
             torch.save(state, args.save)
         extractor.detector.load_state_dict(state)

@@ -109,3 +109,26 @@ def test_the_fits_run_on_deterministic_kernels(dataset, monkeypatch):
     train_weights(dataset, resolve_config("tr2-small"), budget)
     assert seen == {"clip": True, "detector": True}
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_pretrain_overrides_reach_the_fits_and_key_the_cache(dataset, tmp_path):
+    """``tr2 pretrain-synthetic --override``: the fits build the overridden config (a
+    ResNet-34 body has a third block in layer1, ResNet-18 none), the cache keys it apart
+    and pretrain.json records it; ``device="cpu"`` keeps the CPU key (cache hit)."""
+    import json
+
+    from tr2_core.pretrain import PretrainBudget, pretrained_weights
+
+    budget = PretrainBudget(detector_steps=1, clip_steps=1, world_videos=2, seed=0)
+    plain = pretrained_weights(dataset, budget=budget, cache_dir=tmp_path)
+    deeper = pretrained_weights(
+        dataset, budget=budget, cache_dir=tmp_path, overrides=["detector.backbone=resnet34"]
+    )
+    assert not plain.cached and not deeper.cached
+    assert plain.detector.parent != deeper.detector.parent
+    assert "backbone.layer1.2.conv1.weight" not in torch.load(plain.detector, weights_only=True)
+    assert "backbone.layer1.2.conv1.weight" in torch.load(deeper.detector, weights_only=True)
+    meta = json.loads((deeper.detector.parent / "pretrain.json").read_text())
+    assert meta["overrides"] == ["detector.backbone=resnet34"] and meta["device"] == "cpu"
+    again = pretrained_weights(dataset, budget=budget, cache_dir=tmp_path, device="cpu")
+    assert again.cached and again.detector == plain.detector

@@ -37,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0: fit on the dataset's own training videos (needed for a non-synthetic dataset)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config override for the fits, e.g. detector.min_size=256 (then train "
+        "and test with the same model.detector.min_size=256)",
+    )
+    parser.add_argument("--device", default="cpu", help="where the fits run: cpu (default) or cuda")
     parser.add_argument("--cache-dir", help="weights cache root (default ~/.cache/tr2/pretrained)")
     parser.add_argument("--json", help="also write the two paths to this JSON file")
 
@@ -55,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         world_videos=args.world_videos,
         seed=args.seed,
     )
-    weights = pretrained_weights(args.data, args.model, budget=budget, cache_dir=args.cache_dir)
+    weights = pretrained_weights(args.data, args.model, budget=budget, cache_dir=args.cache_dir,
+                                 overrides=args.override, device=args.device)  # fmt: skip
     how = "cached" if weights.cached else f"trained in {weights.seconds:.0f} s"
     print(f"detector weights: {weights.detector}\nCLIP weights:     {weights.clip}\n({how})")
     if args.json:

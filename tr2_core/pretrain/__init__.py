@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,15 +71,23 @@ def pretrained_weights(
     *,
     budget: PretrainBudget = PretrainBudget(),
     cache_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "cpu",
 ) -> PretrainedWeights:
     """The synthetic-world detector and CLIP weight files of ``model`` for the dataset
     at ``data``: from the cache, or trained now and stored there atomically. Fitted on
     a pretraining world (``budget.world_videos`` > 0; keyed by the world, so datasets of
     one world share them) or on the dataset's training videos without the held-out
-    validation videos (keyed by the dataset)."""
+    validation videos (keyed by the dataset).
+
+    ``overrides``: ``KEY=VALUE`` model config overrides (as ``tr2 train``'s ``model.``
+    ones, without the prefix), e.g. ``detector.min_size=256``; the fits use the
+    overridden config and the cache key holds it, so a run must pass the same overrides.
+    ``device``: where the fits run (``cpu``, ``cuda``); a fit off the CPU is keyed apart
+    (float reduction order differs), CPU keys are unchanged."""
     from tr2_core.pretrain.world import world_config
 
-    cfg = resolve_config(model)
+    cfg = resolve_config(model, list(overrides))
     if budget.world_videos > 0:
         source = {"world": asdict(world_config(data, budget.world_videos, budget.seed))}
     else:
@@ -90,6 +99,7 @@ def pretrained_weights(
         "prompts": [cfg.guidance.prompt, cfg.guidance.spatial_prompt],
         **source,
         "budget": asdict(budget),
+        **({"device": torch.device(device).type} if torch.device(device).type != "cpu" else {}),
     })  # fmt: skip
     folder = Path(cache_dir) if cache_dir else default_pretrained_dir()
     folder = folder / key
@@ -97,7 +107,7 @@ def pretrained_weights(
     if detector_path.is_file() and clip_path.is_file():
         return PretrainedWeights(detector_path, clip_path, 0.0, True)
     t0 = time.perf_counter()
-    detector_state, clip_state, report = train_weights(data, cfg, budget)
+    detector_state, clip_state, report = train_weights(data, cfg, budget, device=device)
     folder.mkdir(parents=True, exist_ok=True)
     for path, state in ((detector_path, detector_state), (clip_path, clip_state)):
         tmp = path.with_suffix(".tmp")
@@ -110,6 +120,8 @@ def pretrained_weights(
                 "model": cfg.name,
                 "data": str(data),
                 "budget": asdict(budget),
+                "overrides": list(overrides),
+                "device": str(device),
                 "seconds": round(seconds, 1),
                 **report,
             },
@@ -120,9 +132,11 @@ def pretrained_weights(
     return PretrainedWeights(detector_path, clip_path, seconds, False)
 
 
-def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, dict, dict]:
-    """Train both parts from a random init seeded by ``budget.seed``; returns their
-    state dicts and a report (first / last losses)."""
+def train_weights(
+    data: str | Path, cfg, budget: PretrainBudget, device: str = "cpu"
+) -> tuple[dict, dict, dict]:
+    """Train both parts on ``device`` from a random init seeded by ``budget.seed``;
+    returns their state dicts (on the CPU) and a report (first / last losses)."""
     from tr2_core.models.detector import build_detector
     from tr2_core.models.union import create_clip
     from tr2_core.pretrain.clip import train_clip
@@ -136,13 +150,13 @@ def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, 
         frames = render_world(world_config(data, budget.world_videos, budget.seed))
     else:
         frames = load_pretrain_frames(data)
-    detector = build_detector(cfg.detector)
+    detector = build_detector(cfg.detector).to(device)
     with deterministic_kernels():  # the same weights from every run on one machine
         det_losses = train_detector(detector, frames, steps=budget.detector_steps,
                                     max_frames=budget.max_frames, seed=budget.seed)  # fmt: skip
         # seeded on its own: the CLIP's init and batches do not depend on the detector's fit
         torch.manual_seed(budget.seed)
-        clip_model = create_clip(cfg.clip, random_init=True)
+        clip_model = create_clip(cfg.clip, random_init=True).to(device)
         clip_losses = train_clip(clip_model, frames, cfg, steps=budget.clip_steps, seed=budget.seed)
     report = {
         "frames": len(frames.images),
@@ -150,4 +164,8 @@ def train_weights(data: str | Path, cfg, budget: PretrainBudget) -> tuple[dict, 
         "detector_loss": [det_losses[0], det_losses[-1]] if det_losses else [],
         "clip_loss": [clip_losses[0], clip_losses[-1]] if clip_losses else [],
     }
-    return detector.state_dict(), clip_model.state_dict(), report
+    return _on_cpu(detector.state_dict()), _on_cpu(clip_model.state_dict()), report
+
+
+def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.cpu() for k, v in state.items()}

@@ -56,7 +56,8 @@ def train_clip(
     lr: float = 2e-3,
     seed: int = 0,
 ) -> list[float]:
-    """Train ``clip_model`` (open_clip) for ``steps`` steps of ``batch`` random pairs.
+    """Train ``clip_model`` (open_clip) on its device for ``steps`` steps of ``batch``
+    random pairs.
 
     Every step: the auxiliary relation probe's loss (a linear layer over the normalised
     image embedding plus an object-class embedding, multi-label BCE over the 26
@@ -74,18 +75,20 @@ def train_clip(
     """
     import open_clip
 
+    device = next(clip_model.parameters()).device
     encoder = UnionFeatureEncoder(clip_model, config.clip)
-    crops = union_crops(encoder, frames)
+    crops = union_crops(encoder, frames)  # on the CPU: a batch moves to the device per step
     tokenizer = open_clip.get_tokenizer(config.clip.model_name)
     grid = prompt_grid(config.guidance)  # (37, 26)
     tokens = tokenizer([str(p) for p in grid.reshape(-1)]).view(grid.shape[0], grid.shape[1], -1)
+    tokens = tokens.to(device)
     for p in clip_model.parameters():
         p.requires_grad_(True)
     dim = int(clip_model.visual.output_dim)
-    probe = nn.Linear(dim, grid.shape[1])
-    class_embedding = nn.Embedding(grid.shape[0], dim)
-    scale = nn.Parameter(torch.tensor(2.3))  # log(10), SigLIP's start
-    bias = nn.Parameter(torch.tensor(-2.0))
+    probe = nn.Linear(dim, grid.shape[1]).to(device)
+    class_embedding = nn.Embedding(grid.shape[0], dim).to(device)
+    scale = nn.Parameter(torch.tensor(2.3, device=device))  # log(10), SigLIP's start
+    bias = nn.Parameter(torch.tensor(-2.0, device=device))
     trained = [*clip_model.parameters(), *probe.parameters(), *class_embedding.parameters()]
     # fused: one kernel for all parameters (a sixth of a step's time on a CPU otherwise)
     optimizer = torch.optim.AdamW([*trained, scale, bias], lr=lr, weight_decay=1e-4, fused=True)
@@ -99,13 +102,14 @@ def train_clip(
             pick = _pairs_of_few_classes(frames.pair_class, batch, classes_per_step, gen)
         else:
             pick = torch.randint(frames.pair_class.shape[0], (batch,), generator=gen)
-        image = F.normalize(clip_model.encode_image(crops[pick]), dim=-1)  # (B, D)
-        target = frames.pair_predicates[pick]  # (B, 26)
+        pair_class = frames.pair_class[pick].to(device)
+        image = F.normalize(clip_model.encode_image(crops[pick].to(device)), dim=-1)  # (B, D)
+        target = frames.pair_predicates[pick].to(device)  # (B, 26)
         # x8: unit-norm embeddings give the linear probe too small logits to start with
-        probe_logits = probe(image * 8.0 + class_embedding(frames.pair_class[pick]))
+        probe_logits = probe(image * 8.0 + class_embedding(pair_class))
         loss = F.binary_cross_entropy_with_logits(probe_logits, target)
         if contrastive:
-            classes, inverse = torch.unique(frames.pair_class[pick], return_inverse=True)
+            classes, inverse = torch.unique(pair_class, return_inverse=True)
             text = clip_model.encode_text(tokens[classes].flatten(0, 1))
             text = F.normalize(text, dim=-1).view(classes.shape[0], grid.shape[1], -1)
             logits = torch.einsum("bd,bpd->bp", image, text[inverse]) * scale.exp() + bias

@@ -73,9 +73,10 @@ def calibrate_detector(detector: FasterRCNN, frames: PretrainFrames, count: int 
     from collections import OrderedDict
 
     detector.eval()
+    device = next(detector.parameters()).device
     step = max(1, len(frames.images) // count)
     rows = list(range(0, len(frames.images), step))[:count]
-    images = [_as_float(frames.images[i]) for i in rows]
+    images = [_as_float(frames.images[i]).to(device) for i in rows]
     images_t, _ = detector.transform(images)
     calibrate_batch_norms(detector.backbone, lambda: detector.backbone(images_t.tensors))
     with torch.no_grad():
@@ -85,7 +86,7 @@ def calibrate_detector(detector: FasterRCNN, frames: PretrainFrames, count: int 
         h, w = frames.images[r].shape[-2:]
         nh, nw = images_t.image_sizes[i]
         scale = torch.tensor([nw / w, nh / h, nw / w, nh / h])
-        scaled.append(frames.boxes[r] * scale)
+        scaled.append((frames.boxes[r] * scale).to(device))
     pooled = detector.roi_heads.box_roi_pool(feats, scaled, images_t.image_sizes)
     calibrate_batch_norms(detector.roi_heads.box_head, lambda: detector.roi_heads.box_head(pooled))
 
@@ -134,11 +135,11 @@ def train_detector(
     seed: int = 0,
 ) -> list[float]:
     """Calibrate (see the module docstring), then train the parameters under the
-    ``trained`` name prefixes end to end with torchvision's own Faster R-CNN losses
-    (RPN objectness and boxes, Fast R-CNN classes and boxes) for ``steps`` AdamW steps
-    of ``batch`` frames, randomly mirrored, drawn from the frames with boxes (at most
-    ``max_frames`` of them, an even stride; 0: all). The learning rate warms up over the
-    first tenth of the steps and decays to zero (one cycle).
+    ``trained`` name prefixes end to end, on the detector's device, with torchvision's own
+    Faster R-CNN losses (RPN objectness and boxes, Fast R-CNN classes and boxes) for
+    ``steps`` AdamW steps of ``batch`` frames, randomly mirrored, drawn from the frames
+    with boxes (at most ``max_frames`` of them, an even stride; 0: all). The learning
+    rate warms up over the first tenth of the steps and decays to zero (one cycle).
 
     ``rois_per_frame`` sampled proposals (half of them positives when there are
     enough) go through the layer4 box head per frame instead of torchvision's 512:
@@ -154,6 +155,7 @@ def train_detector(
         the summed loss of every step.
     """
     calibrate_detector(detector, frames)
+    device = next(detector.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     rows = [i for i, b in enumerate(frames.boxes) if b.shape[0]]
     if max_frames > 0:
@@ -185,8 +187,9 @@ def train_detector(
                 image, boxes = _as_float(frames.images[rows[i]]), frames.boxes[rows[i]]
                 if bool(torch.rand((), generator=gen) < 0.5):
                     image, boxes = _flip_frame(image, boxes)
-                images.append(image)
-                targets.append({"boxes": boxes, "labels": frames.labels[rows[i]]})
+                images.append(image.to(device))
+                labels = frames.labels[rows[i]].to(device)
+                targets.append({"boxes": boxes.to(device), "labels": labels})
             loss = sum(detector(images, targets).values())
             take_step(optimizer, loss, losses, "detector", step, steps, t0)
             schedule.step()
