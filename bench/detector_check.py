@@ -116,13 +116,14 @@ input   steps  person   thin           reaching       sit    lie    objects  tra
 128 px   1500  71.4 %   75 % (w 1.21)  73 % (w 0.81)   50 %    0 %   84.9 %  374 s
 256 px    600  66.8 %   88 % (w 1.12)  58 % (w 0.69)   46 %   12 %   72 %    293 s
 256 px   1500  81.1 %   83 % (w 1.10)  83 % (w 0.82)   71 %    0 %   89.3 %  708 s
+256 px   3000  87.3 %   83 % (w 1.05)  93 % (w 0.96)   67 %   25 %   92.4 % 1254 s
 ======  =====  =======  =============  =============  =====  =====  =======  =====
 
 (100 steps at 128 px: the demo's detector. 256 px: ``--override detector.min_size=256
 --override detector.max_size=456``; the 600-step row is session 5's weights, re-scored.)
 ``--misses PNG`` draws frames the kept person box misses: what remains at 256 px / 1,500
-steps is a reaching arm left out, a held or adjacent object taken in, hidden parts of the
-joints box, small distant figures and the rare lying pose.
+steps is a reaching arm left out (mostly learnt by 3,000), a held or adjacent object
+taken in, hidden parts of the joints box, small distant figures and the rare lying pose.
 
 ``--set KEY=VALUE`` passes extra keyword arguments to ``train_detector`` (ints,
 floats or names), e.g. ``--set lr=3e-3 --set boxes_per_frame=32``.
