@@ -145,3 +145,23 @@ def test_the_misses_are_the_frames_below_the_threshold_and_are_drawn(bench, spli
     picture = bench.draw_person_misses(split, misses, tmp_path / "misses.png", count=4)
     with Image.open(picture) as im:
         assert im.width > im.height > 100  # four crops side by side
+
+
+def test_the_gpu_budget_script_runs_end_to_end_on_the_cpu(tmp_path):
+    """bench/detector_budget_gpu.sh --cpu-smoke: the demo's make-synthetic flags, a 2-step
+    256-px fit and the check, one JSON line per budget (what a device run prints)."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    out = subprocess.run(
+        ["bash", str(ROOT / "bench" / "detector_budget_gpu.sh"), "--cpu-smoke"],
+        env=env, check=True, capture_output=True, text=True, timeout=300,
+    ).stdout  # fmt: skip
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["steps"] == 2 and report["frames"] > 0
+    assert report["overrides"] == ["detector.min_size=256", "detector.max_size=456"]
+    assert set(report["person_by_shape"]) <= {"thin", "reaching", "sitting", "lying"}
+    saved = tmp_path / "detector_budget" / "steps_2.json"
+    assert json.loads(saved.read_text()) == report
