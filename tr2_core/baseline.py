@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from tr2_core.errors import ConfigError, WeightsError
+from tr2_core.npz import read_npz
 from tr2_core.outputs import atomic_write
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
@@ -155,12 +156,10 @@ def load_frequency_table(path: str | os.PathLike[str]) -> FrequencyTable:
     }
     if not Path(path).is_file():
         raise WeightsError(f"{path}: no such frequency table")
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {}
-        for name, shape in shapes.items():
-            if name not in npz.files or npz[name].shape != shape:
-                raise WeightsError(
-                    f"{path}: a frequency table needs array '{name}' of shape {shape}"
-                )
-            arrays[name] = npz[name]
+    stored = read_npz(path)
+    arrays = {}
+    for name, shape in shapes.items():
+        if name not in stored or stored[name].shape != shape:
+            raise WeightsError(f"{path}: a frequency table needs array '{name}' of shape {shape}")
+        arrays[name] = stored[name]
     return FrequencyTable(**arrays)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class Tr2Error(Exception):
     """Base class: the ``tr2`` command prints these without a traceback."""
@@ -41,6 +43,8 @@ def describe(value: object, limit: int = MESSAGE_VALUE_CHARS) -> str:
     """
     import reprlib
 
+    if isinstance(value, np.ndarray):  # a subclass (the safe unpickler's) reads as an array
+        value = value.view(np.ndarray)
     shortener = reprlib.Repr()
     shortener.maxlevel = 3
     shortener.maxstring = shortener.maxother = shortener.maxlong = limit

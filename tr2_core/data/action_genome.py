@@ -47,6 +47,13 @@ empty), ``pair_spatial`` / ``pair_contacting`` are multi-hot.
 
 ``frame_list.txt`` is not read (both pickles carry the same keys).
 
+The pickles may be written with any protocol (0-5) by Python 2 or 3 and NumPy 1.x or
+2.x (:mod:`tr2_core.data.safe_pickle`); below protocol 5 arrays arrive as the safe
+unpickler's :class:`~tr2_core.data.safe_pickle.CheckedArray`, which every field check
+takes as the ndarray it is, and nothing returned holds one. The baselines' SGCls / SGDet
+file ``object_bbox_and_relationship_filtersmall.pkl`` is not read: the same objects
+are removed by ``filter_small_boxes`` (step 4) from the release's own file.
+
 Parsed splits are cached as ``.npz`` files (no pickle) under
 ``$TR2_CACHE_DIR/annotations`` (default ``~/.cache/tr2/annotations``), keyed
 by the annotation files' (path, size, mtime_ns), the loader options and
@@ -69,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from tr2_core.data.safe_pickle import gc_paused, safe_load
+from tr2_core.data.safe_pickle import CheckedArray, gc_paused, safe_load
 from tr2_core.errors import ConfigError, DatasetError, clip, describe
 from tr2_core.progress import bar_disabled
 from tr2_core.types import GroundTruth
@@ -467,6 +474,8 @@ class _FieldSpec:
     def ok(self, value: Any) -> bool:
         """Whether ``value`` has the declared form (cheap; never expands nested data)."""
         kind = type(value)
+        if kind is CheckedArray:  # how the safe unpickler builds arrays pickled below protocol 5
+            kind = np.ndarray
         if kind not in self.types:
             return False
         if kind is np.ndarray:  # only numeric arrays are ever declared

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from tr2_core.errors import PredictionsError, clip, describe
+from tr2_core.npz import native_byte_order
 from tr2_core.outputs import atomic_write
 from tr2_core.types import Predictions
 from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, SPATIAL
@@ -270,7 +271,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             if info is None:
                 continue
             _check_member(zf, info, name, str(path))
-            arrays[name] = npz[name]
+            arrays[name] = native_byte_order(npz[name])
     return arrays
 
 

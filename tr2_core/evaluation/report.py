@@ -14,6 +14,7 @@ from tr2_core.errors import PredictionsError
 from tr2_core.evaluation.breakdown import change_gain_curve
 from tr2_core.evaluation.changes import RelationChanges, relation_changes
 from tr2_core.evaluation.result import EvaluationResult
+from tr2_core.npz import read_npz
 from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.vocab import FAMILIES
 
@@ -175,8 +176,7 @@ def save_per_frame(
 
 def load_per_frame(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a file written by :func:`save_per_frame` (no unpickling)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+    return read_npz(path)
 
 
 def is_per_frame_file(path: str | os.PathLike[str]) -> bool:

@@ -18,6 +18,7 @@ from torch import nn
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import GuidanceConfig
+from tr2_core.npz import read_npz
 from tr2_core.progress import bar_disabled
 from tr2_core.vocab import (
     NUM_OBJECT_CLASSES,
@@ -200,8 +201,7 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
     if not path.is_file():
         raise WeightsError(f"text table not found: {path} (create it with `tr2 prompts`)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = read_npz(path)
     except Exception as e:  # noqa: BLE001
         raise WeightsError(f"text table {path}: not a readable .npz ({e})") from None
     need = ("table", "prompts", "objects", "predicates", "clip_model", "clip_weights",
