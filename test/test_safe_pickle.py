@@ -3,6 +3,7 @@ NumPy data round-trips under every protocol and both NumPy module spellings."""
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tr2_core.data.release_writer import dump_release_pickle
 from tr2_core.data.safe_pickle import ALLOWED_GLOBALS, safe_load, safe_loads
 from tr2_core.errors import DatasetError, UnsafePickleError
 
@@ -158,13 +160,15 @@ def test_numpy_round_trip(protocol):
     assert out["containers"] == data["containers"]
 
 
-def test_numpy1_module_spelling_maps_to_installed_numpy():
-    # NumPy 1.x wrote 'numpy.core.multiarray'; the protocol-0 text form makes
-    # the module name easy to rewrite.
-    data = pickle.dumps({"bbox": np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)}, protocol=0)
-    assert b"numpy._core.multiarray" in data
-    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    out = safe_loads(old)
+@pytest.mark.parametrize("spelling", ["numpy.core", "numpy._core"])
+def test_either_numpy_module_spelling_maps_to_installed_numpy(spelling):
+    # NumPy 1.x wrote 'numpy.core.multiarray', NumPy 2.x writes 'numpy._core.multiarray':
+    # both load on whichever NumPy is installed
+    buffer = io.BytesIO()
+    data = {"bbox": np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)}
+    dump_release_pickle(data, buffer, protocol=0, numpy_spelling=spelling)
+    assert f"c{spelling}.multiarray\n_reconstruct".encode() in buffer.getvalue()
+    out = safe_loads(buffer.getvalue())
     np.testing.assert_array_equal(out["bbox"], [[1, 2, 3, 4]])
     assert out["bbox"].dtype == np.float32
 
