@@ -11,7 +11,7 @@ the base model config plus overrides, so the same list runs at paper size on
 the real Action Genome release (GPU) and at the small size on synthetic data
 (CPU):
 
-    # issue 10's study: temporal synthetic world, 560 videos (loaded: 318 trained on,
+    # the synthetic study: temporal synthetic world, 560 videos (loaded: 318 trained on,
     # 81 validation, 133 test), detector/CLIP fitted to it, 3 seeds, best.pt on validation
     .venv/bin/python bench/ablations.py --out runs/ablations
 
@@ -110,7 +110,7 @@ PAPER = {
 }
 KS = (10, 20, 50)  # evaluated; the tables print R@10 and R@20
 SHOWN_KS = (10, 20)
-MIN_TRAINED, MIN_TEST = 300, 100  # issue 10: videos trained on / tested on
+MIN_TRAINED, MIN_TEST = 300, 100  # the study's minimum: videos trained on / tested on
 
 
 def _tr2(argv: list[str]) -> None:
@@ -177,7 +177,7 @@ def split_sizes(data: Path) -> dict[str, int | None]:
 
 
 def check_sizes(sizes: dict[str, int | None], small: bool) -> None:
-    """Refuse a study below issue 10's size (>= 300 trained, >= 100 test videos)
+    """Refuse a study below the minimum size (>= 300 trained, >= 100 test videos)
     unless ``--small`` says it is a smoke run."""
     trained, test = int(sizes["trained"] or 0), int(sizes["test"] or 0)
     print(
@@ -390,7 +390,7 @@ def report(numbers: dict, sizes: dict, seeds: list[int]) -> str:
         f"({sizes['test_frames']} frames); differences paired on the same videos].",
     ]
     if int(sizes.get("trained") or 0) < MIN_TRAINED or sizes["test"] < MIN_TEST:
-        lines.append("SMOKE RUN (--small): below issue 10's size, the numbers answer nothing.")
+        lines.append("SMOKE RUN (--small): below the minimum size, the numbers answer nothing.")
     for title, ref, members in TABLES:
         if ref in numbers["rows"]:
             lines += ["", *_table_lines(title, ref, members, numbers)]

@@ -1,4 +1,4 @@
-"""Benchmark: the node's image-in to message-out latency, ROS-free (issue 13).
+"""Benchmark: the node's image-in to message-out latency, ROS-free.
 
 Runs the node's own per-frame path, :class:`tr2_ros.pipeline.ScenePipeline.process`
 (decode the ``sensor_msgs/Image`` or ``CompressedImage``, the streaming engine, the
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from bench_stream import parse_engine_options  # bench/ is on sys.path as a script
+    from _common import parse_engine_options
 
     from tr2_core.run import build_model
     from tr2_core.stream.engine import StreamingEngine

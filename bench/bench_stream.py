@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _common import parse_engine_options
 
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
@@ -146,20 +147,6 @@ def replicate(features: VideoFeatures, times: int) -> VideoFeatures:
         pair_object=rep(features.pair_object) + offsets_p * n,
         union_features=rep(features.union_features),
     )
-
-
-def parse_engine_options(items: list[str]) -> dict[str, object]:
-    """``["tf32=true", "compile=cuda-graphs"]`` -> EngineOptions changes (typed by the
-    field's default)."""
-    from tr2_core.stream.options import EngineOptions
-
-    defaults = EngineOptions()
-    changes: dict[str, object] = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        kind = type(getattr(defaults, name))
-        changes[name] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
-    return changes
 
 
 def bench_streaming(model, args, device, image, boxes, labels, window: int, mode: str) -> dict:

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     results["cache_build_frames_per_s"] = frames / build_s
     results["cache_bytes"] = size
 
-    # 3. training from the cache: reads on the training thread, then prefetched (issue 13)
+    # 3. training from the cache: reads on the training thread, then prefetched
     for name, depth in (("cached_no_prefetch", 0), ("cached", 2)):
         cfg.prefetch = depth
         rec = train(work / name, run, model_cfg, cfg, device=args.device, progress=False)

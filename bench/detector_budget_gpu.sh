@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Issue 10 on a GPU: how many detector steps find the synthetic person in >= 95 % of test
+# The synthetic detector's budget on a GPU: how many detector steps find the synthetic person in >= 95 % of test
 # frames? Fits the small detector on the demo's pretraining world at 256 px for each step
 # count and prints bench/detector_check.py's JSON per budget (person found overall and by
 # box shape, objects recalled, seconds).
 #
-#   bench/detector_budget_gpu.sh                      # on the device machine: 3000 10000 steps
+#   bench/detector_budget_gpu.sh                      # on a CUDA machine: 3000 10000 steps
 #   bench/detector_budget_gpu.sh 3000 20000           # other budgets
 #   bench/detector_budget_gpu.sh --cpu-smoke          # anywhere: 2 steps, 6 videos (end to end)
 #
-# On a 2-core CPU (session 7): 1,500 steps 708 s -> 81.1 %, 3,000 steps 1,254 s -> 87.3 %.
+# On a 2-core CPU: 1,500 steps 708 s -> 81.1 %, 3,000 steps 1,254 s -> 87.3 %
+# (docs/experiments/detector.md).
 # The dataset is the demo's (`tr2 demo`'s make-synthetic flags, seed 0), made in
-# $OUT/detector_budget (the device tool's $OUT) or /tmp/detector_budget. Python and the
+# $OUT/detector_budget (when $OUT is set) or /tmp/detector_budget. Python and the
 # wheels that travel in .whl/ as for bench/gpu_check.sh (docs/gpu.md).
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,4 +1,4 @@
-"""Detector check: does the synthetic-world detector find the person (issue 10)?
+"""Detector check: does the synthetic-world detector find the person?
 
 Trains the small detector the way ``tr2 pretrain-synthetic`` does
 (:func:`tr2_core.pretrain.detector.train_detector` on the training videos minus the
@@ -34,96 +34,7 @@ memory, as ``tr2 demo`` / ``tr2 pretrain-synthetic`` do (``--max-frames`` then d
 to :class:`~tr2_core.pretrain.PretrainBudget`'s); without it, on the dataset's training
 videos.
 
-Measured before issue 10's fix (120-video ``--temporal`` world, 320x180, seed 0; 1 torch
-thread on a loaded 2-core machine; test split, 240 frames):
-
-* heads only on the calibrated random body (the previous method), 60 steps, 20 s:
-  person found 2.9 %, object recall 3.4 % (1.7 % with class); with lr 1e-2: 13.3 %;
-* end to end, 200 steps, 80 s: person found 14.2 % (detected 87.5 %),
-  object recall 23.5 % (12.2 % with class); the person is among the RPN's top-10
-  proposals in 88 % of frames -- the box head's scores and boxes lose it.
-* the SGDet frequency baseline on those detections: With R@20 0.3 %, R@50 0.8 %.
-
-Measured for issue 10, fitted the demo's way (``--world-videos 1000``: 4334 world frames
-of a 240-video ``--temporal`` 320x180 dataset, ``tr2 make-synthetic --seed 0 --frames 6
-12 --val-fraction 0.2``), checked on its test split; 1 torch thread on the shared 2-core
-machine at load 4-7 (seconds: training only, s/step comparable within a row's sweep):
-
-=================================  =====  =======  ========  ======
-recipe                                                 steps  person   objects   s/step
-=================================  =====  =======  ========  ======
-old: head trained on 4x4 pools, run on 7x7, 160 frames   60   10.3 %    4.9 %    0.70
-  same weights run on 4x4 pools (97 frames)              60   29.9 %    0.0 %    0.70
-  trained on 7x7 pools (97 frames)                       60   18.6 %    1.0 %    1.06
-  + 4x4 at test, test-time proposals in training         60   28.9 %    2.9 %      --
-  + 4x4 at test, 32 RoIs / frame                         60   28.9 %    3.4 %    1.27
-  + 4x4 at test, lr 5e-3                                 60    5.2 %    1.0 %    0.72
-  + 4x4 at test, batch norms kept frozen                 60    3.1 %    0.0 %    0.63
-tall / wide anchors, 4x4 pool (203 frames)               60   34.5 %    0.8 %    0.68
-  same, 200 steps                                       200   50.7 %   30.9 %    0.69
-  same, 200 steps, 180x320 input                        200   55.2 %   35.4 %    1.07
-  same, 200 steps, all 4334 frames                      200   60.1 %    6.8 %    0.65
-  + box-head matcher IoU 0.6                            200   39.4 %    5.3 %    0.54
-  + 8 jittered GT boxes per GT as proposals             200   56.2 %   14.4 %    0.66
-this method (all frames; whole test split, 497 frames)  100   54.9 %    1.3 %    0.78
-  same                                                  400   52.7 %   42.6 %    0.39
-=================================  =====  =======  ========  ======
-
-The cost curve as the demo fits it (``--world-videos 1000``, 2 torch threads, load 1.6-1.9
-on the 2-core machine, whole test split of 497 frames; seconds include the calibration):
-
-=====  ========  =======  ========  =====================
-steps  training  person   objects   check (SGDet, frames)
-=====  ========  =======  ========  =====================
-  60    17.2 s   21.9 %    1.4 %    21 s (was 110 s at 7x7)
- 100    26.2 s   49.1 %    0.3 %    21 s
- 200    46.2 s   58.4 %    8.1 %    21 s
-=====  ========  =======  ========  =====================
-
-(person: person found; objects: object recall any label; rows without a frame count: 97
-or 203 test frames, the first 12 / 24 test videos.) The person plateaus near 55 % from
-100 steps: at 400 steps a person box at IoU >= 0.5 is among the box head's outputs in
-95 % of frames, but the top-scoring one is the body without the reaching arm (median
-width 0.8 of the GT's) -- ranking, not recall; score-weighted voting over the person
-boxes overlapping the best (IoU >= 0.3) would find it in 70 % (extraction path, not
-done here). The step's cost is the old recipe's (it trained on 4x4 pools too); 1-thread
-and 2-thread runs of one recipe differ by about 5 points (float reduction order).
-
-Session 5 (fused AdamW, 600 / 300 RPN proposals while training; ``--world-videos 1000``,
-2 threads, idle; whole test split, 497 frames; seconds: training incl. calibration):
-
-=================================  =====  =======  ========  ======
-recipe                                                 steps  person   objects   train
-=================================  =====  =======  ========  ======
-joints person boxes (the default)                        100   49.5 %    0.6 %    20 s
-  same                                                   300   62.4 %   25.5 %    56 s
-  180-px input (``detector.min_size=180``)               300   54.7 %   42.5 %    82 s
-  256-px input                                           600   66.8 %   72.0 %   293 s
-``--person-box visible`` (dataset and world)             100   56.1 %    2.0 %    20 s
-  same                                                   300   67.4 %   23.4 %    51 s
-  sitting / lying frames sampled 4x                      300   60.4 %   31.5 %    61 s
-  same recipe as 300                                     600   65.0 %   65.1 %   127 s
-=================================  =====  =======  ========  ======
-
-Session 7 (``--world-videos 1500``, 2 threads, idle; the demo's seed-0 dataset, 497 test
-frames; person found overall and per ``person_by_shape`` bucket -- thin 169 / reaching
-296 / sitting 24 / lying 8 frames -- with the kept box's median width over the GT's):
-
-======  =====  =======  =============  =============  =====  =====  =======  =====
-input   steps  person   thin           reaching       sit    lie    objects  train
-======  =====  =======  =============  =============  =====  =====  =======  =====
-128 px    100  45.7 %   46 % (w 1.32)  50 % (w 0.78)    4 %    0 %    1.1 %   22 s
-128 px   1500  71.4 %   75 % (w 1.21)  73 % (w 0.81)   50 %    0 %   84.9 %  374 s
-256 px    600  66.8 %   88 % (w 1.12)  58 % (w 0.69)   46 %   12 %   72 %    293 s
-256 px   1500  81.1 %   83 % (w 1.10)  83 % (w 0.82)   71 %    0 %   89.3 %  708 s
-256 px   3000  87.3 %   83 % (w 1.05)  93 % (w 0.96)   67 %   25 %   92.4 % 1254 s
-======  =====  =======  =============  =============  =====  =====  =======  =====
-
-(100 steps at 128 px: the demo's detector. 256 px: ``--override detector.min_size=256
---override detector.max_size=456``; the 600-step row is session 5's weights, re-scored.)
-``--misses PNG`` draws frames the kept person box misses: what remains at 256 px / 1,500
-steps is a reaching arm left out (mostly learnt by 3,000), a held or adjacent object
-taken in, hidden parts of the joints box, small distant figures and the rare lying pose.
+Measurements made with it, and the commands: docs/experiments/detector.md.
 
 ``--set KEY=VALUE`` passes extra keyword arguments to ``train_detector`` (ints,
 floats or names), e.g. ``--set lr=3e-3 --set boxes_per_frame=32``.
@@ -444,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if misses:
             report["misses_picture"] = str(draw_person_misses(split, misses, args.misses))
     if args.sgdet_baseline:
-        from sgdet_baseline import frequency_on_detections  # bench/, beside this script
+        from _common import frequency_on_detections
 
         from tr2_core.baseline import fit_frequency
         from tr2_core.evaluation.predictions import save_predictions

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue 13 in one run (< 5 minutes on an H200), printed as one table.
+# Every GPU figure of docs/gpu.md in one run (< 5 minutes on an H200), printed as one table.
 #
-#   bench/gpu_check.sh                 # on the device machine: paper size, CUDA
+#   bench/gpu_check.sh                 # on a CUDA machine: paper size
 #   bench/gpu_check.sh --cpu-smoke     # anywhere: tr2-small, CPU, tiny sizes (end-to-end check)
 #
-# Writes each step's JSON and log to $OUT/gpu_check (the device tool's $OUT) or
+# Writes each step's JSON and log to $OUT/gpu_check (when $OUT is set) or
 # /tmp/gpu_check, then prints the table (bench/gpu_check_table.py). A failing step is
 # reported in the table and the script goes on; the exit code is 1 if any step failed.
-# Python: $PYTHON, else the repo's .venv, else python3 (the device machine's holds PyTorch). Packages missing
+# Python: $PYTHON, else the repo's .venv, else python3. Packages missing
 # there (open_clip_torch, ftfy, wcwidth, rosbags, lz4, ruamel.yaml) travel as wheels in
 # .whl/ (docs/gpu.md says how to fetch them) and are installed to /tmp/site.
 set -uo pipefail

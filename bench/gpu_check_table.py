@@ -1,4 +1,4 @@
-"""Print bench/gpu_check.sh's results as one Markdown table (issue 13's rows).
+"""Print bench/gpu_check.sh's results as one Markdown table.
 
 Usage: ``python bench/gpu_check_table.py RESULTS_DIR``. Reads the JSON files and logs
 the script's steps wrote; a missing or failed step shows as ``failed`` / ``-``.

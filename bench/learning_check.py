@@ -4,7 +4,7 @@ Generates a synthetic AG dataset (``tr2_core.data.synthetic``: rendered scenes w
 relation labels are derived from the drawn geometry), scores the frequency baseline
 (``tr2 baseline``: each predicate by its training frequency per object class) on the test
 split, then trains ``tr2-small`` with the ``small`` recipe (random-init frozen detector and
-CLIP: no pretrained weights exist on this machine) for a CPU time budget, evaluating every
+CLIP: no weight files needed) for a CPU time budget, evaluating every
 epoch. Prints, per epoch, the training loss and PredCls With R@10 / R@20 / No R@20 on the
 test split next to the baseline's, and a verdict:
 

@@ -1,4 +1,4 @@
-"""The SGDet frequency baseline on a model's own detections (issue 10).
+"""The SGDet frequency baseline on a model's own detections.
 
 ``bench/detector_check.py --sgdet-baseline`` defines the baseline: the detector's
 boxes, labels, scores and pairs, each pair's predicates the training frequencies of its
@@ -17,46 +17,14 @@ Usage (then score both files with ``tr2 eval --task sgdet``, the same protocol):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from torchvision.ops import box_iou
+from _common import frequency_on_detections, person_found
 
-from tr2_core.baseline import FrequencyTable, fit_frequency
+from tr2_core.baseline import fit_frequency
 from tr2_core.data.action_genome import load_split
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
-from tr2_core.types import Predictions
-from tr2_core.vocab import PERSON
-
-
-def frequency_on_detections(preds: Predictions, table: FrequencyTable) -> Predictions:
-    """``preds`` with every pair's predicate scores replaced by the frequencies of its
-    object's label (``table``: :func:`~tr2_core.baseline.fit_frequency`)."""
-    classes = preds.box_labels[preds.pair_object]
-    return dataclasses.replace(
-        preds,
-        attention=table.attention[classes].astype(np.float32),
-        spatial=table.spatial[classes].astype(np.float32),
-        contacting=table.contacting[classes].astype(np.float32),
-    )
-
-
-def person_found(preds: Predictions, gt, iou_threshold: float = 0.5) -> float:
-    """Share of ``gt``'s frames (a split's ``gt``) where a ``person`` box of ``preds``
-    has IoU >= ``iou_threshold`` with the GT person box."""
-    row_of = {str(k): i for i, k in enumerate(preds.frame_keys)}
-    found = 0
-    for f, key in enumerate(gt.frame_keys):
-        b0, b1 = int(gt.box_start[f]), int(gt.box_start[f + 1])
-        people = gt.boxes[b0:b1][gt.box_labels[b0:b1] == PERSON].astype(np.float32)
-        mine = (preds.box_frame == row_of[str(key)]) & (preds.box_labels == PERSON)
-        if len(people) and mine.any():
-            iou = box_iou(torch.from_numpy(people), torch.from_numpy(preds.boxes[mine]))
-            found += bool((iou >= iou_threshold).any())
-    return found / max(len(gt.frame_keys), 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@
 # Best effort: where the wheels do not exist (not x86_64, Python outside
 # 3.10-3.12) or TR2_ROS=off, it says so and exits 0; the rclpy tests then show
 # as skipped with the reason. A robot with an apt ROS uses `colcon build`
-# instead (README, "Using it on a robot").
+# instead (docs/ros.md, "Building").
 #
 # Environment: TR2_VENV (default .venv), TR2_ROS_WS (default .ros_ws).
 set -euo pipefail

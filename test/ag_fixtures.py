@@ -1,7 +1,7 @@
 """Tiny hand-built Action Genome releases for tests.
 
 Records have exactly the fields and types of the real release
-(``shared/spec/action-genome.md``): person records with float32 xyxy boxes,
+(``docs/action-genome.md``): person records with float32 xyxy boxes,
 scores, keypoints, ``bbox_size`` and ``bbox_mode``; object records with the
 slash class spelling, x y w h tuples, ``visible``, underscore relationship
 lists and ``metadata``. :class:`ReleaseBuilder` collects frames and writes

@@ -19,7 +19,7 @@ def ablations():
     return module
 
 
-def test_default_study_has_issue_10s_size(ablations, tmp_path: Path) -> None:
+def test_default_study_has_the_minimum_size(ablations, tmp_path: Path) -> None:
     from tr2_core.cli import main
 
     args = ablations.parse_args([])

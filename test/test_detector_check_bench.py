@@ -26,16 +26,12 @@ CFG = temporal_config(videos=6, seed=5, min_frames=3, max_frames=4, width=160, h
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "bench"))  # detector_check imports sgdet_baseline
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "detector_check", ROOT / "bench" / "detector_check.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location(
+        "detector_check", ROOT / "bench" / "detector_check.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The evaluator's semantics on hand-built frames (spec/evaluation.md, rule by rule).
+"""The evaluator's semantics on hand-built frames (docs/evaluation.md, rule by rule).
 
 Expected values are worked out by hand in the comments, independently of both
 the fast evaluator and the reference.

@@ -108,8 +108,8 @@ def small_box_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_eval_defaults_to_the_baselines_small_box_protocol(
     small_box_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SGCls: tr2 eval filters small boxes by default, as tr2 train / tr2 test (issue 9,
-    3); --no-filter-small-boxes turns it off (and says it is not the baselines')."""
+    """SGCls: tr2 eval filters small boxes by default, as tr2 train / tr2 test;
+    --no-filter-small-boxes turns it off (and says it is not the baselines')."""
     filtered = load_split(small_box_root, "test", filter_small_boxes=True, show_progress=False)
     full = load_split(small_box_root, "test", show_progress=False)
     assert len(filtered.gt.frame_keys) == len(full.gt.frame_keys) - 1

@@ -1,4 +1,4 @@
-"""Issue 13's engine fast paths equal the plain float32 path (CPU; the CUDA-only ones --
+"""The engine's fast paths equal the plain float32 path (CPU; the CUDA-only ones --
 TF32, CUDA-graph capture -- are checked by bench/gpu_check.sh on a GPU).
 
 Tolerances: batch-norm folding 1e-5 relative on features; newest-queries-only and

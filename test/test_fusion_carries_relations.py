@@ -1,5 +1,5 @@
 """The temporal fusion carries a pair's relation across frames where its own features
-are noise (issue 10): in every synthetic video the pair's attention class shows in the
+are noise: in every synthetic video the pair's attention class shows in the
 union features of some frames and is pure noise in the others; the fused model must
 recover it in the noisy frames clearly better than the variant without temporal fusion
 (which can only guess there)."""

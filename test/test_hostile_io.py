@@ -1,6 +1,6 @@
-"""Hostile outputs, resume and logs (issue 12, classes 2 and 4): what a command may
+"""Hostile outputs, resume and logs: what a command may
 replace, how a killed run's files are reclaimed, how a resume treats damaged state.
-Frame-level classes live with their tools (test_tools_video.py, test_tools_bag.py)."""
+Frame-level failures are tested with their tools (test_tools_video.py, test_tools_bag.py)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-# --------------------------------------------------------------------------- class 2
+# ----------------------------------------------------------------------------- outputs
 def test_eval_refuses_outputs_that_name_its_inputs(tmp_path, capsys):
-    """main: `tr2 eval --json PRED.npz` overwrote the predictions with the metrics."""
+    """`tr2 eval --json PRED.npz` must not overwrite the predictions with the metrics."""
     rb, _ = _release(tmp_path)
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
@@ -75,9 +75,9 @@ def test_run_folders_are_never_unrelated_folders(tmp_path):
     assert (mine / MARKER).is_file() and (mine / "thesis.tex").is_file()
 
 
-# --------------------------------------------------------------------------- class 4
+# ----------------------------------------------------------------------------- resume
 def test_killed_atomic_saves_are_reclaimed(tmp_path):
-    """main: a save killed mid-write left its multi-MB temporary file forever."""
+    """A save killed mid-write must not leave its multi-MB temporary file forever."""
     dead = _dead_pid()
     stale = tmp_path / f".last.pt.tr2-partial-{dead}-abc123"
     stale.write_bytes(b"\0" * 1000)
@@ -114,7 +114,7 @@ def _training_state():
     ],
 )
 def test_resume_with_state_that_does_not_fit_is_a_weights_error(tmp_path, part, broken, named):
-    """main: a raw RuntimeError / ValueError / KeyError traceback."""
+    """A clear error, not a raw RuntimeError / ValueError / KeyError traceback."""
     ckpt, state = _training_state()
     assert restore_training(ckpt, tmp_path / "last.pt", extractor_fingerprint="f", **state) == (
         2, 0.5,
@@ -129,7 +129,7 @@ def _records(path):
 
 
 def test_resume_log_drops_partial_lines_and_duplicates(tmp_path, caplog):
-    """main: a partial last line stopped resume with JSONDecodeError."""
+    """A partial last log line must not stop resume with a JSONDecodeError."""
     log = tmp_path / "metrics.jsonl"
     for epoch in (1, 2):
         append_log(log, {"epoch": epoch, "loss": 1.0 / epoch})
@@ -155,7 +155,7 @@ def test_resume_log_drops_partial_lines_and_duplicates(tmp_path, caplog):
 
 # --------------------------------------------------------------------------- classes 6, 7
 def test_checkpoint_with_nan_weights_is_refused_at_load(tmp_path):
-    """main: loaded, then `tr2 test` blamed its own predictions.npz for the NaNs."""
+    """Refused at load, not loaded and later blamed on `tr2 test`'s own predictions.npz."""
     from tr2_core.run import load_checkpoint
 
     path = tmp_path / "best.pt"
@@ -178,7 +178,7 @@ def predcls_engine():
 
 
 def test_engine_arguments_get_one_clear_error(predcls_engine):
-    """main: TypeError / IndexError tracebacks from deep inside numpy or torch."""
+    """Clear errors, not TypeError / IndexError tracebacks from deep inside numpy or torch."""
     from tools_testing import frames
 
     from tr2_core.stream.engine import EngineInputError

@@ -1,5 +1,5 @@
-"""The paper-size `tr2` config behaves as the authors' release (qncsn2016/TR2) on the
-points of issue 9 section 2; see docs/faithfulness.md."""
+"""The paper-size `tr2` config behaves as the authors' release (qncsn2016/TR2) where a
+choice changes results; see docs/faithfulness.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Online TR² (``fusion.online``): the causal mask, the per-frame windows over a whole
-clip equal the engine's window decode, and SGCls trains on GT labels (issue 9, 1 and 2)."""
+clip equal the engine's window decode, and SGCls trains on GT labels."""
 
 from __future__ import annotations
 

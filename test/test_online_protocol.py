@@ -1,4 +1,4 @@
-"""The online protocol end to end (issue 9, 1): a tr2-small-online checkpoint trained
+"""The online protocol end to end: a tr2-small-online checkpoint trained
 for one tiny epoch; for W in {1, 3, whole video} the streaming engine fed a test video
 frame by frame gives, for every frame, the scores `tr2 test` wrote for that frame; a
 bidirectional checkpoint in the engine is announced."""

@@ -344,8 +344,8 @@ def test_failure_mid_run_removes_the_partial_output(tmp_path):
 
 
 def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
-    """Issue 12 class 3: one bad frame costs that frame only (main: the run raised and
-    discarded the bag). A Ctrl-C keeps the messages copied so far."""
+    """One bad frame costs that frame only (the run neither raises nor discards the
+    bag). A Ctrl-C keeps the messages copied so far."""
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
     report = process_bag(src, dst, EmptyEngine(fail_on=(1,)), TOPIC, progress=False)
@@ -425,7 +425,7 @@ def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
 
 
 def test_overwrite_never_deletes_the_input_or_unrelated_folders(tmp_path):
-    """Issue 12 class 2: main deleted the input bag and every file beside it."""
+    """An output path must never delete the input bag or the files beside it."""
     src = tmp_path / "bags" / "in"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
     (tmp_path / "bags" / "notes.txt").write_text("mine")

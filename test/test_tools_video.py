@@ -358,13 +358,13 @@ def test_engine_flags_come_from_the_engine_options():
 
 
 # --------------------------------------------------------------------------
-# Hostile inputs (issue 12).
+# Hostile inputs.
 
 
 def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
-    """Class 3: a 1x600 frame the real engine cannot resize is rejected, counted and
-    written as an error line; the other frames keep their graphs (main: the whole run
-    raised and discarded them). Ctrl-C keeps the frames done so far."""
+    """A 1x600 frame the real engine cannot resize is rejected, counted and
+    written as an error line; the other frames keep their graphs (the run neither
+    raises nor discards them). Ctrl-C keeps the frames done so far."""
     folder = tmp_path / "f"
     write_frames(folder, frames(3))
     from PIL import Image
@@ -385,7 +385,7 @@ def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
 
 
 def test_overwrite_never_deletes_inputs_or_unrelated_folders(tmp_path):
-    """Class 2 (main: each of these deleted the input frames or an unrelated folder)."""
+    """None of these output paths may delete the input frames or an unrelated folder."""
     folder = tmp_path / "frames"
     write_frames(folder, frames(2))
     before = sorted(p.name for p in folder.iterdir())

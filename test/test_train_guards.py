@@ -1,4 +1,4 @@
-"""Issue 13: non-finite values are caught where they arise -- the feature cache refuses
+"""Non-finite values are caught where they arise -- the feature cache refuses
 an entry that is (or would become) non-finite, naming the video; a non-finite loss stops
 training with an error naming the step and video, and the last good checkpoint stays."""
 
@@ -34,8 +34,8 @@ def test_cache_refuses_nan_naming_the_video(tmp_path, dtype):
 
 
 def test_cache_refuses_float16_overflow_and_bfloat16_keeps_it(tmp_path):
-    """The cause of issue 13's NaN: a random ResNet-101's pooled features reach ~1.6e5,
-    beyond float16's 65504 -> inf in a float16 cache. bfloat16 (the new default) keeps
+    """Why the paper recipe hit NaN on CUDA: a random ResNet-101's pooled features reach ~1.6e5,
+    beyond float16's 65504 -> inf in a float16 cache. bfloat16 (the default) keeps
     float32's range."""
     features = make_features([[2, 3], [4]])
     features.entity_features[0, 0] = 1.6e5

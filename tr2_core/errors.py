@@ -19,7 +19,7 @@ class UnsafePickleError(DatasetError):
 
 
 class PredictionsError(Tr2Error):
-    """A predictions ``.npz`` file violates the contract of evaluation.md."""
+    """A predictions ``.npz`` file violates the layout of docs/evaluation.md."""
 
 
 class ConfigError(Tr2Error):

@@ -1,6 +1,6 @@
 """What a tr2 command may write, replace or delete: one rule for every command.
 
-Rule (issue 12): an output replaces only
+Rule: an output replaces only
 
 * a file, when the output is a file, or
 * a folder a tr2 command of the same kind wrote, recognised by its marker file

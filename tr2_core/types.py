@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch is only needed by the model side
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """Ground truth of one split in the evaluator's form (spec: evaluation.md).
+    """Ground truth of one split in the evaluator's form (docs/evaluation.md).
 
     Frames are grouped by video and ordered by frame number inside a video.
     The first box of every frame is the person box (label 1), followed by the
@@ -73,8 +73,8 @@ class GroundTruth:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Scene-graph predictions of one split: the ``.npz`` contract of
-    ``shared/spec/evaluation.md``, field for field.
+    """Scene-graph predictions of one split: the ``.npz`` layout of
+    ``docs/evaluation.md``, field for field.
 
     Attributes:
         frame_keys: (F,) str, one per predicted frame.

@@ -1,6 +1,6 @@
 """Action Genome vocabularies: object classes, predicates and predicate families.
 
-Index order is part of the benchmark (see ``shared/spec/action-genome.md``):
+Index order is part of the benchmark (see ``docs/action-genome.md``):
 object index 0 is the background, 1 is ``person``; predicates use one global
 0..25 index split into three families. Code refers to families through
 :data:`FAMILIES` (named slices), never through literal ``[:3]`` / ``[3:9]``.

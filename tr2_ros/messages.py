@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 ROS_PACKAGE = "tr2"
 """ROS package that owns the messages (``tr2/msg/SceneGraph``). Deliberately
-different from the Python packages ``tr2_core`` / ``tr2_ros`` (see ros.md,
+different from the Python packages ``tr2_core`` / ``tr2_ros`` (a package that generates
+interfaces and installs a Python package of its own name fails to build:
 ros2/rosidl_python#141)."""
 
 MESSAGE_NAMES: tuple[str, ...] = (

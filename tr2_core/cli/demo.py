@@ -158,8 +158,8 @@ def _frozen_weights(args: argparse.Namespace, data: Path, weights_json: Path) ->
 
 
 def _run_steps(args: argparse.Namespace) -> int:
-    """The demo's eight steps in order, each a ``tr2`` command or one helper call; kept
-    in one function (a little over 80 lines) so that it reads as the script it is."""
+    """The demo's eight steps in order, each a ``tr2`` command or one helper call, in one
+    function so that it reads top to bottom as the script it is."""
     import json
     import time
     from pathlib import Path

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 NAME = "eval"
 HELP = "score a predictions .npz (R@K, mR@K in all constraint settings)"
 DESCRIPTION = """\
-Score a predictions file (the .npz contract of spec/evaluation.md) against the
+Score a predictions file (the .npz layout of docs/evaluation.md) against the
 Action Genome annotations of a split: Recall@K and mean Recall@K for
 K = 10, 20, 50, 100 in the With / Semi / No constraint and Top-6 settings, plus
 a per-family and a time-variant breakdown (on a synthetic dataset with temporal

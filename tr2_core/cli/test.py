@@ -11,7 +11,7 @@ HELP = "run a trained checkpoint over an AG split; write predictions.npz and met
 DESCRIPTION = """\
 Rebuild the model from the configuration saved in the checkpoint (the frozen
 detector/CLIP must be the ones it was trained with: pass the same weights), run it
-over the split, and write OUT/predictions.npz (the evaluation.md contract, readable by
+over the split, and write OUT/predictions.npz (the layout of docs/evaluation.md, readable by
 `tr2 eval`) and OUT/metrics.json (the evaluator's result, fractions in [0, 1]; on a
 synthetic dataset with temporal effects it holds "temporal_effects", as `tr2 eval`).
 

@@ -1,7 +1,7 @@
 """Reader for the Action Genome release, unchanged on disk.
 
 :func:`load_split` reads ``AG_ROOT/annotations/`` (layout and rules in
-``shared/spec/action-genome.md``) and returns an :class:`ActionGenomeSplit`:
+``docs/action-genome.md``) and returns an :class:`ActionGenomeSplit`:
 the split's ground truth in the evaluator's columnar form
 (:class:`~tr2_core.types.GroundTruth`) plus per-pair training labels.
 

@@ -1,6 +1,6 @@
 """The predictions ``.npz`` file: the contract between a model and the evaluator.
 
-Layout (``shared/spec/evaluation.md``), one file per split, columnar::
+Layout (``docs/evaluation.md``), one file per split, columnar::
 
     frame_keys      (F,)   str      'VIDEO.mp4/FRAME.png', one per predicted frame
     box_frame       (B,)   int64    row index into frame_keys

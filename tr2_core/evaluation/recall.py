@@ -1,6 +1,6 @@
-"""Fast, vectorised Recall@K / mR@K on Action Genome (``shared/spec/evaluation.md``).
+"""Fast, vectorised Recall@K / mR@K on Action Genome (``docs/evaluation.md``).
 
-Semantics (the evaluator lineage's, with the spec's deterministic tie rule)
+Semantics (the evaluator lineage's, with one deterministic tie rule)
 -------------------------------------------------------------------------
 Per predicted frame the evaluator builds three rows per (subject, object)
 pair, each a 26-wide predicate vector with the other families zero-filled:
@@ -46,13 +46,13 @@ Where the lineage's code is not deterministic or not literal
 ------------------------------------------------------------
 * Ties: the lineage ranks with ``argsort()[::-1]`` (tie order left to the
   sort algorithm) and TR²'s top-k with ``np.argsort(-scores)[:, :6]``; here
-  ties follow the spec's stable rule above. Without exact ties both give the
+  ties follow the stable rule above (docs/evaluation.md). Without exact ties both give the
   same numbers.
 * ``semi``: the lineage recognises a row's family by testing two of its
   scores (``s[0] + s[1] > 0`` attention, ``s[3] + s[4] > 0`` spatial,
   ``s[9] + s[10] > 0`` contacting), so a row whose two tested scores are both
   exactly 0 yields nothing; here a row's family is known by construction, as
-  the spec states. Softmax / sigmoid outputs are never exactly 0, so real
+  docs/evaluation.md states. Softmax / sigmoid outputs are never exactly 0, so real
   model outputs score the same; hand-made scores (e.g. frequencies of 0) may not.
 
 How it is computed fast

@@ -52,7 +52,8 @@ class GeometryBranch(nn.Module):
     family and most contacting ones are thresholds on where the boxes sit in the union
     (overlap share, centre heights), and a global average pool keeps only a
     translation-invariant summary of the map (with it, tr2-small reached With R@10 75.8 /
-    75.9 on the demo's data, seeds 0 / 1; flattened 81.0 / 79.3, README "Demo").
+    75.9 on the demo's data, seeds 0 / 1; flattened 81.0 / 79.3;
+    docs/experiments/synthetic-world.md).
     Widths 64 / 128 are the project's choice (STTran: 128 / 256 with batch norms and a
     max pool; off in the paper-size model).
     """

@@ -154,7 +154,7 @@ class StreamingEngine:
         self._apply_fast_paths()
 
     def _apply_fast_paths(self) -> None:
-        """Switch on the fast paths the options ask for (issue 13): batch-norm folding
+        """Switch on the fast paths the options ask for (docs/gpu.md): batch-norm folding
         (in place on the given extractor's detector; same outputs to 1e-5), TF32 on
         CUDA, fixed shape buckets and ``torch.compile`` / CUDA graphs."""
         o = self.options

@@ -77,7 +77,7 @@ class EngineOptions:
         low=0.0, high=1.0,
     )  # fmt: skip
 
-    # fast paths (issue 13); each is tested against the plain float32 path
+    # fast paths (docs/gpu.md); each is tested against the plain float32 path
     fold_batchnorm: bool = option(
         True,
         "Fold the frozen detector's batch norms into its convolutions (same outputs to"

@@ -6,7 +6,7 @@ checks). It ships with the package only so that ``bench/`` runs from an
 installed copy.
 
 * :mod:`~tr2_core.testing.reference` - a plain, per-frame evaluator written
-  from the spec, to check the fast one against and to time it;
+  from docs/evaluation.md, to check the fast one against and to time it;
 * :mod:`~tr2_core.testing.eval_fixtures` - ground truth, predictions and
   release records built in memory.
 """

@@ -1,7 +1,7 @@
-"""A plain, per-frame reference evaluator written from ``shared/spec/evaluation.md``.
+"""A plain, per-frame reference evaluator written from ``docs/evaluation.md``.
 
 Slow on purpose: Python loops over frames, rows and candidates, one obvious
-step per rule of the spec, so that it can be read against the spec line by
+step per rule of that page, so that it can be read against it line by
 line. The tests compare the fast evaluator (:mod:`tr2_core.evaluation.recall`)
 with it on random cases; the benchmark uses it for the speed-up figure.
 Nothing else should call it.
@@ -174,7 +174,7 @@ def reference_evaluate(
     settings: Sequence[str] = ("with", "semi", "no", "top6"),
     ks: Sequence[int] = (10, 20, 50, 100),
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Evaluate frame by frame, literally as the spec says.
+    """Evaluate frame by frame, literally as docs/evaluation.md says.
 
     Args:
         gt, preds: as for :func:`tr2_core.evaluation.recall.evaluate`

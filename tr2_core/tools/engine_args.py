@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 ENGINE_FLAGS: tuple[str, ...] = (
     "clip_weights", "detector_weights", "mode", "window", "device", "threads",
     "score_threshold", "relation_threshold", "max_gap_s",
-    "tf32", "fixed_shapes", "compile", "shape_bucket",  # fast paths (issue 13), default off
+    "tf32", "fixed_shapes", "compile", "shape_bucket",  # fast paths (docs/gpu.md), default off
 )  # fmt: skip
 """The :class:`EngineOptions` fields offered as flags besides ``--checkpoint``."""
 

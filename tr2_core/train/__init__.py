@@ -10,7 +10,7 @@ Public API::
         atomic_torch_save,
     )
 
-Rooms: ``loop`` (the loop), ``distributed`` (ranks and collectives), ``validation``
+Modules: ``loop`` (the loop), ``distributed`` (ranks and collectives), ``validation``
 (the validation / test run), ``checkpoint`` (saving, resuming, the stored config),
 ``source`` (a split -> model input, feature cache). The model itself is built by
 :mod:`tr2_core.run`.

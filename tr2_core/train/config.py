@@ -81,7 +81,7 @@ class TrainConfig:
     cache_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     """Storage type of cached feature vectors. bfloat16 halves the disk size and keeps
     float32's range; float16 overflows above 65504 (a random ResNet-101's features
-    reach ~1.6e5: the cause of issue 13's NaN), which the cache refuses to store."""
+    reach ~1.6e5: the cause of a NaN at the first validation), which the cache refuses to store."""
 
     prefetch: int = -1
     """Cached training inputs read (and pinned, on CUDA) this many steps ahead in a

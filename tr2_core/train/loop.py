@@ -299,9 +299,8 @@ def train(
     ``{}`` on other ranks or when there was nothing left to do). See the module docstring
     for the run folder.
 
-    Slightly over 80 lines on purpose: the whole loop (set up, resume, epochs of train /
-    validate / checkpoint) reads top to bottom in one place, nanoGPT style; every step
-    is a call into its own room."""
+    The whole loop (set up, resume, epochs of train / validate / checkpoint) reads top
+    to bottom in one place; every step is a call into the module that owns it."""
     out = Path(out_dir)
     d = setup_distributed(device)
     run, model_cfg, cfg, ckpt = _start(out, run, model_cfg, train_cfg, resume, epochs)

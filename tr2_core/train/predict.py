@@ -1,5 +1,5 @@
 """Run a relation model over a split's videos -> :class:`Predictions` (the ``.npz``
-contract of ``shared/spec/evaluation.md``)."""
+layout of ``docs/evaluation.md``)."""
 
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ class SyntheticConfig:
             detector, which boxes what it sees. With ``'joints'`` even a perfect
             detector of the visible person misses the box (IoU < 0.5) in about 5 % of
             the ``--temporal`` world's frames; with ``'visible'`` the demo's detector
-            finds more persons but the demo's PredCls model scored lower (README).
+            finds more persons but the demo's PredCls model scored lower
+            (docs/experiments/detector.md).
         images: write the PNG frames (False: annotations only).
         png_compress_level: zlib level of the PNG files (1 = fast).
     """
