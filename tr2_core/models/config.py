@@ -183,6 +183,13 @@ class ObjectClassifierConfig:
     size, Linear 4 -> 128, ReLU, Dropout) to the visual feature."""
     batch_norm: bool = True
     """BatchNorm1d after the hidden layer (authors); ``false``: ReLU MLP with dropout."""
+    class_distribution: bool = False
+    """Append the authors' third input: the detector's class distribution over the 36
+    objects (softmax of its classification layer on the entity feature, background
+    dropped) times a learned (36, class_embed_dim) table (GloVe-initialised in the
+    release). The detector's classification layer is held, frozen, in the object
+    classifier (``tr2 import-release`` fills it from the detector file). ``false``
+    (tr2's default): no third input."""
     person: Literal["classifier", "pair_subject"] = "classifier"
     """Which box is the person at inference. ``classifier`` (authors): per frame the
     entity with the highest person probability; ``pair_subject``: the pairs' subject."""

@@ -119,7 +119,9 @@ class RelationModel(nn.Module):
         self.config = config
         rep = config.representation
         d = config.d_model
-        self.object_classifier = ObjectClassifier(rep.entity_dim, config.object_classifier)
+        self.object_classifier = ObjectClassifier(
+            rep.entity_dim, config.object_classifier, rep.class_embed_dim
+        )
         self.representation = RelationRepresentation(config)
         self.fusion = RelationFusion(d, config.fusion)
         r = self.fusion.out_dim
