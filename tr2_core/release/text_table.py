@@ -51,13 +51,14 @@ def release_prompt_grid() -> np.ndarray:
     return grid.astype(str)
 
 
-def read_release_text_table(path: str | Path) -> TextTable:
+def read_release_text_table(path: str | Path, dim: int = RELEASE_TABLE_DIM) -> TextTable:
     """The authors' ``clip_sentence.npy`` as a :class:`TextTable` (float32, values
-    exact, the authors' prompts, CLIP model ``ViT-B-32-quickgelu``).
+    exact, the authors' prompts, CLIP model ``ViT-B-32-quickgelu``). ``dim``: the
+    table's width (512 for the release; a smaller CLIP's in tests).
 
     Raises:
         WeightsError: one line naming the file: missing, not a plain ``.npy`` (pickled
-            objects are never loaded), shape other than (37, 26, 512), another dtype, or
+            objects are never loaded), shape other than (37, 26, dim), another dtype, or
             NaN/inf values.
     """
     path = Path(path)
@@ -69,7 +70,7 @@ def read_release_text_table(path: str | Path) -> TextTable:
         raise WeightsError(f"{path}: not a plain .npy array ({e})") from None
     if not isinstance(array, np.ndarray):
         raise WeightsError(f"{path}: holds an archive of arrays, not the (37, 26, 512) table")
-    want = (NUM_OBJECT_CLASSES, NUM_PREDICATES, RELEASE_TABLE_DIM)
+    want = (NUM_OBJECT_CLASSES, NUM_PREDICATES, dim)
     if array.shape != want:
         raise WeightsError(f"{path}: table has shape {array.shape}, expected {want}")
     if array.dtype.newbyteorder("<") not in RELEASE_TABLE_DTYPES:
