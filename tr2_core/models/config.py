@@ -80,9 +80,12 @@ class ClipConfig:
     pretrained: str | None = None
     """A local checkpoint file or an open_clip tag (resolved from the local cache)."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    crop_mode: Literal["center_square", "stretch"] = "center_square"
-    """``center_square`` reproduces CLIP's resize-shorter-side + center-crop of the union box;
-    ``stretch`` resizes the whole union box to the input size."""
+    crop_mode: Literal["center_square", "stretch", "release"] = "center_square"
+    """``center_square`` reproduces CLIP's resize-shorter-side + center-crop of the union box
+    (one batched bilinear RoIAlign); ``stretch`` resizes the whole union box to the input
+    size; ``release`` crops as the authors' release does, one crop at a time: the 8-bit
+    frame cut at the union box truncated to integers (PIL), then CLIP's own preprocessing
+    (bicubic resize of the shorter side, centre crop)."""
     crop_sampling_ratio: int = 2
     """Bilinear samples per output pixel and axis in the batched crop-and-resize (RoIAlign)."""
     crop_batch_size: int = 512

@@ -113,6 +113,8 @@ class UnionFeatureEncoder(nn.Module):
         self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
     ) -> torch.Tensor:
         """All crops in one call: (P, 3, S, S) CLIP-normalised."""
+        if self.cfg.crop_mode == "release":
+            return self.release_crops(frames, pair_frame, boxes)
         height, width = frames.shape[-2:]
         boxes = boxes.to(frames.dtype).clone()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
@@ -129,6 +131,33 @@ class UnionFeatureEncoder(nn.Module):
             sampling_ratio=self.cfg.crop_sampling_ratio,
             aligned=True,
         )
+        return (crops - self.mean) / self.std
+
+    def release_crops(
+        self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """The authors' union crops (``crop_mode: release``): per pair, the 8-bit frame
+        ``im[y1:y2, x1:x2]`` at the box truncated to integers, as a PIL image through
+        CLIP's preprocessing (shorter side resized to S, bicubic; centre crop S x S; scaled
+        to [0, 1]; normalised) -> (P, 3, S, S). Frames given as floats are taken back to 8
+        bits (exact for frames that were 8-bit)."""
+        from PIL import Image
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        size = self.image_size[0]
+        images = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+        images = images.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
+        corners = boxes.detach().float().cpu().int().tolist()  # truncation, as .int()
+        out = []
+        for row, (x1, y1, x2, y2) in zip(pair_frame.tolist(), corners, strict=True):
+            height, width = images[row].shape[:2]
+            x1, y1 = min(max(x1, 0), width - 1), min(max(y1, 0), height - 1)
+            x2, y2 = max(min(x2, width), x1 + 1), max(min(y2, height), y1 + 1)
+            crop = Image.fromarray(images[row][y1:y2, x1:x2])
+            crop = TF.resize(crop, size, interpolation=InterpolationMode.BICUBIC)
+            out.append(TF.to_tensor(TF.center_crop(crop, size)))
+        crops = torch.stack(out).to(frames.device)
         return (crops - self.mean) / self.std
 
     @torch.no_grad()
