@@ -143,6 +143,10 @@ class FusionConfig:
     post_ffn_norm: bool = False
     """LayerNorm after the decoder layer's FFN residual. The authors' decoder layer has
     none (only after attention); ``true`` is the standard post-norm layer."""
+    decoder_init: Literal["independent", "cloned"] = "independent"
+    """How the temporal decoder's layers start. ``independent`` (tr2): each layer its own
+    random draw; ``cloned`` (the release's ``_get_clones``): every layer a copy of the
+    first. Matters for training only (a trained or converted model loads its weights)."""
     message_first: Literal["zeros", "self"] = "zeros"
     """What g of the message token sees as e_f[t-1] at a sequence's first element: the
     authors feed zeros (the multiplied term still uses the element itself); ``self`` feeds
@@ -219,6 +223,16 @@ class GuidanceConfig:
     change). The authors' release has no TR²ᵇⁱⁿ code."""
     prompt: str = "a photo of a person {predicate} a {object}"
     spatial_prompt: str = "a photo of a {object} {predicate} a person"
+    text_rows: Literal["family", "local"] = "family"
+    """Which text-table rows Eq. (2)'s text side reads for a GT predicate k of a family.
+    ``family`` (tr2): the family's own predicates, row ``family.start + k``; ``local``
+    (the release's indexing): row ``k`` of all 26, the family-local label used as an index
+    into the whole predicate list (spatial and contacting targets then read other
+    predicates' prompts)."""
+    difference_bias: bool = False
+    """The release projects the difference: ``W (e_t - e_{t-1}) + b``, so the projection's
+    bias stays in Eq. (2)'s visual side; tr2 projects each element, and the bias cancels
+    in ``v_t - v_{t-1}`` (``false``)."""
 
 
 @dataclass

@@ -256,6 +256,9 @@ class RelationModel(nn.Module):
         if with_guidance is None:
             with_guidance = self.training
         visual, change = self._guidance(e_r, layout.prev) if with_guidance else (None, None)
+        bias = None
+        if visual is not None and self.config.guidance.difference_bias:
+            bias = torch.stack([self.guidance_proj[f.name].bias for f in FAMILIES])
         return RelationOutput(
             entity_logits=enc.entity_logits,
             entity_labels=labels,
@@ -268,6 +271,7 @@ class RelationModel(nn.Module):
             pair_prev=prev,
             guidance_visual=visual,
             change_logits=change,
+            guidance_bias=bias,
         )
 
     def _temporal_features(
