@@ -11,7 +11,13 @@ import zipfile
 import open_clip
 import pytest
 import torch
-from release_fixtures import SMALL_CLIP, openai_clip, sample_clip_inputs, write_openai_archive
+from release_fixtures import (
+    SMALL_CLIP,
+    OpenAICLIP,
+    openai_clip,
+    sample_clip_inputs,
+    write_openai_archive,
+)
 
 from tr2_core.errors import WeightsError
 from tr2_core.release.clip import OPENAI_CLIP_MODEL, convert_openai_clip, read_openai_clip
@@ -160,3 +166,22 @@ def test_a_tensor_larger_than_its_storage_is_refused(tmp_path):
     path = _archive_with(tmp_path, _module_pickle(2, 2), {"0": b"\x00" * 4})
     with pytest.raises(WeightsError, match="storage evil/data/0 holds 4 bytes"):
         read_torchscript_tensors(path)
+
+
+def test_the_real_vit_b_32_layout_maps_key_for_key():
+    """OpenAI's ViT-B/32 (embed 512, 224 px, patch 32, 12 x 768 image layers, 12 x 512
+    text layers, vocabulary 49408) built on the meta device: its keys and shapes are
+    those of open_clip's ViT-B-32-quickgelu, plus the three integer attributes."""
+    from tr2_core.release.clip import ARCHIVE_ATTRIBUTES, open_clip_reference_state
+
+    vit_b_32 = {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "layers": 12},
+    }
+    with torch.device("meta"):
+        openai = OpenAICLIP(vit_b_32)
+    theirs = {k: tuple(v.shape) for k, v in openai.state_dict().items()}
+    ours = {k: tuple(v.shape) for k, v in open_clip_reference_state().items()}
+    assert set(theirs) - set(ours) == set(ARCHIVE_ATTRIBUTES)
+    assert all(theirs[k] == shape for k, shape in ours.items())

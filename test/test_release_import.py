@@ -126,3 +126,27 @@ def test_an_output_never_replaces_an_input(files, tmp_path, capsys):
                str(files["table"].parent), *SETS])  # fmt: skip
     assert rc != 0 and "contains the input" in capsys.readouterr().err
     assert files["table"].is_file()
+
+
+def test_the_detector_network_is_converted_when_available(files, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tr2_core.release.detector") is None:
+        pytest.skip("tr2_core.release.detector (the detector network's conversion) is not "
+                    "part of this installation; import-release then leaves it out")  # fmt: skip
+    out = tmp_path / "release"
+    rc = _import(files, out)
+    assert rc == 0, capsys.readouterr().err
+    state = torch.load(out / "detector.pt", weights_only=True)
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_without_the_detector_network_the_import_says_so(files, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tr2_core.release.detector") is not None:
+        pytest.skip("the detector network converts in this installation")
+    rc = _import(files, tmp_path / "release")
+    assert rc == 0
+    assert "detector network: not converted here" in capsys.readouterr().out
+    assert not (tmp_path / "release" / "detector.pt").exists()
