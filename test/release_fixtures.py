@@ -455,3 +455,26 @@ def save_release_detector(path: Path, entity_dim: int = 512, seed: int = 3):
     torch.save({"epoch": 7, "model": {"RCNN_cls_score.weight": weight,
                                       "RCNN_cls_score.bias": bias}}, path)  # fmt: skip
     return weight, bias
+
+
+def openai_convert_weights(model: nn.Module) -> nn.Module:
+    """clip/model.py convert_weights: convolution, linear and attention weights and the
+    two projections to float16; LayerNorms and embeddings stay float32."""
+
+    def half(layer: nn.Module) -> None:
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            layer.weight.data = layer.weight.data.half()
+            if layer.bias is not None:
+                layer.bias.data = layer.bias.data.half()
+        if isinstance(layer, nn.MultiheadAttention):
+            for name in ("in_proj_weight", "in_proj_bias"):
+                tensor = getattr(layer, name)
+                if tensor is not None:
+                    tensor.data = tensor.data.half()
+        for name in ("text_projection", "proj"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor):
+                tensor.data = tensor.data.half()
+
+    model.apply(half)
+    return model

@@ -185,3 +185,32 @@ def test_the_real_vit_b_32_layout_maps_key_for_key():
     ours = {k: tuple(v.shape) for k, v in open_clip_reference_state().items()}
     assert set(theirs) - set(ours) == set(ARCHIVE_ATTRIBUTES)
     assert all(theirs[k] == shape for k, shape in ours.items())
+
+
+def test_fp16_clip_is_openais_mixed_precision(reference, archive, tmp_path):
+    """``clip.precision: fp16`` holds in float16 exactly the weights OpenAI's
+    convert_weights makes float16 (LayerNorms and embeddings stay float32) and runs in
+    float16, to one float16 step of OpenAI's fp16 forward."""
+    import copy
+
+    from release_fixtures import openai_convert_weights
+
+    from tr2_core.models.config import ClipConfig
+    from tr2_core.models.union import create_clip
+
+    path = tmp_path / "open_clip.pt"
+    torch.save(convert_openai_clip(read_openai_clip(archive), str(archive),
+                                   overrides=SMALL_CLIP), path)  # fmt: skip
+    half_reference = openai_convert_weights(copy.deepcopy(reference))
+    cfg = ClipConfig(model_name=OPENAI_CLIP_MODEL, overrides=SMALL_CLIP, precision="fp16")
+    model = create_clip(cfg, pretrained=str(path))
+    half = {k for k, v in model.state_dict().items() if v.dtype == torch.float16}
+    want_half = {k for k, v in half_reference.state_dict().items() if v.dtype == torch.float16}
+    assert half == want_half and "visual.ln_pre.weight" not in half
+    image, _ = sample_clip_inputs()
+    with torch.no_grad():
+        got = model.encode_image(image.half())
+        want = half_reference.encode_image(image)
+    assert got.dtype == want.dtype == torch.float16
+    step = 2.0**-10 * want.float().abs().clamp(min=1.0)  # one float16 step
+    assert bool(((got.float() - want.float()).abs() <= 2 * step).all())

@@ -86,6 +86,10 @@ class ClipConfig:
     size; ``release`` crops as the authors' release does, one crop at a time: the 8-bit
     frame cut at the union box truncated to integers (PIL), then CLIP's own preprocessing
     (bicubic resize of the shorter side, centre crop)."""
+    precision: Literal["fp32", "fp16"] = "fp32"
+    """CLIP's arithmetic. ``fp16`` is OpenAI's (and the release's) mixed precision:
+    linear, convolution and attention weights in float16, LayerNorms in float32
+    (open_clip's ``precision="fp16"``); ``fp32`` (tr2): float32 throughout."""
     crop_sampling_ratio: int = 2
     """Bilinear samples per output pixel and axis in the batched crop-and-resize (RoIAlign)."""
     crop_batch_size: int = 512

@@ -36,7 +36,9 @@ def create_clip(
     source = pretrained if pretrained is not None else cfg.pretrained
     overrides = dict(cfg.overrides)
     if random_init:
-        model = open_clip.create_model(cfg.model_name, pretrained=None, **overrides)
+        model = open_clip.create_model(
+            cfg.model_name, pretrained=None, precision=cfg.precision, **overrides
+        )
     else:
         if not source:
             raise WeightsError(
@@ -49,7 +51,11 @@ def create_clip(
             raise WeightsError(f"CLIP weights file not found: {source}")
         try:
             model = open_clip.create_model(
-                cfg.model_name, pretrained=source, weights_only=True, **overrides
+                cfg.model_name,
+                pretrained=source,
+                weights_only=True,
+                precision=cfg.precision,
+                **overrides,
             )
         except Exception as e:  # noqa: BLE001 - any load failure is a weights error
             raise WeightsError(
@@ -167,6 +173,8 @@ class UnionFeatureEncoder(nn.Module):
         if boxes.shape[0] == 0:
             return frames.new_zeros(0, self.out_dim)
         crops = self.crops(frames, pair_frame, boxes)
+        if self.cfg.precision != "fp32":  # the image tower's own dtype (fp16 weights)
+            crops = crops.to(self.clip.visual.conv1.weight.dtype)
         chunk = max(1, self.cfg.crop_batch_size)
         out = [self.clip.encode_image(part) for part in torch.split(crops, chunk)]
         return torch.cat(out, dim=0).float()
