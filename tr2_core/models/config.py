@@ -95,6 +95,17 @@ class ClipConfig:
     crop_batch_size: int = 512
     """Union crops per image-tower forward call."""
 
+    def cache_parts(self) -> dict[str, Any]:
+        """This section as the feature and pretraining caches key on it: the plain dict,
+        ``precision`` left out at its default so that keys made before it existed stay
+        valid."""
+        from tr2_core.config import to_dict
+
+        parts = to_dict(self)
+        if parts.get("precision") == "fp32":
+            del parts["precision"]
+        return parts
+
 
 @dataclass
 class RepresentationConfig:
