@@ -256,3 +256,19 @@ def test_paper_size_layout_maps_every_key():
         assert out["fusion.message.fuse.weight"].shape == (1936, 3872)
         unused = [k for k in state if not k.startswith("clip.")]
         assert len(unused) + (2 if task == "sgdet" else 4) == len(out)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("executed",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tmp_path, capsys):
+    import pickle
+
+    path = tmp_path / "predcls.tar"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": {"a4.weight": _Payload()}}, f, protocol=2)
+    with pytest.raises(WeightsError, match=r"predcls\.tar: not a readable torch checkpoint"):
+        read_release_checkpoint(path)
+    assert "executed" not in capsys.readouterr().out
