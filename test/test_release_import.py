@@ -121,6 +121,16 @@ def test_checkpoints_need_the_detector_and_a_matching_clip(files, tmp_path, caps
     assert not out.exists()
 
 
+def test_a_nested_new_folder_and_overwrite(files, tmp_path, capsys):
+    out = tmp_path / "a" / "b" / "release"
+    args = ["import-release", "--text-table", str(files["table"]), "--out", str(out), *SETS]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".tr2-output", "import.json",
+                                                     "text_table.npz"]  # fmt: skip
+    assert main(args) != 0 and "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
 def test_an_output_never_replaces_an_input(files, tmp_path, capsys):
     rc = main(["import-release", "--text-table", str(files["table"]), "--out",
                str(files["table"].parent), *SETS])  # fmt: skip

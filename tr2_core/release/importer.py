@@ -177,6 +177,7 @@ def import_release(
                        ("detector", inputs.detector), *inputs.checkpoints.items()):  # fmt: skip
         if path is not None:
             manifest["inputs"][name] = {"file": Path(path).name, "sha256": file_sha256(path)}
+    final.parent.mkdir(parents=True, exist_ok=True)
     with partial_folder(final) as stage:
         if clip_state is not None and clip_path is not None:
             torch.save(clip_state, stage / clip_path.name)
