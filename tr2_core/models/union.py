@@ -69,6 +69,21 @@ def create_clip(
     return model
 
 
+RELEASE_SHORT_SIDE = 600
+"""The release's detector input: the frame scaled so that its shorter side is 600 px
+(faster-rcnn.pytorch ``blob.py``, no cap on the longer side); its union boxes pass through
+those scaled coordinates before they are cut (``crop_mode: release``)."""
+
+
+def release_crop_corners(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(P, 4) union boxes in original pixels -> (P, 4) int32 corners as the release cuts
+    them: through its detector's scaled coordinates and back in float32
+    (``union_box / im_info[0, 2]``), then truncated (``.int()``). An integer coordinate
+    can come back a hair below itself and lose a pixel, as in the release."""
+    scale = torch.tensor(RELEASE_SHORT_SIDE / min(height, width), dtype=torch.float32)
+    return ((boxes.detach().float().cpu() * scale) / scale).int()
+
+
 def square_crop_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """Centre square of side ``min(w, h)`` inside each box (P, 4): what CLIP's
     resize-shorter-side + centre-crop keeps of the box."""
@@ -146,7 +161,9 @@ class UnionFeatureEncoder(nn.Module):
         ``im[y1:y2, x1:x2]`` at the box truncated to integers, as a PIL image through
         CLIP's preprocessing (shorter side resized to S, bicubic; centre crop S x S; scaled
         to [0, 1]; normalised) -> (P, 3, S, S). Frames given as floats are taken back to 8
-        bits (exact for frames that were 8-bit)."""
+        bits (exact for frames that were 8-bit); the boxes pass through the release's
+        scaled coordinates (:func:`release_crop_corners`, the frames' padded size taken as
+        the frame size: one size per video, as AG's)."""
         from PIL import Image
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
@@ -154,7 +171,7 @@ class UnionFeatureEncoder(nn.Module):
         size = self.image_size[0]
         images = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
         images = images.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
-        corners = boxes.detach().float().cpu().int().tolist()  # truncation, as .int()
+        corners = release_crop_corners(boxes, *frames.shape[-2:]).tolist()
         out = []
         for row, (x1, y1, x2, y2) in zip(pair_frame.tolist(), corners, strict=True):
             height, width = images[row].shape[:2]
