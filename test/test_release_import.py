@@ -40,7 +40,7 @@ def files(tmp_path_factory):
             np.random.default_rng(0).normal(0, 0.3, (37, 26, 64)).astype(np.float16))  # fmt: skip
     save_release_detector(folder / "faster_rcnn_ag.pth")
     checkpoints = {}
-    for i, task in enumerate(("predcls", "sgdet")):
+    for i, task in enumerate(("predcls", "sgcls", "sgdet")):
         model: AuthorsTR2 = authors_tr2(task, seed=i)
         model.clip.load_state_dict(clip.state_dict())  # the same frozen CLIP
         checkpoints[task] = save_release_checkpoint(model, folder / f"{task}.tar")
@@ -63,13 +63,15 @@ def _import(files, out, *extra) -> int:
 
 def test_import_then_tr2_test_and_tr2_video(files, tmp_path, capsys):
     out = tmp_path / "release"
-    rc = _import(files, out, "--predcls", str(files["predcls"]), "--sgdet", str(files["sgdet"]))
+    rc = _import(files, out, "--predcls", str(files["predcls"]), "--sgcls", str(files["sgcls"]),
+                 "--sgdet", str(files["sgdet"]))  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
     assert names == [".tr2-output", "import.json", "open_clip_ViT-B-32-quickgelu.pt",
-                     "predcls.pt", "sgdet.pt", "text_table.npz"]  # fmt: skip
+                     "predcls.pt", "sgcls.pt", "sgdet.pt", "text_table.npz"]  # fmt: skip
     manifest = json.loads((out / "import.json").read_text())
-    assert set(manifest["inputs"]) == {"clip", "text_table", "detector", "predcls", "sgdet"}
+    assert set(manifest["inputs"]) == {"clip", "text_table", "detector", "predcls", "sgcls",
+                                       "sgdet"}  # fmt: skip
     table = load_text_table(out / "text_table.npz", expected_dim=64)
     assert torch.equal(table.table, torch.from_numpy(np.load(files["table"]).astype(np.float32)))
     ckpt = torch.load(out / "predcls.pt", weights_only=True)
@@ -80,13 +82,14 @@ def test_import_then_tr2_test_and_tr2_video(files, tmp_path, capsys):
     make_synthetic(data, SyntheticConfig(videos=2, min_frames=3, max_frames=3, width=160,
                    height=90, seed=1, short_video_rate=0.0, no_person_rate=0.0),
                    progress=False)  # fmt: skip
-    test_out = tmp_path / "test"
-    rc = main(["test", "--checkpoint", str(out / "predcls.pt"), "--data", str(data), "--out",
-               str(test_out), "--detector-weights", str(files["tr2_detector"]), "--device",
-               "cpu", "--no-progress", "--no-cache"])  # fmt: skip
-    assert rc == 0, capsys.readouterr().err
-    metrics = json.loads((test_out / "metrics.json").read_text())
-    assert metrics["with"]["R@20"] >= 0.0
+    for task in ("predcls", "sgcls"):  # SGCls: the object classifier's three inputs
+        test_out = tmp_path / f"test-{task}"
+        rc = main(["test", "--checkpoint", str(out / f"{task}.pt"), "--data", str(data),
+                   "--out", str(test_out), "--detector-weights", str(files["tr2_detector"]),
+                   "--device", "cpu", "--no-progress", "--no-cache"])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        metrics = json.loads((test_out / "metrics.json").read_text())
+        assert metrics["task"] == task and metrics["with"]["R@20"] >= 0.0
 
     write_frames(tmp_path / "frames", frames(2, seed=3))
     rc = main(["video", str(tmp_path / "frames"), "--jsonl", str(tmp_path / "o.jsonl"),
