@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "baseline",
     "prompts",
+    "import_release",
     "pretrain_synthetic",
     "cache_features",
     "train",

@@ -80,13 +80,31 @@ class ClipConfig:
     pretrained: str | None = None
     """A local checkpoint file or an open_clip tag (resolved from the local cache)."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    crop_mode: Literal["center_square", "stretch"] = "center_square"
-    """``center_square`` reproduces CLIP's resize-shorter-side + center-crop of the union box;
-    ``stretch`` resizes the whole union box to the input size."""
+    crop_mode: Literal["center_square", "stretch", "release"] = "center_square"
+    """``center_square`` reproduces CLIP's resize-shorter-side + center-crop of the union box
+    (one batched bilinear RoIAlign); ``stretch`` resizes the whole union box to the input
+    size; ``release`` crops as the authors' release does, one crop at a time: the 8-bit
+    frame cut at the union box truncated to integers (PIL), then CLIP's own preprocessing
+    (bicubic resize of the shorter side, centre crop)."""
+    precision: Literal["fp32", "fp16"] = "fp32"
+    """CLIP's arithmetic. ``fp16`` is OpenAI's (and the release's) mixed precision:
+    linear, convolution and attention weights in float16, LayerNorms in float32
+    (open_clip's ``precision="fp16"``); ``fp32`` (tr2): float32 throughout."""
     crop_sampling_ratio: int = 2
     """Bilinear samples per output pixel and axis in the batched crop-and-resize (RoIAlign)."""
     crop_batch_size: int = 512
     """Union crops per image-tower forward call."""
+
+    def cache_parts(self) -> dict[str, Any]:
+        """This section as the feature and pretraining caches key on it: the plain dict,
+        ``precision`` left out at its default so that keys made before it existed stay
+        valid."""
+        from tr2_core.config import to_dict
+
+        parts = to_dict(self)
+        if parts.get("precision") == "fp32":
+            del parts["precision"]
+        return parts
 
 
 @dataclass
@@ -140,6 +158,10 @@ class FusionConfig:
     post_ffn_norm: bool = False
     """LayerNorm after the decoder layer's FFN residual. The authors' decoder layer has
     none (only after attention); ``true`` is the standard post-norm layer."""
+    decoder_init: Literal["independent", "cloned"] = "independent"
+    """How the temporal decoder's layers start. ``independent`` (tr2): each layer its own
+    random draw; ``cloned`` (the release's ``_get_clones``): every layer a copy of the
+    first. Matters for training only (a trained or converted model loads its weights)."""
     message_first: Literal["zeros", "self"] = "zeros"
     """What g of the message token sees as e_f[t-1] at a sequence's first element: the
     authors feed zeros (the multiplied term still uses the element itself); ``self`` feeds
@@ -183,6 +205,13 @@ class ObjectClassifierConfig:
     size, Linear 4 -> 128, ReLU, Dropout) to the visual feature."""
     batch_norm: bool = True
     """BatchNorm1d after the hidden layer (authors); ``false``: ReLU MLP with dropout."""
+    class_distribution: bool = False
+    """Append the authors' third input: the detector's class distribution over the 36
+    objects (softmax of its classification layer on the entity feature, background
+    dropped) times a learned (36, class_embed_dim) table (GloVe-initialised in the
+    release). The detector's classification layer is held, frozen, in the object
+    classifier (``tr2 import-release`` fills it from the detector file). ``false``
+    (tr2's default): no third input."""
     person: Literal["classifier", "pair_subject"] = "classifier"
     """Which box is the person at inference. ``classifier`` (authors): per frame the
     entity with the highest person probability; ``pair_subject``: the pairs' subject."""
@@ -209,6 +238,16 @@ class GuidanceConfig:
     change). The authors' release has no TR²ᵇⁱⁿ code."""
     prompt: str = "a photo of a person {predicate} a {object}"
     spatial_prompt: str = "a photo of a {object} {predicate} a person"
+    text_rows: Literal["family", "local"] = "family"
+    """Which text-table rows Eq. (2)'s text side reads for a GT predicate k of a family.
+    ``family`` (tr2): the family's own predicates, row ``family.start + k``; ``local``
+    (the release's indexing): row ``k`` of all 26, the family-local label used as an index
+    into the whole predicate list (spatial and contacting targets then read other
+    predicates' prompts)."""
+    difference_bias: bool = False
+    """The release projects the difference: ``W (e_t - e_{t-1}) + b``, so the projection's
+    bias stays in Eq. (2)'s visual side; tr2 projects each element, and the bias cancels
+    in ``v_t - v_{t-1}`` (``false``)."""
 
 
 @dataclass

@@ -275,6 +275,9 @@ class TemporalDecoder(nn.Module):
         self.layers = nn.ModuleList(
             [TemporalLayer(d_model, cfg) for _ in range(cfg.temporal_layers)]
         )
+        if cfg.decoder_init == "cloned":  # drawn as above (same random stream), then copied
+            for layer in self.layers[1:]:
+                layer.load_state_dict(self.layers[0].state_dict())
 
     def attention_block(self, frame: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(S, L) padded frame indices and validity -> (S * heads, L, L) bool blocked mask.

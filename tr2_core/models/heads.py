@@ -38,14 +38,22 @@ class ObjectClassifier(nn.Module):
 
     Authors' layout (``box_embedding`` and ``batch_norm`` on): the box's centre/size goes
     through BatchNorm, Linear 4 -> 128, ReLU, Dropout; it is concatenated with the
-    visual feature and classified by Linear -> BatchNorm -> ReLU -> Linear. (The authors
-    also append the detector's class distribution times GloVe embeddings; the extracted
-    features carry no detector distribution: see docs/faithfulness.md.)
+    visual feature and classified by Linear -> BatchNorm -> ReLU -> Linear. With
+    ``class_distribution`` the authors' third input sits between the two: the detector's
+    class distribution (N, 36) times a (36, class_embed_dim) table.
     """
 
-    def __init__(self, entity_dim: int, cfg: ObjectClassifierConfig) -> None:
+    def __init__(
+        self, entity_dim: int, cfg: ObjectClassifierConfig, class_embed_dim: int = 200
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.class_embed = None
+        if cfg.class_distribution:
+            self.class_embed = nn.Embedding(NUM_OBJECT_CLASSES - 1, class_embed_dim)
+            # the detector's classification layer (frozen; a buffer, never trained here)
+            self.register_buffer("detector_cls_weight", torch.zeros(NUM_OBJECT_CLASSES, entity_dim))
+            self.register_buffer("detector_cls_bias", torch.zeros(NUM_OBJECT_CLASSES))
         self.box_embed = (
             nn.Sequential(
                 StableBatchNorm1d(4, momentum=0.001),
@@ -57,6 +65,7 @@ class ObjectClassifier(nn.Module):
             else None
         )
         in_dim = entity_dim + (BOX_EMBED_DIM if cfg.box_embedding else 0)
+        in_dim += class_embed_dim if cfg.class_distribution else 0
         middle: list[nn.Module] = (
             [StableBatchNorm1d(cfg.hidden_dim), nn.ReLU()]
             if cfg.batch_norm
@@ -70,11 +79,21 @@ class ObjectClassifier(nn.Module):
 
     def forward(self, features: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         """features (N, entity_dim), boxes (N, 4) ``x1 y1 x2 y2`` -> (N, 37) logits."""
+        parts = [features]
+        if self.class_embed is not None:
+            parts.append(self.detector_distribution(features) @ self.class_embed.weight)
         if self.box_embed is not None:
             if boxes is None:
                 raise ValueError("object_classifier.box_embedding is on: pass the entity boxes")
-            features = torch.cat([features, self.box_embed(center_size(boxes.to(features)))], 1)
-        return self.mlp(features)
+            parts.append(self.box_embed(center_size(boxes.to(features))))
+        return self.mlp(torch.cat(parts, 1) if len(parts) > 1 else features)
+
+    def detector_distribution(self, features: torch.Tensor) -> torch.Tensor:
+        """features (N, entity_dim) -> (N, 36): softmax over the 36 objects of the
+        detector's classification layer (background logit dropped first, as the
+        release)."""
+        logits = nn.functional.linear(features, self.detector_cls_weight, self.detector_cls_bias)
+        return logits[:, 1:].softmax(dim=1)
 
     def classify(self, video) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits and label decision for a :class:`~tr2_core.types.VideoFeatures`:

@@ -161,12 +161,17 @@ def family_targets(
 
 
 def text_targets(
-    text_table: torch.Tensor, object_labels: torch.Tensor, multi_hot: torch.Tensor, family: Family
+    text_table: torch.Tensor,
+    object_labels: torch.Tensor,
+    multi_hot: torch.Tensor,
+    family: Family,
+    rows: str = "family",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Text side of the guidance for one family.
 
     s[p] = mean over the pair's GT predicates k of ``text_table[object_labels[p],
-    family.start + k]``.
+    family.start + k]`` (``rows="family"``), or of row ``k`` (``"local"``: the release's
+    family-local index into all 26 predicates; ``guidance.text_rows``).
 
     Args:
         text_table: (37, 26, D) CLIP text embeddings.
@@ -175,7 +180,8 @@ def text_targets(
     Returns:
         s (P, D) and valid (P,) bool (the pair has at least one GT predicate).
     """
-    emb = text_table[object_labels][:, family.slice]  # (P, K, D)
+    columns = family.slice if rows == "family" else slice(0, family.size)
+    emb = text_table[object_labels][:, columns]  # (P, K, D)
     weights = multi_hot.to(emb.dtype)
     count = weights.sum(dim=1)
     s = torch.einsum("pk,pkd->pd", weights, emb) / count.clamp(min=1.0)[:, None]
@@ -188,6 +194,7 @@ def guidance_mse(
     prev: torch.Tensor,
     valid: torch.Tensor,
     temporal_difference: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. (2) (``temporal_difference=True``) or Eq. (4) (False) for one family.
 
@@ -200,6 +207,8 @@ def guidance_mse(
     Args:
         visual: (P, D) v = projected e_r.  text: (P, D) s.  prev: (P,) int64.
         valid: (P,) bool rows with a text target.
+        bias: (D,) added to ``v_t - v_{t-1}`` in Eq. (2) (the release's biased projection
+            of the difference); None: nothing added.
     """
     rows = torch.arange(prev.shape[0], device=prev.device)
     use = (prev != rows) & valid & valid[prev]
@@ -207,6 +216,8 @@ def guidance_mse(
         return _zero(visual)
     if temporal_difference:
         dv = visual[use] - visual[prev[use]]
+        if bias is not None:
+            dv = dv + bias
         ds = text[use] - text[prev[use]]
         return F.mse_loss(dv, ds)
     return F.mse_loss(visual[use], text[use])
@@ -269,14 +280,17 @@ def compute_losses(
         output.contacting, targets.pair_contacting, alpha.get(CONTACTING.name), config.loss
     )
     losses["guidance"] = config.guidance.weight * guidance_loss(
-        output, features, targets, text_table, config.guidance.mode
+        output, features, targets, text_table, config.guidance.mode, config.guidance.text_rows
     )
     return losses
 
 
-def guidance_loss(output, features, targets, text_table, mode: str) -> torch.Tensor:
+def guidance_loss(
+    output, features, targets, text_table, mode: str, text_rows: str = "family"
+) -> torch.Tensor:
     """Sum over the three families of the guidance term selected by ``mode``
-    (``none`` / ``full`` / ``no_tdiff`` / ``bin``)."""
+    (``none`` / ``full`` / ``no_tdiff`` / ``bin``); ``text_rows``: see
+    :func:`text_targets`; ``output.guidance_bias`` (when set) enters Eq. (2)."""
     if mode == "none":
         return _zero(output.attention)
     prev = output.pair_prev
@@ -301,8 +315,14 @@ def guidance_loss(output, features, targets, text_table, mode: str) -> torch.Ten
     table = getattr(text_table, "table", text_table).to(output.guidance_visual)
     object_labels = targets.entity_labels[features.pair_object]
     for i, (family, multi_hot) in enumerate(zip(FAMILIES, labels, strict=True)):
-        s, valid = text_targets(table, object_labels, multi_hot, family)
+        s, valid = text_targets(table, object_labels, multi_hot, family, text_rows)
+        bias = output.guidance_bias[i] if output.guidance_bias is not None else None
         total = total + guidance_mse(
-            output.guidance_visual[i], s, prev, valid, temporal_difference=mode == "full"
+            output.guidance_visual[i],
+            s,
+            prev,
+            valid,
+            temporal_difference=mode == "full",
+            bias=bias,
         )
     return total

@@ -36,6 +36,8 @@ class RelationOutput:
         change_logits: (P, 3) TR²ᵇⁱⁿ logits of "the family's relations changed between
             pair_prev and this row", or None unless guidance mode is ``bin``. Rows without a
             previous element (``pair_prev == row``) carry no meaning.
+        guidance_bias: (3, D) the projections' biases, added to ``v_t - v_{t-1}`` in
+            Eq. (2), or None unless ``guidance.difference_bias`` (the release's form).
     """
 
     entity_logits: torch.Tensor | None
@@ -49,6 +51,7 @@ class RelationOutput:
     pair_prev: torch.Tensor
     guidance_visual: torch.Tensor | None = None
     change_logits: torch.Tensor | None = None
+    guidance_bias: torch.Tensor | None = None
 
     @property
     def has_prev(self) -> torch.Tensor:

@@ -120,7 +120,9 @@ class RelationModel(nn.Module):
         self.config = config
         rep = config.representation
         d = config.d_model
-        self.object_classifier = ObjectClassifier(rep.entity_dim, config.object_classifier)
+        self.object_classifier = ObjectClassifier(
+            rep.entity_dim, config.object_classifier, rep.class_embed_dim
+        )
         self.representation = RelationRepresentation(config)
         self.fusion = RelationFusion(d, config.fusion)
         r = self.fusion.out_dim
@@ -255,6 +257,9 @@ class RelationModel(nn.Module):
         if with_guidance is None:
             with_guidance = self.training
         visual, change = self._guidance(e_r, layout.prev) if with_guidance else (None, None)
+        bias = None
+        if visual is not None and self.config.guidance.difference_bias:
+            bias = torch.stack([self.guidance_proj[f.name].bias for f in FAMILIES])
         return RelationOutput(
             entity_logits=enc.entity_logits,
             entity_labels=labels,
@@ -267,6 +272,7 @@ class RelationModel(nn.Module):
             pair_prev=prev,
             guidance_visual=visual,
             change_logits=change,
+            guidance_bias=bias,
         )
 
     def _temporal_features(

@@ -36,7 +36,9 @@ def create_clip(
     source = pretrained if pretrained is not None else cfg.pretrained
     overrides = dict(cfg.overrides)
     if random_init:
-        model = open_clip.create_model(cfg.model_name, pretrained=None, **overrides)
+        model = open_clip.create_model(
+            cfg.model_name, pretrained=None, precision=cfg.precision, **overrides
+        )
     else:
         if not source:
             raise WeightsError(
@@ -49,7 +51,11 @@ def create_clip(
             raise WeightsError(f"CLIP weights file not found: {source}")
         try:
             model = open_clip.create_model(
-                cfg.model_name, pretrained=source, weights_only=True, **overrides
+                cfg.model_name,
+                pretrained=source,
+                weights_only=True,
+                precision=cfg.precision,
+                **overrides,
             )
         except Exception as e:  # noqa: BLE001 - any load failure is a weights error
             raise WeightsError(
@@ -61,6 +67,21 @@ def create_clip(
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+RELEASE_SHORT_SIDE = 600
+"""The release's detector input: the frame scaled so that its shorter side is 600 px
+(faster-rcnn.pytorch ``blob.py``, no cap on the longer side); its union boxes pass through
+those scaled coordinates before they are cut (``crop_mode: release``)."""
+
+
+def release_crop_corners(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(P, 4) union boxes in original pixels -> (P, 4) int32 corners as the release cuts
+    them: through its detector's scaled coordinates and back in float32
+    (``union_box / im_info[0, 2]``), then truncated (``.int()``). An integer coordinate
+    can come back a hair below itself and lose a pixel, as in the release."""
+    scale = torch.tensor(RELEASE_SHORT_SIDE / min(height, width), dtype=torch.float32)
+    return ((boxes.detach().float().cpu() * scale) / scale).int()
 
 
 def square_crop_boxes(boxes: torch.Tensor) -> torch.Tensor:
@@ -113,6 +134,8 @@ class UnionFeatureEncoder(nn.Module):
         self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
     ) -> torch.Tensor:
         """All crops in one call: (P, 3, S, S) CLIP-normalised."""
+        if self.cfg.crop_mode == "release":
+            return self.release_crops(frames, pair_frame, boxes)
         height, width = frames.shape[-2:]
         boxes = boxes.to(frames.dtype).clone()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
@@ -131,6 +154,35 @@ class UnionFeatureEncoder(nn.Module):
         )
         return (crops - self.mean) / self.std
 
+    def release_crops(
+        self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """The authors' union crops (``crop_mode: release``): per pair, the 8-bit frame
+        ``im[y1:y2, x1:x2]`` at the box truncated to integers, as a PIL image through
+        CLIP's preprocessing (shorter side resized to S, bicubic; centre crop S x S; scaled
+        to [0, 1]; normalised) -> (P, 3, S, S). Frames given as floats are taken back to 8
+        bits (exact for frames that were 8-bit); the boxes pass through the release's
+        scaled coordinates (:func:`release_crop_corners`, the frames' padded size taken as
+        the frame size: one size per video, as AG's)."""
+        from PIL import Image
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        size = self.image_size[0]
+        images = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+        images = images.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
+        corners = release_crop_corners(boxes, *frames.shape[-2:]).tolist()
+        out = []
+        for row, (x1, y1, x2, y2) in zip(pair_frame.tolist(), corners, strict=True):
+            height, width = images[row].shape[:2]
+            x1, y1 = min(max(x1, 0), width - 1), min(max(y1, 0), height - 1)
+            x2, y2 = max(min(x2, width), x1 + 1), max(min(y2, height), y1 + 1)
+            crop = Image.fromarray(images[row][y1:y2, x1:x2])
+            crop = TF.resize(crop, size, interpolation=InterpolationMode.BICUBIC)
+            out.append(TF.to_tensor(TF.center_crop(crop, size)))
+        crops = torch.stack(out).to(frames.device)
+        return (crops - self.mean) / self.std
+
     @torch.no_grad()
     def forward(
         self, frames: torch.Tensor, pair_frame: torch.Tensor, boxes: torch.Tensor
@@ -138,6 +190,8 @@ class UnionFeatureEncoder(nn.Module):
         if boxes.shape[0] == 0:
             return frames.new_zeros(0, self.out_dim)
         crops = self.crops(frames, pair_frame, boxes)
+        if self.cfg.precision != "fp32":  # the image tower's own dtype (fp16 weights)
+            crops = crops.to(self.clip.visual.conv1.weight.dtype)
         chunk = max(1, self.cfg.crop_batch_size)
         out = [self.clip.encode_image(part) for part in torch.split(crops, chunk)]
         return torch.cat(out, dim=0).float()

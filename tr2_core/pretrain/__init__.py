@@ -95,7 +95,7 @@ def pretrained_weights(
     key = cache_key({
         "pretrain_version": PRETRAIN_VERSION,
         "detector": to_dict(cfg.detector),
-        "clip": to_dict(cfg.clip),
+        "clip": cfg.clip.cache_parts(),
         "prompts": [cfg.guidance.prompt, cfg.guidance.spatial_prompt],
         **source,
         "budget": asdict(budget),

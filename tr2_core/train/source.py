@@ -324,7 +324,7 @@ def make_source(
         cache_key = {
             "extractor_config": {
                 "detector": to_dict(frozen.extractor.config.detector),
-                "clip": to_dict(frozen.extractor.config.clip),
+                "clip": frozen.extractor.config.clip.cache_parts(),
             },
             "extractor_weights": frozen.fingerprint,
             "annotations": annotation_stats(run.data),

@@ -1,0 +1,2 @@
+"""The authors' published files turned into tr2's own: OpenAI's CLIP archive, the text
+table, the trained TR² checkpoints (``tr2 import-release``)."""
