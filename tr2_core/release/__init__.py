@@ -1,0 +1,1 @@
+"""Reading what the authors of TR² published (their detector, ...) into tr2's own formats."""
