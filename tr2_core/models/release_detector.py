@@ -137,6 +137,18 @@ class ScaledImageList(ImageList):
         return ScaledImageList(self.tensors.to(device), self.image_sizes, self.scales.to(device))
 
 
+def resize_like_opencv(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """(C, H, W) float -> (C, round(H * scale), round(W * scale)), bilinear, sampled where
+    ``cv2.resize(fx=scale, fy=scale, interpolation=INTER_LINEAR)`` samples: output pixel
+    x' reads source x = (x' + 0.5) / scale - 0.5 (clamped to the image), no antialiasing.
+
+    aten's bilinear kernel given both the output size and the scale uses the scale for
+    the positions (``F.interpolate(size=...)`` would use the ratio of the sizes)."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    out_size = [round(height * scale), round(width * scale)]
+    return torch.ops.aten.upsample_bilinear2d(image[None], out_size, False, scale, scale)[0]
+
+
 class CaffeTransform(nn.Module):
     """Images (3, H, W) RGB in [0, 1] -> the authors' network input.
 
@@ -168,12 +180,9 @@ class CaffeTransform(nn.Module):
             height, width = int(image.shape[-2]), int(image.shape[-1])
             scale = self.scale_for(height, width)
             bgr = image.float().flip(0) * 255.0 - self.pixel_means
-            out_size = [round(height * scale), round(width * scale)]
-            # aten's bilinear kernel with both the output size and the scale given
-            # samples at (x' + 0.5) / scale - 0.5, as cv2.resize(fx=scale) does
-            sampled = torch.ops.aten.upsample_bilinear2d(bgr[None], out_size, False, scale, scale)
-            resized.append(sampled[0])
-            sizes.append((out_size[0], out_size[1]))
+            sampled = resize_like_opencv(bgr, scale)
+            resized.append(sampled)
+            sizes.append((int(sampled.shape[1]), int(sampled.shape[2])))
             scales.append([scale, scale])
         height = max(s[0] for s in sizes)
         width = max(s[1] for s in sizes)
