@@ -80,9 +80,9 @@ def authors_model_state(seed: int = 0, blocks=RESNET101_BLOCKS) -> OrderedDict:
     for index, planes, count in zip((4, 5, 6), (64, 128, 256), blocks[:3], strict=True):
         inplanes = _stage(f"RCNN_base.{index}.", inplanes, planes, count, g, out)
     _stage("RCNN_top.0.", inplanes, 512, blocks[3], g, out)
-    out["RCNN_cls_score.weight"] = 0.02 * torch.randn(NUM_CLASSES, 2048, generator=g)
+    out["RCNN_cls_score.weight"] = 0.1 * torch.randn(NUM_CLASSES, 2048, generator=g)
     bias = torch.randn(NUM_CLASSES, generator=g)
-    bias[1] += 3.0  # person
+    bias[1] += 1.0  # person
     out["RCNN_cls_score.bias"] = bias
     out["RCNN_bbox_pred.weight"] = 0.02 * torch.randn(4 * NUM_CLASSES, 2048, generator=g)
     out["RCNN_bbox_pred.bias"] = 0.5 * torch.randn(4 * NUM_CLASSES, generator=g)

@@ -26,6 +26,7 @@ from tr2_core.models.detector import (
     make_pairs,
     union_boxes,
 )
+from tr2_core.models.release_detector import ReleaseFasterRCNN
 from tr2_core.models.union import UnionFeatureEncoder, create_clip, stack_frames
 from tr2_core.types import VideoFeatures
 
@@ -141,11 +142,15 @@ class FeatureExtractor(nn.Module):
         the detections' features: the release detector's proposal features (as the
         authors' SGDet takes them), None for torchvision's (pooled at the boxes later)."""
         det = self.detector
+        if isinstance(det, ReleaseFasterRCNN):  # boxes come back in the frames' pixels
+            results = det.detect(images_t, feats)
+            boxes = [r["boxes"] for r in results]
+            features = [r["features"] for r in results]
+            return boxes, [r["labels"] for r in results], [r["scores"] for r in results], features
         proposals, _ = det.rpn(images_t, feats)
         results, _ = det.roi_heads(feats, proposals, images_t.image_sizes)
         boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
-        features = [r["features"] for r in results] if "features" in results[0] else None
-        return boxes, [r["labels"] for r in results], [r["scores"] for r in results], features
+        return boxes, [r["labels"] for r in results], [r["scores"] for r in results], None
 
     def _chunks(self, num_frames: int) -> list[range]:
         step = max(1, self.config.detector.frames_per_batch)

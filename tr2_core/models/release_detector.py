@@ -340,19 +340,26 @@ class ReleaseRoIHeads(nn.Module):
         self.register_buffer("delta_stds", torch.tensor(BOX_DELTA_STDS), persistent=False)
 
     def detect(
-        self, proposals: torch.Tensor, features: torch.Tensor, image_size: tuple[int, int]
+        self,
+        proposals: torch.Tensor,
+        features: torch.Tensor,
+        image_size: tuple[int, int],
+        scale: float | torch.Tensor = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """One image: proposals (R, 4), their pooled features (R, D) -> detections.
+        """One image: proposals (R, 4) input pixels, their pooled features (R, D) ->
+        detections, boxes in input pixels / ``scale`` (the image's own pixels).
 
         Per class j >= 1: the proposals whose probability of j is above ``score_thresh``,
-        best first, boxed by their class-j offsets (clipped), NMS at ``nms_thresh`` (+1
-        areas); of ``person`` only the best survives. Rows ordered by class, then score.
+        best first, boxed by their class-j offsets (clipped in input pixels, then divided
+        by ``scale``), NMS at ``nms_thresh`` with +1 areas in the image's own pixels (the
+        authors rescale before their NMS); of ``person`` only the best survives. Rows
+        ordered by class, then score.
         """
         logits, offsets = self.box_predictor(features)
         probs = torch.softmax(logits.float(), dim=1)
         num_classes = probs.shape[1]
         deltas = offsets.float() * self.delta_stds.repeat(num_classes)
-        boxes = clip_legacy(decode_legacy(proposals.float(), deltas), *image_size)
+        boxes = clip_legacy(decode_legacy(proposals.float(), deltas), *image_size) / scale
         boxes = boxes.reshape(-1, num_classes, 4)
         rows, labels, scores = [], [], []
         for cls in range(1, num_classes):
@@ -393,15 +400,18 @@ class ReleaseRoIHeads(nn.Module):
         proposals: list[torch.Tensor],
         image_sizes: list[tuple[int, int]],
         targets=None,
+        scales: torch.Tensor | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict]:
-        """Per image a dict: ``boxes`` (n, 4) input pixels, ``labels`` (n,) int64,
+        """Per image a dict: ``boxes`` (n, 4) in input pixels divided by the image's
+        ``scales`` row (T, 2) (none given: input pixels), ``labels`` (n,) int64,
         ``scores`` (n,), ``features`` (n, D) the proposal's pooled feature,
         ``proposal_index`` (n,) its row in the image's proposals."""
         pooled = self.box_head(self.box_roi_pool(features, proposals, image_sizes))
         results, start = [], 0
-        for props, size in zip(proposals, image_sizes, strict=True):
+        for i, (props, size) in enumerate(zip(proposals, image_sizes, strict=True)):
             stop = start + props.shape[0]
-            results.append(self.detect(props, pooled[start:stop], size))
+            scale = scales[i, 0] if scales is not None else 1.0
+            results.append(self.detect(props, pooled[start:stop], size, scale))
             start = stop
         return results, {}
 
@@ -433,17 +443,21 @@ class ReleaseFasterRCNN(nn.Module):
         self.rpn = ReleaseRPN(self.backbone.out_channels, cfg)
         self.roi_heads = ReleaseRoIHeads(resnet.layer4, cfg)
 
+    def detect(
+        self, images: ScaledImageList, features: dict[str, torch.Tensor]
+    ) -> list[dict[str, torch.Tensor]]:
+        """Proposals and detections of transformed images; per image the dict of
+        :meth:`ReleaseRoIHeads.forward`, boxes in the image's own pixels."""
+        proposals, _ = self.rpn(images, features)
+        results, _ = self.roi_heads(features, proposals, images.image_sizes, scales=images.scales)
+        return results
+
     @torch.no_grad()
     def forward(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Images (3, H, W) RGB in [0, 1] -> per image the detections of
         :meth:`ReleaseRoIHeads.forward`, boxes in the image's own pixels."""
         images_t, _ = self.transform(images)
-        features = {"0": self.backbone(images_t.tensors)}
-        proposals, _ = self.rpn(images_t, features)
-        results, _ = self.roi_heads(features, proposals, images_t.image_sizes)
-        for result, scale in zip(results, images_t.scales, strict=True):
-            result["boxes"] = result["boxes"] / scale.repeat(2)
-        return results
+        return self.detect(images_t, {"0": self.backbone(images_t.tensors)})
 
 
 def build_release_detector(cfg: DetectorConfig) -> ReleaseFasterRCNN:
