@@ -17,6 +17,7 @@ Each conversion step is then undone alone and the outputs must stop matching.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -346,12 +347,13 @@ def reference(authors_state, image):
 
 
 # =========================================================================== network
-def run_network(net, image, stop: str = "detections"):
-    """The release network's stages on one frame (as the extractor drives it)."""
+def run_network(net, image, stop: str = "detections", feat: torch.Tensor | None = None):
+    """The release network's stages on one frame (as the extractor drives it); ``feat``:
+    the body's output when known (a change after the body cannot alter it)."""
     with torch.no_grad():
         images_t, _ = net.transform([image])
         out = {"blob": images_t.tensors}
-        feats = {"0": net.backbone(images_t.tensors)}
+        feats = {"0": net.backbone(images_t.tensors) if feat is None else feat}
         out["feat"] = feats["0"]
         if stop == "feat":
             return out
@@ -528,17 +530,21 @@ BROKEN = {
 }
 
 
+@pytest.fixture(scope="module")
+def network_feat(network, image):
+    return run_network(network, image, stop="feat")["feat"]
+
+
 @pytest.mark.parametrize("name", list(BROKEN))
-def test_each_step_matters(name, release_cfg, converted, image, reference, monkeypatch):
+def test_each_step_matters(name, network, network_feat, image, reference, monkeypatch):
     """Undo one step: the network no longer reproduces the reference (and it did at every
     earlier stage, so the difference is that step's)."""
     breaker, stage = BROKEN[name]
-    net = build_detector(release_cfg)
-    net.load_state_dict(converted, strict=True)
+    net = copy.deepcopy(network)
     args = (net, monkeypatch) if breaker.__code__.co_argcount == 2 else (net,)
     with torch.no_grad():
         breaker(*args)
-    out = run_network(net, image, stop=stage)
+    out = run_network(net, image, stop=stage, feat=None if stage == "feat" else network_feat)
     assert mismatch(out, reference, stage) is not None, f"{name}: still matches"
 
 
@@ -567,12 +573,13 @@ def test_legacy_anchors_are_the_published_table():
 
 
 # =========================================================================== the extractor
-def test_extractor_runs_the_release_detector(release_cfg, converted, image, reference, tmp_path):
+def test_extractor_runs_the_release_detector(release_cfg, network, converted, image, reference, tmp_path):
     """``detector.architecture=release`` through the feature extractor, weights from a
     converted file through the ordinary detector-weights route: SGDet entities are the
     reference's detections with their proposal features; given boxes pool as theirs."""
     from tr2_core.models.config import load_model_config
-    from tr2_core.models.extractor import create_extractor
+    from tr2_core.models.extractor import FeatureExtractor
+    from tr2_core.models.union import UnionFeatureEncoder, create_clip
 
     path = tmp_path / "release-detector.pt"
     torch.save(converted, path)
@@ -594,7 +601,14 @@ def test_extractor_runs_the_release_detector(release_cfg, converted, image, refe
     assert dataclasses.asdict(cfg.detector) == dataclasses.asdict(
         dataclasses.replace(release_cfg, frames_per_batch=cfg.detector.frames_per_batch)
     )
-    extractor = create_extractor(cfg, random_init=True)
+    # the module's network stands in for build_detector(cfg.detector) (same config,
+    # asserted above), its weights scrambled so that only the file can restore them
+    detector = copy.deepcopy(network)
+    with torch.no_grad():
+        for value in detector.state_dict().values():
+            value.normal_()
+    union = UnionFeatureEncoder(create_clip(cfg.clip, random_init=True), cfg.clip)
+    extractor = FeatureExtractor(detector, union, cfg, random_init=True)
     load_detector_weights(extractor.detector, path)
     pixels = (image * 255).round().to(torch.uint8)
     assert torch.equal(pixels.float() / 255, image)  # the reference's frame, in 8 bits
