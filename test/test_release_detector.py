@@ -433,83 +433,84 @@ def test_proposals_are_zero_padded_to_the_post_nms_count(network, authors_state,
 
 
 # =========================================================================== every step matters
-def _stride_on_3x3(net):
+def _stride_on_3x3(net, mp):
     for layer in (net.backbone.layer2, net.backbone.layer3, net.roi_heads.box_head.layer4):
-        layer[0].conv1.stride, layer[0].conv2.stride = (1, 1), (2, 2)
+        mp.setattr(layer[0].conv1, "stride", (1, 1))
+        mp.setattr(layer[0].conv2, "stride", (2, 2))
 
 
-def _torchvision_maxpool(net):
-    net.backbone.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+def _torchvision_maxpool(net, mp):
+    mp.setattr(net.backbone.maxpool, "padding", 1)
+    mp.setattr(net.backbone.maxpool, "ceil_mode", False)
 
 
-def _no_pixel_means(net):
+def _no_pixel_means(net, mp):
     net.transform.pixel_means.zero_()
 
 
-def _rgb_order(net, monkeypatch):
+def _rgb_order(net, mp):
     forward = rd.CaffeTransform.forward
 
     def rgb(self, images, targets=None):
         return forward(self, [im.flip(0) for im in images], targets)
 
-    monkeypatch.setattr(rd.CaffeTransform, "forward", rgb)
+    mp.setattr(rd.CaffeTransform, "forward", rgb)
 
 
-def _resize_by_size_ratio(net, monkeypatch):
+def _resize_by_size_ratio(net, mp):
     def resize(image, scale):
         size = [round(image.shape[-2] * scale), round(image.shape[-1] * scale)]
         return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
-    monkeypatch.setattr(rd, "resize_like_opencv", resize)
+    mp.setattr(rd, "resize_like_opencv", resize)
 
 
-def _centred_anchors(net):
-    net.rpn.cell_anchors -= 7.5  # torchvision's anchors sit on the cell corner
+def _corner_anchors(net, mp):
+    net.rpn.cell_anchors.sub_(7.5)  # torchvision's anchors are centred on the cell corner
 
 
-def _interleaved_rpn_scores(net):
-    w, b = net.rpn.head.cls_logits.weight, net.rpn.head.cls_logits.bias
-    a = w.shape[0] // 2
+def _interleaved_rpn_scores(net, mp):
+    conv = net.rpn.head.cls_logits
+    a = conv.weight.shape[0] // 2
     order = torch.stack([torch.arange(a), torch.arange(a) + a], 1).reshape(-1)
-    w.copy_(w[order])  # read as (bg, fg) pairs per anchor
-    b.copy_(b[order])
+    # the same channels read as (background, foreground) pairs per anchor
+    conv.weight.copy_(conv.weight[order])
+    conv.bias.copy_(conv.bias[order])
 
 
-def _no_plus_one_boxes(net, monkeypatch):
-    def decode(boxes, deltas):
-        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        shifted = boxes.clone()
-        shifted[:, 2], shifted[:, 3] = boxes[:, 0] + widths - 1, boxes[:, 1] + heights - 1
-        return decode_legacy(shifted, deltas)
-
+def _no_plus_one_boxes(net, mp):
     decode_legacy = rd.decode_legacy
-    monkeypatch.setattr(rd, "decode_legacy", decode)
+
+    def decode(boxes, deltas):  # widths x2 - x1: decode the boxes one pixel narrower
+        return decode_legacy(boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0]), deltas)
+
+    mp.setattr(rd, "decode_legacy", decode)
 
 
-def _clip_to_width(net, monkeypatch):
+def _clip_to_width(net, mp):
     clip = rd.clip_legacy
-    monkeypatch.setattr(rd, "clip_legacy", lambda boxes, h, w: clip(boxes, h + 1, w + 1))
+    mp.setattr(rd, "clip_legacy", lambda boxes, h, w: clip(boxes, h + 1, w + 1))
 
 
-def _nms_without_plus_one(net, monkeypatch):
-    monkeypatch.setattr(rd, "nms_legacy", lambda b, s, t: rd.nms(b.float(), s.float(), t))
+def _nms_without_plus_one(net, mp):
+    mp.setattr(rd, "nms_legacy", lambda b, s, t: rd.nms(b.float(), s.float(), t))
 
 
-def _aligned_roi(net, monkeypatch):
+def _aligned_roi(net, mp):
     roi_align = rd.roi_align
-    monkeypatch.setattr(rd, "roi_align", lambda *a, **k: roi_align(*a, **{**k, "aligned": True}))
+    mp.setattr(rd, "roi_align", lambda *a, **k: roi_align(*a, **{**k, "aligned": True}))
 
 
-def _fixed_sampling(net):
-    net.roi_heads.box_roi_pool.sampling_ratio = 2
+def _fixed_sampling(net, mp):
+    mp.setattr(net.roi_heads.box_roi_pool, "sampling_ratio", 2)
 
 
-def _unscaled_offsets(net):
+def _unscaled_offsets(net, mp):
     net.roi_heads.delta_stds.fill_(1.0)
 
 
-def _every_person(net, monkeypatch):
-    monkeypatch.setattr(rd, "PERSON", -1)
+def _every_person(net, mp):
+    mp.setattr(rd, "PERSON", -1)
 
 
 BROKEN = {
@@ -518,7 +519,7 @@ BROKEN = {
     "no pixel means": (_no_pixel_means, "feat"),
     "RGB instead of BGR": (_rgb_order, "feat"),
     "resize sampled by the size ratio": (_resize_by_size_ratio, "feat"),
-    "anchors not centred at 7.5": (_centred_anchors, "proposals"),
+    "anchors not centred at 7.5": (_corner_anchors, "proposals"),
     "RPN scores read as interleaved pairs": (_interleaved_rpn_scores, "proposals"),
     "box widths without +1": (_no_plus_one_boxes, "proposals"),
     "clipping to W / H": (_clip_to_width, "proposals"),
@@ -540,11 +541,17 @@ def test_each_step_matters(name, network, network_feat, image, reference, monkey
     """Undo one step: the network no longer reproduces the reference (and it did at every
     earlier stage, so the difference is that step's)."""
     breaker, stage = BROKEN[name]
-    net = copy.deepcopy(network)
-    args = (net, monkeypatch) if breaker.__code__.co_argcount == 2 else (net,)
-    with torch.no_grad():
-        breaker(*args)
-    out = run_network(net, image, stop=stage, feat=None if stage == "feat" else network_feat)
+    # the tensors a breaker changes in place, restored after it
+    touched = [*network.buffers(), *network.rpn.head.cls_logits.parameters()]
+    saved = [t.clone() for t in touched]
+    try:
+        with torch.no_grad(), monkeypatch.context() as mp:  # patches undone on leaving
+            breaker(network, mp)
+            out = run_network(network, image, stop=stage, feat=None if stage == "feat" else network_feat)
+    finally:
+        with torch.no_grad():
+            for tensor, value in zip(touched, saved, strict=True):
+                tensor.copy_(value)
     assert mismatch(out, reference, stage) is not None, f"{name}: still matches"
 
 
@@ -602,14 +609,20 @@ def test_extractor_runs_the_release_detector(release_cfg, network, converted, im
         dataclasses.replace(release_cfg, frames_per_batch=cfg.detector.frames_per_batch)
     )
     # the module's network stands in for build_detector(cfg.detector) (same config,
-    # asserted above), its weights scrambled so that only the file can restore them
-    detector = copy.deepcopy(network)
-    with torch.no_grad():
-        for value in detector.state_dict().values():
-            value.normal_()
+    # asserted above), weights at both ends scrambled so that only the file restores them
+    scrambled = ("backbone.conv1.weight", "roi_heads.box_predictor.cls_score.weight")
+    state = network.state_dict()
     union = UnionFeatureEncoder(create_clip(cfg.clip, random_init=True), cfg.clip)
-    extractor = FeatureExtractor(detector, union, cfg, random_init=True)
-    load_detector_weights(extractor.detector, path)
+    extractor = FeatureExtractor(network, union, cfg, random_init=True)
+    try:
+        with torch.no_grad():
+            for key in scrambled:
+                state[key].normal_()
+        load_detector_weights(extractor.detector, path)
+    finally:
+        with torch.no_grad():
+            for key in scrambled:
+                state[key].copy_(converted[key])
     pixels = (image * 255).round().to(torch.uint8)
     assert torch.equal(pixels.float() / 255, image)  # the reference's frame, in 8 bits
     ref_det = reference["detections"]

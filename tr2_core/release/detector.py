@@ -42,7 +42,6 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
 )
 _COUNTER = "num_batches_tracked"
 _BN_COUNTER = re.compile(r"(^|\.)(bn\d|1|downsample\.1)\.num_batches_tracked$")
-_FILE_KEYS = ("session", "epoch", "model", "optimizer", "pooling_mode", "class_agnostic")
 
 
 def release_detector_config() -> DetectorConfig:
@@ -147,7 +146,7 @@ def convert_detector(
             )
         if not value.is_floating_point():
             raise WeightsError(f"{where}: expected floating-point values, got {value.dtype}")
-        out[ours] = value.detach().to(torch.float32).clone()
+        out[ours] = value.detach().to(torch.float32)
     missing = [k for k in expected if k not in out]
     if missing:
         names = [authors_key(k) for k in missing]
