@@ -70,9 +70,13 @@ def authors_model_state(seed: int = 0, blocks=RESNET101_BLOCKS) -> OrderedDict:
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     out["RCNN_rpn.RPN_Conv.weight"] = _conv((512, 1024, 3, 3), g, gain=0.5)
     out["RCNN_rpn.RPN_Conv.bias"] = 0.1 * torch.randn(512, generator=g)
-    out["RCNN_rpn.RPN_cls_score.weight"] = 0.2 * torch.randn(2 * NUM_ANCHORS, 512, 1, 1, generator=g)
+    out["RCNN_rpn.RPN_cls_score.weight"] = 0.2 * torch.randn(
+        2 * NUM_ANCHORS, 512, 1, 1, generator=g
+    )
     out["RCNN_rpn.RPN_cls_score.bias"] = torch.randn(2 * NUM_ANCHORS, generator=g)
-    out["RCNN_rpn.RPN_bbox_pred.weight"] = 0.01 * torch.randn(4 * NUM_ANCHORS, 512, 1, 1, generator=g)
+    out["RCNN_rpn.RPN_bbox_pred.weight"] = 0.01 * torch.randn(
+        4 * NUM_ANCHORS, 512, 1, 1, generator=g
+    )
     out["RCNN_rpn.RPN_bbox_pred.bias"] = 0.1 * torch.randn(4 * NUM_ANCHORS, generator=g)
     out["RCNN_base.0.weight"] = _conv((64, 3, 7, 7), g, gain=0.02)
     _bn("RCNN_base.1.", 64, g, out)
@@ -97,7 +101,9 @@ def authors_checkpoint(model: OrderedDict) -> dict:
         "epoch": 7,
         "model": model,
         "optimizer": {
-            "state": {i: {"momentum_buffer": torch.zeros_like(model[n])} for i, n in enumerate(names)},
+            "state": {
+                i: {"momentum_buffer": torch.zeros_like(model[n])} for i, n in enumerate(names)
+            },
             "param_groups": [
                 {
                     "lr": 0.001,

@@ -17,7 +17,6 @@ Each conversion step is then undone alone and the outputs must stop matching.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 
@@ -92,12 +91,16 @@ def ref_bottleneck(x, sd, p, stride):
     out = F.relu(ref_bn(F.conv2d(out, sd[p + "conv2.weight"], padding=1), sd, p + "bn2."))
     out = ref_bn(F.conv2d(out, sd[p + "conv3.weight"]), sd, p + "bn3.")
     if p + "downsample.0.weight" in sd:
-        x = ref_bn(F.conv2d(x, sd[p + "downsample.0.weight"], stride=stride), sd, p + "downsample.1.")
+        x = ref_bn(
+            F.conv2d(x, sd[p + "downsample.0.weight"], stride=stride), sd, p + "downsample.1."
+        )
     return F.relu(out + x)
 
 
 def ref_base(x, sd):
-    x = F.relu(ref_bn(F.conv2d(x, sd["RCNN_base.0.weight"], stride=2, padding=3), sd, "RCNN_base.1."))
+    x = F.relu(
+        ref_bn(F.conv2d(x, sd["RCNN_base.0.weight"], stride=2, padding=3), sd, "RCNN_base.1.")
+    )
     x = F.max_pool2d(x, 3, 2, 0, ceil_mode=True)
     for prefix, blocks, stride in STAGES:
         for b in range(blocks):
@@ -120,7 +123,9 @@ def ref_anchors(scales=(4, 8, 16, 32), ratios=(0.5, 1, 2), base=16) -> np.ndarra
         return w, h, a[0] + 0.5 * (w - 1), a[1] + 0.5 * (h - 1)
 
     def mk(ws, hs, cx, cy):
-        return np.stack([cx - 0.5 * (ws - 1), cy - 0.5 * (hs - 1), cx + 0.5 * (ws - 1), cy + 0.5 * (hs - 1)], 1)
+        return np.stack(
+            [cx - 0.5 * (ws - 1), cy - 0.5 * (hs - 1), cx + 0.5 * (ws - 1), cy + 0.5 * (hs - 1)], 1
+        )
 
     w, h, cx, cy = whctrs(np.array([0, 0, base - 1, base - 1], dtype=np.float64))
     ws = np.round(np.sqrt(w * h / np.array(ratios)))
@@ -128,7 +133,14 @@ def ref_anchors(scales=(4, 8, 16, 32), ratios=(0.5, 1, 2), base=16) -> np.ndarra
     out = []
     for anchor in mk(ws, hs, cx, cy):
         aw, ah, acx, acy = whctrs(anchor)
-        out.append(mk(aw * np.array(scales, dtype=np.float64), ah * np.array(scales, dtype=np.float64), acx, acy))
+        out.append(
+            mk(
+                aw * np.array(scales, dtype=np.float64),
+                ah * np.array(scales, dtype=np.float64),
+                acx,
+                acy,
+            )
+        )
     return np.concatenate(out)
 
 
@@ -186,11 +198,15 @@ def ref_nms(boxes, scores, threshold) -> list[int]:
 
 def ref_rpn(feat, sd, height, width, post_nms=POST_NMS):
     """Their test-time proposal layer: 6000 before NMS 0.7, post_nms after, zero-padded."""
-    hidden = F.relu(F.conv2d(feat, sd["RCNN_rpn.RPN_Conv.weight"], sd["RCNN_rpn.RPN_Conv.bias"], padding=1))
+    hidden = F.relu(
+        F.conv2d(feat, sd["RCNN_rpn.RPN_Conv.weight"], sd["RCNN_rpn.RPN_Conv.bias"], padding=1)
+    )
     score = F.conv2d(hidden, sd["RCNN_rpn.RPN_cls_score.weight"], sd["RCNN_rpn.RPN_cls_score.bias"])
     b, c, fh, fw = score.shape
     prob = F.softmax(score.view(b, 2, c // 2 * fh, fw), 1).view(b, c, fh, fw)
-    deltas = F.conv2d(hidden, sd["RCNN_rpn.RPN_bbox_pred.weight"], sd["RCNN_rpn.RPN_bbox_pred.bias"])
+    deltas = F.conv2d(
+        hidden, sd["RCNN_rpn.RPN_bbox_pred.weight"], sd["RCNN_rpn.RPN_bbox_pred.bias"]
+    )
     num_anchors = c // 2
     fg = prob[:, num_anchors:]
     base = torch.from_numpy(ref_anchors()).float()
@@ -228,7 +244,12 @@ def ref_bilinear(feat, y, x):
         x1 = x0 + 1
     ly, lx = y - y0, x - x0
     hy, hx = 1 - ly, 1 - lx
-    return hy * hx * feat[:, y0, x0] + hy * lx * feat[:, y0, x1] + ly * hx * feat[:, y1, x0] + ly * lx * feat[:, y1, x1]
+    return (
+        hy * hx * feat[:, y0, x0]
+        + hy * lx * feat[:, y0, x1]
+        + ly * hx * feat[:, y1, x0]
+        + ly * lx * feat[:, y1, x1]
+    )
 
 
 def ref_roi_align(feat, boxes, size=7, scale=1 / 16):
@@ -290,7 +311,9 @@ def frame(seed: int, height: int, width: int) -> torch.Tensor:
     return (rgb * 255).round().to(torch.uint8).float() / 255  # exact in 8 bits
 
 
-GIVEN_BOXES = torch.tensor([[4.0, 6.0, 40.0, 52.0], [20.0, 3.5, 70.0, 30.0], [0.0, 0.0, 75.0, 59.0]])
+GIVEN_BOXES = torch.tensor(
+    [[4.0, 6.0, 40.0, 52.0], [20.0, 3.5, 70.0, 30.0], [0.0, 0.0, 75.0, 59.0]]
+)
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +323,16 @@ def authors_state():
 
 @pytest.fixture(scope="module")
 def authors_file(authors_state, tmp_path_factory):
-    return write_authors_detector(tmp_path_factory.mktemp("release") / "faster_rcnn_ag.pth", authors_state)
+    return write_authors_detector(
+        tmp_path_factory.mktemp("release") / "faster_rcnn_ag.pth", authors_state
+    )
 
 
 @pytest.fixture(scope="module")
 def release_cfg():
-    return dataclasses.replace(release_detector_config(), min_size=MIN_SIZE, rpn_post_nms_top_n=POST_NMS)
+    return dataclasses.replace(
+        release_detector_config(), min_size=MIN_SIZE, rpn_post_nms_top_n=POST_NMS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -547,7 +574,9 @@ def test_each_step_matters(name, network, network_feat, image, reference, monkey
     try:
         with torch.no_grad(), monkeypatch.context() as mp:  # patches undone on leaving
             breaker(network, mp)
-            out = run_network(network, image, stop=stage, feat=None if stage == "feat" else network_feat)
+            out = run_network(
+                network, image, stop=stage, feat=None if stage == "feat" else network_feat
+            )
     finally:
         with torch.no_grad():
             for tensor, value in zip(touched, saved, strict=True):
@@ -576,11 +605,15 @@ def test_legacy_anchors_are_the_published_table():
         dtype=torch.float32,
     )  # fmt: skip
     assert torch.equal(rd.legacy_anchors((8, 16, 32), (0.5, 1, 2)), matlab - 1)
-    assert torch.equal(rd.legacy_anchors((4, 8, 16, 32), (0.5, 1, 2)), torch.from_numpy(ref_anchors()).float())
+    assert torch.equal(
+        rd.legacy_anchors((4, 8, 16, 32), (0.5, 1, 2)), torch.from_numpy(ref_anchors()).float()
+    )
 
 
 # =========================================================================== the extractor
-def test_extractor_runs_the_release_detector(release_cfg, network, converted, image, reference, tmp_path):
+def test_extractor_runs_the_release_detector(
+    release_cfg, network, converted, image, reference, tmp_path
+):
     """``detector.architecture=release`` through the feature extractor, weights from a
     converted file through the ordinary detector-weights route: SGDet entities are the
     reference's detections with their proposal features; given boxes pool as theirs."""
@@ -638,8 +671,13 @@ def test_extractor_runs_the_release_detector(release_cfg, network, converted, im
 def test_the_authors_file_converts_completely(authors_state, converted, network):
     kept = [k for k in authors_state if not k.endswith("num_batches_tracked")]
     assert len(converted) == len(kept) == len(network.state_dict())
-    assert torch.equal(converted["backbone.layer3.22.bn3.running_var"], authors_state["RCNN_base.6.22.bn3.running_var"])
-    assert torch.equal(converted["rpn.head.cls_logits.weight"], authors_state["RCNN_rpn.RPN_cls_score.weight"])
+    assert torch.equal(
+        converted["backbone.layer3.22.bn3.running_var"],
+        authors_state["RCNN_base.6.22.bn3.running_var"],
+    )
+    assert torch.equal(
+        converted["rpn.head.cls_logits.weight"], authors_state["RCNN_rpn.RPN_cls_score.weight"]
+    )
 
 
 def _broken_file(authors_state, change):
@@ -668,7 +706,10 @@ def _extra(model):
     ("change", "expected"),
     [
         (_rename, "model['RCNN_base.6.7.conv2.weights']: unused key"),
-        (_reshape, "model['RCNN_bbox_pred.weight']: shape (4, 2048), the authors' network has (148, 2048)"),
+        (
+            _reshape,
+            "model['RCNN_bbox_pred.weight']: shape (4, 2048), the authors' network has (148, 2048)",
+        ),
         (_drop, "model['RCNN_top.0.2.bn3.running_mean']: missing"),
         (_extra, "model['RCNN_base.6.23.conv1.weight']: unused key"),
     ],

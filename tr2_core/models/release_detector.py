@@ -72,7 +72,12 @@ def legacy_anchors(
     ws = (widths[:, None] * scales_t[None, :]).reshape(-1)
     hs = (heights[:, None] * scales_t[None, :]).reshape(-1)
     anchors = torch.stack(
-        [centre - 0.5 * (ws - 1), centre - 0.5 * (hs - 1), centre + 0.5 * (ws - 1), centre + 0.5 * (hs - 1)],
+        [
+            centre - 0.5 * (ws - 1),
+            centre - 0.5 * (hs - 1),
+            centre + 0.5 * (ws - 1),
+            centre + 0.5 * (hs - 1),
+        ],
         dim=1,
     )
     return anchors.float()
@@ -361,7 +366,7 @@ class ReleaseRoIHeads(nn.Module):
         deltas = offsets.float() * self.delta_stds.repeat(num_classes)
         boxes = clip_legacy(decode_legacy(proposals.float(), deltas), *image_size) / scale
         boxes = boxes.reshape(-1, num_classes, 4)
-        rows, labels, scores = [], [], []
+        rows, labels = [], []
         for cls in range(1, num_classes):
             candidates = torch.nonzero(probs[:, cls] > self.score_thresh).reshape(-1)
             if candidates.numel() == 0:

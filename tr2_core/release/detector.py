@@ -65,7 +65,9 @@ def authors_key(key: str) -> str:
     raise KeyError(key)
 
 
-def expected_state(cfg: DetectorConfig | None = None) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+def expected_state(
+    cfg: DetectorConfig | None = None,
+) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Shape and dtype of every state-dict entry of the release network for ``cfg``
     (default: :func:`release_detector_config`), built without allocating weights."""
     cfg = cfg or release_detector_config()
@@ -117,7 +119,11 @@ def convert_detector(
     if not is_authors_detector(obj):
         raise WeightsError(
             f"{source}: 'model' has no RCNN_base.* key: not faster-rcnn.pytorch's layout"
-            + (" (already converted? load it with --detector-weights)" if "backbone.conv1.weight" in model else "")
+            + (
+                " (already converted? load it with --detector-weights)"
+                if "backbone.conv1.weight" in model
+                else ""
+            )
         )
     expected = expected_state(cfg)
     out: dict[str, torch.Tensor] = {}
@@ -134,7 +140,9 @@ def convert_detector(
             if owner not in expected:
                 raise WeightsError(f"{where}: unused key (no batch norm of the network has it)")
             if value.numel() != 1 or value.is_floating_point():
-                raise WeightsError(f"{where}: expected an integer counter, got {tuple(value.shape)} {value.dtype}")
+                raise WeightsError(
+                    f"{where}: expected an integer counter, got {tuple(value.shape)} {value.dtype}"
+                )
             continue  # a training counter: no effect at inference
         ours = tr2_key(key)
         if ours is None or ours not in expected:
