@@ -272,12 +272,14 @@ def ref_roi_align(feat, boxes, size=7, scale=1 / 16):
     return out
 
 
-def ref_detections(proposals, features, sd, height, width, scale):
-    """object_detector.py's SGDet rule on one frame."""
+def ref_detections(proposals, features, sd, height, width, scale, clip=True):
+    """object_detector.py's SGDet rule on one frame (``clip``: whether their clip_boxes
+    call reaches this frame: only the first of a batch)."""
     probs = F.softmax(F.linear(features, sd["RCNN_cls_score.weight"], sd["RCNN_cls_score.bias"]), 1)
     deltas = F.linear(features, sd["RCNN_bbox_pred.weight"], sd["RCNN_bbox_pred.bias"])
     deltas = (deltas.view(-1, 4) * torch.tensor([0.1, 0.1, 0.2, 0.2])).view(deltas.shape)
-    boxes = ref_clip(ref_decode(proposals, deltas), height, width) / scale
+    boxes = ref_decode(proposals, deltas)
+    boxes = (ref_clip(boxes, height, width) if clip else boxes) / scale
     out = {"boxes": [], "labels": [], "scores": [], "features": []}
     for j in range(1, probs.shape[1]):
         inds = torch.nonzero(probs[:, j] > 0.1).view(-1)
@@ -363,12 +365,14 @@ def reference(authors_state, image):
         proposals = ref_rpn(feat, sd, height, width)
         prop_features = ref_head_to_tail(ref_roi_align(feat, proposals), sd)
         detections = ref_detections(proposals, prop_features, sd, height, width, scale)
+        unclipped = ref_detections(proposals, prop_features, sd, height, width, scale, False)
         given = ref_head_to_tail(ref_roi_align(feat, GIVEN_BOXES * scale), sd)
     return {
         "blob": blob,
         "feat": feat,
         "proposals": proposals,
         "detections": detections,
+        "unclipped": unclipped,
         "given": given,
     }
 
@@ -457,6 +461,24 @@ def test_proposals_are_zero_padded_to_the_post_nms_count(network, authors_state,
     assert out.shape == ref.shape == (300, 4)
     assert int((ref.abs().sum(1) == 0).sum()) >= 300 - 240
     assert torch.allclose(out, ref, atol=1e-3, rtol=0)
+
+
+def test_only_the_first_frame_of_a_batch_is_clipped(network, network_feat, image, reference):
+    """Their clip_boxes(..., batch_size=1) on a 10-frame batch: the second frame's boxes
+    go through NMS unclipped (``detection_clip: first_of_batch``)."""
+    assert network.roi_heads.clip_first_only
+    unclipped = reference["unclipped"]
+    clipped = reference["detections"]
+    assert mismatch({"detections": unclipped}, {"detections": clipped}, "detections")  # it matters
+    with torch.no_grad():
+        images_t, _ = network.transform([image, image])
+        feats = {"0": torch.cat([network_feat, network_feat])}
+        proposals, _ = network.rpn(images_t, feats)
+        results, _ = network.roi_heads(
+            feats, proposals, images_t.image_sizes, scales=images_t.scales
+        )
+    for result, ref in zip(results, (reference["detections"], unclipped), strict=True):
+        assert mismatch({"detections": result}, {"detections": ref}, "detections") is None
 
 
 # =========================================================================== every step matters
@@ -635,6 +657,7 @@ def test_extractor_runs_the_release_detector(
         "detector.roi_output_size=7",
         "detector.roi_sampling_ratio=0",
         "detector.detections_per_image=null",
+        "detector.detection_clip=first_of_batch",
         "representation.entity_dim=2048",
     ]
     cfg = load_model_config("tr2-small", overrides)

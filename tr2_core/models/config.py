@@ -72,6 +72,11 @@ class DetectorConfig:
     """SGDet training: a detection is matched to a GT box at IoU > assign_iou."""
     frames_per_batch: int = 8
     """Frames sent through the detector at once (memory bound)."""
+    detection_clip: Literal["every_frame", "first_of_batch"] = "every_frame"
+    """``release`` only: which frames' SGDet boxes are clipped to the frame before the
+    per-class NMS. ``first_of_batch`` reproduces the authors, whose clipping call covers
+    only the first frame of each batch of ``frames_per_batch`` (the others' boxes are
+    only clamped at 0, after NMS); ``every_frame`` clips all."""
 
     @property
     def feature_dim(self) -> int:
@@ -300,6 +305,8 @@ class ModelConfig:
                     f"detector.backbone={det.backbone}: the release architecture is a "
                     "bottleneck ResNet (resnet50 / resnet101)"
                 )
+            if det.detection_clip not in ("every_frame", "first_of_batch"):
+                raise ConfigError(f"detector.detection_clip={det.detection_clip!r}")
             if any(size % 16 for size in det.anchor_sizes):
                 raise ConfigError(
                     f"detector.anchor_sizes={list(det.anchor_sizes)}: the release architecture's "

@@ -342,6 +342,7 @@ class ReleaseRoIHeads(nn.Module):
         self.score_thresh = cfg.score_thresh
         self.nms_thresh = cfg.nms_thresh
         self.detections_per_image = cfg.detections_per_image
+        self.clip_first_only = cfg.detection_clip == "first_of_batch"
         self.register_buffer("delta_stds", torch.tensor(BOX_DELTA_STDS), persistent=False)
 
     def detect(
@@ -350,22 +351,25 @@ class ReleaseRoIHeads(nn.Module):
         features: torch.Tensor,
         image_size: tuple[int, int],
         scale: float | torch.Tensor = 1.0,
+        clip: bool = True,
     ) -> dict[str, torch.Tensor]:
         """One image: proposals (R, 4) input pixels, their pooled features (R, D) ->
         detections, boxes in input pixels / ``scale`` (the image's own pixels).
 
         Per class j >= 1: the proposals whose probability of j is above ``score_thresh``,
-        best first, boxed by their class-j offsets (clipped in input pixels, then divided
-        by ``scale``), NMS at ``nms_thresh`` with +1 areas in the image's own pixels (the
-        authors rescale before their NMS); of ``person`` only the best survives. Rows
-        ordered by class, then score.
+        best first, boxed by their class-j offsets (clipped in input pixels unless
+        ``clip`` is false, then divided by ``scale``), NMS at ``nms_thresh`` with +1 areas
+        in the image's own pixels (the authors rescale before their NMS); of ``person``
+        only the best survives; boxes clamped at 0. Rows ordered by class, then score.
         """
         logits, offsets = self.box_predictor(features)
         probs = torch.softmax(logits.float(), dim=1)
         num_classes = probs.shape[1]
         deltas = offsets.float() * self.delta_stds.repeat(num_classes)
-        boxes = clip_legacy(decode_legacy(proposals.float(), deltas), *image_size) / scale
-        boxes = boxes.reshape(-1, num_classes, 4)
+        boxes = decode_legacy(proposals.float(), deltas)
+        if clip:
+            boxes = clip_legacy(boxes, *image_size)
+        boxes = (boxes / scale).reshape(-1, num_classes, 4)
         rows, labels = [], []
         for cls in range(1, num_classes):
             candidates = torch.nonzero(probs[:, cls] > self.score_thresh).reshape(-1)
@@ -386,7 +390,7 @@ class ReleaseRoIHeads(nn.Module):
             row = torch.zeros(0, dtype=torch.long, device=device)
             label = torch.zeros(0, dtype=torch.long, device=device)
         score = probs[row, label]
-        box = boxes[row, label]
+        box = boxes[row, label].clamp(min=0)
         if self.detections_per_image is not None and row.shape[0] > self.detections_per_image:
             best = torch.sort(score, descending=True, stable=True).indices
             best = torch.sort(best[: self.detections_per_image]).values
@@ -408,7 +412,8 @@ class ReleaseRoIHeads(nn.Module):
         scales: torch.Tensor | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict]:
         """Per image a dict: ``boxes`` (n, 4) in input pixels divided by the image's
-        ``scales`` row (T, 2) (none given: input pixels), ``labels`` (n,) int64,
+        ``scales`` row (T, 2) (none given: input pixels), clipped to the image (with
+        ``detection_clip: first_of_batch`` the first image's only), ``labels`` (n,) int64,
         ``scores`` (n,), ``features`` (n, D) the proposal's pooled feature,
         ``proposal_index`` (n,) its row in the image's proposals."""
         pooled = self.box_head(self.box_roi_pool(features, proposals, image_sizes))
@@ -416,7 +421,8 @@ class ReleaseRoIHeads(nn.Module):
         for i, (props, size) in enumerate(zip(proposals, image_sizes, strict=True)):
             stop = start + props.shape[0]
             scale = scales[i, 0] if scales is not None else 1.0
-            results.append(self.detect(props, pooled[start:stop], size, scale))
+            clip = i == 0 or not self.clip_first_only
+            results.append(self.detect(props, pooled[start:stop], size, scale, clip))
             start = stop
         return results, {}
 
