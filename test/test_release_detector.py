@@ -688,6 +688,16 @@ def test_extractor_runs_the_release_detector(
     assert relative(feats.entity_features, ref_det["features"]) < 1e-4
     given = extractor.extract([pixels], [GIVEN_BOXES], [torch.tensor([1, 5, 9])])
     assert relative(given.entity_features, reference["given"]) < 1e-4
+    # SGDet training: detections keep their proposal features, the GT boxes no detection
+    # matched are pooled (their FINAL_FEATURES_X)
+    train, entity_gt = extractor.extract_sgdet_training(
+        [pixels], [GIVEN_BOXES], [torch.tensor([1, 5, 9])]
+    )
+    count = ref_det["labels"].shape[0]
+    missed = sorted(set(range(3)) - set(entity_gt[:count].tolist()))
+    assert missed and entity_gt[count:].tolist() == missed
+    assert relative(train.entity_features[:count], ref_det["features"]) < 1e-4
+    assert relative(train.entity_features[count:], reference["given"][missed]) < 1e-4
 
 
 # =========================================================================== the file
@@ -761,3 +771,17 @@ def test_other_files_are_refused_with_a_reason(authors_state, converted, tmp_pat
 def test_the_raw_file_through_detector_weights_says_how_to_convert(authors_file, network):
     with pytest.raises(WeightsError, match="convert it first"):
         load_detector_weights(network, authors_file)
+
+
+# =========================================================================== the config
+def test_release_only_settings_are_refused_elsewhere():
+    from tr2_core.errors import ConfigError
+    from tr2_core.models.config import DetectorConfig, load_model_config
+
+    assert DetectorConfig().architecture == "torchvision"  # tr2's own stays the default
+    with pytest.raises(ConfigError, match="detector.max_size=null needs"):
+        load_model_config("tr2", ["detector.max_size=null"])
+    with pytest.raises(ConfigError, match="bottleneck ResNet"):
+        load_model_config("tr2-release-detector", ["detector.backbone=resnet18"])
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        load_model_config("tr2-release-detector", ["detector.anchor_sizes=[64,100]"])
