@@ -782,6 +782,8 @@ def test_release_only_settings_are_refused_elsewhere():
     with pytest.raises(ConfigError, match="detector.max_size=null needs"):
         load_model_config("tr2", ["detector.max_size=null"])
     with pytest.raises(ConfigError, match="bottleneck ResNet"):
-        load_model_config("tr2-release-detector", ["detector.backbone=resnet18"])
+        load_model_config(
+            "tr2-release-detector", ["detector.backbone=resnet18", "representation.entity_dim=512"]
+        )
     with pytest.raises(ConfigError, match="multiples of 16"):
         load_model_config("tr2-release-detector", ["detector.anchor_sizes=[64,100]"])
