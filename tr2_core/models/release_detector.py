@@ -371,6 +371,8 @@ class ReleaseRoIHeads(nn.Module):
             boxes = clip_legacy(boxes, *image_size)
         boxes = (boxes / scale).reshape(-1, num_classes, 4)
         rows, labels = [], []
+        # one NMS per class as theirs: torchvision's batched NMS shifts each class's boxes
+        # by an offset, which rounds their coordinates and can flip a decision
         for cls in range(1, num_classes):
             candidates = torch.nonzero(probs[:, cls] > self.score_thresh).reshape(-1)
             if candidates.numel() == 0:
