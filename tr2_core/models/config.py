@@ -32,20 +32,30 @@ LAYER4_CHANNELS: dict[str, int] = {
 
 @dataclass
 class DetectorConfig:
-    """Faster R-CNN (torchvision building blocks) with a ResNet C4 body.
+    """Faster R-CNN with a ResNet C4 body.
 
     Body = conv1..layer3 (stride 16); box head = layer4 + global average pool,
     so the pooled entity feature is ``LAYER4_CHANNELS[backbone]`` wide (2048 for
-    ResNet-101). ``weights`` is a torchvision-format state dict of the whole
-    detector (``FasterRCNN.state_dict()``), loaded strictly.
+    ResNet-101). ``weights`` is a state dict of the whole detector as the chosen
+    ``architecture`` names its parameters, loaded strictly.
     """
 
+    architecture: Literal["torchvision", "release"] = "torchvision"
+    """``torchvision``: torchvision's Faster R-CNN building blocks (this project's detector).
+    ``release``: the authors' Action Genome detector as they run it (caffe-style ResNet,
+    BGR pixel means, legacy anchors and +1 box arithmetic, proposal features in SGDet;
+    docs/release-detector.md), for the weights of their ``faster_rcnn_ag.pth`` converted
+    by :func:`tr2_core.release.detector.read_release_detector`."""
     backbone: BackboneName = "resnet101"
     weights: str | None = None
     num_classes: int = 37
     min_size: int = 600
-    max_size: int = 1000
+    max_size: int | None = 1000
+    """Cap on the longer side after resizing; ``null`` (``release`` only): no cap, as the
+    authors' data loader resizes the shorter side to ``min_size`` whatever the longer."""
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    """Square anchor sizes in input pixels. ``release``: 16 x the legacy generator's
+    scales (64, 128, 256, 512 = scales 4, 8, 16, 32 of its 16-px base anchor)."""
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_pre_nms_top_n: int = 6000
     rpn_post_nms_top_n: int = 300
@@ -56,11 +66,17 @@ class DetectorConfig:
     """SGDet: per-class detection score threshold."""
     nms_thresh: float = 0.4
     """SGDet: per-class NMS IoU."""
-    detections_per_image: int = 100
+    detections_per_image: int | None = 100
+    """Most detections kept per image; ``null`` (``release`` only): no cap (authors)."""
     assign_iou: float = 0.5
     """SGDet training: a detection is matched to a GT box at IoU > assign_iou."""
     frames_per_batch: int = 8
     """Frames sent through the detector at once (memory bound)."""
+    detection_clip: Literal["every_frame", "first_of_batch"] = "every_frame"
+    """``release`` only: which frames' SGDet boxes are clipped to the frame before the
+    per-class NMS. ``first_of_batch`` reproduces the authors, whose clipping call covers
+    only the first frame of each batch of ``frames_per_batch`` (the others' boxes are
+    only clamped at 0, after NMS); ``every_frame`` clips all."""
 
     @property
     def feature_dim(self) -> int:
@@ -317,6 +333,24 @@ class ModelConfig:
                 raise ConfigError(f"fusion.{key} must be >= 0")
         if not 0.0 <= fus.dropout < 1.0:
             raise ConfigError(f"fusion.dropout={fus.dropout} must be in [0, 1)")
+        det = self.detector
+        if det.architecture == "torchvision":
+            for key in ("max_size", "detections_per_image"):
+                if getattr(det, key) is None:
+                    raise ConfigError(f"detector.{key}=null needs detector.architecture=release")
+        if det.architecture == "release":
+            if det.backbone not in ("resnet50", "resnet101"):
+                raise ConfigError(
+                    f"detector.backbone={det.backbone}: the release architecture is a "
+                    "bottleneck ResNet (resnet50 / resnet101)"
+                )
+            if det.detection_clip not in ("every_frame", "first_of_batch"):
+                raise ConfigError(f"detector.detection_clip={det.detection_clip!r}")
+            if any(size % 16 for size in det.anchor_sizes):
+                raise ConfigError(
+                    f"detector.anchor_sizes={list(det.anchor_sizes)}: the release architecture's "
+                    "anchors are 16-px base anchors times whole scales (multiples of 16)"
+                )
         if self.detector.num_classes != 37:
             raise ConfigError("detector.num_classes must be 37 (AG: background + 36 objects)")
         for key in ("prompt", "spatial_prompt"):

@@ -20,6 +20,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import DetectorConfig
+from tr2_core.models.release_detector import ReleaseFasterRCNN, build_release_detector
 from tr2_core.vocab import PERSON
 
 LAYER3_CHANNELS: dict[str, int] = {
@@ -48,11 +49,16 @@ class Float32BoxCoder(BoxCoder):
             return super().decode_single(rel_codes.float(), boxes.float())
 
 
-def build_detector(cfg: DetectorConfig) -> FasterRCNN:
+def build_detector(cfg: DetectorConfig) -> FasterRCNN | ReleaseFasterRCNN:
     """Faster R-CNN with a ResNet C4 body (conv1..layer3, stride 16) and
     layer4 + global average pool as the box head (``cfg.feature_dim``-d RoI features),
     RoIAlign ``roi_output_size`` x ``roi_output_size``; randomly initialised, eval mode;
-    anchors and proposals decoded in float32 even under autocast."""
+    anchors and proposals decoded in float32 even under autocast.
+
+    ``cfg.architecture == "release"``: the authors' network instead
+    (:func:`~tr2_core.models.release_detector.build_release_detector`)."""
+    if cfg.architecture == "release":
+        return build_release_detector(cfg)
     resnet = getattr(torchvision.models, cfg.backbone)(weights=None, norm_layer=FrozenBatchNorm2d)
     body = nn.Sequential(
         OrderedDict(
@@ -141,9 +147,21 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, so
     module.load_state_dict(state, strict=True)
 
 
-def load_detector_weights(detector: FasterRCNN, path: str | Path) -> None:
-    """Load a torchvision-format ``FasterRCNN.state_dict()`` file strictly."""
-    load_strict(detector, read_state_dict(path, "detector"), "detector", str(path))
+AUTHORS_DETECTOR_PREFIXES = ("RCNN_base.", "RCNN_top.", "RCNN_rpn.")
+"""Key prefixes of the authors' faster-rcnn.pytorch files (``faster_rcnn_ag.pth``)."""
+
+
+def load_detector_weights(detector: FasterRCNN | ReleaseFasterRCNN, path: str | Path) -> None:
+    """Load the detector's own ``state_dict()`` file strictly (torchvision layout, or the
+    release architecture's converted one)."""
+    state = read_state_dict(path, "detector")
+    if any(key.startswith(AUTHORS_DETECTOR_PREFIXES) for key in state):
+        raise WeightsError(
+            f"detector weights {path}: the authors' faster-rcnn.pytorch layout (RCNN_base.*); "
+            "convert it first (tr2_core.release.detector.read_release_detector, "
+            "`tr2 import-release --detector`) and use detector.architecture=release"
+        )
+    load_strict(detector, state, "detector", str(path))
 
 
 # --------------------------------------------------------------------------- fast path

@@ -26,6 +26,7 @@ from tr2_core.models.detector import (
     make_pairs,
     union_boxes,
 )
+from tr2_core.models.release_detector import ReleaseFasterRCNN
 from tr2_core.models.union import UnionFeatureEncoder, create_clip, stack_frames
 from tr2_core.types import VideoFeatures
 
@@ -114,13 +115,15 @@ class FeatureExtractor(nn.Module):
         images_t, _ = det.transform(images)
         body = self._compiled.get("body", det.backbone)
         feats = OrderedDict([("0", body(images_t.tensors))])
-        scales = torch.tensor(
-            [
-                [new[1] / im.shape[-1], new[0] / im.shape[-2]]
-                for new, im in zip(images_t.image_sizes, images, strict=True)
-            ],
-            device=images_t.tensors.device,
-        )  # (T, 2) x and y scale per frame
+        scales = getattr(images_t, "scales", None)  # the release transform's own factors
+        if scales is None:
+            scales = torch.tensor(
+                [
+                    [new[1] / im.shape[-1], new[0] / im.shape[-2]]
+                    for new, im in zip(images_t.image_sizes, images, strict=True)
+                ],
+                device=images_t.tensors.device,
+            )  # (T, 2) x and y scale per frame
         return images_t, feats, scales
 
     def _pool(
@@ -135,12 +138,19 @@ class FeatureExtractor(nn.Module):
         return self._run_box_head(pooled)
 
     def _detect(self, images_t, feats, scales: torch.Tensor):
-        """Run RPN + box heads; per-frame lists of (boxes original px, labels, scores)."""
+        """Run RPN + box heads; per-frame lists of (boxes original px, labels, scores) and
+        the detections' features: the release detector's proposal features (as the
+        authors' SGDet takes them), None for torchvision's (pooled at the boxes later)."""
         det = self.detector
+        if isinstance(det, ReleaseFasterRCNN):  # boxes come back in the frames' pixels
+            results = det.detect(images_t, feats)
+            boxes = [r["boxes"] for r in results]
+            features = [r["features"] for r in results]
+            return boxes, [r["labels"] for r in results], [r["scores"] for r in results], features
         proposals, _ = det.rpn(images_t, feats)
         results, _ = det.roi_heads(feats, proposals, images_t.image_sizes)
         boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
-        return boxes, [r["labels"] for r in results], [r["scores"] for r in results]
+        return boxes, [r["labels"] for r in results], [r["scores"] for r in results], None
 
     def _chunks(self, num_frames: int) -> list[range]:
         step = max(1, self.config.detector.frames_per_batch)
@@ -290,12 +300,15 @@ class FeatureExtractor(nn.Module):
         gt_offset = 0
         for chunk in self._chunks(num_frames):
             images_t, feats, scales = self._backbone([imgs[i] for i in chunk])
-            boxes, labels, scores = self._detect(images_t, feats, scales)
+            boxes, labels, scores, det_feats = self._detect(images_t, feats, scales)
             counts = torch.tensor([b.shape[0] for b in boxes], device=device)
             frame = torch.repeat_interleave(torch.tensor(list(chunk), device=device), counts)
             box, lab, sc = torch.cat(boxes), torch.cat(labels), torch.cat(scores)
             keep = keep_single_person(frame, lab, sc, num_frames)
             frame, box, lab, sc = frame[keep], box[keep], lab[keep], sc[keep]
+            # detections with their own features (release detector): only added GT boxes
+            # are pooled; row order below follows `frame` / `box`
+            feat = torch.cat(det_feats)[keep] if det_feats is not None else None
             assigned = torch.full_like(lab, -1)
             if gt is not None:
                 gboxes = [gt[0][i].to(device).float().reshape(-1, 4) for i in chunk]
@@ -308,6 +321,9 @@ class FeatureExtractor(nn.Module):
                 missed = torch.ones(gbox.shape[0], dtype=torch.bool, device=device)
                 missed[assigned[assigned >= 0]] = False
                 grows = torch.arange(gbox.shape[0], device=device)
+                if feat is not None:
+                    added = [gbox[missed & (gframe == i)] for i in chunk]
+                    feat = torch.cat([feat, self._pool(images_t, feats, scales, added)])
                 frame = torch.cat([frame, gframe[missed]])
                 box = torch.cat([box, gbox[missed]])
                 lab = torch.cat([lab, glab[missed]])
@@ -327,10 +343,12 @@ class FeatureExtractor(nn.Module):
                     sc[order],
                     assigned[order],
                 )
-            local = frame - chunk.start
-            per_frame = [box[local == i] for i in range(len(chunk))]
-            feat = self._pool(images_t, feats, scales, per_frame)
-            # _pool returns rows frame by frame; entities are already sorted by frame
+                feat = feat[order] if feat is not None else None
+            if feat is None:
+                local = frame - chunk.start
+                per_frame = [box[local == i] for i in range(len(chunk))]
+                feat = self._pool(images_t, feats, scales, per_frame)
+                # _pool returns rows frame by frame; entities are already sorted by frame
             frame_ids.append(frame)
             box_rows.append(box)
             label_rows.append(lab)

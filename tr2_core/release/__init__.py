@@ -1,2 +1,3 @@
-"""The authors' published files turned into tr2's own: OpenAI's CLIP archive, the text
-table, the trained TR² checkpoints (``tr2 import-release``)."""
+"""The authors' published files turned into tr2's own: their Action Genome detector,
+OpenAI's CLIP archive, the text table and the trained TR² checkpoints
+(``tr2 import-release``)."""

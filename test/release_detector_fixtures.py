@@ -1,0 +1,126 @@
+"""The authors' detector file as their code writes it, with random weights.
+
+faster-rcnn.pytorch's ``trainval_net.py`` saves ``{"session", "epoch", "model",
+"optimizer", "pooling_mode", "class_agnostic"}``; ``model`` is the ``state_dict()`` of
+its ``resnet(classes, 101)`` network. Facts of that code the layout follows:
+
+- ``_fasterRCNN.__init__`` registers ``RCNN_rpn`` before ``_init_modules`` registers
+  ``RCNN_base``, ``RCNN_top``, ``RCNN_cls_score``, ``RCNN_bbox_pred`` (state-dict order);
+- ``RCNN_base = Sequential(conv1, bn1, relu, maxpool, layer1, layer2, layer3)`` (indices
+  0, 1, 4, 5, 6 hold weights), ``RCNN_top = Sequential(layer4)``;
+- ResNet-101 bottleneck stages of 3, 4, 23, 3 blocks, widths 64, 128, 256, 512 (x4 out),
+  a ``downsample`` (1x1 conv + batch norm) on each stage's first block;
+- batch norms save weight, bias, running_mean, running_var, num_batches_tracked;
+- ``_RPN``: ``RPN_Conv`` 1024 -> 512 3x3, ``RPN_cls_score`` 512 -> 2 x 12, ``RPN_bbox_pred``
+  512 -> 4 x 12 (12 anchors: scales 4, 8, 16, 32 x ratios 0.5, 1, 2), all with biases;
+- ``RCNN_cls_score`` Linear(2048, 37), ``RCNN_bbox_pred`` Linear(2048, 4 x 37).
+
+The optimizer state is abbreviated (the real file holds a momentum buffer for every
+trainable parameter); its structure is ``torch.optim.SGD.state_dict()``'s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+RESNET101_BLOCKS = (3, 4, 23, 3)
+NUM_CLASSES = 37
+NUM_ANCHORS = 12
+
+
+def _bn(prefix: str, channels: int, g: torch.Generator, out: dict, gamma=(0.5, 1.5)) -> None:
+    lo, hi = gamma
+    out[prefix + "weight"] = lo + (hi - lo) * torch.rand(channels, generator=g)
+    out[prefix + "bias"] = 0.1 * torch.randn(channels, generator=g)
+    out[prefix + "running_mean"] = 0.1 * torch.randn(channels, generator=g)
+    out[prefix + "running_var"] = 0.5 + 1.5 * torch.rand(channels, generator=g)
+    out[prefix + "num_batches_tracked"] = torch.tensor(0)
+
+
+def _conv(shape: tuple[int, ...], g: torch.Generator, gain: float = 1.0) -> torch.Tensor:
+    fan_in = math.prod(shape[1:])
+    return torch.randn(shape, generator=g) * (gain * math.sqrt(2.0 / fan_in))
+
+
+def _stage(prefix: str, inplanes: int, planes: int, blocks: int, g, out: dict) -> int:
+    for b in range(blocks):
+        p = f"{prefix}{b}."
+        cin = inplanes if b == 0 else planes * 4
+        out[p + "conv1.weight"] = _conv((planes, cin, 1, 1), g)
+        _bn(p + "bn1.", planes, g, out)
+        out[p + "conv2.weight"] = _conv((planes, planes, 3, 3), g)
+        _bn(p + "bn2.", planes, g, out)
+        out[p + "conv3.weight"] = _conv((planes * 4, planes, 1, 1), g)
+        # a small last gain keeps 33 random residual blocks from blowing up
+        _bn(p + "bn3.", planes * 4, g, out, gamma=(0.05, 0.3))
+        if b == 0:
+            out[p + "downsample.0.weight"] = _conv((planes * 4, cin, 1, 1), g)
+            _bn(p + "downsample.1.", planes * 4, g, out)
+    return planes * 4
+
+
+def authors_model_state(seed: int = 0, blocks=RESNET101_BLOCKS) -> OrderedDict:
+    """``fasterRCNN.state_dict()`` of the authors' ResNet-101 detector, random values
+    chosen so that a 64-px frame gives a few confident classes (person favoured)."""
+    g = torch.Generator().manual_seed(seed)
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    out["RCNN_rpn.RPN_Conv.weight"] = _conv((512, 1024, 3, 3), g, gain=0.5)
+    out["RCNN_rpn.RPN_Conv.bias"] = 0.1 * torch.randn(512, generator=g)
+    out["RCNN_rpn.RPN_cls_score.weight"] = 0.2 * torch.randn(
+        2 * NUM_ANCHORS, 512, 1, 1, generator=g
+    )
+    out["RCNN_rpn.RPN_cls_score.bias"] = torch.randn(2 * NUM_ANCHORS, generator=g)
+    out["RCNN_rpn.RPN_bbox_pred.weight"] = 0.01 * torch.randn(
+        4 * NUM_ANCHORS, 512, 1, 1, generator=g
+    )
+    out["RCNN_rpn.RPN_bbox_pred.bias"] = 0.1 * torch.randn(4 * NUM_ANCHORS, generator=g)
+    out["RCNN_base.0.weight"] = _conv((64, 3, 7, 7), g, gain=0.02)
+    _bn("RCNN_base.1.", 64, g, out)
+    inplanes = 64
+    for index, planes, count in zip((4, 5, 6), (64, 128, 256), blocks[:3], strict=True):
+        inplanes = _stage(f"RCNN_base.{index}.", inplanes, planes, count, g, out)
+    _stage("RCNN_top.0.", inplanes, 512, blocks[3], g, out)
+    out["RCNN_cls_score.weight"] = 0.1 * torch.randn(NUM_CLASSES, 2048, generator=g)
+    bias = torch.randn(NUM_CLASSES, generator=g)
+    bias[1] += 1.0  # person
+    out["RCNN_cls_score.bias"] = bias
+    out["RCNN_bbox_pred.weight"] = 0.02 * torch.randn(4 * NUM_CLASSES, 2048, generator=g)
+    out["RCNN_bbox_pred.bias"] = 0.5 * torch.randn(4 * NUM_CLASSES, generator=g)
+    return out
+
+
+def authors_checkpoint(model: OrderedDict) -> dict:
+    """The dict ``trainval_net.py`` passes to ``save_checkpoint``."""
+    names = ["RCNN_cls_score.weight", "RCNN_cls_score.bias"]
+    return {
+        "session": 1,
+        "epoch": 7,
+        "model": model,
+        "optimizer": {
+            "state": {
+                i: {"momentum_buffer": torch.zeros_like(model[n])} for i, n in enumerate(names)
+            },
+            "param_groups": [
+                {
+                    "lr": 0.001,
+                    "momentum": 0.9,
+                    "dampening": 0,
+                    "weight_decay": 0.0001,
+                    "nesterov": False,
+                    "params": [i],
+                }
+                for i in range(len(names))
+            ],
+        },
+        "pooling_mode": "align",
+        "class_agnostic": False,
+    }
+
+
+def write_authors_detector(path: Path, model: OrderedDict) -> Path:
+    torch.save(authors_checkpoint(model), path)
+    return path
