@@ -179,7 +179,23 @@ RELEASE_WIDTHS = {"entity": 512, "proj": 32, "embed": 16, "union": 64, "heads": 
                   "ffn": 128, "hidden": 64, "enc": 1, "dec": 3}  # fmt: skip
 """Small widths of the test files (d_model = 64 + 2*32 + 2*16 = 160)."""
 
+
+def _torchvision_detector() -> tuple[str, ...]:
+    import json
+
+    from tr2_core.config import to_dict
+    from tr2_core.models.config import load_model_config
+
+    section = to_dict(load_model_config("tr2").detector)
+    return tuple(f"detector.{k}={json.dumps(v)}" for k, v in section.items() if k != "weights")
+
+
+_TORCHVISION_DETECTOR = _torchvision_detector()
+"""At the test files' small widths a torchvision ResNet-18 detector stands in for the
+authors' ResNet-101 (whose conversion test_release_detector.py checks)."""
+
 RELEASE_TR2_OVERRIDES = (
+    *_TORCHVISION_DETECTOR,
     "detector.backbone=resnet18",
     "representation.entity_dim=512",
     "representation.union_dim=64",

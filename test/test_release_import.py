@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from release_detector_fixtures import authors_model_state, write_authors_detector
 from release_fixtures import (
     RELEASE_TR2_OVERRIDES,
     SMALL_CLIP,
@@ -23,8 +24,10 @@ from tools_testing import frames, write_frames
 
 from tr2_core.cli import main
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
+from tr2_core.models.config import load_model_config
 from tr2_core.models.detector import build_detector
 from tr2_core.models.guidance import load_text_table
+from tr2_core.release.detector import read_release_detector
 
 SETS = [a for o in (*RELEASE_TR2_OVERRIDES, "clip.overrides=" + json.dumps(SMALL_CLIP))
         for a in ("--set", o)]  # fmt: skip
@@ -141,25 +144,23 @@ def test_an_output_never_replaces_an_input(files, tmp_path, capsys):
     assert files["table"].is_file()
 
 
-def test_the_detector_network_is_converted_when_available(files, tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("tr2_core.release.detector") is None:
-        pytest.skip("tr2_core.release.detector (the detector network's conversion) is not "
-                    "part of this installation; import-release then leaves it out")  # fmt: skip
+def test_the_authors_detector_network_is_converted(tmp_path, capsys):
+    """With the release's own model config the whole faster_rcnn_ag.pth converts (its
+    ResNet-101 layout, random values) into detector.pt, the state dict the checkpoints
+    point at; the small-width configs above keep a torchvision stand-in and say so."""
+    authors = write_authors_detector(tmp_path / "faster_rcnn_ag.pth", authors_model_state())
     out = tmp_path / "release"
-    rc = _import(files, out)
-    assert rc == 0, capsys.readouterr().err
+    assert main(["import-release", "--detector", str(authors), "--out", str(out)]) == 0
     state = torch.load(out / "detector.pt", weights_only=True)
-    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+    want = read_release_detector(authors)
+    assert state.keys() == want.keys()
+    assert all(torch.equal(state[k], want[k]) for k in want)
+    net = build_detector(load_model_config("tr2-release").detector)
+    net.load_state_dict(state)  # strict: every key of the authors' network, nothing else
 
 
-def test_without_the_detector_network_the_import_says_so(files, tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("tr2_core.release.detector") is not None:
-        pytest.skip("the detector network converts in this installation")
+def test_a_stand_in_detector_is_not_converted_and_the_import_says_so(files, tmp_path, capsys):
     rc = _import(files, tmp_path / "release")
     assert rc == 0
-    assert "detector network: not converted here" in capsys.readouterr().out
+    assert "detector network: not converted" in capsys.readouterr().out
     assert not (tmp_path / "release" / "detector.pt").exists()

@@ -79,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
     for name, path in written.items():
         print(f"{name}: {path}")
     if inputs.detector is not None and "detector" not in written:
-        print("detector network: not converted here; pass --detector-weights to tr2 test / "
-              "tr2 video with a tr2 detector state dict")  # fmt: skip
+        print("detector network: not converted (the model config's detector is not the "
+              "authors'); pass --detector-weights to tr2 test / tr2 video")  # fmt: skip
     return 0

@@ -37,6 +37,7 @@ from tr2_core.release.checkpoint import (
     release_model_config,
 )
 from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_openai_clip
+from tr2_core.release.detector import read_release_detector
 from tr2_core.release.text_table import read_release_text_table
 from tr2_core.run import RunSpec
 from tr2_core.train.config import TrainConfig
@@ -79,19 +80,18 @@ def _same_clip(
             )
 
 
-def convert_detector_network(path: Path) -> dict[str, torch.Tensor] | None:
-    """The detector network's tr2 state dict from the authors' ``faster_rcnn_ag.pth``, or
-    None when this installation has no detector conversion (then the checkpoints leave
-    ``detector_weights`` unset and ``tr2 test --detector-weights`` supplies it).
-
-    --- detector network conversion: ``tr2_core.release.detector.convert_detector`` ---
-    """
-    try:
-        from tr2_core.release import detector as release_detector  # type: ignore[attr-defined]
-    except ImportError:
+def convert_detector_network(path: Path, config: ModelConfig) -> dict[str, torch.Tensor] | None:
+    """The detector network's tr2 state dict from the authors' ``faster_rcnn_ag.pth``, for
+    a model config whose detector is the authors' (``detector.architecture: release``, as
+    in ``tr2-release``); None for any other detector, whose weights these are not."""
+    if config.detector.architecture != "release":
+        log.info(
+            "detector network: not converted (the model config's detector is %r, not the "
+            "authors'); only its class scores feed the object classifier",
+            config.detector.architecture,
+        )
         return None
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    return release_detector.convert_detector(data, str(path))
+    return read_release_detector(path, config.detector)
 
 
 def import_release(
@@ -139,7 +139,7 @@ def import_release(
     if inputs.text_table is not None:
         table = read_release_text_table(inputs.text_table, dim=base.representation.union_dim)
     detector_cls = read_detector_classifier(inputs.detector) if inputs.detector else None
-    detector_state = convert_detector_network(inputs.detector) if inputs.detector else None
+    detector_state = convert_detector_network(inputs.detector, base) if inputs.detector else None
 
     clip_path = final / clip_file_name(base.clip.model_name) if clip_state else None
     table_path = final / TEXT_TABLE_FILE if table is not None else None
