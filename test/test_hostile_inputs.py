@@ -87,3 +87,26 @@ def test_uint64_prediction_values_are_reported_as_they_are(tmp_path):
     np.savez(tmp_path / "p.npz", **arrays)
     with pytest.raises(PredictionsError, match=r"box_labels\[1\] = 18446744073709551615 does"):
         load_predictions(tmp_path / "p.npz")
+
+
+# --------------------------------------------------------------------------- annotations
+@pytest.mark.parametrize("other", ["V.mp4/4.png", "V.mp4/0004.jpg", "V.mp4/4"])
+def test_two_spellings_of_one_frame_are_refused_naming_both(tmp_path, other):
+    """Before: both keys were accepted and the frame was predicted and scored twice."""
+    import copy
+
+    from ag_fixtures import ReleaseBuilder
+
+    from tr2_core.data.action_genome import load_split
+    from tr2_core.errors import DatasetError
+
+    rb = ReleaseBuilder()
+    rb.video("V.mp4", [1, 2, 3])
+    key = rb.frame("V.mp4", 4, [{"cls": "book"}])
+    rb.person[other] = copy.deepcopy(rb.person[key])
+    rb.objects[other] = copy.deepcopy(rb.objects[key])
+    with pytest.raises(DatasetError) as info:
+        load_split(rb.write(tmp_path / "ag"), "test", show_progress=False)
+    message = str(info.value)
+    assert key in message and other in message and "name the same frame" in message
+    assert "object_bbox_and_relationship.pkl" in message and "\n" not in message
