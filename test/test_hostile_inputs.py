@@ -5,6 +5,8 @@ Each test here failed before its fix (the comment says how)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from tools_testing import frames, tiny_model
@@ -110,3 +112,142 @@ def test_two_spellings_of_one_frame_are_refused_naming_both(tmp_path, other):
     message = str(info.value)
     assert key in message and other in message and "name the same frame" in message
     assert "object_bbox_and_relationship.pkl" in message and "\n" not in message
+
+
+# --------------------------------------------------------------------------- videos
+def _write_video(path, images, fps: int = 10, options: dict | None = None) -> None:
+    """A real H.264 file in the container of ``path``'s suffix (PyAV)."""
+    av = pytest.importorskip("av", reason="video files need PyAV")
+    with av.open(str(path), mode="w", options=options or {}) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for rgb in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _undecodable_mp4(path) -> None:
+    """An MP4 whose index is intact and whose every coded byte is garbage."""
+    _write_video(path, frames(8), options={"movflags": "faststart"})
+    data = path.read_bytes()
+    start = data.find(b"mdat") + 4
+    path.write_bytes(data[:start] + b"\xff" * (len(data) - start))
+
+
+def test_overlay_on_a_video_where_no_frame_decodes(tmp_path, capsys):
+    """Before: with --overlay, exit 2 'internal error: nothing was written' and no JSON
+    lines; without it, one error line per frame and exit 0."""
+    from test_tools_video import TINY_ARGS
+
+    from tr2_core.cli import main
+
+    src = tmp_path / "garbled.mp4"
+    _undecodable_mp4(src)
+    for overlay in (None, tmp_path / "sg.mp4"):
+        jsonl = tmp_path / f"{'plain' if overlay is None else 'overlay'}.jsonl"
+        argv = ["video", str(src), "--jsonl", str(jsonl), *TINY_ARGS]
+        argv += ["--overlay", str(overlay)] if overlay is not None else []
+        assert main(argv) == 1  # done, but no frame gave a scene graph
+        out = capsys.readouterr().out
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert lines and all("error" in line for line in lines)
+        assert "no frame gave a scene graph" in out
+        if overlay is not None:
+            assert not overlay.exists() and f"--overlay {overlay} was not written" in out
+    assert (tmp_path / "plain.jsonl").read_bytes() == (tmp_path / "overlay.jsonl").read_bytes()
+
+
+def test_mp4_cut_at_90_percent_is_one_line_or_a_warning(tmp_path):
+    from test_tools_video import EmptyEngine
+
+    from tr2_core.tools.video import VideoError, process_video
+
+    for layout, options in (("index last", {}), ("index first", {"movflags": "faststart"})):
+        path = tmp_path / "cut.mp4"
+        _write_video(path, frames(20), options=options)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) * 9 // 10])
+        try:
+            report = process_video(path, EmptyEngine(), tmp_path / "o.jsonl", overwrite=True,
+                                   progress=False)  # fmt: skip
+        except VideoError as e:  # the index is cut off: nothing can be read
+            assert layout == "index last" and "\n" not in str(e) and "cut.mp4" in str(e)
+        else:
+            assert layout == "index first" and 0 < report.frames < 20
+            assert "frames the container announces are missing" in report.summary()
+
+
+class _Damaged:
+    """A demuxed packet whose decoding fails the way PyAV does on some damaged files
+    (an AttributeError from inside the binding, not an FFmpegError)."""
+
+    def __init__(self, packet) -> None:
+        self.pts, self.time_base = packet.pts, packet.time_base
+
+    def decode(self):
+        raise AttributeError("'NoneType' object has no attribute 'format'")
+
+
+def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
+    """Before: the AttributeError left process_video as a traceback."""
+    from test_tools_video import EmptyEngine
+
+    from tr2_core.tools import video
+
+    path = tmp_path / "a.mp4"
+    _write_video(path, frames(10))
+    real_init = video.VideoSource.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        demux = self.container.demux
+
+        def damaged_third(*a):
+            for i, packet in enumerate(demux(*a)):
+                yield _Damaged(packet) if i == 2 else packet
+
+        self.container = type("C", (), {"demux": staticmethod(damaged_third),
+                                        "close": self.container.close})()  # fmt: skip
+
+    monkeypatch.setattr(video.VideoSource, "__init__", init)
+    report = video.process_video(path, EmptyEngine(), tmp_path / "o.jsonl", progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    errors = [line["error"] for line in lines if "error" in line]
+    assert report.rejected == 1 and len(errors) == 1 and "AttributeError" in errors[0]
+    assert report.frames == len(lines) >= 9
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_half_truncated_video_without_a_frame_count_is_reported(tmp_path, suffix):
+    """Matroska states a duration but no frame count. Before: a file cut in half ran as
+    a short video, exit 0, no warning."""
+    from test_tools_video import EmptyEngine
+
+    from tr2_core.tools.video import process_video
+
+    path = tmp_path / f"a{suffix}"
+    if suffix == ".webm":
+        av = pytest.importorskip("av", reason="video files need PyAV")
+        if "libvpx-vp9" not in av.codecs_available:
+            pytest.skip("this FFmpeg build has no VP9 encoder")
+        with av.open(str(path), mode="w") as out:
+            stream = out.add_stream("libvpx-vp9", rate=10)
+            stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+            for rgb in frames(30, seed=2):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            out.mux(stream.encode())
+    else:
+        _write_video(path, frames(30, seed=2))
+    whole = process_video(path, EmptyEngine(), tmp_path / "whole.jsonl", progress=False)
+    assert whole.frames == 30 and whole.truncated is None  # no false alarm
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    report = process_video(path, EmptyEngine(), tmp_path / "half.jsonl", progress=False)
+    assert 0 < report.frames < 25
+    assert f"the container states 3.00 s, the {report.frames} frames read cover" in (
+        report.truncated or ""
+    )
+    assert "WARNING: input truncated" in report.summary()
