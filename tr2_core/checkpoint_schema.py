@@ -34,6 +34,7 @@ Keys tr2 does not use are ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -226,16 +227,32 @@ def _check_overrides(value: Any, path: str | Path, where: str, depth: int) -> No
 
 def meta_relation_state(model_cfg: Any) -> dict[str, torch.Size]:
     """Names and shapes of the relation model's state dict for ``model_cfg``, built on
-    the ``meta`` device (no memory, no weights)."""
-    from tr2_core.models import create_relation_model
+    the ``meta`` device (no memory, no weights); the last few configs are remembered."""
+    from tr2_core.config import to_dict
 
+    return dict(_meta_relation_state(json.dumps(to_dict(model_cfg), sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_relation_state(config_json: str) -> tuple[tuple[str, torch.Size], ...]:
+    from tr2_core.config import from_dict
+    from tr2_core.models import ModelConfig, create_relation_model
+
+    model_cfg = from_dict(ModelConfig, json.loads(config_json))
     with torch.device("meta"):
         relation = create_relation_model(model_cfg, device="meta")
-    return {name: t.shape for name, t in relation.state_dict().items()}
+    return tuple((name, t.shape) for name, t in relation.state_dict().items())
 
 
 def _clip_parameters(model_cfg: Any) -> int:
     """Parameters of the frozen CLIP of ``model_cfg``, counted on the ``meta`` device."""
+    return _clip_parameter_count(
+        model_cfg.clip.model_name, json.dumps(model_cfg.clip.overrides, sort_keys=True)
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_parameter_count(model_name: str, overrides_json: str) -> int:
     import logging
 
     import open_clip
@@ -246,9 +263,8 @@ def _clip_parameters(model_cfg: Any) -> int:
     try:
         with torch.device("meta"):
             model = open_clip.create_model(
-                model_cfg.clip.model_name, pretrained=None, device="meta",
-                **dict(model_cfg.clip.overrides),
-            )  # fmt: skip
+                model_name, pretrained=None, device="meta", **json.loads(overrides_json)
+            )
     finally:
         quiet.setLevel(level)
     return sum(t.numel() for t in model.state_dict().values())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tr2_core.errors import WeightsError
+from tr2_core.errors import WeightsError, clip
 from tr2_core.models.config import GuidanceConfig
 from tr2_core.progress import bar_disabled
 from tr2_core.vocab import (
@@ -203,7 +203,10 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"text table {path}: not a readable .npz ({e})") from None
+        reason = clip(" ".join(str(e).split()))  # one line
+        raise WeightsError(
+            f"text table {path}: not a readable .npz ({type(e).__name__}: {reason})"
+        ) from None
     need = ("table", "prompts", "objects", "predicates", "clip_model", "clip_weights",
             "clip_weights_sha256", "text_tower_sha256")  # fmt: skip
     missing = [k for k in need if k not in arrays]
@@ -214,6 +217,16 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
         raise WeightsError(
             f"text table {path}: 'table' has shape {table.shape}, expected (37, 26, D)"
         )
+    if table.dtype.kind != "f" or not np.isfinite(table).all():
+        raise WeightsError(f"text table {path}: 'table' is not finite floating point")
+    forms = {"prompts": (NUM_OBJECT_CLASSES, NUM_PREDICATES), "objects": (NUM_OBJECT_CLASSES,),
+             "predicates": (NUM_PREDICATES,), **{k: () for k in need[4:]}}  # fmt: skip
+    for name, shape in forms.items():
+        if arrays[name].dtype.kind != "U" or arrays[name].shape != shape:
+            raise WeightsError(
+                f"text table {path}: {name!r} is {arrays[name].dtype} {arrays[name].shape}, "
+                f"expected strings of shape {shape}"
+            )
     if tuple(arrays["objects"]) != OBJECT_CLASSES or tuple(arrays["predicates"]) != PREDICATES:
         raise WeightsError(f"text table {path}: object/predicate vocabulary differs from AG's")
     if expected_dim is not None and table.shape[-1] != expected_dim:
