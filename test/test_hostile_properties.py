@@ -627,3 +627,76 @@ def test_mutated_bags_give_a_report_or_a_documented_error(storage, metadata, dat
         report = outcome(lambda: _process_bag(src, dst), [src])
         if isinstance(report, Exception):
             assert not dst.exists()
+
+
+# ----------------------------------------------------------- word vectors, class lists
+WORDS = ["cup", "book", "phone", "table", "door", "bed", "light"]
+
+
+@st.composite
+def glove_tables(draw: st.DrawFn) -> tuple[int, dict[str, list[float]], str]:
+    """(dim, vectors of some words, the GloVe text: those lines and other words')."""
+    dim = draw(st.integers(1, 6))
+    finite = st.floats(-100, 100, width=32, allow_subnormal=False)
+    vectors = {w: draw(st.lists(finite, min_size=dim, max_size=dim))
+               for w in draw(st.sets(st.sampled_from(WORDS), min_size=1))}  # fmt: skip
+    others = draw(st.lists(st.from_regex(r"[a-z]{2,8}", fullmatch=True), max_size=4))
+    lines = [f"{w} " + " ".join(repr(v) for v in vec) for w, vec in vectors.items()]
+    lines += [f"{w}_x " + " ".join("0.5" for _ in range(dim)) for w in others]
+    order = draw(st.permutations(lines))
+    return dim, vectors, "\n".join(order) + "\n"
+
+
+@budget(20)
+@given(table=glove_tables())
+def test_wellformed_glove_tables_read_back_exactly(table):
+    from tr2_core.models.glove import read_glove
+
+    dim, vectors, text = table
+    with _scratch() as tmp:
+        path = Path(tmp) / "glove.txt"
+        path.write_text(text)
+        found = outcome(lambda: read_glove(path, set(WORDS), dim), [path])
+        assert set(found) == set(vectors)
+        for word, vec in vectors.items():
+            assert found[word].tolist() == pytest.approx(vec)
+
+
+@budget(30)
+@given(table=glove_tables(), data=st.data())
+def test_mutated_glove_tables_give_finite_vectors_or_a_documented_error(table, data):
+    from tr2_core.models.glove import read_glove
+
+    dim, _, text = table
+    with _scratch() as tmp:
+        path = Path(tmp) / "glove.txt"
+        path.write_bytes(data.draw(byte_mutations(text.encode())))
+        found = outcome(lambda: read_glove(path, set(WORDS), dim), [path])
+        if not isinstance(found, Exception):
+            assert all(v.shape == (dim,) and bool(torch.isfinite(v).all()) for v in found.values())
+
+
+def test_glove_values_that_are_not_finite_are_refused(tmp_path):
+    """Before: 'nan' and 'inf' parse as floats and became class embeddings."""
+    from tr2_core.errors import WeightsError
+    from tr2_core.models.glove import read_glove
+
+    path = tmp_path / "glove.txt"
+    path.write_text("cup 0.1 nan\nbook inf 2\n")
+    with pytest.raises(WeightsError, match=r"line 1 \('cup'\): holds NaN or infinite"):
+        read_glove(path, {"cup"}, 2)
+
+
+@budget(30)
+@given(which=st.sampled_from(["object_classes.txt", "relationship_classes.txt"]), data=st.data())
+def test_mutated_class_files_give_a_documented_error(which, data):
+    from tr2_core.data.action_genome import check_class_files
+    from tr2_core.data.release_writer import write_class_files
+
+    with _scratch() as tmp:
+        ann = Path(tmp)
+        write_class_files(ann)
+        assert outcome(lambda: check_class_files(ann), [ann]) is None  # as written: accepted
+        path = ann / which
+        path.write_bytes(data.draw(byte_mutations(path.read_bytes())))
+        outcome(lambda: check_class_files(ann), [ann])

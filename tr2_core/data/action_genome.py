@@ -306,7 +306,8 @@ def _read_vocab_file(path: Path, names: Sequence[str]) -> None:
         # glued() also accepts the slash / underscore spelling of a name
         if glued(found) != glued(name):
             raise DatasetError(
-                f"{path}, line {lineno}: expected {glued(name)!r} ({name!r}), found {found!r}; "
+                f"{path}, line {lineno}: expected {glued(name)!r} ({name!r}), "
+                f"found {describe(found)}; "
                 "class files must list the AG vocabulary in AG order"
             )
     if len(lines) != len(names):
