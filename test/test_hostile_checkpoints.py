@@ -161,6 +161,23 @@ def test_code_carrying_checkpoint_refused_in_one_line_without_unsafe_advice(tmp_
     assert "refused" in message and "system" in message and str(path) in message
 
 
+def test_code_carrying_weight_files_refused_in_one_line(tmp_path):
+    """Detector / relation weight files: the same one line (before: torch's six-line
+    advice to re-run with weights_only=False)."""
+    from tr2_core.models.detector import read_state_dict
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = _save({"state_dict": Payload()}, tmp_path / "detector.pth")
+    with pytest.raises(WeightsError) as info:
+        read_state_dict(path, "detector")
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message, message
+    assert message.startswith(f"detector weights {path}: refused: it needs the Python object")
+
+
 def test_truncated_checkpoint_refused_in_one_line(good_checkpoint, tmp_path):
     path = _save(good_checkpoint, tmp_path / "last.pt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 9 // 10])

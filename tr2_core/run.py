@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 import torch
 
 from tr2_core.config import apply_overrides, from_dict
-from tr2_core.errors import ConfigError, WeightsError, clip
+from tr2_core.errors import ConfigError, WeightsError, torch_load_failure
 from tr2_core.models import (
     FeatureExtractor,
     ModelConfig,
@@ -346,29 +346,9 @@ def load_checkpoint(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # corrupt file, or one that needs unsafe globals
-        raise WeightsError(f"{path}: refused: {_load_failure(e)}") from None
+        raise WeightsError(f"{path}: refused: {torch_load_failure(e)}") from None
     check_checkpoint(ckpt, path)
     return ckpt
-
-
-def _load_failure(error: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice
-    to load the file with ``weights_only=False`` (which would run its code)."""
-    import re
-
-    text = str(error)
-    named = re.search(r"GLOBAL ([\w.]+)", text)
-    if named:
-        return (
-            f"it needs the Python object {named.group(1)!r} to load, and a checkpoint "
-            "holds only tensors and plain values (no code is run from a checkpoint)"
-        )
-    lines = [
-        line.strip() for line in text.splitlines()
-        if line.strip() and "weights_only" not in line and "torch.load" not in line
-    ]  # fmt: skip
-    first = lines[0].split(". ")[0] if lines else type(error).__name__
-    return f"not a readable torch checkpoint ({type(error).__name__}: {clip(first)})"
 
 
 def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, int]:
