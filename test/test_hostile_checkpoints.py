@@ -253,3 +253,13 @@ def test_node_reads_the_model_name_through_the_gate(good_checkpoint, tmp_path):
     ckpt = copy.deepcopy(good_checkpoint)
     ckpt["config"]["model"] = "tr2-small"  # a string: the node's lookup raised before
     assert node.checkpoint_model_name(str(_save(ckpt, tmp_path / "b.pt"))) == "?"
+
+
+def test_inference_overrides_are_bounded_as_the_checkpoint_is(good_checkpoint, tmp_path):
+    """Before: detector.detections_per_image=1000000000 was accepted (an allocation later)."""
+    from tr2_core.errors import ConfigError
+    from tr2_core.run import load_trained
+
+    path = _save(good_checkpoint, tmp_path / "best.pt")
+    with pytest.raises(ConfigError, match=r"detections_per_image must be in \[0, 10000\]"):
+        load_trained(path, announce=False, model_overrides=["detector.detections_per_image=1000000000"])

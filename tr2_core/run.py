@@ -382,6 +382,23 @@ INFERENCE_OVERRIDES = (
 the detector's inference settings, which no weight depends on."""
 
 
+def check_override_sizes(model: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Bound the sizes a ``KEY=VALUE`` override sets, as a checkpoint's own are bounded
+    (:data:`tr2_core.checkpoint_schema.MODEL_LIMITS`).
+
+    Raises:
+        ConfigError: naming the override and the allowed range."""
+    from tr2_core.checkpoint_schema import MODEL_LIMITS
+
+    for item in overrides:
+        key = item.partition("=")[0]
+        section, _, name = key.partition(".")
+        value = model.get(section, {}).get(name) if isinstance(model.get(section), dict) else None
+        limit = MODEL_LIMITS.get(key)
+        if limit is not None and isinstance(value, int) and not 0 <= value <= limit:
+            raise ConfigError(f"model override {item!r}: {key} must be in [0, {limit}]")
+
+
 def load_trained(
     checkpoint: str | Path,
     device: str | torch.device = "cpu",
@@ -412,6 +429,7 @@ def load_trained(
                     f"except {', '.join(INFERENCE_OVERRIDES)}"
                 )
         config = {**config, "model": apply_overrides(config.get("model", {}), model_overrides)}
+        check_override_sizes(config["model"], model_overrides)
     run, model_cfg, seed = run_spec_and_model_config(config)
     for key, value in run_overrides.items():
         if value is not None:
