@@ -60,6 +60,12 @@ def test_engine_construction_names_wrong_arguments():
         StreamingEngine(model.extractor, model.relation, {"window": 2})
     with pytest.raises(EngineInputError, match="relation must be a tr2 RelationModel"):
         StreamingEngine(model.extractor, "model.pt")
+    with pytest.raises(ConfigError, match="options must be EngineOptions"):
+        StreamingEngine.from_checkpoint("best.pt", options={"window": 2})
+    with pytest.raises(ConfigError, match="checkpoint must be a path"):
+        StreamingEngine.from_checkpoint(7)
+    with pytest.raises(ConfigError, match="unknown"):
+        StreamingEngine.from_checkpoint("best.pt", windw=2)
 
 
 def test_engine_refusal_is_a_rejected_frame_in_the_frame_loop(engine):

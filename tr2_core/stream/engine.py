@@ -253,7 +253,11 @@ class StreamingEngine:
         """
         from tr2_core.run import load_trained
 
+        if options is not None and not isinstance(options, EngineOptions):
+            raise ConfigError(f"options must be EngineOptions, got {type(options).__name__}")
         if checkpoint is not None:
+            if not isinstance(checkpoint, (str, Path)):
+                raise ConfigError(f"checkpoint must be a path, got {type(checkpoint).__name__}")
             changes["checkpoint"] = str(checkpoint)
         options = (options or EngineOptions()).replace(**changes)
         trained = load_trained(
