@@ -102,6 +102,11 @@ _BAD_FIELDS = {
         "config.model.clip.overrides.vision_cfg.layers",
         "not in",
     ),
+    "a million anchors": (
+        _set("config.model.detector.anchor_sizes", [32] * 10**6),
+        "config.model.detector.anchor_sizes",
+        "not 1 to 32 numbers",
+    ),
     "dimension of the wrong type": (
         _set("config.model.fusion.heads", "4"),
         "config.model.fusion.heads",
@@ -262,4 +267,6 @@ def test_inference_overrides_are_bounded_as_the_checkpoint_is(good_checkpoint, t
 
     path = _save(good_checkpoint, tmp_path / "best.pt")
     with pytest.raises(ConfigError, match=r"detections_per_image must be in \[0, 10000\]"):
-        load_trained(path, announce=False, model_overrides=["detector.detections_per_image=1000000000"])
+        load_trained(
+            path, announce=False, model_overrides=["detector.detections_per_image=1000000000"]
+        )

@@ -15,7 +15,8 @@ What is checked, field by field (the keys are described in
                  make tr2 allocate what the file itself holds
 ``config``       ``run``, ``model`` and ``train`` sections, each a dict; ``run`` and
                  ``model`` typed and validated as the configs they are; every size of
-                 the model bounded (:data:`MODEL_LIMITS`, :data:`MAX_PARAMETERS`)
+                 the model bounded (:data:`MODEL_LIMITS`, anchor lists, CLIP overrides,
+                 :data:`MAX_PARAMETERS`)
                  before anything is built; ``train.seed`` an integer (the whole
                  ``train`` section is typed by :mod:`tr2_core.train.checkpoint`)
 ``epoch``        an integer in [0, :data:`MAX_EPOCH`]
@@ -197,6 +198,14 @@ def _check_model_sizes(model: dict[str, Any], path: str | Path) -> None:
         low = 1 if dotted in _POSITIVE else 0
         if _is_int(value) and not low <= value <= limit:
             raise refuse(path, f"config.model.{dotted}", f"{value} is not in [{low}, {limit}]")
+    detector = model.get("detector")
+    for key in ("anchor_sizes", "aspect_ratios"):
+        values = detector.get(key) if isinstance(detector, dict) else None
+        if isinstance(values, (list, tuple)) and not (
+            0 < len(values) <= 32
+            and all(_is_number(v) and 0 < v <= MODEL_LIMITS["detector.max_size"] for v in values)
+        ):
+            raise refuse(path, f"config.model.detector.{key}", "not 1 to 32 numbers in (0, 8192]")
     overrides = (
         model.get("clip", {}).get("overrides") if isinstance(model.get("clip"), dict) else None
     )
