@@ -439,6 +439,32 @@ def test_text_table_arrays_and_bytes_mutated_give_a_documented_error(name, value
         outcome(lambda: load_text_table(path, expected_dim=8), [path])
 
 
+def test_text_table_zip_bomb_refused_before_inflating(tmp_path):
+    """Before: np.load inflated every member whole (here 64 MiB of zeros from 64 KiB)."""
+    import io
+    import time
+    import zipfile
+
+    from tr2_core.errors import WeightsError
+    from tr2_core.models.guidance import load_text_table
+
+    path = tmp_path / "text_table.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (37, 26, 1 << 14)}
+    )
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("table.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            for _ in range(37 * 26 * 4 * (1 << 14) // (1 << 20)):
+                member.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    t = time.perf_counter()
+    with pytest.raises(WeightsError, match="'table.npy' would inflate from"):
+        load_text_table(path)
+    assert time.perf_counter() - t < 1.0
+
+
 # --------------------------------------------------------------------------- image folders
 @budget(10)
 @given(

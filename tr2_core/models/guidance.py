@@ -189,6 +189,29 @@ def save_text_table(path: str | Path, table: TextTable) -> None:
     )
 
 
+MAX_TABLE_INFLATION = 64
+"""A prompt-table member may inflate at most this much (beyond its first MiB): a
+float table compresses a few times, a zip bomb a thousand times."""
+
+
+def _check_inflation(path: Path) -> None:
+    """Bound every member of the ``.npz`` from its zip directory before inflating it
+    (``zipfile`` never inflates past the size the directory states)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"text table {path}: not a readable .npz ({type(e).__name__})") from None
+    for info in members:
+        if info.file_size > max(1 << 20, MAX_TABLE_INFLATION * info.compress_size):
+            raise WeightsError(
+                f"text table {path}: {info.filename!r} would inflate from "
+                f"{info.compress_size:,} to {info.file_size:,} bytes: refused"
+            )
+
+
 def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTable:
     """Read a table written by :func:`save_text_table` (``allow_pickle=False``).
 
@@ -199,6 +222,7 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"text table not found: {path} (create it with `tr2 prompts`)")
+    _check_inflation(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
