@@ -257,3 +257,68 @@ def test_half_truncated_video_without_a_frame_count_is_reported(tmp_path, suffix
         report.truncated or ""
     )
     assert "WARNING: input truncated" in report.summary()
+
+
+# --------------------------------------------------------------------------- engine, generated
+def _engine_inputs():
+    from hypothesis import strategies as st
+
+    shapes = st.one_of(
+        st.tuples(st.integers(1, 80), st.integers(1, 80), st.just(3)),
+        st.tuples(st.just(1), st.integers(100, 6000), st.just(3)),  # a line of pixels
+        st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 5)),
+        st.tuples(st.integers(1, 8)),
+    )
+    dtypes = st.sampled_from([np.uint8, np.uint8, np.uint16, np.float32, np.int64, bool])
+    stamps = st.one_of(
+        st.integers(-(2**64), 2**64), st.floats(), st.none(), st.text(max_size=3),
+        st.sampled_from([np.uint64(2**64 - 1), np.int32(5), True]),
+    )  # fmt: skip
+    boxes = st.one_of(
+        st.none(),
+        st.lists(st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=4, max_size=4),
+                 max_size=3),
+        st.lists(st.integers(), max_size=5),
+        st.text(max_size=4),
+    )  # fmt: skip
+    labels = st.one_of(
+        st.none(), st.lists(st.integers(-(2**65), 2**65), max_size=3),
+        st.lists(st.floats(), max_size=3), st.text(max_size=3),
+    )  # fmt: skip
+    return shapes, dtypes, stamps, boxes, labels
+
+
+_SHAPES, _DTYPES, _STAMPS, _BOXES, _LABELS = _engine_inputs()
+
+
+@pytest.fixture(scope="module")
+def predcls_engine() -> StreamingEngine:
+    model = tiny_model()
+    return StreamingEngine(
+        model.extractor, model.relation, window=2, mode="predcls", score_threshold=0.0
+    )
+
+
+def test_generated_engine_calls_give_a_result_or_one_input_error(engine, predcls_engine):
+    """Any image, stamp, boxes and labels: a result for this stamp, or one
+    EngineInputError; the engine stays usable either way."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @given(shape=_SHAPES, dtype=_DTYPES, stamp=_STAMPS, boxes=_BOXES, labels=_LABELS,
+           predcls=st.booleans())  # fmt: skip
+    def check(shape, dtype, stamp, boxes, labels, predcls):
+        target = predcls_engine if predcls else engine
+        image = np.zeros(shape, dtype)
+        try:
+            result = target.process(image, stamp, boxes=boxes, labels=labels)
+        except EngineInputError as e:
+            assert "\n" not in str(e)
+        else:
+            assert result.stamp_ns == stamp and isinstance(result.stamp_ns, int)
+        fine = target.process(frames(1)[0], 10**18, boxes=[[1, 1, 30, 30]], labels=[1])
+        assert fine.stamp_ns == 10**18
+
+    check()
