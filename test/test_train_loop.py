@@ -165,6 +165,33 @@ def test_tr2_test_writes_the_contract_files_and_agrees_with_validation(
     assert metrics["with"]["R@20"] == pytest.approx(logged)  # same model, same split
 
 
+def test_tr2_test_writes_both_outputs_or_neither(straight_run, tmp_path, monkeypatch, capsys):
+    """predictions.npz and metrics.json belong together: a failure after the predictions
+    are made (here, in scoring) leaves neither, and a rerun's failure keeps the pair an
+    earlier run wrote (before: predictions.npz was published alone)."""
+    from tr2_core.errors import PredictionsError
+    from tr2_core.evaluation import recall
+
+    out = tmp_path / "test"
+    argv = ["test", "--checkpoint", str(straight_run / "best.pt"), "--out", str(out),
+            "--device", "cpu", "--no-progress", "--split", "val"]  # fmt: skip
+
+    def failing(*args, **kwargs):
+        raise PredictionsError("scoring failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recall, "evaluate_detailed", failing)
+        assert tr2_main(argv) == 2
+    assert not (out / "predictions.npz").exists() and not (out / "metrics.json").exists()
+    assert tr2_main(argv) == 0
+    pair = {name: (out / name).read_bytes() for name in ("predictions.npz", "metrics.json")}
+    with monkeypatch.context() as patch:
+        patch.setattr(recall, "evaluate_detailed", failing)
+        assert tr2_main(argv) == 2
+    assert {name: (out / name).read_bytes() for name in pair} == pair
+    assert "scoring failed" in capsys.readouterr().err
+
+
 def test_trained_model_runs_with_detector_inference_overrides(straight_run):
     """`tr2 test --override`: the detector's inference settings change (a weak detector's
     score threshold), anything the weights depend on is refused with the key named."""

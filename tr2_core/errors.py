@@ -58,3 +58,23 @@ def describe(value: object, limit: int = MESSAGE_VALUE_CHARS) -> str:
 def clip(text: str, limit: int = 4 * MESSAGE_VALUE_CHARS) -> str:
     """``text`` cut to at most ``limit`` characters (``...`` marks a cut)."""
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def torch_load_failure(error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice
+    to load the file with ``weights_only=False`` (which would run its code)."""
+    import re
+
+    text = str(error)
+    named = re.search(r"GLOBAL ([\w.]+)", text)
+    if named:
+        return (
+            f"it needs the Python object {named.group(1)!r} to load, and tr2 reads only "
+            "tensors and plain values from a weights file (no code is run from it)"
+        )
+    lines = [
+        line.strip() for line in text.splitlines()
+        if line.strip() and "weights_only" not in line and "torch.load" not in line
+    ]  # fmt: skip
+    first = lines[0].split(". ")[0] if lines else type(error).__name__
+    return f"not a readable torch file ({type(error).__name__}: {clip(first)})"

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 import torch
 
 from tr2_core.config import apply_overrides, from_dict
-from tr2_core.errors import ConfigError, WeightsError
+from tr2_core.errors import ConfigError, WeightsError, torch_load_failure
 from tr2_core.models import (
     FeatureExtractor,
     ModelConfig,
@@ -149,6 +149,8 @@ class RunModel:
     frozen: FrozenExtractor
     relation: RelationModel
     text_table: torch.Tensor | None = None
+    built_text_table: TextTable | None = None
+    """The prompt table when this build made it from the extractor's CLIP (not read)."""
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -283,17 +285,25 @@ def build_run_model(
             table = load_text_table(run.text_table, expected_dim=model_cfg.representation.union_dim)
         else:
             table = build_run_text_table(frozen.extractor, model_cfg, run)
-            if text_table_out and out_dir is not None:
-                from tr2_core.models import save_text_table
-
-                path = out_dir / "text_table.npz"
-                save_text_table(path, table)
-                log.info("built the CLIP prompt table from the extractor's CLIP: %s", path)
     built = _with_relation(frozen, model_cfg, table, seed=seed, weights=None, device=device)
+    if isinstance(table, TextTable) and not run.text_table:
+        built.built_text_table = table
+        if text_table_out and out_dir is not None:
+            save_built_text_table(built, out_dir)
     if training:
         rep = built.relation.representation
         init_class_embeddings([rep.subject_embed, rep.object_embed], run.glove)
     return built
+
+
+def save_built_text_table(model: RunModel, out_dir: Path) -> None:
+    """Write the prompt table ``model``'s build made to ``out_dir/text_table.npz``."""
+    from tr2_core.models import save_text_table
+
+    if model.built_text_table is not None:
+        path = out_dir / "text_table.npz"
+        save_text_table(path, model.built_text_table)
+        log.info("built the CLIP prompt table from the extractor's CLIP: %s", path)
 
 
 def build_run_text_table(
@@ -315,43 +325,30 @@ def build_run_text_table(
 
 
 # --------------------------------------------------------------------------- checkpoints
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a ``tr2 train`` checkpoint safely (``weights_only=True``; its keys are listed
-    in :mod:`tr2_core.train.checkpoint`); raises :class:`WeightsError` naming the file when
-    it is missing or not a tr2 checkpoint."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """Read a ``tr2 train`` checkpoint safely (``weights_only=True``) and check every
+    field against its schema (:func:`tr2_core.checkpoint_schema.check_checkpoint`:
+    types, ranges, sizes bounded before anything is built). The one gate of every reader
+    (``tr2 test``, resume, the streaming engine, ``tr2 video`` / ``bag``, the ROS node).
+
+    Raises:
+        WeightsError: one line naming the file and, for a bad field, the field: a
+            missing file, one that is not a checkpoint or needs code to load, a field
+            of the wrong type, out of range or too large.
+    """
+    from tr2_core.checkpoint_schema import check_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # corrupt file, or one that needs unsafe globals
-        raise WeightsError(f"{path}: cannot be read as a tr2 checkpoint ({e})") from None
-    missing = [
-        k for k in ("model", "config", "epoch") if not isinstance(ckpt, dict) or k not in ckpt
-    ]
-    if missing:
-        raise WeightsError(f"{path}: not a tr2 checkpoint (missing {missing})")
-    check_finite_weights(ckpt["model"], path)
+        raise WeightsError(f"{path}: refused: {torch_load_failure(e)}") from None
+    check_checkpoint(ckpt, path)
     return ckpt
-
-
-def check_finite_weights(state: Any, path: str | Path) -> None:
-    """Refuse a checkpoint whose model weights hold NaN/inf (a diverged or tampered run),
-    naming the file and the first such tensor, before they poison every prediction.
-
-    Raises:
-        WeightsError: not a state dict, or a floating tensor with NaN/inf values.
-    """
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
-    for name, tensor in state.items():
-        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-            bad = int((~torch.isfinite(tensor)).sum())
-            if bad:
-                raise WeightsError(
-                    f"{path}: weight {name} {tuple(tensor.shape)} has {bad} NaN/inf values; "
-                    "the checkpoint is unusable"
-                )
 
 
 def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, int]:
@@ -385,23 +382,43 @@ INFERENCE_OVERRIDES = (
 the detector's inference settings, which no weight depends on."""
 
 
+def check_override_sizes(model: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Bound the sizes a ``KEY=VALUE`` override sets, as a checkpoint's own are bounded
+    (:data:`tr2_core.checkpoint_schema.MODEL_LIMITS`).
+
+    Raises:
+        ConfigError: naming the override and the allowed range."""
+    from tr2_core.checkpoint_schema import MODEL_LIMITS
+
+    for item in overrides:
+        key = item.partition("=")[0]
+        section, _, name = key.partition(".")
+        value = model.get(section, {}).get(name) if isinstance(model.get(section), dict) else None
+        limit = MODEL_LIMITS.get(key)
+        if limit is not None and isinstance(value, int) and not 0 <= value <= limit:
+            raise ConfigError(f"model override {item!r}: {key} must be in [0, {limit}]")
+
+
 def load_trained(
     checkpoint: str | Path,
     device: str | torch.device = "cpu",
     *,
     announce: bool = True,
     model_overrides: Sequence[str] = (),
+    loaded: dict[str, Any] | None = None,
     **run_overrides: Any,
 ) -> TrainedModel:
     """Rebuild a trained model from a checkpoint: configs from the checkpoint (``run``
     fields may be overridden when not None, e.g. ``data`` or weight paths; model config
     keys of :data:`INFERENCE_OVERRIDES` by ``KEY=VALUE`` items), extractor checked
     against the fingerprint the run recorded, relation weights loaded strictly, eval
-    mode.
+    mode. ``loaded``: the checkpoint as :func:`load_checkpoint` already read it.
 
     Raises:
+        WeightsError: the checkpoint is refused (:func:`load_checkpoint`) or does not
+            fit the frozen parts built now.
         ConfigError: a model override names another key or a bad value."""
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    ckpt = load_checkpoint(checkpoint, map_location="cpu") if loaded is None else loaded
     config = ckpt["config"]
     if model_overrides:
         for item in model_overrides:
@@ -412,6 +429,7 @@ def load_trained(
                     f"except {', '.join(INFERENCE_OVERRIDES)}"
                 )
         config = {**config, "model": apply_overrides(config.get("model", {}), model_overrides)}
+        check_override_sizes(config["model"], model_overrides)
     run, model_cfg, seed = run_spec_and_model_config(config)
     for key, value in run_overrides.items():
         if value is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tr2_core.errors import Tr2Error
+from tr2_core.errors import Tr2Error, clip
 from tr2_core.outputs import Output
 from tr2_core.progress import bar_disabled
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
@@ -144,7 +144,8 @@ def _reading(src: Path, what: str, fn: Callable[[], Any]) -> Any:
     except Tr2Error:
         raise
     except Exception as e:  # rosbags, sqlite3, mcap, yaml and OS errors alike
-        raise BagError(f"cannot read bag {src} ({what}): {type(e).__name__}: {e}") from e
+        reason = clip(" ".join(str(e).split()))  # one line (YAML errors span several)
+        raise BagError(f"cannot read bag {src} ({what}): {type(e).__name__}: {reason}") from e
 
 
 def _messages(src: Path, reader: Any) -> Iterator[tuple[Any, int, bytes]]:

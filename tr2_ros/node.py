@@ -85,12 +85,12 @@ def model_protocol(engine: Any, checkpoint: str) -> str:
 def checkpoint_model_name(checkpoint: str) -> str:
     """The model config name a ``tr2 train`` checkpoint records ('?' if unreadable).
 
-    Memory-maps the file, so the weights are not read a second time."""
+    Read through the one checkpoint gate (:func:`tr2_core.run.load_checkpoint`, every
+    field checked), memory-mapped, so the weights are not read into memory a second time."""
     try:
-        import torch
+        from tr2_core.run import load_checkpoint
 
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        config = ckpt["config"]
+        config = load_checkpoint(checkpoint, mmap=True)["config"]
         return str(config["model"].get("name") or config["run"].get("model") or "?")
     except Exception:  # an engine factory may not need a tr2 checkpoint (tests, fakes)
         return "?"

@@ -83,22 +83,27 @@ def run(args: argparse.Namespace) -> int:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
-    from tr2_core.outputs import atomic_write_text, prepare_folder
+    from tr2_core.outputs import prepare_folder
+    from tr2_core.run import load_checkpoint
+    from tr2_core.tools.staging import staged_outputs
 
+    # every field of the checkpoint is checked before anything is built or written
+    ckpt = load_checkpoint(args.checkpoint)
+    train_cfg = train_config_from(ckpt["config"], args.checkpoint)
     prepare_folder(args.out, "--out", "tr2-test", inputs=[args.checkpoint, args.data])
     trained = load_trained(
         args.checkpoint,
         d.device,
+        loaded=ckpt,
         data=args.data,
         clip_weights=args.clip_weights,
         detector_weights=args.detector_weights,
         cache_dir=args.cache_dir,
         model_overrides=args.override,
     )
-    run_spec, ckpt = trained.run, trained.checkpoint
+    run_spec = trained.run
     if args.filter_small_boxes is not None:
         run_spec = dataclasses.replace(run_spec, filter_small_boxes=args.filter_small_boxes)
-    train_cfg = train_config_from(ckpt["config"])
     source, _ = make_source(
         run_spec, train_cfg, args.split, trained.model.frozen, d.device,
         training=False, max_videos=args.max_videos, use_cache=not args.no_cache,
@@ -111,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, desc=f"test {args.split}",
     )  # fmt: skip
     out = Path(args.out)
-    save_predictions(out / "predictions.npz", preds)
     gt = source.videos.selected_gt()
     check_frame_coverage(gt.frame_keys, preds, "the model's predictions")
     result = evaluate_detailed(gt, preds, task=run_spec.task)
@@ -125,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
     metrics["random_init"] = run_spec.random_init
     metrics["split"] = args.split
     metrics["overrides"] = list(args.override)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    # both files or neither (a rerun that fails keeps the pair an earlier one wrote)
+    finals = [out / "predictions.npz", out / "metrics.json"]
+    with staged_outputs(finals, inputs=[args.checkpoint, args.data], overwrite=True) as staged:
+        save_predictions(staged[0], preds)
+        staged[1].write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     window = metrics["temporal_window"]
     print(
         f"protocol: {protocol} ("

@@ -20,7 +20,12 @@ the annotated frames go to a video (.mp4/.mkv/.mov/.avi/.webm) or, for any
 other path, to a folder of PNGs.
 
 Unreadable frames get a line with "error" and are counted; they never stop the
-run. Outputs appear only when the run completes.
+run. Outputs appear only when the run completes. A video that stops before the
+frame count or the duration its container states is reported as truncated.
+
+Exit status: 0 done; 1 done, but no frame gave a scene graph (every JSON line is
+an error; an --overlay video is then not written, an existing one stays as it
+was); 2 an error, nothing written; 130 interrupted (the frames done are kept).
 
 Examples:
   tr2 video clip.mp4 --jsonl clip.jsonl --overlay clip_sg.mp4 --checkpoint best.pt
@@ -76,4 +81,6 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     print(report.summary())
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    return 1 if report.frames and not report.graphs else 0

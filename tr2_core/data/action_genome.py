@@ -173,6 +173,29 @@ def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.nd
     return video, stem.astype(np.int64)
 
 
+def _refuse_respelled_frames(
+    keys: np.ndarray, videos: np.ndarray, numbers: np.ndarray, source: Path
+) -> None:
+    """Refuse two keys that name one frame (``V.mp4/000012.png`` and ``V.mp4/12.png``):
+    the frame would be scored twice.
+
+    Raises:
+        DatasetError: naming both keys.
+    """
+    if keys.size < 2:
+        return
+    order = np.lexsort((numbers, videos))
+    v, n = videos[order], numbers[order]
+    same = np.flatnonzero((v[1:] == v[:-1]) & (n[1:] == n[:-1]))
+    if same.size:
+        first, second = keys[order[same[0]]], keys[order[same[0] + 1]]
+        raise DatasetError(
+            f"{source}: frame keys {describe(str(first))} and {describe(str(second))} name "
+            f"the same frame ({describe(str(v[same[0]]))} frame {int(n[same[0]])}); "
+            "keep one of them"
+        )
+
+
 def frame_number(key: str) -> int:
     """The frame number of a frame key: ``'001YG.mp4/000089.png'`` -> ``89``."""
     return split_frame_key(key)[1]
@@ -294,7 +317,8 @@ def _read_vocab_file(path: Path, names: Sequence[str]) -> None:
         # glued() also accepts the slash / underscore spelling of a name
         if glued(found) != glued(name):
             raise DatasetError(
-                f"{path}, line {lineno}: expected {glued(name)!r} ({name!r}), found {found!r}; "
+                f"{path}, line {lineno}: expected {glued(name)!r} ({name!r}), "
+                f"found {describe(found)}; "
                 "class files must list the AG vocabulary in AG order"
             )
     if len(lines) != len(names):
@@ -840,6 +864,7 @@ def _select_frames(frames: _Frames, objs: _ObjectColumns, filter_small_boxes: bo
     ok_idx = np.flatnonzero(n_keep > 0)
     key_array = np.array(frames.keys, dtype=str)
     video_of, number_of = _split_frame_keys(key_array[ok_idx], frames.object_path)
+    _refuse_respelled_frames(key_array[ok_idx], video_of, number_of, frames.object_path)
     videos_all, video_inv = np.unique(video_of, return_inverse=True)
     video_inv = video_inv.reshape(-1)
     per_video = np.bincount(video_inv, minlength=len(videos_all))

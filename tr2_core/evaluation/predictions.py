@@ -140,6 +140,13 @@ def _normalise(arrays: Mapping[str, object], source: str) -> Predictions:
                 f"{other_len}; both must have one row per {_GROUP_NAMES[group]}"
             )
         lengths.setdefault(group, (arr.shape[0], name))
+        if kind == _INT and arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+            beyond = arr > np.iinfo(np.int64).max  # would wrap to negative values
+            if beyond.any():
+                row = _first(beyond)
+                raise PredictionsError(
+                    f"{source}: {name}[{row}] = {int(arr[row])} does not fit int64"
+                )
         out[name] = arr if kind == _STR else np.ascontiguousarray(arr, dtype=dtype)
     return Predictions(**out)
 

@@ -18,7 +18,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from tr2_core.errors import WeightsError
+from tr2_core.errors import WeightsError, torch_load_failure
 from tr2_core.models.config import DetectorConfig
 from tr2_core.models.release_detector import ReleaseFasterRCNN, build_release_detector
 from tr2_core.vocab import PERSON
@@ -111,9 +111,7 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-        raise WeightsError(
-            f"{what} weights {path}: not a readable torch state dict ({e})"
-        ) from None
+        raise WeightsError(f"{what} weights {path}: refused: {torch_load_failure(e)}") from None
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -9,6 +9,7 @@ The file is read once, streaming, keeping only the words the class names need.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -51,6 +52,10 @@ def read_glove(path: str | Path, words: set[str], dim: int) -> dict[str, torch.T
                 raise WeightsError(
                     f"GloVe file {path}, line {line_no} ({word!r}): expected {dim} numbers, "
                     f"got {len(values)} (representation.class_embed_dim must match the file)"
+                )
+            if not all(math.isfinite(v) for v in values):  # 'nan' and 'inf' parse as floats
+                raise WeightsError(
+                    f"GloVe file {path}, line {line_no} ({word!r}): holds NaN or infinite values"
                 )
             found[word] = torch.tensor(values, dtype=torch.float32)
             if len(found) == len(words):

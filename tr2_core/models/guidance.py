@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tr2_core.errors import WeightsError
+from tr2_core.errors import WeightsError, clip
 from tr2_core.models.config import GuidanceConfig
 from tr2_core.npz import read_npz
 from tr2_core.progress import bar_disabled
@@ -190,6 +190,29 @@ def save_text_table(path: str | Path, table: TextTable) -> None:
     )
 
 
+MAX_TABLE_INFLATION = 64
+"""A prompt-table member may inflate at most this much (beyond its first MiB): a
+float table compresses a few times, a zip bomb a thousand times."""
+
+
+def _check_inflation(path: Path) -> None:
+    """Bound every member of the ``.npz`` from its zip directory before inflating it
+    (``zipfile`` never inflates past the size the directory states)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"text table {path}: not a readable .npz ({type(e).__name__})") from None
+    for info in members:
+        if info.file_size > max(1 << 20, MAX_TABLE_INFLATION * info.compress_size):
+            raise WeightsError(
+                f"text table {path}: {info.filename!r} would inflate from "
+                f"{info.compress_size:,} to {info.file_size:,} bytes: refused"
+            )
+
+
 def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTable:
     """Read a table written by :func:`save_text_table` (``allow_pickle=False``).
 
@@ -200,10 +223,14 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"text table not found: {path} (create it with `tr2 prompts`)")
+    _check_inflation(path)
     try:
         arrays = read_npz(path)
     except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"text table {path}: not a readable .npz ({e})") from None
+        reason = clip(" ".join(str(e).split()))  # one line
+        raise WeightsError(
+            f"text table {path}: not a readable .npz ({type(e).__name__}: {reason})"
+        ) from None
     need = ("table", "prompts", "objects", "predicates", "clip_model", "clip_weights",
             "clip_weights_sha256", "text_tower_sha256")  # fmt: skip
     missing = [k for k in need if k not in arrays]
@@ -214,6 +241,16 @@ def load_text_table(path: str | Path, expected_dim: int | None = None) -> TextTa
         raise WeightsError(
             f"text table {path}: 'table' has shape {table.shape}, expected (37, 26, D)"
         )
+    if table.dtype.kind != "f" or not np.isfinite(table).all():
+        raise WeightsError(f"text table {path}: 'table' is not finite floating point")
+    forms = {"prompts": (NUM_OBJECT_CLASSES, NUM_PREDICATES), "objects": (NUM_OBJECT_CLASSES,),
+             "predicates": (NUM_PREDICATES,), **{k: () for k in need[4:]}}  # fmt: skip
+    for name, shape in forms.items():
+        if arrays[name].dtype.kind != "U" or arrays[name].shape != shape:
+            raise WeightsError(
+                f"text table {path}: {name!r} is {arrays[name].dtype} {arrays[name].shape}, "
+                f"expected strings of shape {shape}"
+            )
     if tuple(arrays["objects"]) != OBJECT_CLASSES or tuple(arrays["predicates"]) != PREDICATES:
         raise WeightsError(f"text table {path}: object/predicate vocabulary differs from AG's")
     if expected_dim is not None and table.shape[-1] != expected_dim:

@@ -20,6 +20,7 @@ says which, and the engine logs it.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,27 @@ def _to_host(parts: list[torch.Tensor], dtype: torch.dtype) -> list[np.ndarray]:
     return out
 
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def checked_stamp(stamp_ns: Any) -> int:
+    """``stamp_ns`` as a Python int in int64's range.
+
+    Raises:
+        EngineInputError: not an integer (a bool, float or string is not), or beyond
+            int64 (the true value is named, never a wrapped one).
+    """
+    if isinstance(stamp_ns, (bool, np.bool_)) or not isinstance(stamp_ns, (int, np.integer)):
+        raise EngineInputError(
+            f"stamp_ns must be an integer number of nanoseconds; got {describe(stamp_ns)} "
+            f"({type(stamp_ns).__name__})"
+        )
+    value = int(stamp_ns)
+    if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        raise EngineInputError(f"stamp_ns {value} is beyond int64 (at most {INT64_RANGE[1]})")
+    return value
+
+
 class StreamingEngine:
     """Streaming TR².
 
@@ -137,6 +159,12 @@ class StreamingEngine:
         tracker: IoUTracker | None = None,
         **changes: Any,
     ) -> None:
+        if options is not None and not isinstance(options, EngineOptions):
+            raise ConfigError(f"options must be EngineOptions, got {type(options).__name__}")
+        if not isinstance(relation, torch.nn.Module) or not hasattr(relation, "config"):
+            raise EngineInputError(
+                f"relation must be a tr2 RelationModel, got {type(relation).__name__}"
+            )
         self.options = (options or EngineOptions()).replace(**changes)
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
@@ -217,10 +245,19 @@ class StreamingEngine:
                 the checkpoint; weights usually live elsewhere on a robot than on
                 the training machine) are used for loading.
             **changes: :class:`EngineOptions` fields overriding ``options``.
+
+        Raises:
+            WeightsError: the checkpoint is missing or refused
+                (:func:`tr2_core.run.load_checkpoint`: one line naming the field).
+            ConfigError: an unknown or invalid option.
         """
         from tr2_core.run import load_trained
 
+        if options is not None and not isinstance(options, EngineOptions):
+            raise ConfigError(f"options must be EngineOptions, got {type(options).__name__}")
         if checkpoint is not None:
+            if not isinstance(checkpoint, (str, Path)):
+                raise ConfigError(f"checkpoint must be a path, got {type(checkpoint).__name__}")
             changes["checkpoint"] = str(checkpoint)
         options = (options or EngineOptions()).replace(**changes)
         trained = load_trained(
@@ -354,18 +391,17 @@ class StreamingEngine:
             labels: (N,) AG object indices for predcls / sgcls (person first).
 
         Raises:
-            EngineInputError: an image that is not (H, W, 3) uint8; in predcls / sgcls,
-                boxes or labels missing, of the wrong shape, or labels out of range.
+            EngineInputError: an image that is not (H, W, 3) uint8, or so elongated that
+                the detector's resize leaves a side of 0 pixels; a stamp that is not an
+                integer in int64's range; in predcls / sgcls, boxes or labels missing,
+                of the wrong shape, or labels out of range. The engine stays usable.
 
         Returns:
             :class:`SceneGraphResult`; entities with non-finite boxes or scores and
             pairs that refer to them are left out, never raised.
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-            raise EngineInputError(
-                f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
-            )
+        image = self._checked_image(image)
+        stamp_ns = checked_stamp(stamp_ns)
         self._check_stamp(stamp_ns)
         tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
         tensor = tensor.to(self.device)
@@ -379,6 +415,35 @@ class StreamingEngine:
         else:
             attention, spatial, contacting = self._temporal()
         return self._result(frame, attention, spatial, contacting, window)
+
+    def _checked_image(self, image: Any) -> np.ndarray:
+        """``image`` as an (H, W, 3) uint8 array the detector can resize.
+
+        Raises:
+            EngineInputError: another shape or dtype; a side the resize makes 0 px.
+        """
+        try:
+            image = np.asarray(image)
+        except (TypeError, ValueError) as e:
+            raise EngineInputError(f"image is not an array: {type(e).__name__}") from None
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise EngineInputError(
+                f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
+            )
+        detector = getattr(getattr(self.extractor, "config", None), "detector", None)
+        if detector is not None:
+            height, width = image.shape[:2]
+            # torchvision's GeneralizedRCNNTransform: one scale for both sides
+            scale = min(detector.min_size / min(height, width),
+                        detector.max_size / max(height, width))  # fmt: skip
+            resized = (math.floor(height * scale), math.floor(width * scale))
+            if min(resized) < 1:
+                raise EngineInputError(
+                    f"image of {height}x{width} pixels is too elongated: the detector "
+                    f"resizes it to {resized[0]}x{resized[1]} (min_size "
+                    f"{detector.min_size}, max_size {detector.max_size}); crop or pad it"
+                )
+        return image
 
     def _result(
         self,

@@ -59,6 +59,7 @@ def staged_outputs(
     *,
     inputs: Sequence[str | os.PathLike[str] | None] = (),
     overwrite: bool = False,
+    optional: Sequence[Output] = (),
 ) -> Iterator[list[Path]]:
     """Stage several outputs and publish them together.
 
@@ -73,6 +74,8 @@ def staged_outputs(
         finals: the outputs (a bare path is a file output), each in an existing folder.
         inputs: the command's inputs (never replaced, never inside an output).
         overwrite: replace outputs that exist (only once the run succeeded).
+        optional: outputs of ``finals`` the caller may leave unwritten (nothing to
+            put in them): they are then not published, and what exists stays.
 
     Raises:
         OutputExistsError: an output exists and ``overwrite`` is off.
@@ -84,10 +87,13 @@ def staged_outputs(
         stages = [stack.enter_context(partial_folder(out.path)) for out in outs]
         staged = [stage / out.path.name for stage, out in zip(stages, outs, strict=True)]
         yield staged
-        for path, out in zip(staged, outs, strict=True):
+        kept = [
+            (p, o) for p, o in zip(staged, outs, strict=True) if p.exists() or o not in optional
+        ]
+        for path, out in kept:
             if not path.exists():
                 raise Tr2Error(f"internal error: nothing was written for {out.path}")
             if out.folder_kind is not None and not path.is_dir():
                 raise Tr2Error(f"internal error: {out.path} was staged as a file, not a folder")
-        for path, out in zip(staged, outs, strict=True):
+        for path, out in kept:
             replace_with(out, path, inputs=inputs, overwrite=overwrite)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tr2_core.errors import Tr2Error
+from tr2_core.errors import Tr2Error, clip
 from tr2_core.outputs import Output
 from tr2_core.progress import bar_disabled
 from tr2_core.scene_graph import decode_scene_graph
@@ -81,11 +81,15 @@ class VideoReport:
         graphs: frames with a scene graph.
         rejected: frames that could not be read or decoded, or that the engine
             could not take (each gets a JSON line with its ``error``).
-        truncated: reading stopped early at an unreadable part of a video file.
+        truncated: reading stopped early at an unreadable part of a video file, or
+            fewer frames were decoded than the container states (count or duration).
         fps: frame rate used for stamps (folders) / the overlay video.
         skips: skipped frames per reason (``skip_reasons``).
         interrupted: Ctrl-C stopped the run; the outputs hold the frames done.
         outputs: paths written.
+        overlay_not_written: the ``--overlay`` video, when no frame could be drawn into
+            it (no frame gave a scene graph): it is not written (an existing file at
+            that path stays as it was); the JSON lines are.
     """
 
     frames: int = 0
@@ -96,6 +100,7 @@ class VideoReport:
     skips: SkipLog = field(default_factory=lambda: SkipLog(log))
     interrupted: bool = False
     outputs: list[Path] = field(default_factory=list)
+    overlay_not_written: Path | None = None
 
     @property
     def skip_reasons(self) -> Counter[str]:
@@ -109,6 +114,13 @@ class VideoReport:
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.truncated:
             lines.append(f"  WARNING: input truncated: {self.truncated}")
+        if self.overlay_not_written is not None:
+            lines.append(
+                f"  WARNING: no frame could be drawn: --overlay {self.overlay_not_written} "
+                "was not written"
+            )
+        if self.frames and not self.graphs:
+            lines.append("  WARNING: no frame gave a scene graph (every line is an error)")
         if self.interrupted:
             lines.append(f"  WARNING: interrupted: only the first {self.frames} frames were done")
         return "\n".join(lines)
@@ -224,35 +236,67 @@ class VideoSource:
             self.container.close()
             raise VideoError(f"{path} has no video stream")
         self.path = path
-        self.stream = self.container.streams.video[0]
         try:
-            check_frame_size(self.stream.width, self.stream.height, f"video {path}")
+            self._probe(path, fps)
         except VideoError:
             self.container.close()
             raise
+        except Exception as e:  # PyAV on a damaged header: AttributeError, ValueError ...
+            self.container.close()
+            raise VideoError(f"cannot read video {path}: {type(e).__name__}: {e}") from None
+        self.truncated: str | None = None
+        self._last_stamp_ns: int | None = None
+
+    def _probe(self, path: Path, fps: float | None) -> None:
+        """Stream, frame size, rate, and what the container states: frame count
+        (``total``) and duration in seconds (``stated_s``), either may be unknown."""
+        self.stream = self.container.streams.video[0]
+        check_frame_size(self.stream.width, self.stream.height, f"video {path}")
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(fps or (rate if rate else DEFAULT_FPS))
-        self.total = int(self.stream.frames) or None
-        self.truncated: str | None = None
+        self.total = int(self.stream.frames or 0) or None
+        stated = None
+        if self.stream.duration and self.stream.time_base:
+            stated = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration:  # in AV_TIME_BASE units (microseconds)
+            stated = self.container.duration / 1_000_000
+        self.stated_s: float | None = stated if stated and stated > 0 else None
+        self.start_s = 0.0
+        if self.stream.start_time is not None and self.stream.time_base:
+            self.start_s = float(self.stream.start_time * self.stream.time_base)
 
     def close(self) -> None:
         self.container.close()
 
     def _stamp(self, frame: Any, index: int) -> int:
-        if frame.pts is None or frame.time_base is None:
-            return round(index * _NS / self.fps)
-        t = Fraction(frame.pts) * Fraction(frame.time_base)
-        return int(t * _NS)
+        """Presentation time of a frame or packet in ns (``index / fps`` without one)."""
+        try:
+            if frame.pts is not None and frame.time_base is not None:
+                return int(Fraction(frame.pts) * Fraction(frame.time_base) * _NS)
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            pass  # a damaged packet's fields
+        return round(index * _NS / self.fps)
 
     def _check_count(self, read: int) -> None:
         """A file whose index is intact but whose data stops early demuxes without an
-        error: compare with the frame count its container announces."""
+        error: compare with the frame count its container announces, or (a container
+        that states no count, e.g. Matroska) with the duration it states."""
         if self.total and read < self.total:
             self.truncated = (
                 f"{self.total - read} of the {self.total} frames the container announces "
                 f"are missing (read {read})"
             )
+        elif not self.total and self.stated_s is not None:
+            last = self.start_s if self._last_stamp_ns is None else self._last_stamp_ns / _NS
+            covered = last - self.start_s + 1.0 / self.fps  # the last frame lasts 1/fps
+            if self.stated_s - covered > 2.0 / self.fps:  # more than two frames short
+                self.truncated = (
+                    f"the container states {self.stated_s:.2f} s, the {read} frames read "
+                    f"cover {covered:.2f} s (about {round((self.stated_s - covered) * self.fps)}"
+                    " frames missing)"
+                )
+        if self.truncated:
             log.warning("%s: %s", self.path, self.truncated)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -261,23 +305,26 @@ class VideoSource:
         while True:
             try:
                 packet = next(packets, None)
-            except self.av.error.FFmpegError as e:
+            except Exception as e:  # FFmpegError, or PyAV on a damaged file
                 self.truncated = f"stopped after {index} frames: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.path, self.truncated)
                 return
             if packet is None:
                 self._check_count(index)
                 return
+            stamp = self._stamp(packet, index)
             try:
-                decoded = packet.decode()
-            except self.av.error.FFmpegError as e:
+                decoded = [(self._stamp(f, index + i), f.to_ndarray(format="rgb24"))
+                           for i, f in enumerate(packet.decode())]  # fmt: skip
+            except Exception as e:  # FFmpegError, or PyAV on a damaged packet
                 # A broken packet: one frame lost (its stamp is the packet's).
-                reason = f"cannot decode: {type(e).__name__}: {e}"
-                yield Frame(index, self._stamp(packet, index), None, None, reason)
+                reason = f"cannot decode: {type(e).__name__}: {clip(str(e))}"
+                yield Frame(index, stamp, None, None, reason)
                 index += 1
                 continue
-            for frame in decoded:
-                yield Frame(index, self._stamp(frame, index), frame.to_ndarray(format="rgb24"))
+            for stamp_ns, image in decoded:
+                self._last_stamp_ns = max(stamp_ns, self._last_stamp_ns or stamp_ns)
+                yield Frame(index, stamp_ns, image)
                 index += 1
 
 
@@ -448,7 +495,7 @@ def process_video(
         _run(source, engine, finals, [src], report, relation_threshold, overwrite, progress)
     finally:
         source.close()
-    report.outputs = [out.path for out in finals]
+    report.outputs = [out.path for out in finals if out.path != report.overlay_not_written]
     return report
 
 
@@ -465,7 +512,8 @@ def _run(
     from tqdm import tqdm
 
     overlay = finals[1] if len(finals) > 1 else None
-    with staged_outputs(finals, inputs=inputs, overwrite=overwrite) as staged:
+    optional = [overlay] if overlay is not None else []
+    with staged_outputs(finals, inputs=inputs, overwrite=overwrite, optional=optional) as staged:
         writer = open_overlay(staged[1], source.fps) if overlay is not None else None
         try:
             with (
@@ -494,6 +542,9 @@ def _run(
         finally:
             if writer is not None:
                 writer.close()
+        if isinstance(writer, VideoWriter) and writer.stream is None and overlay is not None:
+            staged[1].unlink(missing_ok=True)  # no frame drawn: no video to write
+            report.overlay_not_written = overlay.path
         report.truncated = source.truncated
 
 

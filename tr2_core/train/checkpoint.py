@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 from dataclasses import asdict
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from tr2_core.config import from_dict, to_dict
-from tr2_core.errors import WeightsError, clip
+from tr2_core.errors import ConfigError, WeightsError, clip
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.run import RunSpec, run_spec_and_model_config
@@ -88,17 +89,28 @@ def run_config_dict(run: RunSpec, model_cfg: ModelConfig, train_cfg: TrainConfig
     return {"run": asdict(run), "model": to_dict(model_cfg), "train": to_dict(train_cfg)}
 
 
-def train_config_from(config: dict[str, Any]) -> TrainConfig:
-    """The typed ``train`` section of a checkpoint's config."""
-    if "train" not in config:
-        raise WeightsError("checkpoint config has no 'train' section")
-    return from_dict(TrainConfig, config["train"], "checkpoint config.train")
+def train_config_from(config: dict[str, Any], path: str | Path = "checkpoint") -> TrainConfig:
+    """The typed ``train`` section of a checkpoint's config.
+
+    Raises:
+        WeightsError: one line naming ``path`` and the key (missing section, unknown key,
+            wrong type, bad value)."""
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        raise WeightsError(
+            f"{path}: config.train: missing or not a dict; the checkpoint is refused"
+        )
+    try:
+        return from_dict(TrainConfig, config["train"], "config.train")
+    except ConfigError as e:
+        raise WeightsError(f"{path}: {clip(str(e))}; the checkpoint is refused") from None
 
 
-def configs_from_dict(config: dict[str, Any]) -> tuple[RunSpec, ModelConfig, TrainConfig]:
-    """Inverse of :func:`run_config_dict` (typed, validated)."""
+def configs_from_dict(
+    config: dict[str, Any], path: str | Path = "checkpoint"
+) -> tuple[RunSpec, ModelConfig, TrainConfig]:
+    """Inverse of :func:`run_config_dict` (typed, validated; errors name ``path``)."""
     run, model_cfg, _ = run_spec_and_model_config(config)
-    return run, model_cfg, train_config_from(config)
+    return run, model_cfg, train_config_from(config, path)
 
 
 def checkpoint_state(
@@ -137,10 +149,18 @@ def restore_training(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: Any,
+    rng: bool = True,
 ) -> tuple[int, float]:
-    """Load a ``last.pt`` into the freshly built training state (relation model,
-    optimizer, scheduler, grad scaler, RNGs) -> (finished epochs, best metric). The frozen
-    extractor rebuilt from the saved config must be the one the run used."""
+    """Load a ``last.pt`` (its fields checked by :func:`tr2_core.run.load_checkpoint`)
+    into the freshly built training state (relation model, optimizer, scheduler, grad
+    scaler and, with ``rng``, the RNGs: else :func:`restore_rng` later) -> (finished
+    epochs, best metric). The frozen extractor rebuilt from the saved config must be the
+    one the run used."""
+    absent = [k for k in ("optimizer", "scheduler", "scaler", "rng") if k not in ckpt]
+    if absent:
+        raise WeightsError(
+            f"{path}: has no {', '.join(absent)} state: not a checkpoint tr2 train can resume"
+        )
     if ckpt.get("extractor_fingerprint") != extractor_fingerprint:
         raise WeightsError(
             f"{path}: the frozen extractor rebuilt from the saved config has "
@@ -152,8 +172,9 @@ def restore_training(
         ("optimizer state", lambda: optimizer.load_state_dict(ckpt["optimizer"])),
         ("scheduler state", lambda: scheduler.load_state_dict(ckpt["scheduler"])),
         ("grad scaler state", lambda: scaler.load_state_dict(ckpt["scaler"])),
-        ("random generator state", lambda: set_rng_state(ckpt["rng"])),
     ]
+    if rng:
+        parts.append(("random generator state", lambda: set_rng_state(ckpt["rng"])))
     for what, load in parts:
         try:
             load()
@@ -162,7 +183,21 @@ def restore_training(
                 f"{path}: its {what} does not fit this run "
                 f"({type(e).__name__}: {clip(str(e).strip())})"
             ) from None
-    return int(ckpt["epoch"]), float(ckpt["best_metric"])
+    return int(ckpt["epoch"]), float(ckpt.get("best_metric", -math.inf))
+
+
+def restore_rng(ckpt: dict[str, Any], path: Path) -> None:
+    """Set the python / numpy / torch generators to the checkpoint's states.
+
+    Raises:
+        WeightsError: states that do not fit (their form is checked at load)."""
+    try:
+        set_rng_state(ckpt["rng"])
+    except Exception as e:  # noqa: BLE001 - torch / numpy / random raise various types
+        raise WeightsError(
+            f"{path}: its random generator state does not fit this run "
+            f"({type(e).__name__}: {clip(str(e).strip())})"
+        ) from None
 
 
 RUN_FOLDER_KIND = "tr2-train-run"

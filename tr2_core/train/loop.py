@@ -38,7 +38,13 @@ from tqdm import tqdm
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.progress import bar_disabled
-from tr2_core.run import RunModel, RunSpec, build_run_model, load_checkpoint
+from tr2_core.run import (
+    RunModel,
+    RunSpec,
+    build_run_model,
+    load_checkpoint,
+    save_built_text_table,
+)
 from tr2_core.train.checkpoint import (
     RUN_FOLDER_KIND,
     append_log,
@@ -46,6 +52,7 @@ from tr2_core.train.checkpoint import (
     checkpoint_state,
     configs_from_dict,
     reconcile_log,
+    restore_rng,
     restore_training,
     run_config_dict,
 )
@@ -272,8 +279,8 @@ def _start(
     (``epochs`` may extend it) -> (run, model_cfg, train_cfg, checkpoint or None)."""
     ckpt = None
     if resume:
-        ckpt = load_checkpoint(out / "last.pt", map_location="cpu")
-        run, model_cfg, train_cfg = configs_from_dict(ckpt["config"])
+        ckpt = load_checkpoint(out / "last.pt", map_location="cpu")  # every field checked
+        run, model_cfg, train_cfg = configs_from_dict(ckpt["config"], out / "last.pt")
     elif run is None or model_cfg is None or train_cfg is None:
         raise ValueError("a new run needs run, model_cfg and train_cfg")
     if epochs is not None:
@@ -304,8 +311,8 @@ def train(
     out = Path(out_dir)
     d = setup_distributed(device)
     run, model_cfg, cfg, ckpt = _start(out, run, model_cfg, train_cfg, resume, epochs)
-    if d.master:  # a run folder, never an unrelated one; partials of killed saves go
-        prepare_folder(out, "--out", RUN_FOLDER_KIND, adopt=resume)
+    if d.master and not resume:  # a run folder, never an unrelated one
+        prepare_folder(out, "--out", RUN_FOLDER_KIND)
     d.barrier()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -317,19 +324,25 @@ def train(
     if resume and not run.text_table and built_table.is_file():
         build_from = replace(run, text_table=str(built_table))
     rm = build_run_model(build_from, model_cfg, cfg.seed, d.device, out_dir=out,
-                         text_table_out=d.master, announce=d.master)  # fmt: skip
+                         text_table_out=d.master and not resume, announce=d.master)  # fmt: skip
+    opt = Optimisation.create(rm.relation, cfg, d.device)
+    start_epoch, best = 0, -math.inf
+    if ckpt is not None:  # accepted or refused before anything in the run folder changes
+        start_epoch, best = restore_training(
+            ckpt, out / "last.pt", extractor_fingerprint=rm.extractor_fingerprint,
+            relation=rm.relation, optimizer=opt.optimizer, scheduler=opt.scheduler,
+            scaler=opt.scaler, rng=False,
+        )  # fmt: skip
+        if d.master:  # partials of killed saves go; a table built again is kept
+            prepare_folder(out, "--out", RUN_FOLDER_KIND, adopt=True)
+            save_built_text_table(rm, out)
+        d.barrier()
     config = run_config_dict(run, model_cfg, cfg)
     if d.master:
         atomic_write_text(out / "config.json", json.dumps(config, indent=1))
     data = build_sources(run, cfg, rm, d, progress)
-    opt = Optimisation.create(rm.relation, cfg, d.device)
-    start_epoch, best = 0, -math.inf
     if ckpt is not None:
-        start_epoch, best = restore_training(
-            ckpt, out / "last.pt", extractor_fingerprint=rm.extractor_fingerprint,
-            relation=rm.relation, optimizer=opt.optimizer, scheduler=opt.scheduler,
-            scaler=opt.scaler,
-        )  # fmt: skip
+        restore_rng(ckpt, out / "last.pt")  # after the sources: as the saved run was here
         if d.master:
             log.info("resuming %s from the end of epoch %d", out / "last.pt", start_epoch)
             reconcile_log(out / "metrics.jsonl", start_epoch, ckpt.get("log_record"))
