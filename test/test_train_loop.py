@@ -316,3 +316,29 @@ def test_cache_features_command_uses_the_training_key(ag, cache, straight_run, c
     # training's 6 entries read back untouched; only the test split (never seen by
     # training, which validates on the held-out training video) is new
     assert {k: after[k] for k in before} == before and len(after) == len(before) + 2
+
+
+def test_init_fine_tunes_online_from_offline(ag, cache, straight_run, tmp_path):
+    """``--init``: a new run (here the online model, as a robot's from the authors'
+    imported offline checkpoint) starts from another checkpoint's relation weights; a
+    checkpoint of other widths is refused in one line before the run folder exists."""
+    offline = load_checkpoint(straight_run / "best.pt")
+    out = tmp_path / "online"
+    model_cfg = load_model_config("tr2-small-online", MODEL_OVERRIDES)
+    train_cfg = load_train_config("small", ("epochs=1", "lr=1e-12"))  # weights barely move
+    train(out, new_run(ag, cache), model_cfg, train_cfg, device="cpu", progress=False,
+          init=straight_run / "best.pt")  # fmt: skip
+    tuned = load_checkpoint(out / "last.pt")
+    assert tuned["config"]["model"]["name"] == "tr2-small-online"
+    for name, tensor in offline["model"].items():
+        assert torch.allclose(tuned["model"][name].float(), tensor.float(), atol=1e-8), name
+    fresh = train(tmp_path / "fresh", new_run(ag, cache), model_cfg, train_cfg, device="cpu",
+                  progress=False)  # fmt: skip
+    assert fresh["loss"] != records(out)[-1]["loss"]  # without --init it starts elsewhere
+
+    wider = tmp_path / "wider"
+    rc = tr2_main(["train", "--data", str(ag), "--model", "tr2-small", "--out", str(wider),
+                   "--random-init", "--init", str(straight_run / "best.pt"), "--device", "cpu",
+                   "--no-progress", "model.fusion.ffn_dim=96"])  # fmt: skip
+    assert rc == 2
+    assert not wider.exists()

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR/last.pt (its saved config)"
     )
+    parser.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start the relation model from this checkpoint's weights (fine-tuning, e.g. an "
+        "online model from `tr2 import-release`'s checkpoint; same widths needed)",
+    )
     parser.add_argument("--epochs", type=int, help="number of epochs (also extends a resume)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 ("--glove", args.glove),
                 ("--clip-weights", args.clip_weights),
                 ("--detector-weights", args.detector_weights),
+                ("--init", args.init),
                 ("overrides", args.overrides),
             )  # fmt: skip
             if value
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             "choose another --out"
         )
     train(
-        args.out, run_spec, model_cfg, train_cfg, device=args.device, progress=not args.no_progress
-    )
+        args.out, run_spec, model_cfg, train_cfg, device=args.device,
+        progress=not args.no_progress, init=args.init,
+    )  # fmt: skip
     return 0

@@ -186,6 +186,30 @@ def restore_training(
     return int(ckpt["epoch"]), float(ckpt.get("best_metric", -math.inf))
 
 
+def init_relation(relation: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
+    """Start a new run's relation model from another checkpoint's weights (``tr2 train
+    --init``: fine-tune, e.g. an online model from the authors' imported offline one).
+    Every weight must be there with its shape, and nothing else: the two models must
+    have the same widths (their fusion's mask and the frozen parts may differ).
+
+    Raises:
+        WeightsError: one line naming ``path`` and the first weight that does not fit.
+    """
+    own = relation.state_dict()
+    given = ckpt["model"]
+    missing = [k for k in own if k not in given]
+    extra = [k for k in given if k not in own]
+    shaped = [k for k in own if k in given and tuple(given[k].shape) != tuple(own[k].shape)]
+    for keys, what in ((missing, "has no weight"), (extra, "has a weight this model lacks:"),
+                       (shaped, "has another shape for")):  # fmt: skip
+        if keys:
+            raise WeightsError(
+                f"{path}: {what} {keys[0]!r} ({len(keys)} such): --init needs a checkpoint "
+                "of a model with the same widths"
+            )
+    relation.load_state_dict(given)
+
+
 def restore_rng(ckpt: dict[str, Any], path: Path) -> None:
     """Set the python / numpy / torch generators to the checkpoint's states.
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tr2_core.checkpoint_schema import check_state_dict
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.progress import bar_disabled
@@ -51,6 +52,7 @@ from tr2_core.train.checkpoint import (
     atomic_torch_save,
     checkpoint_state,
     configs_from_dict,
+    init_relation,
     reconcile_log,
     restore_rng,
     restore_training,
@@ -299,10 +301,13 @@ def train(
     epochs: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a new run into ``out_dir`` (``run``, ``model_cfg``, ``train_cfg`` given), or
     with ``resume`` continue the run there from ``last.pt`` (configs read from the
-    checkpoint; ``epochs`` may extend it). Returns the last epoch's log record (rank 0;
+    checkpoint; ``epochs`` may extend it). ``init``: a new run's relation model starts
+    from that checkpoint's weights (fine-tuning; checked before the run folder is made).
+    Returns the last epoch's log record (rank 0;
     ``{}`` on other ranks or when there was nothing left to do). See the module docstring
     for the run folder.
 
@@ -311,6 +316,12 @@ def train(
     out = Path(out_dir)
     d = setup_distributed(device)
     run, model_cfg, cfg, ckpt = _start(out, run, model_cfg, train_cfg, resume, epochs)
+    if init is not None and resume:
+        raise ValueError("--init starts a new run; a resumed run has its own weights")
+    init_ckpt = None
+    if init is not None:  # refused before the run folder is made
+        init_ckpt = load_checkpoint(init, map_location="cpu")
+        check_state_dict(init_ckpt["model"], init, model_cfg, finite=False)
     if d.master and not resume:  # a run folder, never an unrelated one
         prepare_folder(out, "--out", RUN_FOLDER_KIND)
     d.barrier()
@@ -325,6 +336,10 @@ def train(
         build_from = replace(run, text_table=str(built_table))
     rm = build_run_model(build_from, model_cfg, cfg.seed, d.device, out_dir=out,
                          text_table_out=d.master and not resume, announce=d.master)  # fmt: skip
+    if init_ckpt is not None:
+        init_relation(rm.relation, init_ckpt, Path(init))
+        if d.master:
+            log.info("relation model initialised from %s", init)
     opt = Optimisation.create(rm.relation, cfg, d.device)
     start_epoch, best = 0, -math.inf
     if ckpt is not None:  # accepted or refused before anything in the run folder changes
