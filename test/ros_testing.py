@@ -124,13 +124,15 @@ class FakeEngine:
         self.fail_on = fail_on or set()
         self.result = result
         self.calls: list[tuple[tuple[int, ...], int]] = []
+        self.inputs: list[dict] = []
         self.closed = False
 
-    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
+    def process(self, image: np.ndarray, stamp_ns: int, **inputs) -> SceneGraphResult:
         import time
 
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append((image.shape, stamp_ns))
+        self.inputs.append(inputs)
         if self.delay:
             time.sleep(self.delay)
         if stamp_ns in self.fail_on:

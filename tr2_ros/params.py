@@ -42,7 +42,14 @@ class NodeParams:
     clip_weights: str = _ENGINE["clip_weights"].field()
     detector_weights: str = _ENGINE["detector_weights"].field()
     device: str = _ENGINE["device"].field(default="cpu")  # a robot picks its device
+    threads: int = _ENGINE["threads"].field(
+        default=2,
+        help="Torch CPU threads (0: torch's choice, every core). 2 leaves the other cores to"
+        " the camera driver, DDS and the rest of the robot; raise it for CPU inference on"
+        " a machine of its own.",
+    )
     window: int = _ENGINE["window"].field()
+    max_gap_s: float = _ENGINE["max_gap_s"].field()
     score_threshold: float = _ENGINE["score_threshold"].field()
     relation_threshold: float = _ENGINE["relation_threshold"].field()
     input_topic: str = option(

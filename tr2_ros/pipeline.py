@@ -35,9 +35,32 @@ from tr2_ros.policy import LatestSlot, RateLimiter
 class Engine(Protocol):
     """The streaming engine as the node uses it (``tr2_core.stream.StreamingEngine``)."""
 
-    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
-        """One frame in ((H, W, 3) uint8 RGB, stamp in ns), its scene graph out."""
+    def process(self, image: np.ndarray, stamp_ns: int, **inputs: Any) -> SceneGraphResult:
+        """One frame in ((H, W, 3) uint8 RGB, stamp in ns), its scene graph out
+        (``inputs``: ``gap_ns``, and ``boxes`` / ``labels`` with given entities)."""
         ...
+
+
+@dataclass(frozen=True)
+class Received:
+    """An input message as the worker takes it from the newest-frame slot.
+
+    Attributes:
+        msg: the Image / CompressedImage message.
+        gap_ns: the longest gap between the stamps of consecutive received messages,
+            from the one before the previous taken message up to ``msg`` (frames
+            dropped as stale still count as seen: the window follows the camera, not
+            the inference rate); None for the first message.
+    """
+
+    msg: Any
+    gap_ns: int | None
+
+    @staticmethod
+    def combine(dropped: Received, newest: Received) -> Received:
+        """What the slot keeps when ``newest`` replaces the untaken ``dropped``."""
+        gaps = [g for g in (dropped.gap_ns, newest.gap_ns) if g is not None]
+        return Received(newest.msg, max(gaps) if gaps else None)
 
 
 def load_engine(params: NodeParams) -> Engine:
@@ -116,7 +139,8 @@ class ScenePipeline:
         self.engine = engine
         self.classes = classes
         self.params = params
-        self.slot: LatestSlot[Any] = LatestSlot()
+        self.slot: LatestSlot[Received] = LatestSlot(Received.combine)
+        self._last_received_ns: int | None = None
         self.limiter = RateLimiter(params.max_rate_hz, clock)
         self._publish_graph = publish_graph
         self._publish_debug = publish_debug
@@ -128,8 +152,16 @@ class ScenePipeline:
 
     # -- callback side -----------------------------------------------------
     def on_image(self, msg: Any) -> None:
-        """Subscription callback: only stores the newest message."""
-        self.slot.put(msg)
+        """Subscription callback: only stores the newest message (with the gap to the
+        message received before it)."""
+        try:
+            stamp: int | None = stamp_to_ns(msg.header.stamp)
+        except (AttributeError, TypeError, ValueError):
+            stamp = None  # rejected with its reason by the worker
+        with self._lock:
+            previous, self._last_received_ns = self._last_received_ns, stamp
+        gap = None if stamp is None or previous is None else stamp - previous
+        self.slot.put(Received(msg, gap))
 
     # -- worker side -------------------------------------------------------
     def run(self) -> None:
@@ -143,11 +175,11 @@ class ScenePipeline:
         delay = self.limiter.delay()
         if delay > 0:
             time.sleep(delay)
-        msg = self.slot.take(timeout)
-        if msg is None:
+        item = self.slot.take(timeout)
+        if item is None:
             return not self.slot.closed
         self.limiter.mark()
-        self.process(msg)
+        self.process(item.msg, gap_ns=item.gap_ns)
         return True
 
     def stop(self) -> None:
@@ -160,10 +192,14 @@ class ScenePipeline:
             return decode_compressed_image(msg)
         return decode_image(msg, fallback=self._fallback)
 
-    def process(self, msg: Any) -> Any | None:
+    def process(self, msg: Any, *, gap_ns: int | None = None) -> Any | None:
         """Decode, infer, publish. Never raises: a rejected input or failed
         frame is logged with its reason and counted. Returns the published
-        SceneGraph, or None."""
+        SceneGraph, or None.
+
+        Args:
+            gap_ns: :attr:`Received.gap_ns` (None: the engine measures the gap to the
+                previous frame it processed)."""
         header = msg.header
         try:
             image = self.decode(msg)
@@ -173,7 +209,8 @@ class ScenePipeline:
             return None
         try:
             stamp_ns = stamp_to_ns(header.stamp)
-            result = run_frame(self.engine, image, stamp_ns)  # same rule as tr2 video / bag
+            inputs = {} if gap_ns is None else {"gap_ns": gap_ns}
+            result = run_frame(self.engine, image, stamp_ns, **inputs)  # as tr2 video / bag
             stats = self.stats()
             graph = decode_result(result, self.params.relation_threshold)
             graph_msg = scene_graph_message(

@@ -117,8 +117,8 @@ class StreamingEngine:
             ``window`` (frames ``W`` the temporal decoder sees, the newest
             included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
             ``"sgcls"`` take the boxes, and labels for predcls, passed to
-            :meth:`process`), ``max_gap_s`` (a longer timestamp gap resets the
-            window and tracker), ``score_threshold`` (entities below it are left
+            :meth:`process`), ``max_gap_s`` (a longer gap between received frames
+            resets the window and tracker), ``score_threshold`` (entities below it are left
             out) and ``threads`` (torch CPU threads, when > 0).
         tracker: entity tracker (default :class:`IoUTracker`).
         **changes: :class:`EngineOptions` fields overriding ``options``
@@ -246,14 +246,15 @@ class StreamingEngine:
         self.tracker.reset()
 
     # ------------------------------------------------------------------ per frame
-    def _check_stamp(self, stamp_ns: int) -> None:
+    def _check_stamp(self, stamp_ns: int, gap_ns: int | None) -> None:
         if not self.frames:
             return
         last = self.frames[-1].stamp_ns
+        gap = stamp_ns - last if gap_ns is None else int(gap_ns)
         if stamp_ns < last:
             self.reset(f"timestamp went backwards ({last} -> {stamp_ns} ns)")
-        elif stamp_ns - last > self.max_gap_ns:
-            self.reset(f"gap of {(stamp_ns - last) / 1e9:.3f} s > {self.max_gap_ns / 1e9} s")
+        elif gap > self.max_gap_ns:
+            self.reset(f"gap of {gap / 1e9:.3f} s > {self.max_gap_ns / 1e9} s")
 
     @torch.no_grad()
     def _encode_frame(
@@ -344,6 +345,8 @@ class StreamingEngine:
         stamp_ns: int,
         boxes: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        *,
+        gap_ns: int | None = None,
     ) -> SceneGraphResult:
         """One frame -> its scene graph.
 
@@ -352,6 +355,11 @@ class StreamingEngine:
             stamp_ns: timestamp in nanoseconds (a jump back or a long gap resets).
             boxes: (N, 4) ``x1 y1 x2 y2`` for predcls / sgcls (ignored in sgdet).
             labels: (N,) AG object indices for predcls / sgcls (person first).
+            gap_ns: the longest gap between consecutive frames the source received
+                since the previous processed frame, up to this one. A caller that
+                drops stale frames (the ROS node) passes it, so that the window follows
+                the camera's spacing, not the inference rate; None: the gap to the
+                previous processed frame (every frame processed).
 
         Raises:
             EngineInputError: an image that is not (H, W, 3) uint8; in predcls / sgcls,
@@ -366,7 +374,7 @@ class StreamingEngine:
             raise EngineInputError(
                 f"image must be (H, W, 3) uint8 RGB with H, W > 0; got {image.shape} {image.dtype}"
             )
-        self._check_stamp(stamp_ns)
+        self._check_stamp(stamp_ns, gap_ns)
         tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
         tensor = tensor.to(self.device)
         frame = self._encode_frame(tensor, stamp_ns, boxes, labels)
