@@ -36,6 +36,7 @@ from typing import Any
 
 from tr2_core.errors import Tr2Error
 from tr2_ros.conversions import Decoder, build_vocabulary
+from tr2_ros.detections import ClassMap
 from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
 from tr2_ros.params import NodeParams, parameter_specs
@@ -137,7 +138,8 @@ class Tr2Node:
         self._engine: Engine | None = None
         self._pipeline: ScenePipeline | None = None
         self._worker: threading.Thread | None = None
-        self._subscription = None
+        self._subscription = self._detections_subscription = None
+        self._class_map: ClassMap | None = None
         self._debug_drawing = False
         p = self.params
 
@@ -189,6 +191,9 @@ class Tr2Node:
         p = self.params
         logger = self.node.get_logger()
         logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
+        self._class_map = None
+        if p.mode != "sgdet":
+            self._class_map = ClassMap.load(p.class_map) if p.class_map else None
         self._engine = self._engine_factory(p)
         rate = f"at most {p.max_rate_hz:g} Hz" if p.max_rate_hz > 0 else "as fast as the model runs"
         logger.info(
@@ -217,6 +222,7 @@ class Tr2Node:
             warn=logger.warning,
             error=logger.error,
             fallback=cv_bridge_fallback() if p.input_transport == "raw" else None,
+            class_map=self._class_map,
         )
         self._worker = threading.Thread(
             target=self._pipeline.run, name="tr2-inference", daemon=True
@@ -230,17 +236,34 @@ class Tr2Node:
         self._subscription = self.node.create_subscription(
             msg_type, topic, self._pipeline.on_image, qos
         )
+        given = ""
+        if p.mode != "sgdet":
+            from vision_msgs.msg import Detection2DArray
+
+            self._detections_subscription = self.node.create_subscription(
+                Detection2DArray,
+                p.detections_topic,
+                self._pipeline.on_detections,
+                _qos(10, best_effort=p.input_reliability == "best_effort"),
+            )
+            classes = self._pipeline.class_map
+            given = (
+                f"; {p.mode}: entities from"
+                f" '{getattr(self._detections_subscription, 'topic_name', p.detections_topic)}'"
+                f" (classes: {classes.source}, {len(classes.classes)} mapped)"
+            )
         logger.info(
             f"active: subscribed to '{getattr(self._subscription, 'topic_name', topic)}'"
             f" ({p.input_transport}, {p.input_reliability}); publishing"
-            f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'"
+            f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'{given}"
         )
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after its current frame (the engine stays loaded)."""
-        if self._subscription is not None:
-            self.node.destroy_subscription(self._subscription)
-            self._subscription = None
+        for name in ("_subscription", "_detections_subscription"):
+            if getattr(self, name) is not None:
+                self.node.destroy_subscription(getattr(self, name))
+                setattr(self, name, None)
         if self._pipeline is not None:
             self._pipeline.stop()
             if self._worker is not None:

@@ -50,6 +50,36 @@ class NodeParams:
     )
     window: int = _ENGINE["window"].field()
     max_gap_s: float = _ENGINE["max_gap_s"].field()
+    mode: str = _ENGINE["mode"].field(
+        help="sgdet: entities from the model's own detector; predcls: boxes and labels from"
+        " the robot's detector (vision_msgs/Detection2DArray on detections_topic, classes"
+        " through class_map); sgcls: boxes from the robot's detector, labels from the model."
+    )
+    detections_topic: str = option(
+        "detections",
+        "With mode predcls / sgcls: the detector's vision_msgs/Detection2DArray topic,"
+        " matched to images by header stamp.",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    class_map: str = option(
+        "",
+        "YAML file mapping the detector's class ids (names or numbers) to Action Genome's"
+        " 36 object classes; unmapped classes are dropped and counted. Empty: the"
+        " detector's class ids are Action Genome class names.",
+        metavar="PATH",
+    )
+    detections_tolerance_s: float = option(
+        0.0,
+        "Largest difference (seconds) between an image's stamp and its detections' stamp"
+        " (0: exact, the detector copies the image header).",
+        low=0.0, high=10.0,
+    )  # fmt: skip
+    detections_wait_s: float = option(
+        0.5,
+        "How long the worker waits for an image's detections before skipping the image"
+        " (counted as unmatched).",
+        low=0.0, high=60.0,
+    )  # fmt: skip
     score_threshold: float = _ENGINE["score_threshold"].field()
     relation_threshold: float = _ENGINE["relation_threshold"].field()
     input_topic: str = option(

@@ -27,6 +27,12 @@ from tr2_ros.conversions import (
     scene_graph_message,
     stamp_to_ns,
 )
+from tr2_ros.detections import (
+    ClassMap,
+    DetectionBuffer,
+    GivenEntities,
+    entities_from_detections,
+)
 from tr2_ros.messages import MessageClasses
 from tr2_ros.params import NodeParams
 from tr2_ros.policy import LatestSlot, RateLimiter
@@ -89,6 +95,10 @@ class PipelineStats:
         rejected: inputs that could not be decoded (bad encoding, size, data).
         failed: frames whose inference or message building failed.
         published: SceneGraph messages published.
+        unmatched: frames skipped because no detections matched their stamp (mode
+            predcls / sgcls).
+        unmapped: detections dropped because the class map does not name their class.
+        invalid_detections: detections dropped for no hypothesis or an unusable box.
     """
 
     received: int
@@ -96,6 +106,9 @@ class PipelineStats:
     rejected: int
     failed: int
     published: int
+    unmatched: int = 0
+    unmapped: int = 0
+    invalid_detections: int = 0
 
 
 def describe_header(header: Any) -> str:
@@ -120,6 +133,8 @@ class ScenePipeline:
         warn, error: loggers for one-line reasons (rejected inputs, failures).
         fallback: decoder for raw encodings not handled here (cv_bridge).
         clock: monotonic clock for the rate limit.
+        class_map: with mode predcls / sgcls, the detector's classes -> Action Genome's
+            (default: :meth:`ClassMap.action_genome`).
     """
 
     def __init__(
@@ -135,6 +150,7 @@ class ScenePipeline:
         error: Callable[[str], None] = print,
         fallback: Decoder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        class_map: ClassMap | None = None,
     ) -> None:
         self.engine = engine
         self.classes = classes
@@ -149,6 +165,11 @@ class ScenePipeline:
         self._fallback = fallback
         self._lock = threading.Lock()
         self._rejected = self._failed = self._published = 0
+        self._unmatched = self._unmapped = self._invalid_detections = 0
+        self.class_map = ClassMap.action_genome() if class_map is None else class_map
+        self.detections: DetectionBuffer | None = None
+        if params.mode != "sgdet":
+            self.detections = DetectionBuffer(int(round(params.detections_tolerance_s * 1e9)))
 
     # -- callback side -----------------------------------------------------
     def on_image(self, msg: Any) -> None:
@@ -162,6 +183,11 @@ class ScenePipeline:
             previous, self._last_received_ns = self._last_received_ns, stamp
         gap = None if stamp is None or previous is None else stamp - previous
         self.slot.put(Received(msg, gap))
+
+    def on_detections(self, msg: Any) -> None:
+        """Detections subscription callback (mode predcls / sgcls): only stores them."""
+        if self.detections is not None:
+            self.detections.put(msg)
 
     # -- worker side -------------------------------------------------------
     def run(self) -> None:
@@ -209,7 +235,12 @@ class ScenePipeline:
             return None
         try:
             stamp_ns = stamp_to_ns(header.stamp)
-            inputs = {} if gap_ns is None else {"gap_ns": gap_ns}
+            inputs: dict[str, Any] = {} if gap_ns is None else {"gap_ns": gap_ns}
+            if self.detections is not None:
+                given = self._given_entities(stamp_ns, header)
+                if given is None:
+                    return None
+                inputs |= {"boxes": given.boxes, "labels": given.labels, "scores": given.scores}
             result = run_frame(self.engine, image, stamp_ns, **inputs)  # as tr2 video / bag
             stats = self.stats()
             graph = decode_result(result, self.params.relation_threshold)
@@ -238,6 +269,26 @@ class ScenePipeline:
             self._publish_debug_image(image, graph, header)
         return graph_msg
 
+    def _given_entities(self, stamp_ns: int, header: Any) -> GivenEntities | None:
+        """The entities the robot's detector found in this frame (None: no detections
+        matched its stamp in time; counted and logged)."""
+        assert self.detections is not None
+        msg = self.detections.match(stamp_ns, self.params.detections_wait_s)
+        if msg is None:
+            self._count("_unmatched")
+            self._warn(
+                f"no detections for frame ({describe_header(header)}) within"
+                f" {self.params.detections_tolerance_s:g} s of its stamp after waiting"
+                f" {self.params.detections_wait_s:g} s ({self.detections.received} detection"
+                f" messages received): frame skipped"
+            )
+            return None
+        given = entities_from_detections(msg, self.class_map)
+        with self._lock:
+            self._unmapped += given.unmapped
+            self._invalid_detections += given.invalid
+        return given
+
     def _publish_debug_image(self, image: np.ndarray, graph: SceneGraph, header: Any) -> None:
         from tr2_core.viz.overlay import draw_scene_graph
 
@@ -256,5 +307,6 @@ class ScenePipeline:
         slot = self.slot.stats()
         with self._lock:
             return PipelineStats(
-                slot.received, slot.dropped, self._rejected, self._failed, self._published
-            )
+                slot.received, slot.dropped, self._rejected, self._failed, self._published,
+                self._unmatched, self._unmapped, self._invalid_detections,
+            )  # fmt: skip

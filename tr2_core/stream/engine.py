@@ -263,21 +263,28 @@ class StreamingEngine:
         stamp_ns: int,
         boxes: np.ndarray | None,
         labels: np.ndarray | None,
+        scores: np.ndarray | None = None,
     ) -> _WindowFrame:
         dev = self.device
         if self.mode == "sgdet":
             feats = self.extractor.extract([image], frame_keys=[str(stamp_ns)])
         else:
             b_np, lab_np = self._given_entities(boxes, labels)
+            sc_np = np.ones(len(b_np), np.float32) if scores is None else np.asarray(scores)
+            if sc_np.shape != (len(b_np),):
+                raise EngineInputError(f"{len(b_np)} boxes but scores of shape {sc_np.shape}")
             # Non-finite boxes would poison RoIAlign and the crops: leave them out.
             finite = np.isfinite(b_np).all(1)
             if not finite.all():
                 self.stats.rejected += int((~finite).sum())
                 log.warning("dropped %d entities with non-finite boxes", int((~finite).sum()))
-                b_np, lab_np = b_np[finite], lab_np[finite]
+                b_np, lab_np, sc_np = b_np[finite], lab_np[finite], sc_np[finite]
             b = torch.from_numpy(b_np).to(dev)
             lab = torch.from_numpy(lab_np).to(dev)
-            feats = self.extractor.extract([image], [b], [lab], frame_keys=[str(stamp_ns)])
+            sc = torch.from_numpy(sc_np.astype(np.float32)).to(dev)
+            feats = self.extractor.extract(
+                [image], [b], [lab], scores=[sc], frame_keys=[str(stamp_ns)]
+            )
         encoding = self.relation.encode(feats, self.mode)
         tracks = self.tracker.update(
             feats.entity_boxes.cpu().numpy(), encoding.entity_labels.cpu().numpy()
@@ -346,6 +353,7 @@ class StreamingEngine:
         boxes: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         *,
+        scores: np.ndarray | None = None,
         gap_ns: int | None = None,
     ) -> SceneGraphResult:
         """One frame -> its scene graph.
@@ -355,6 +363,8 @@ class StreamingEngine:
             stamp_ns: timestamp in nanoseconds (a jump back or a long gap resets).
             boxes: (N, 4) ``x1 y1 x2 y2`` for predcls / sgcls (ignored in sgdet).
             labels: (N,) AG object indices for predcls / sgcls (person first).
+            scores: (N,) confidences of the given boxes (the robot's detector's);
+                None: 1.
             gap_ns: the longest gap between consecutive frames the source received
                 since the previous processed frame, up to this one. A caller that
                 drops stale frames (the ROS node) passes it, so that the window follows
@@ -377,7 +387,7 @@ class StreamingEngine:
         self._check_stamp(stamp_ns, gap_ns)
         tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
         tensor = tensor.to(self.device)
-        frame = self._encode_frame(tensor, stamp_ns, boxes, labels)
+        frame = self._encode_frame(tensor, stamp_ns, boxes, labels, scores)
         self.frames.append(frame)
         self.stats.frames += 1
         window = np.array([f.stamp_ns for f in self.frames], np.int64)
