@@ -39,6 +39,7 @@ from tr2_ros.conversions import Decoder, build_vocabulary
 from tr2_ros.detections import ClassMap
 from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
+from tr2_ros.outputs import rclpy_factory
 from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
 
@@ -154,6 +155,32 @@ class Tr2Node:
             self._debug_pub = node.create_publisher(
                 self.classes.Image, p.debug_image_topic, _qos(1)
             )
+        self._entities_pub = self._markers_pub = self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._make = None
+        try:  # declared in package.xml; a bare wheel install may lack them
+            from diagnostic_msgs.msg import DiagnosticArray
+            from vision_msgs.msg import Detection2DArray
+            from visualization_msgs.msg import MarkerArray
+        except ImportError as e:
+            node.get_logger().warning(
+                f"no entities / markers / diagnostics output: {e} (install vision_msgs,"
+                " visualization_msgs and diagnostic_msgs)"
+            )
+        else:
+            self._make = rclpy_factory()
+            self._entities_pub = node.create_publisher(
+                Detection2DArray, p.entities_topic, _qos(10)
+            )
+            if p.publish_markers:
+                self._markers_pub = node.create_publisher(MarkerArray, p.markers_topic, _qos(1))
+            if p.diagnostics_period_s > 0:
+                self._diagnostics_pub = node.create_publisher(
+                    DiagnosticArray, "/diagnostics", _qos(10)
+                )
+                self._diagnostics_timer = node.create_timer(
+                    p.diagnostics_period_s, self._publish_diagnostics
+                )
 
     def _declare_parameters(self) -> NodeParams:
         from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -223,6 +250,10 @@ class Tr2Node:
             error=logger.error,
             fallback=cv_bridge_fallback() if p.input_transport == "raw" else None,
             class_map=self._class_map,
+            make=self._make,
+            publish_entities=self._entities_pub.publish if self._entities_pub else None,
+            publish_markers=self._markers_pub.publish if self._markers_pub else None,
+            markers_wanted=self._markers_wanted,
         )
         self._worker = threading.Thread(
             target=self._pipeline.run, name="tr2-inference", daemon=True
@@ -287,6 +318,29 @@ class Tr2Node:
     def stats(self) -> PipelineStats | None:
         """Counters of the running pipeline (None while not active)."""
         return None if self._pipeline is None else self._pipeline.stats()
+
+    def _markers_wanted(self) -> bool:
+        return self._markers_pub is not None and self._markers_pub.get_subscription_count() > 0
+
+    def _publish_diagnostics(self) -> None:
+        """Timer: one ``/diagnostics`` status (STALE while not active)."""
+        if self._diagnostics_pub is None or self._make is None:
+            return
+        from tr2_ros.outputs import diagnostics_message
+
+        p = self.params
+        if self._pipeline is None:
+            level, message, values = "STALE", "not active", {"device": p.device}
+        else:
+            level, message, values = self._pipeline.diagnostics(
+                getattr(self._engine, "window", p.window), p.device
+            )
+        stamp = self.node.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(
+            diagnostics_message(
+                stamp, self._make, values, level=level, message=message, hardware_id=p.device
+            )
+        )
 
     def _debug_wanted(self) -> bool:
         wanted = self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0

@@ -117,6 +117,25 @@ class NodeParams:
         "scene_graph/debug_image", "Debug image topic (sensor_msgs/Image, rgb8).",
         pattern=_TOPIC, what="a ROS topic name",
     )  # fmt: skip
+    entities_topic: str = option(
+        "scene_graph/entities",
+        "The graph's entities as vision_msgs/Detection2DArray (class id: the Action Genome"
+        " class name; id: the track id).",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    publish_markers: bool = option(
+        True, "Publish RViz markers (boxes, relation lines, captions; only while subscribed)."
+    )
+    markers_topic: str = option(
+        "scene_graph/markers", "RViz markers topic (visualization_msgs/MarkerArray).",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    diagnostics_period_s: float = option(
+        1.0,
+        "Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics (rate,"
+        " latency, drops, rejects, window fill, resets, device); 0: none.",
+        low=0.0, high=3600.0,
+    )  # fmt: skip
     max_rate_hz: float = option(
         0.0, "Most inferences per second (0: as fast as the model runs).", low=0.0, high=1000.0
     )

@@ -34,6 +34,7 @@ from tr2_ros.detections import (
     entities_from_detections,
 )
 from tr2_ros.messages import MessageClasses
+from tr2_ros.outputs import MessageFactory, detections_message, markers_message
 from tr2_ros.params import NodeParams
 from tr2_ros.policy import LatestSlot, RateLimiter
 
@@ -135,6 +136,11 @@ class ScenePipeline:
         clock: monotonic clock for the rate limit.
         class_map: with mode predcls / sgcls, the detector's classes -> Action Genome's
             (default: :meth:`ClassMap.action_genome`).
+        make: message factory for the vision_msgs / visualization_msgs outputs
+            (:mod:`tr2_ros.outputs`); needed with ``publish_entities`` / ``publish_markers``.
+        publish_entities: called with each frame's ``vision_msgs/Detection2DArray``.
+        publish_markers: called with each frame's ``visualization_msgs/MarkerArray``,
+            built only while ``markers_wanted()``.
     """
 
     def __init__(
@@ -151,6 +157,10 @@ class ScenePipeline:
         fallback: Decoder | None = None,
         clock: Callable[[], float] = time.monotonic,
         class_map: ClassMap | None = None,
+        make: MessageFactory | None = None,
+        publish_entities: Callable[[Any], None] | None = None,
+        publish_markers: Callable[[Any], None] | None = None,
+        markers_wanted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.classes = classes
@@ -166,6 +176,13 @@ class ScenePipeline:
         self._lock = threading.Lock()
         self._rejected = self._failed = self._published = 0
         self._unmatched = self._unmapped = self._invalid_detections = 0
+        self._make = make
+        self._publish_entities, self._publish_markers = publish_entities, publish_markers
+        self._markers_wanted = markers_wanted
+        self._clock = clock
+        # (publish time, seconds from taking the frame to publishing, window length)
+        self._recent: list[tuple[float, float, int]] = []
+        self._diagnosed: tuple[float, PipelineStats] | None = None
         self.class_map = ClassMap.action_genome() if class_map is None else class_map
         self.detections: DetectionBuffer | None = None
         if params.mode != "sgdet":
@@ -227,6 +244,7 @@ class ScenePipeline:
             gap_ns: :attr:`Received.gap_ns` (None: the engine measures the gap to the
                 previous frame it processed)."""
         header = msg.header
+        started = self._clock()
         try:
             image = self.decode(msg)
         except ConversionError as e:
@@ -265,9 +283,66 @@ class ScenePipeline:
             return None
         self._publish_graph(graph_msg)
         self._count("_published")
+        with self._lock:
+            now = self._clock()
+            self._recent.append((now, now - started, len(graph.window_stamps_ns)))
+            del self._recent[:-1000]
+        self._publish_standard_outputs(graph, header)
         if self.params.publish_debug_image and self._publish_debug and self._debug_wanted():
             self._publish_debug_image(image, graph, header)
         return graph_msg
+
+    def _publish_standard_outputs(self, graph: SceneGraph, header: Any) -> None:
+        """vision_msgs entities and RViz markers (these must never stop the node)."""
+        if self._make is None:
+            return
+        try:
+            if self._publish_entities is not None:
+                self._publish_entities(detections_message(graph, header, self._make))
+            if self._publish_markers is not None and self._markers_wanted():
+                self._publish_markers(markers_message(graph, header, self._make))
+        except Exception as e:
+            self._error(f"entities / markers failed ({describe_header(header)}): {e}")
+
+    def diagnostics(self, window: int, device: str) -> tuple[str, str, dict[str, Any]]:
+        """(level, message, values) of the ``/diagnostics`` status since the previous
+        call: rate and latency over that period, the counters since start, the window
+        fill of the newest answer, the engine's window resets and the device. WARN
+        while frames arrive but none is answered, or frames failed or found no
+        detections in the period."""
+        now = self._clock()
+        stats = self.stats()
+        with self._lock:
+            since, before = self._diagnosed or (now, PipelineStats(0, 0, 0, 0, 0))
+            self._diagnosed = (now, stats)
+            recent = [r for r in self._recent if r[0] > since]
+            fill = self._recent[-1][2] if self._recent else 0
+        period = max(now - since, 1e-9)
+        engine_stats = getattr(self.engine, "stats", None)
+        values: dict[str, Any] = {
+            "rate_hz": len(recent) / period if recent else 0.0,
+            "latency_ms": 1000 * float(np.mean([r[1] for r in recent])) if recent else 0.0,
+            "received": stats.received,
+            "published": stats.published,
+            "dropped": stats.dropped,
+            "rejected": stats.rejected,
+            "failed": stats.failed,
+            "unmatched": stats.unmatched,
+            "unmapped": stats.unmapped,
+            "window_fill": f"{fill}/{window}",
+            "resets": getattr(engine_stats, "resets", "n/a"),
+            "device": device,
+        }
+        problems = []
+        if stats.received > before.received and not recent:
+            problems.append("frames arrive but none was answered")
+        if stats.failed > before.failed:
+            problems.append(f"{stats.failed - before.failed} frames failed")
+        if stats.unmatched > before.unmatched:
+            problems.append(f"{stats.unmatched - before.unmatched} frames without detections")
+        if problems:
+            return "WARN", "; ".join(problems), values
+        return "OK", "running" if recent else "waiting for images", values
 
     def _given_entities(self, stamp_ns: int, header: Any) -> GivenEntities | None:
         """The entities the robot's detector found in this frame (None: no detections
