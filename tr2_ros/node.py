@@ -169,9 +169,7 @@ class Tr2Node:
             )
         else:
             self._make = rclpy_factory()
-            self._entities_pub = node.create_publisher(
-                Detection2DArray, p.entities_topic, _qos(10)
-            )
+            self._entities_pub = node.create_publisher(Detection2DArray, p.entities_topic, _qos(10))
             if p.publish_markers:
                 self._markers_pub = node.create_publisher(MarkerArray, p.markers_topic, _qos(1))
             if p.diagnostics_period_s > 0:
