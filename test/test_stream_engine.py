@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tr2_core.errors import ConfigError
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 
@@ -198,3 +199,17 @@ def test_the_gap_is_measured_between_received_frames(model):
     for s in (1, 6, 11):
         result = plain.process(images[0], s * 10**9, boxes[0], labels)
     assert len(result.window_stamps_ns) == 1 and plain.stats.resets == 2
+
+
+def test_tune_changes_the_gap_and_threshold_between_frames(model):
+    images, boxes, labels = _frames(1)
+    engine = StreamingEngine(model.extractor, model.relation, window=4, mode="predcls")
+    engine.process(images[0], 10**9, boxes[0], labels)
+    engine.tune(max_gap_s=0.5, score_threshold=0.2)
+    result = engine.process(images[0], 2 * 10**9, boxes[0], labels)
+    assert len(result.window_stamps_ns) == 1 and engine.stats.resets == 1
+    assert engine.options.score_threshold == 0.2
+    with pytest.raises(ConfigError, match="cannot change while running"):
+        engine.tune(window=2)
+    with pytest.raises(ConfigError, match="max_gap_s"):
+        engine.tune(max_gap_s=-1.0)

@@ -28,7 +28,9 @@ Run: ``ros2 run tr2 tr2_node --ros-args --params-file config/tr2.yaml`` or
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -44,6 +46,42 @@ from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
 
 NODE_NAME = "tr2"
+
+LIVE_PARAMETERS: tuple[str, ...] = (
+    "score_threshold", "relation_threshold", "max_rate_hz", "max_gap_s",
+)  # fmt: skip
+"""Parameters a ``ros2 param set`` applies at once, while the node runs."""
+
+START_PARAMETERS: tuple[str, ...] = (
+    "output_topic", "vocabulary_topic", "publish_debug_image", "debug_image_topic",
+    "entities_topic", "publish_markers", "markers_topic", "diagnostics_period_s",
+)  # fmt: skip
+"""Read-only parameters, read once when the node starts (its publishers). Every other
+parameter is read again at each configure, so cleanup -> configure picks up new values."""
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records (the engine's: window resets, the model
+    protocol) to an rclpy logger, so that ``/rosout`` and the console see them."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            level = record.levelno
+            if level >= logging.CRITICAL:
+                self._ros_logger.fatal(text)
+            elif level >= logging.ERROR:
+                self._ros_logger.error(text)
+            elif level >= logging.WARNING:
+                self._ros_logger.warning(text)
+            else:
+                self._ros_logger.info(text)
+        except Exception:  # logging must never raise into the engine
+            self.handleError(record)
 
 
 def cv_bridge_fallback() -> Decoder | None:
@@ -134,6 +172,11 @@ class Tr2Node:
     ) -> None:
         self.node = make_lifecycle_node(NODE_NAME, lambda: self, **kwargs)
         self.params = self._declare_parameters()
+        self._log_handler = RosLogHandler(self.node.get_logger())
+        library_log = logging.getLogger("tr2_core")
+        library_log.addHandler(self._log_handler)
+        if library_log.level == logging.NOTSET:
+            library_log.setLevel(logging.INFO)
         self.classes = rclpy_classes() if classes is None else classes
         self._engine_factory = load_engine if engine_factory is None else engine_factory
         self._engine: Engine | None = None
@@ -188,7 +231,7 @@ class Tr2Node:
                 name=spec.name,
                 description=spec.description,
                 additional_constraints=spec.constraints,
-                read_only=True,
+                read_only=spec.name in START_PARAMETERS,
             )
             if spec.low is not None and isinstance(spec.default, float):
                 descriptor.floating_point_range = [
@@ -201,8 +244,41 @@ class Tr2Node:
                     IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)
                 ]
             self.node.declare_parameter(spec.name, spec.default, descriptor)
+        params = self._read_parameters()
+        self.node.add_on_set_parameters_callback(self._on_set_parameters)
+        return params
+
+    def _read_parameters(self) -> NodeParams:
         values = {spec.name: self.node.get_parameter(spec.name).value for spec in parameter_specs()}
         return NodeParams.from_mapping(values, strict_types=True)
+
+    def _on_set_parameters(self, changes: list[Any]) -> Any:
+        """``ros2 param set``: validated as a whole; :data:`LIVE_PARAMETERS` apply at
+        once, the others at the next configure (cleanup -> configure)."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        current = {name: getattr(self.params, name) for name in self.params.__dataclass_fields__}
+        try:
+            new = NodeParams.from_mapping(
+                current | {c.name: c.value for c in changes}, strict_types=True
+            )
+        except Tr2Error as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        live = {c.name: getattr(new, c.name) for c in changes if c.name in LIVE_PARAMETERS}
+        later = sorted(c.name for c in changes if c.name not in LIVE_PARAMETERS)
+        self.params = dataclasses.replace(self.params, **live)
+        if self._pipeline is not None and live:
+            self._pipeline.tune(self.params)
+        tune = getattr(self._engine, "tune", None)
+        engine_live = {k: v for k, v in live.items() if k in ("score_threshold", "max_gap_s")}
+        if callable(tune) and engine_live:
+            tune(**engine_live)
+        logger = self.node.get_logger()
+        if live:
+            logger.info("set live: " + ", ".join(f"{k}={v}" for k, v in live.items()))
+        if later:
+            logger.info(f"set {', '.join(later)}: takes effect at the next configure")
+        return SetParametersResult(successful=True, reason="")
 
     # -- lifecycle -----------------------------------------------------------
     def configure(self) -> None:
@@ -213,7 +289,7 @@ class Tr2Node:
         """
         if self._engine is not None:
             return
-        p = self.params
+        self.params = p = self._read_parameters()  # values set since the last configure
         logger = self.node.get_logger()
         logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
         self._class_map = None
@@ -221,9 +297,11 @@ class Tr2Node:
             self._class_map = ClassMap.load(p.class_map) if p.class_map else None
         self._engine = self._engine_factory(p)
         rate = f"at most {p.max_rate_hz:g} Hz" if p.max_rate_hz > 0 else "as fast as the model runs"
+        window = getattr(self._engine, "window", p.window)  # an online model keeps its own
         logger.info(
             f"TR2 model: {model_protocol(self._engine, p.checkpoint)}; device {p.device},"
-            f" window {p.window} frames, rate {rate}"
+            f" window {window} frames, rate {rate}, max gap {p.max_gap_s:g} s,"
+            f" {p.threads or 'all'} CPU threads"
         )
 
     def activate(self) -> None:
@@ -354,6 +432,7 @@ class Tr2Node:
     def destroy(self) -> None:
         """Clean up and destroy the rclpy node."""
         self.cleanup()
+        logging.getLogger("tr2_core").removeHandler(self._log_handler)
         self.node.destroy_node()
 
 

@@ -201,6 +201,12 @@ class ScenePipeline:
         gap = None if stamp is None or previous is None else stamp - previous
         self.slot.put(Received(msg, gap))
 
+    def tune(self, params: NodeParams) -> None:
+        """Take new parameter values between frames (thresholds, rate, detections
+        waiting; the engine's own options go through its ``tune``)."""
+        self.params = params
+        self.limiter.period = 1.0 / params.max_rate_hz if params.max_rate_hz > 0 else 0.0
+
     def on_detections(self, msg: Any) -> None:
         """Detections subscription callback (mode predcls / sgcls): only stores them."""
         if self.detections is not None:

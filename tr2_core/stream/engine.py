@@ -232,6 +232,22 @@ class StreamingEngine:
         model = trained.model
         return cls(model.extractor, model.relation, options, tracker=tracker)
 
+    LIVE_OPTIONS: tuple[str, ...] = ("score_threshold", "max_gap_s")
+    """Options :meth:`tune` changes between frames (the others need a new engine)."""
+
+    def tune(self, **changes: Any) -> None:
+        """Change :data:`LIVE_OPTIONS` between two frames (a node's live parameters).
+
+        Raises:
+            ConfigError: another option, or an invalid value.
+        """
+        other = sorted(set(changes) - set(self.LIVE_OPTIONS))
+        if other:
+            raise ConfigError(f"engine options {other} cannot change while running")
+        self.options = self.options.replace(**changes)
+        self.max_gap_ns = int(self.options.max_gap_s * 1e9)
+        self.score_threshold = self.options.score_threshold
+
     @property
     def device(self) -> torch.device:
         return next(self.relation.parameters()).device
