@@ -135,3 +135,32 @@ def test_diagnostics_published(robot):
     values = running()
     assert values["device"] == "cpu" and values["window_fill"].endswith("/3")
     assert {"rate_hz", "latency_ms", "dropped", "rejected", "resets"} <= set(values)
+
+
+def test_live_parameter_change_takes_effect_and_engine_warnings_reach_rosout(robot):
+    from rcl_interfaces.msg import Log
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    rosout = robot.peer.collect(Log, "/rosout", _qos(100))
+    client = robot.peer.node.create_client(SetParameters, robot.topic("tr2/set_parameters"))
+
+    def set_gap(seconds: float) -> None:
+        request = SetParameters.Request(
+            parameters=[Parameter("max_gap_s", Parameter.Type.DOUBLE, seconds).to_parameter_msg()]
+        )
+        response = robot.peer.call(client, request, timeout=30.0)
+        assert response is not None and response.results[0].successful, response
+
+    set_gap(0.5)
+    try:
+        answers = send_scene(robot, 2)  # 1 s apart: now a gap that resets the window
+        assert [len(g.window_stamps) for g in answers] == [1, 1]
+        assert wait_until(
+            lambda: any("gap of 1.000 s > 0.5 s" in m.msg for _, m in list(rosout)), 20.0
+        ), robot.process.output()[-2000:]
+        (record,) = [m for _, m in list(rosout) if "gap of 1.000 s > 0.5 s" in m.msg][:1]
+        assert record.name.endswith("tr2") and record.level == Log.WARN
+    finally:
+        set_gap(3.0)
+    assert [len(g.window_stamps) for g in send_scene(robot, 2)] == [1, 2]
