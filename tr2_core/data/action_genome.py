@@ -143,7 +143,7 @@ def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.nd
     """Vectorised :func:`split_frame_key`: (videos (K,) str, frame numbers (K,) int64)."""
     if keys.size == 0:
         return np.zeros(0, dtype="<U1"), np.zeros(0, dtype=np.int64)
-    if not hasattr(np.strings, "partition"):  # NumPy < 2.3
+    if not hasattr(getattr(np, "strings", None), "partition"):  # NumPy < 2.3 (1.x: none)
         pairs = [split_frame_key(str(k)) for k in keys.tolist()]
         videos = np.array([p[0] for p in pairs], dtype=str)
         return videos, np.array([p[1] for p in pairs], dtype=np.int64)
