@@ -49,3 +49,21 @@ def test_tr2_bag_in_a_sourced_shell():
     run = _run(["-m", "tr2_core", "bag", "--help"])
     assert run.returncode == 0, run.stderr
     assert "--image-topic" in run.stdout
+
+
+def test_the_no_ros_recipe_runs_the_executables_in_a_fresh_shell():
+    """README: `source scripts/ros_env.sh` then `tr2_listen` / `tr2_node`, without
+    activating the venv (the executables' `#!/usr/bin/env python3` must find it)."""
+    reason = live_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin"}
+    for var in ("TR2_VENV", "TR2_ROS_WS"):
+        if var in os.environ:
+            env[var] = os.environ[var]
+    run = subprocess.run(
+        ["bash", "-c", "source scripts/ros_env.sh && tr2_listen --help"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "--threshold" in run.stdout
