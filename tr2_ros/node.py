@@ -54,7 +54,7 @@ LIVE_PARAMETERS: tuple[str, ...] = (
 
 START_PARAMETERS: tuple[str, ...] = (
     "output_topic", "vocabulary_topic", "publish_debug_image", "debug_image_topic",
-    "entities_topic", "publish_markers", "markers_topic", "diagnostics_period_s",
+    "entities_topic", "publish_markers", "markers_topic", "diagnostics_period_s", "autostart",
 )  # fmt: skip
 """Read-only parameters, read once when the node starts (its publishers). Every other
 parameter is read again at each configure, so cleanup -> configure picks up new values."""
