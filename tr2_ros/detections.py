@@ -216,3 +216,34 @@ class DetectionBuffer:
         with self._cond:
             self._cond.wait_for(settled, timeout)
             return self._nearest(stamp_ns)[0]
+
+
+class DetectionIndex:
+    """All Detection2DArray messages of a recording, sorted by stamp, for offline
+    matching (``tr2 bag``): the nearest stamp within the tolerance, by binary search.
+
+    Args:
+        messages: the messages (any order).
+        tolerance_ns: largest stamp difference accepted (0: exact).
+    """
+
+    def __init__(self, messages: list[Any], tolerance_ns: int = 0) -> None:
+        stamps = np.array([_stamp_ns(m) for m in messages], np.int64)
+        order = np.argsort(stamps, kind="stable")
+        self._stamps = stamps[order]
+        self._messages = [messages[i] for i in order]
+        self.tolerance_ns = int(tolerance_ns)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def match(self, stamp_ns: int) -> Any | None:
+        """The message nearest to ``stamp_ns`` within the tolerance, or None."""
+        if not self._messages:
+            return None
+        i = int(np.searchsorted(self._stamps, stamp_ns))
+        candidates = [j for j in (i - 1, i) if 0 <= j < len(self._stamps)]
+        best = min(candidates, key=lambda j: abs(int(self._stamps[j]) - stamp_ns))
+        if abs(int(self._stamps[best]) - stamp_ns) > self.tolerance_ns:
+            return None
+        return self._messages[best]
