@@ -281,3 +281,16 @@ def test_the_first_frame_has_no_gap():
     pipeline.on_image(image_msg(random_rgb(), stamp=(3, 0)))
     assert pipeline.step(timeout=0)
     assert engine.inputs == [{}]
+
+
+def test_frames_lost_before_the_node_are_estimated_from_the_stamps():
+    """A 10 Hz camera whose frames 7, 8 and 15 never arrive: 3 missing, none dropped."""
+    pipeline, _ = make_pipeline(FakeEngine())
+    for k in range(20):
+        if k not in (7, 8, 15):
+            pipeline.on_image(image_msg(random_rgb(), stamp=(1, k * 100_000_000)))
+            pipeline.step(timeout=0)
+    stats = pipeline.stats()
+    assert (stats.missing, stats.dropped, stats.received) == (3, 0, 17)
+    pipeline.on_image(image_msg(random_rgb(), stamp=(9, 0)))  # the camera stopped 6 s
+    assert pipeline.stats().missing == 3

@@ -100,6 +100,9 @@ class PipelineStats:
             predcls / sgcls).
         unmapped: detections dropped because the class map does not name their class.
         invalid_detections: detections dropped for no hypothesis or an unusable box.
+        missing: frames the camera sent that never arrived, estimated from the header
+            stamps against the camera's own rate (lost in transport; not in
+            ``received``).
     """
 
     received: int
@@ -110,6 +113,7 @@ class PipelineStats:
     unmatched: int = 0
     unmapped: int = 0
     invalid_detections: int = 0
+    missing: int = 0
 
 
 def describe_header(header: Any) -> str:
@@ -167,6 +171,8 @@ class ScenePipeline:
         self.params = params
         self.slot: LatestSlot[Received] = LatestSlot(Received.combine)
         self._last_received_ns: int | None = None
+        self._recent_gaps: list[int] = []
+        self._missing = 0
         self.limiter = RateLimiter(params.max_rate_hz, clock)
         self._publish_graph = publish_graph
         self._publish_debug = publish_debug
@@ -198,8 +204,23 @@ class ScenePipeline:
             stamp = None  # rejected with its reason by the worker
         with self._lock:
             previous, self._last_received_ns = self._last_received_ns, stamp
-        gap = None if stamp is None or previous is None else stamp - previous
+            gap = None if stamp is None or previous is None else stamp - previous
+            if gap is not None and gap > 0:
+                self._count_missing(gap)
         self.slot.put(Received(msg, gap))
+
+    def _count_missing(self, gap_ns: int) -> None:
+        """Estimate frames the camera sent that never arrived (lost in transport: best
+        effort, large images) from the header stamps: a gap of k camera periods (the
+        median of the recent gaps) means k - 1 frames missing. Gaps longer than
+        ``max_gap_s`` are the camera stopping, not losses. Called under the lock."""
+        gaps = self._recent_gaps
+        if len(gaps) >= 5:
+            period = float(np.median(gaps))
+            if period > 0 and gap_ns > 1.5 * period and gap_ns <= self.params.max_gap_s * 1e9:
+                self._missing += int(round(gap_ns / period)) - 1
+        gaps.append(gap_ns)
+        del gaps[:-31]
 
     def tune(self, params: NodeParams) -> None:
         """Take new parameter values between frames (thresholds, rate, detections
@@ -331,6 +352,7 @@ class ScenePipeline:
             "received": stats.received,
             "published": stats.published,
             "dropped": stats.dropped,
+            "missing_estimate": stats.missing,
             "rejected": stats.rejected,
             "failed": stats.failed,
             "unmatched": stats.unmatched,
@@ -389,5 +411,5 @@ class ScenePipeline:
         with self._lock:
             return PipelineStats(
                 slot.received, slot.dropped, self._rejected, self._failed, self._published,
-                self._unmatched, self._unmapped, self._invalid_detections,
+                self._unmatched, self._unmapped, self._invalid_detections, self._missing,
             )  # fmt: skip
