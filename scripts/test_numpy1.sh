@@ -15,6 +15,9 @@ PY=$("$VENV/bin/python" -c 'import sys; print(sys.executable)')
 if ! "$NP1/bin/python" -c 'import numpy, sys; sys.exit(numpy.__version__[:5] != "1.26.")' 2>/dev/null; then
   "$(readlink -f "$PY")" -m venv "$NP1"
   "$NP1/bin/python" -m pip install --quiet --disable-pip-version-check "numpy==1.26.4"
+  # venv's bundled setuptools is older than .venv's (no bdist_wheel without `wheel`):
+  # let .venv's build tools be the ones found
+  "$NP1/bin/python" -m pip uninstall --quiet -y setuptools 2>/dev/null || true
 fi
 site=$("$NP1/bin/python" -c 'import site; print(site.getsitepackages()[0])')
 "$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])' > "$site/zz_tr2_project_venv.pth"

@@ -719,3 +719,12 @@ def test_progress_bars_do_not_change_result(tmp_path, capsys):
     a = load(root, show_progress=True)
     b = load(root, show_progress=False)
     _same(a, b)
+
+
+def test_key_parsing_fallback_names_the_file(monkeypatch):
+    from tr2_core.data.action_genome import _split_frame_keys
+    from tr2_core.errors import DatasetError
+
+    monkeypatch.setattr(np, "strings", object(), raising=False)  # NumPy 1.x has none
+    with pytest.raises(DatasetError, match=r"^x\.pkl: frame key 'V\.mp4/²³\.png' is not"):
+        _split_frame_keys(np.array(["V.mp4/1.png", "V.mp4/²³.png"]), Path("x.pkl"))

@@ -158,13 +158,17 @@ def test_numpy_round_trip(protocol):
     assert out["containers"] == data["containers"]
 
 
-def test_numpy1_module_spelling_maps_to_installed_numpy():
-    # NumPy 1.x wrote 'numpy.core.multiarray'; the protocol-0 text form makes
-    # the module name easy to rewrite.
+@pytest.mark.parametrize("spelling", [b"numpy.core.multiarray", b"numpy._core.multiarray"])
+def test_both_numpy_module_spellings_map_to_installed_numpy(spelling):
+    # NumPy 1.x writes 'numpy.core.multiarray', NumPy 2.x 'numpy._core.multiarray':
+    # either must load under whichever NumPy is installed (1.26 on a stock Jazzy
+    # robot). The protocol-0 text form makes the module name easy to rewrite.
     data = pickle.dumps({"bbox": np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)}, protocol=0)
-    assert b"numpy._core.multiarray" in data
-    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    out = safe_loads(old)
+    written = b"numpy._core.multiarray" if b"numpy._core.multiarray" in data else (
+        b"numpy.core.multiarray"
+    )  # fmt: skip
+    assert written in data
+    out = safe_loads(data.replace(written, spelling))
     np.testing.assert_array_equal(out["bbox"], [[1, 2, 3, 4]])
     assert out["bbox"].dtype == np.float32
 

@@ -144,7 +144,10 @@ def _split_frame_keys(keys: np.ndarray, source: Path) -> tuple[np.ndarray, np.nd
     if keys.size == 0:
         return np.zeros(0, dtype="<U1"), np.zeros(0, dtype=np.int64)
     if not hasattr(getattr(np, "strings", None), "partition"):  # NumPy < 2.3 (1.x: none)
-        pairs = [split_frame_key(str(k)) for k in keys.tolist()]
+        try:
+            pairs = [split_frame_key(str(k)) for k in keys.tolist()]
+        except DatasetError as e:  # name the file, as the vectorised path does
+            raise DatasetError(f"{source}: {e}") from None
         videos = np.array([p[0] for p in pairs], dtype=str)
         return videos, np.array([p[1] for p in pairs], dtype=np.int64)
     video, sep, frame = np.strings.partition(keys, "/")
