@@ -188,16 +188,17 @@ class Tr2Node:
         p = self.params
 
         node = self.node
-        self._graph_pub = node.create_publisher(self.classes.SceneGraph, p.output_topic, _qos(10))
+        # Lifecycle publishers (publish only while active) for the per-frame outputs; the
+        # latched vocabulary and /diagnostics (STALE while inactive) stay plain.
+        managed = getattr(node, "create_lifecycle_publisher", node.create_publisher)
+        self._graph_pub = managed(self.classes.SceneGraph, p.output_topic, _qos(10))
         self._vocabulary_pub = node.create_publisher(
             self.classes.Vocabulary, p.vocabulary_topic, _qos(1, latched=True)
         )
         self._vocabulary_pub.publish(build_vocabulary(self.classes))
         self._debug_pub = None
         if p.publish_debug_image:
-            self._debug_pub = node.create_publisher(
-                self.classes.Image, p.debug_image_topic, _qos(1)
-            )
+            self._debug_pub = managed(self.classes.Image, p.debug_image_topic, _qos(1))
         self._entities_pub = self._markers_pub = self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._make = None
@@ -212,9 +213,9 @@ class Tr2Node:
             )
         else:
             self._make = rclpy_factory()
-            self._entities_pub = node.create_publisher(Detection2DArray, p.entities_topic, _qos(10))
+            self._entities_pub = managed(Detection2DArray, p.entities_topic, _qos(10))
             if p.publish_markers:
-                self._markers_pub = node.create_publisher(MarkerArray, p.markers_topic, _qos(1))
+                self._markers_pub = managed(MarkerArray, p.markers_topic, _qos(1))
             if p.diagnostics_period_s > 0:
                 self._diagnostics_pub = node.create_publisher(
                     DiagnosticArray, "/diagnostics", _qos(10)
@@ -331,6 +332,7 @@ class Tr2Node:
             publish_markers=self._markers_pub.publish if self._markers_pub else None,
             markers_wanted=self._markers_wanted,
         )
+        self._set_publishers_active(True)  # before the worker's first frame
         self._worker = threading.Thread(
             target=self._pipeline.run, name="tr2-inference", daemon=True
         )
@@ -376,6 +378,7 @@ class Tr2Node:
             if self._worker is not None:
                 self._worker.join()
             self._pipeline = self._worker = None
+            self._set_publishers_active(False)
             self.node.get_logger().info("inactive: unsubscribed, worker stopped")
 
     def cleanup(self) -> None:
@@ -394,6 +397,14 @@ class Tr2Node:
     def stats(self) -> PipelineStats | None:
         """Counters of the running pipeline (None while not active)."""
         return None if self._pipeline is None else self._pipeline.stats()
+
+    def _set_publishers_active(self, active: bool) -> None:
+        """(De)activate the lifecycle publishers: this node's transitions drive them
+        (also when tests or scripts call :meth:`activate` directly)."""
+        for pub in (self._graph_pub, self._debug_pub, self._entities_pub, self._markers_pub):
+            switch = getattr(pub, "on_activate" if active else "on_deactivate", None)
+            if callable(switch):
+                switch(None)
 
     def _markers_wanted(self) -> bool:
         return self._markers_pub is not None and self._markers_pub.get_subscription_count() > 0
