@@ -58,7 +58,9 @@ import patch_ros_cmake; print(patch_ros_cmake.numpy_include_link(Path(sys.argv[1
 # installed, build the test fixture package with the same fields (and type hashes).
 PACKAGES=(tr2)
 BASE_PATHS=("$REPO")
-if ! "$PY" -c 'import vision_msgs.msg' 2>/dev/null; then
+# (a vision_msgs found in this workspace is our own fixture build: build it again)
+if ! "$PY" -c 'import sys, vision_msgs.msg as m; sys.exit(m.__file__.startswith(sys.argv[1]))' \
+    "$WS" 2>/dev/null; then
   PACKAGES=(vision_msgs tr2)
   BASE_PATHS+=("$REPO/test/fixtures/ros_packages")
 fi
