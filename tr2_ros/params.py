@@ -82,6 +82,13 @@ class NodeParams:
     )  # fmt: skip
     score_threshold: float = _ENGINE["score_threshold"].field()
     relation_threshold: float = _ENGINE["relation_threshold"].field()
+    # the engine's fast paths (same outputs to float rounding; see docs/gpu.md)
+    fold_batchnorm: bool = _ENGINE["fold_batchnorm"].field()
+    newest_queries_only: bool = _ENGINE["newest_queries_only"].field()
+    tf32: bool = _ENGINE["tf32"].field()
+    fixed_shapes: bool = _ENGINE["fixed_shapes"].field()
+    compile: str = _ENGINE["compile"].field()
+    shape_bucket: int = _ENGINE["shape_bucket"].field()
     input_topic: str = option(
         "image",
         "Input image topic (sensor_msgs/Image); with input_transport 'compressed' the node"
