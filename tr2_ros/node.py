@@ -9,7 +9,16 @@ Topics (relative names, remap them or set the *_topic parameters):
 * ``scene_graph`` (tr2/SceneGraph), header copied from the image;
 * ``scene_graph/vocabulary`` (tr2/Vocabulary), published once, transient local;
 * ``scene_graph/debug_image`` (sensor_msgs/Image rgb8), drawn only while
-  someone subscribes.
+  someone subscribes;
+* ``detections`` (vision_msgs/Detection2DArray, in) with ``mode`` predcls / sgcls:
+  the robot's detector, matched to the images by stamp (:mod:`tr2_ros.detections`);
+* ``scene_graph/entities`` (vision_msgs/Detection2DArray), ``scene_graph/markers``
+  (visualization_msgs/MarkerArray, built only while subscribed) and ``/diagnostics``
+  (:mod:`tr2_ros.outputs`).
+
+Parameters (docs/ros.md): :data:`LIVE_PARAMETERS` apply at once when set, the
+read-only :data:`START_PARAMETERS` at start, every other at each configure. The
+engine's Python log records go to the node's ROS logger (and so to ``/rosout``).
 
 The subscription callback only stores the newest message; one worker thread
 takes the newest frame whenever it is free (stale frames are dropped and
