@@ -215,3 +215,19 @@ def test_a_slow_camera_with_detections_keeps_ids_and_fills_the_window(model, rat
     )
     np.testing.assert_allclose([n.score for n in last.nodes], [0.9, 0.7], rtol=1e-6)
     assert len(last.edges) == 1
+
+
+def test_sgcls_takes_the_boxes_and_the_models_labels(model):
+    from tr2_core.stream.engine import StreamingEngine
+
+    # score_threshold 0: in sgcls the scores are the (random-init) classifier's
+    engine = StreamingEngine(model.extractor, model.relation, mode="sgcls", score_threshold=0.0)
+    pipeline, graphs, warnings = _pipeline(engine, mode="sgcls")
+    boxes = [("person", 0.9, (10, 10, 60, 90)), ("cup/glass/bottle", 0.7, (70, 30, 100, 60))]
+    pipeline.on_detections(detection_array((3, 0), boxes))
+    pipeline.process(image_msg(random_rgb(96, 128), stamp=(3, 0)))
+    assert warnings == [] and len(graphs) == 1
+    nodes = graphs[0].nodes
+    np.testing.assert_allclose([list(n.box_xyxy) for n in nodes], [b[2] for b in boxes])
+    assert len(graphs[0].edges) == 1  # the detector's person is the pair's subject
+    assert all(n.label in OBJECT_INDEX for n in nodes)  # the object classifier's answer
