@@ -3,17 +3,21 @@ domain and namespace) in a robot's perception stack: entities from the robot's
 detector (vision_msgs/Detection2DArray in: the fixture package's messages, same types
 as the real vision_msgs), SceneGraph out with those boxes; a static scene stamped 1 s
 apart (an Action Genome-spaced stream) keeps its track ids and fills the window; the
-entities out as Detection2DArray, RViz markers while subscribed, /diagnostics. Needs
+entities out as Detection2DArray, RViz markers while subscribed, /diagnostics; a live
+parameter change and the engine's warning on /rosout; the spatial direction through
+tr2_listen. Needs
 the colcon workspace (scripts/setup_ros.sh), like test_ros_live.py.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
 import pytest
 from ros_testing import (
+    LiveProcess,
     detection_array,
     image_at,
     live_skip_reason,
@@ -164,3 +168,30 @@ def test_live_parameter_change_takes_effect_and_engine_warnings_reach_rosout(rob
     finally:
         set_gap(3.0)
     assert [len(g.window_stamps) for g in send_scene(robot, 2)] == [1, 2]
+
+
+def test_spatial_direction_end_to_end_in_tr2_listen(robot, tmp_path):
+    """Node -> SceneGraph -> tr2_listen: spatial triplets read <object, predicate,
+    person> (the cup is in front of the person), contacting <person, predicate, object>,
+    as SceneGraphEdge.msg documents."""
+    listener = LiveProcess(
+        "tr2_listen",
+        tmp_path / "tr2_listen.log",
+        robot.domain,
+        args=("--count", "1", "--threshold", "0.0"),
+        ros_args=("-r", f"__ns:={robot.ns}"),
+    )
+    try:
+        time.sleep(3.0)  # the listener's subscription discovered
+        deadline = time.monotonic() + STARTUP_S
+        while listener.proc.poll() is None and time.monotonic() < deadline:
+            send_scene(robot, 1)
+    finally:
+        status = listener.stop()
+    out = listener.output()
+    assert status == 0, out
+    spatial = re.findall(r"^\s+spatial\s+(\S+)#\d+ (\S+) (\S+)#\d+", out, re.M)
+    contacting = re.findall(r"^\s+contacting\s+(\S+)#\d+ (\S+) (\S+)#\d+", out, re.M)
+    assert len(spatial) == 6 and len(contacting) == 17, out  # threshold 0: every predicate
+    assert {(s, o) for s, _, o in spatial} == {("cup/glass/bottle", "person")}
+    assert {(s, o) for s, _, o in contacting} == {("person", "cup/glass/bottle")}
