@@ -5,8 +5,7 @@ as the real vision_msgs), SceneGraph out with those boxes; a static scene stampe
 apart (an Action Genome-spaced stream) keeps its track ids and fills the window; the
 entities out as Detection2DArray, RViz markers while subscribed, /diagnostics; a live
 parameter change and the engine's warning on /rosout; the spatial direction through
-tr2_listen. Needs
-the colcon workspace (scripts/setup_ros.sh), like test_ros_live.py.
+tr2_listen. Needs the colcon workspace (scripts/setup_ros.sh), like test_ros_live.py.
 """
 
 from __future__ import annotations
