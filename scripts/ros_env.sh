@@ -13,7 +13,9 @@ if [ -f "$_tr2_ws/install/setup.bash" ]; then
   # shellcheck disable=SC1091
   source "$_tr2_ws/install/setup.bash"
   [ "$_tr2_nounset" = 1 ] && set -u
-  export PATH="$_tr2_ws/install/tr2/lib/tr2:$PATH"
+  # The executables start with `#!/usr/bin/env python3`: the project's venv comes first
+  # on PATH (as activating it would), or they would run a python without rclpy / torch.
+  export PATH="$_tr2_ws/install/tr2/lib/tr2:$_tr2_venv/bin:$PATH"
   # Keep the traffic of ad-hoc runs on this machine unless told otherwise.
   export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
   unset _tr2_nounset _tr2_repo _tr2_venv _tr2_ws

@@ -54,22 +54,35 @@ fi
 NUMPY_INCLUDE=$("$PY" -c 'import sys; from pathlib import Path; sys.path.insert(0, "scripts")
 import patch_ros_cmake; print(patch_ros_cmake.numpy_include_link(Path(sys.argv[1])))' "$VENV")
 
-# 3. The package, when its inputs changed.
+# vision_msgs (the detections the node reads and writes) has no wheel: where it is not
+# installed, build the test fixture package with the same fields (and type hashes).
+PACKAGES=(tr2)
+BASE_PATHS=("$REPO")
+# (a vision_msgs found in this workspace is our own fixture build: build it again)
+if ! "$PY" -c 'import sys, vision_msgs.msg as m; sys.exit(m.__file__.startswith(sys.argv[1]))' \
+    "$WS" 2>/dev/null; then
+  PACKAGES=(vision_msgs tr2)
+  BASE_PATHS+=("$REPO/test/fixtures/ros_packages")
+fi
+
+# 3. The packages, when their inputs changed.
 inputs=$( {
+  echo "${PACKAGES[@]}"
   cat "$WS/wheels.stamp" CMakeLists.txt package.xml msg/*.msg
+  cat test/fixtures/ros_packages/*/CMakeLists.txt test/fixtures/ros_packages/*/msg/*.msg
   find launch config tr2_core tr2_ros test -type f \( -name '*.py' -o -name '*.yaml' \) | sort
   cat launch/*.py config/tr2.yaml
 } | sha256sum | cut -c1-16)
 if [ "$(cat "$WS/build.stamp" 2>/dev/null)" = "$inputs" ] && [ -d "$WS/install/tr2" ]; then
   exit 0
 fi
-say "building the ROS package tr2 with colcon into $WS"
+say "building the ROS packages ${PACKAGES[*]} with colcon into $WS"
 start=$(date +%s)
 (
   export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV" AMENT_PREFIX_PATH="$VENV"
   export CMAKE_PREFIX_PATH="$VENV"
   cd "$WS"
-  colcon --log-base "$WS/log" build --base-paths "$REPO" --packages-select tr2 \
+  colcon --log-base "$WS/log" build --base-paths "${BASE_PATHS[@]}" --packages-select "${PACKAGES[@]}" \
     --symlink-install --event-handlers console_direct- \
     --cmake-args -DPython3_EXECUTABLE="$PY" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE" \
     -DBUILD_TESTING=ON >"$WS/build.log" 2>&1 \

@@ -124,13 +124,15 @@ class FakeEngine:
         self.fail_on = fail_on or set()
         self.result = result
         self.calls: list[tuple[tuple[int, ...], int]] = []
+        self.inputs: list[dict] = []
         self.closed = False
 
-    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
+    def process(self, image: np.ndarray, stamp_ns: int, **inputs) -> SceneGraphResult:
         import time
 
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append((image.shape, stamp_ns))
+        self.inputs.append(inputs)
         if self.delay:
             time.sleep(self.delay)
         if stamp_ns in self.fail_on:
@@ -391,3 +393,76 @@ def wait_until(condition, timeout: float, interval: float = 0.05, action=None) -
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+# --------------------------------------------------------------------------
+# vision_msgs (the robot's detector): the fixture package's definitions.
+
+VISION_MSGS = Path(__file__).resolve().parent / "fixtures" / "ros_packages" / "vision_msgs"
+
+
+@functools.cache
+def vision_typestore():
+    """A rosbags typestore (Jazzy) with the fixture vision_msgs registered."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types: dict = {}
+    for path in sorted((VISION_MSGS / "msg").glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"vision_msgs/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def detection_array(stamp=(12, 345), detections=(), *, theta: float = 0.0, rclpy: bool = False):
+    """A ``vision_msgs/msg/Detection2DArray`` (rosbags', or rclpy's with ``rclpy``) of
+    ``detections``: ``(class_id, score, (x1, y1, x2, y2))`` each, or
+    ``(hypotheses, box)`` with hypotheses ``[(class_id, score), ...]``."""
+    if rclpy:
+        from builtin_interfaces.msg import Time
+        from geometry_msgs.msg import PoseWithCovariance
+        from std_msgs.msg import Header
+        from vision_msgs import msg as v
+
+        def make(name, **fields):
+            return getattr(v, name)(**fields)
+
+        pose = PoseWithCovariance
+    else:
+        t = vision_typestore().types
+        Time, Header = t["builtin_interfaces/msg/Time"], t["std_msgs/msg/Header"]  # noqa: N806
+        Point, Quaternion = t["geometry_msgs/msg/Point"], t["geometry_msgs/msg/Quaternion"]  # noqa: N806
+
+        def make(name, **fields):
+            return t[f"vision_msgs/msg/{name}"](**fields)
+
+        def pose():
+            return t["geometry_msgs/msg/PoseWithCovariance"](
+                pose=t["geometry_msgs/msg/Pose"](
+                    position=Point(x=0.0, y=0.0, z=0.0),
+                    orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+                ),
+                covariance=np.zeros(36),
+            )
+
+    header = Header(stamp=Time(sec=stamp[0], nanosec=stamp[1]), frame_id="camera")
+    out = []
+    for item in detections:
+        hypotheses, box = ([item[:2]], item[2]) if len(item) == 3 else item
+        x1, y1, x2, y2 = (float(v) for v in box)
+        results = [
+            make(
+                "ObjectHypothesisWithPose",
+                hypothesis=make("ObjectHypothesis", class_id=str(c), score=float(s)),
+                pose=pose(),
+            )
+            for c, s in hypotheses
+        ]
+        center = make(
+            "Pose2D",
+            position=make("Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2),
+            theta=float(theta),
+        )
+        bbox = make("BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)
+        out.append(make("Detection2D", header=header, results=results, bbox=bbox, id=""))
+    return make("Detection2DArray", header=header, detections=out)

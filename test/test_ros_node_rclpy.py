@@ -192,3 +192,20 @@ def test_invalid_parameter_is_reported(ros):
 def test_main_exits_with_status_1_without_checkpoint():
     assert main(["tr2_node"]) == 1  # 'checkpoint' is empty: fatal log line, exit 1
     assert main(["tr2_node", "--ros-args", "-p", "window:=0"]) == 1
+
+
+def test_per_frame_outputs_are_lifecycle_publishers(ros):
+    from rclpy.lifecycle import LifecyclePublisher
+
+    tr2 = Tr2Node(engine_factory=lambda params: FakeEngine())
+    try:
+        managed = [tr2._graph_pub, tr2._debug_pub, tr2._entities_pub, tr2._markers_pub]
+        assert all(isinstance(p, LifecyclePublisher) for p in managed)
+        assert not any(p._enabled for p in managed)  # unconfigured: publish() is a no-op
+        assert not isinstance(tr2._vocabulary_pub, LifecyclePublisher)  # latched at start
+        tr2.activate()
+        assert all(p._enabled for p in managed)
+        tr2.deactivate()
+        assert not any(p._enabled for p in managed)
+    finally:
+        tr2.destroy()

@@ -81,6 +81,20 @@ class _Node:
         self.publishers[topic] = _Publisher(msg_type, topic, qos)
         return self.publishers[topic]
 
+    def add_on_set_parameters_callback(self, callback):
+        self.on_set = callback
+
+    def set_parameters(self, params):
+        """What rclpy does: the callback decides, then the values are stored."""
+        result = self.on_set(params)
+        if result.successful:
+            self.parameters.update({p.name: p.value for p in params})
+        return result
+
+    def create_timer(self, period, callback):
+        self.timers = [*getattr(self, "timers", []), (period, callback)]
+        return SimpleNamespace(period=period, callback=callback)
+
     def create_subscription(self, msg_type, topic, callback, qos):
         sub = SimpleNamespace(msg_type=msg_type, topic_name=topic, callback=callback, qos=qos)
         self.subscriptions[topic] = sub
@@ -145,6 +159,7 @@ def fake_rclpy(monkeypatch):
     rcl_msg.ParameterDescriptor = _Record
     rcl_msg.FloatingPointRange = _Record
     rcl_msg.IntegerRange = _Record
+    rcl_msg.SetParametersResult = _Record
     rclpy.executors, rclpy.logging = executors, logging
     modules = {
         "rclpy": rclpy, "rclpy.node": node_mod, "rclpy.qos": qos, "rclpy.executors": executors,
@@ -195,14 +210,17 @@ def test_module_imports_without_rclpy_or_torch():
     assert run.returncode == 0, run.stderr
 
 
-def test_declares_every_parameter_read_only_with_description_and_range(fake_rclpy):
+def test_declares_every_parameter_with_description_and_range(fake_rclpy):
+    from tr2_ros.node import START_PARAMETERS
+
     tr2, _ = _make()
     node = tr2.node
     assert list(node.parameters) == [s.name for s in parameter_specs()]
     assert tr2.params == NodeParams()
     for spec in parameter_specs():
         d = node.descriptors[spec.name]
-        assert d.read_only and d.description == spec.description and d.name == spec.name
+        assert d.description == spec.description and d.name == spec.name
+        assert d.read_only == (spec.name in START_PARAMETERS)  # publishers: read at start
     assert node.descriptors["window"].integer_range[0].from_value == 1
     assert node.descriptors["score_threshold"].floating_point_range[0].to_value == 1.0
     assert "best_effort" in node.descriptors["input_reliability"].additional_constraints
@@ -218,7 +236,11 @@ def test_overrides_and_invalid_values(fake_rclpy):
 def test_publishers_vocabulary_latched_and_qos(fake_rclpy):
     tr2, _ = _make()
     pubs = tr2.node.publishers
-    assert set(pubs) == {"scene_graph", "scene_graph/vocabulary", "scene_graph/debug_image"}
+    standard = {"scene_graph/entities", "scene_graph/markers", "/diagnostics"}  # when installed
+    assert set(pubs) - standard == {
+        "scene_graph", "scene_graph/vocabulary", "scene_graph/debug_image"
+    }  # fmt: skip
+    assert set(pubs) & standard in (set(), standard)
     vocabulary = pubs["scene_graph/vocabulary"]
     assert len(vocabulary.published) == 1
     assert vocabulary.qos.durability == "DurabilityPolicy.TRANSIENT_LOCAL"
@@ -301,3 +323,33 @@ def test_main_exit_status(fake_rclpy, monkeypatch):
     fake_rclpy.spin = interrupt
     assert node_module.main([]) == 0
     assert _Node.instances[-1].destroyed and engine.closed
+
+
+def test_live_parameters_apply_at_once_others_at_the_next_configure(fake_rclpy):
+    tr2, engine = _make()
+    tuned = []
+    engine.tune = lambda **changes: tuned.append(changes)
+    tr2.activate()
+    node = tr2.node
+    result = node.set_parameters([_param("relation_threshold", 0.7), _param("max_gap_s", 0.5)])
+    assert result.successful
+    assert tr2._pipeline.params.relation_threshold == 0.7 and tuned == [{"max_gap_s": 0.5}]
+    assert not node.set_parameters([_param("window", 0)]).successful  # validated
+    assert "parameter 'window'" in node.set_parameters([_param("window", 0)]).reason
+    assert node.set_parameters([_param("window", 4), _param("max_rate_hz", 2.0)]).successful
+    assert tr2.params.window == 8 and tr2._pipeline.limiter.period == 0.5
+    assert any("window: takes effect at the next configure" in m for _, m in node.log)
+    tr2.cleanup()
+    tr2.configure()
+    assert tr2.params.window == 4  # read again at configure
+
+
+def test_engine_log_records_reach_the_ros_logger(fake_rclpy):
+    import logging
+
+    tr2, _ = _make()
+    logging.getLogger("tr2_core.stream.engine").warning("stream reset: %s", "gap of 2 s")
+    assert ("warning", "[tr2_core.stream.engine] stream reset: gap of 2 s") in tr2.node.log
+    tr2.destroy()
+    logging.getLogger("tr2_core.stream.engine").warning("after destroy")
+    assert not any("after destroy" in m for _, m in tr2.node.log)

@@ -186,3 +186,9 @@ def test_launch_file_wires_params_topics_and_overrides(monkeypatch):
         f'"${{CMAKE_CURRENT_BINARY_DIR}}/{kw["executable"]}"'
         in (ROOT / "CMakeLists.txt").read_text()
     )
+
+
+def test_every_parameter_is_documented_for_users():
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "ros.md").read_text()
+    missing = [s.name for s in parameter_specs() if f"`{s.name}`" not in docs]
+    assert missing == [], f"docs/ros.md does not describe {missing}"

@@ -239,11 +239,58 @@ def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
     ckpt = tmp_path / "tr2.pt"
     ckpt.write_bytes(b"")
     engine = load_engine(
-        NodeParams(checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt")
+        NodeParams(
+            checkpoint=str(ckpt),
+            device="cuda:1",
+            window=4,
+            clip_weights="/w/clip.pt",
+            max_gap_s=7.5,
+        )  # fmt: skip
     )
     assert isinstance(engine, FakeEngine)
     expected = EngineOptions(
         checkpoint=str(ckpt), device="cuda:1", window=4, clip_weights="/w/clip.pt",
-        score_threshold=0.1,
+        score_threshold=0.1, max_gap_s=7.5, threads=2,
     )  # fmt: skip
     assert calls == [(str(ckpt), {"options": expected})]
+
+
+def test_the_engine_gets_the_longest_gap_between_received_frames():
+    """Frames the worker never took still count as seen: a 10 Hz camera processed at a
+    slow rate gives gaps of 0.1 s, and a hole among dropped frames is not hidden."""
+    engine = FakeEngine()
+    pipeline, out = make_pipeline(engine)
+    stamps = [(1, 0), (1, 100_000_000), (1, 200_000_000)]  # 10 Hz
+    for stamp in stamps:
+        pipeline.on_image(image_msg(random_rgb(), stamp=stamp))
+    assert pipeline.step(timeout=0)
+    for stamp in [(1, 300_000_000), (6, 300_000_000), (6, 400_000_000)]:  # a 5 s hole
+        pipeline.on_image(image_msg(random_rgb(), stamp=stamp))
+    assert pipeline.step(timeout=0)
+    for stamp in [(6, 500_000_000), (6, 600_000_000)]:
+        pipeline.on_image(image_msg(random_rgb(), stamp=stamp))
+    assert pipeline.step(timeout=0)
+    assert [c[1] for c in engine.calls] == [1_200_000_000, 6_400_000_000, 6_600_000_000]
+    assert engine.inputs == [{"gap_ns": 100_000_000}, {"gap_ns": 5 * 10**9}, {"gap_ns": 10**8}]
+    assert pipeline.stats().dropped == 5 and len(out.graphs) == 3
+
+
+def test_the_first_frame_has_no_gap():
+    engine = FakeEngine()
+    pipeline, _ = make_pipeline(engine)
+    pipeline.on_image(image_msg(random_rgb(), stamp=(3, 0)))
+    assert pipeline.step(timeout=0)
+    assert engine.inputs == [{}]
+
+
+def test_frames_lost_before_the_node_are_estimated_from_the_stamps():
+    """A 10 Hz camera whose frames 7, 8 and 15 never arrive: 3 missing, none dropped."""
+    pipeline, _ = make_pipeline(FakeEngine())
+    for k in range(20):
+        if k not in (7, 8, 15):
+            pipeline.on_image(image_msg(random_rgb(), stamp=(1, k * 100_000_000)))
+            pipeline.step(timeout=0)
+    stats = pipeline.stats()
+    assert (stats.missing, stats.dropped, stats.received) == (3, 0, 17)
+    pipeline.on_image(image_msg(random_rgb(), stamp=(9, 0)))  # the camera stopped 6 s
+    assert pipeline.stats().missing == 3

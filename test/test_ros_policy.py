@@ -160,3 +160,13 @@ def test_rate_limiter_off():
     limiter.mark()
     assert limiter.delay() == 0.0
     assert limiter.period == 0.0
+
+
+def test_combine_merges_what_a_dropped_item_carried():
+    slot: LatestSlot[tuple[str, int]] = LatestSlot(lambda old, new: (new[0], max(old[1], new[1])))
+    slot.put(("a", 5))
+    slot.put(("b", 1))  # replaces a: keeps a's 5
+    assert slot.take(timeout=0) == ("b", 5)
+    slot.put(("c", 2))  # nothing pending: stored as is
+    assert slot.take(timeout=0) == ("c", 2)
+    assert slot.stats().dropped == 1

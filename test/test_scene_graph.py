@@ -13,7 +13,7 @@ from ros_testing import classes, header, make_result
 from tr2_core.scene_graph import InvalidSceneGraph, decode_scene_graph, keep_valid
 from tr2_core.tools.records import graph_record
 from tr2_core.viz.overlay import edge_captions
-from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
+from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, OBJECT_CLASSES, PREDICATES, SPATIAL
 from tr2_ros.conversions import scene_graph_message
 
 
@@ -85,5 +85,14 @@ def test_message_record_and_overlay_show_the_same_decision():
             holding = [PREDICATES[i] for i in getattr(edge, family.name).holding]
             assert getattr(msg_edge, family.name).predicates == holding
             assert rec_edge[family.name]["holding"] == holding
-        assert caption.endswith(f"| {PREDICATES[edge.attention.top]}")
+        assert f" | {PREDICATES[edge.attention.top]}" in caption
         assert caption.startswith(PREDICATES[edge.contacting.top])
+        if edge.spatial.holding:  # spatial read object first: "<object> <predicate> person"
+            obj = OBJECT_CLASSES[graph.nodes[edge.object].label]
+            assert caption.endswith(f" | {obj} {PREDICATES[edge.spatial.holding[0]]} person")
+        for i in edge.spatial.holding:
+            spatial = [rec_edge["object_track"], PREDICATES[i], rec_edge["subject_track"]]
+            assert spatial in rec_edge["triplets"]
+        for i in edge.contacting.holding:
+            contacting = [rec_edge["subject_track"], PREDICATES[i], rec_edge["object_track"]]
+            assert contacting in rec_edge["triplets"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tr2_core.errors import ConfigError
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 
@@ -162,3 +163,53 @@ def test_broken_checkpoint_nan_detector_never_crashes(model):
     res = engine.process(images[0], 0)
     assert np.isfinite(res.entity_boxes).all()
     assert len(res.pair_subject) == len(res.attention)
+
+
+@pytest.mark.parametrize("rate_hz", [1.0, 0.5])
+def test_a_slow_static_stream_keeps_its_ids_and_fills_the_window(model, rate_hz):
+    """Action Genome-spaced (1 Hz) and 0.5 Hz frames of a scene that stays put: with the
+    default max_gap_s the window fills to W and every entity keeps its track id."""
+    images, boxes, labels = _frames(1)
+    engine = StreamingEngine(model.extractor, model.relation, window=4, mode="predcls")
+    period_ns = int(1e9 / rate_hz)
+    sizes, tracks = [], []
+    for t in range(6):
+        result = engine.process(images[0], 10**9 + t * period_ns, boxes[0], labels)
+        sizes.append(len(result.window_stamps_ns))
+        tracks.append(result.entity_track.tolist())
+    assert sizes == [1, 2, 3, 4, 4, 4]
+    assert all(t == tracks[0] for t in tracks) and len(set(tracks[0])) == 3
+    assert engine.stats.resets == 0
+
+
+def test_the_gap_is_measured_between_received_frames(model):
+    """A caller that drops stale frames passes the longest gap between the frames it
+    received: frames processed 5 s apart out of a 10 Hz camera keep the window; a 4 s
+    hole in what was received resets it."""
+    images, boxes, labels = _frames(1)
+    engine = StreamingEngine(model.extractor, model.relation, window=4, mode="predcls")
+    sizes = [
+        len(engine.process(images[0], s * 10**9, boxes[0], labels, gap_ns=g).window_stamps_ns)
+        for s, g in ((1, None), (6, 10**8), (11, 10**8), (16, 4 * 10**9), (21, 10**8))
+    ]
+    assert sizes == [1, 2, 3, 1, 2]
+    assert engine.stats.resets == 1 and "gap of 4.000 s" in engine.stats.reset_reasons[0]
+    # without gap_ns the 5 s between processed frames is the gap: a reset each time
+    plain = StreamingEngine(model.extractor, model.relation, window=4, mode="predcls")
+    for s in (1, 6, 11):
+        result = plain.process(images[0], s * 10**9, boxes[0], labels)
+    assert len(result.window_stamps_ns) == 1 and plain.stats.resets == 2
+
+
+def test_tune_changes_the_gap_and_threshold_between_frames(model):
+    images, boxes, labels = _frames(1)
+    engine = StreamingEngine(model.extractor, model.relation, window=4, mode="predcls")
+    engine.process(images[0], 10**9, boxes[0], labels)
+    engine.tune(max_gap_s=0.5, score_threshold=0.2)
+    result = engine.process(images[0], 2 * 10**9, boxes[0], labels)
+    assert len(result.window_stamps_ns) == 1 and engine.stats.resets == 1
+    assert engine.options.score_threshold == 0.2
+    with pytest.raises(ConfigError, match="cannot change while running"):
+        engine.tune(window=2)
+    with pytest.raises(ConfigError, match="max_gap_s"):
+        engine.tune(max_gap_s=-1.0)

@@ -406,7 +406,7 @@ def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
 
     seen = []
 
-    def fake_build(options):
+    def fake_build(options, *modes):
         seen.append(options)
         return EmptyEngine()
 

@@ -11,7 +11,7 @@ from ros_testing import make_result
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.types import SceneGraphResult
 from tr2_core.viz.overlay import PALETTE, draw_scene_graph, edge_captions
-from tr2_core.vocab import CONTACTING, SPATIAL
+from tr2_core.vocab import CONTACTING, OBJECT_CLASSES, SPATIAL
 
 
 def _two_boxes() -> SceneGraphResult:
@@ -67,7 +67,9 @@ def test_captions_name_holding_predicates():
     contacting[0, 0] = 0.2  # nothing holds: the top contacting predicate is shown
     result = dataclasses.replace(result, spatial=spatial, contacting=contacting)
     captions = edge_captions(decode_scene_graph(result))
-    assert captions == [f"{CONTACTING.predicates[0]}, in_front_of | looking_at"]
+    cup = OBJECT_CLASSES[int(result.entity_labels[1])]
+    # spatial spelled out object first, as Action Genome reads it
+    assert captions == [f"{CONTACTING.predicates[0]} | looking_at | {cup} in_front_of person"]
 
 
 def test_nan_and_out_of_image_boxes_do_not_crash():

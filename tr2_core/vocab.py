@@ -9,6 +9,7 @@ object index 0 is the background, 1 is ``person``; predicates use one global
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 OBJECT_CLASSES: tuple[str, ...] = (
     "__background__",
@@ -72,6 +73,21 @@ FAMILIES: tuple[Family, ...] = (ATTENTION, SPATIAL, CONTACTING)
 """The three families in the order the evaluator builds its rows."""
 
 FAMILY_BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+
+T = TypeVar("T")
+
+OBJECT_FIRST_FAMILIES: frozenset[str] = frozenset({SPATIAL.name})
+"""Families whose triplets read ``<object, predicate, person>``: Action Genome's spatial
+relations say where the object is relative to the person (``<cup, in_front_of,
+person>``; its evaluation builds them on the reversed pair), attention and contacting
+read ``<person, predicate, object>``."""
+
+
+def reading_order(family: str, person: T, obj: T) -> tuple[T, T]:
+    """(first, second) of a ``<first, predicate, second>`` triplet of ``family`` for the
+    pair (person, object), as Action Genome reads it (:data:`OBJECT_FIRST_FAMILIES`)."""
+    return (obj, person) if family in OBJECT_FIRST_FAMILIES else (person, obj)
+
 
 # The release's .txt files glue multi-word names; map them back by index.
 _GLUED = str.maketrans("", "", "/_ ")

@@ -50,11 +50,13 @@ from tr2_ros.conversions import (
     scene_graph_message,
     stamp_to_ns,
 )
+from tr2_ros.detections import ClassMap, DetectionIndex, entities_from_detections
 from tr2_ros.messages import MessageClasses, make_typestore, rosbags_classes, type_name
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 STORAGES = ("sqlite3", "mcap")
 
@@ -76,6 +78,9 @@ class BagReport:
         graphs: SceneGraph messages written.
         rejected: frames skipped because the image could not be used.
         failed: frames whose engine result could not become a message.
+        unmatched: frames skipped because no detections matched their stamp
+            (``detections_topic``).
+        unmapped: detections dropped because the class map does not name their class.
         skips: skipped frames per reason, rejected and failed (``skip_reasons``).
         interrupted: Ctrl-C stopped the run; the bag holds the messages copied so far.
         dropped_topics: input topics not copied (type without definition).
@@ -88,6 +93,8 @@ class BagReport:
     graphs: int = 0
     rejected: int = 0
     failed: int = 0
+    unmatched: int = 0
+    unmapped: int = 0
     skips: SkipLog = field(default_factory=lambda: SkipLog(log))
     dropped_topics: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -102,6 +109,12 @@ class BagReport:
             f"wrote {self.output} ({self.storage}): {self.messages} messages copied, "
             f"{self.graphs} scene graphs from {self.frames} frames; "
             f"{self.rejected} frames rejected, {self.failed} failed"
+            + (
+                f", {self.unmatched} without detections; {self.unmapped} detections of"
+                " unmapped classes dropped"
+                if self.unmatched or self.unmapped
+                else ""
+            )
         ]
         lines += [f"  {n} x {reason}" for reason, n in self.skip_reasons.most_common(5)]
         if self.dropped_topics:
@@ -169,7 +182,9 @@ class _Frames:
         report: BagReport,
         relation_threshold: float,
         debug: bool,
+        detections: Detections | None = None,
     ) -> None:
+        self.detections = detections
         self.engine = engine
         self.typestore = typestore
         self.classes = classes
@@ -199,8 +214,17 @@ class _Frames:
         except ImageRejected as e:
             self._skip("rejected", str(e), where)
             return None
+        inputs: dict[str, Any] = {}
+        if self.detections is not None:
+            found = self.detections.index.match(stamp_ns)
+            if found is None:
+                self._skip("unmatched", f"no detections at stamp {stamp_ns} ns", where)
+                return None
+            given = entities_from_detections(found, self.detections.class_map)
+            self.report.unmapped += given.unmapped
+            inputs = {"boxes": given.boxes, "labels": given.labels, "scores": given.scores}
         try:
-            result: SceneGraphResult = run_frame(self.engine, image, stamp_ns)
+            result: SceneGraphResult = run_frame(self.engine, image, stamp_ns, **inputs)
             graph = decode_result(result, self.relation_threshold)
             graph_msg = scene_graph_message(
                 graph,
@@ -219,6 +243,65 @@ class _Frames:
 
             debug = encode_rgb_image(draw_scene_graph(image, graph), msg.header, self.classes)
         return graph_msg, debug
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Where ``tr2 bag`` takes entities from (mode predcls / sgcls): the detector's
+    ``vision_msgs/Detection2DArray`` topic, matched to the images by header stamp.
+
+    Attributes:
+        topic: the detections topic in the input bag.
+        class_map: detector classes -> Action Genome's.
+        tolerance_ns: largest stamp difference accepted (0: exact).
+    """
+
+    topic: str
+    class_map: ClassMap
+    tolerance_ns: int = 0
+
+
+@dataclass(frozen=True)
+class _LoadedDetections:
+    index: DetectionIndex
+    class_map: ClassMap
+
+
+def _load_detections(
+    src: Path, reader: Any, connections: list[Any], typestore: Any, wanted: Detections
+) -> _LoadedDetections:
+    """Every message on the detections topic, deserialised and indexed by stamp (a
+    detector publishes after its image: one pass first, so each image finds its own).
+
+    Raises:
+        BagError: the topic is missing, of another type, or its type has no definition.
+    """
+    conns = [c for c in connections if c.topic == wanted.topic]
+    if not conns:
+        topics = sorted({c.topic for c in connections if c.msgtype == DETECTIONS_TYPE})
+        raise BagError(
+            f"bag {src} has no topic {wanted.topic!r}; its {DETECTIONS_TYPE} topics are"
+            f" {topics or 'none'}"
+        )
+    if wrong := sorted({c.msgtype for c in conns} - {DETECTIONS_TYPE}):
+        raise BagError(
+            f"topic {wanted.topic!r} in {src} carries {wrong}; expected {DETECTIONS_TYPE}"
+        )
+    if DETECTIONS_TYPE not in typestore.fielddefs:
+        from rosbags.typesys import get_types_from_msg
+
+        text = next((c.msgdef.data for c in conns if c.msgdef is not None and c.msgdef.data), "")
+        if not text:
+            raise BagError(f"bag {src} has no definition of {DETECTIONS_TYPE} for {wanted.topic!r}")
+        types = get_types_from_msg(text, DETECTIONS_TYPE)
+        typestore.register({k: v for k, v in types.items() if k not in typestore.fielddefs})
+    messages = []
+    for conn, _, raw in _reading(src, "messages", lambda: list(reader.messages(connections=conns))):
+        try:
+            messages.append(typestore.deserialize_cdr(raw, conn.msgtype))
+        except Exception as e:  # garbled CDR: that message only
+            log.warning("detections message skipped: cannot deserialise: %s", type(e).__name__)
+    return _LoadedDetections(DetectionIndex(messages, wanted.tolerance_ns), wanted.class_map)
 
 
 def _copy_definition(conn: Any, typestore: Any) -> tuple[str, str] | None:
@@ -424,6 +507,7 @@ def process_bag(
     relation_threshold: float = 0.5,
     overwrite: bool = False,
     progress: bool = True,
+    detections: Detections | None = None,
 ) -> BagReport:
     """Copy ``src`` to ``dst`` adding the scene graph of every frame on ``image_topic``.
 
@@ -441,6 +525,9 @@ def process_bag(
         relation_threshold: spatial/contacting predicates listed as holding from this score.
         overwrite: replace an existing ``dst`` (only once the new bag is complete).
         progress: show a progress bar.
+        detections: take each frame's entities from the robot's detector in the bag
+            (the engine in predcls / sgcls); frames without detections at their stamp
+            are skipped and counted (``unmatched``).
 
     Returns:
         :class:`BagReport` with the counts.
@@ -464,9 +551,13 @@ def process_bag(
     reader, connections = open_bag(src, image_topic, [graph_topic, vocabulary_topic, debug_topic])
     try:
         total = _reading(src, "metadata", lambda: reader.message_count)
+        loaded = None
+        if detections is not None:
+            loaded = _load_detections(src, reader, connections, typestore, detections)
         frames = _Frames(
-            engine, typestore, classes, report, relation_threshold, debug_topic is not None
-        )
+            engine, typestore, classes, report, relation_threshold, debug_topic is not None,
+            loaded,
+        )  # fmt: skip
         with staged_outputs([bag_output(dst)], inputs=[src], overwrite=overwrite) as (staged,):
             plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
             writer = _writing(dst, lambda: Writer(staged, version=9, storage_plugin=plugin))

@@ -13,6 +13,7 @@ import logging
 from tr2_core.tools.engine_args import add_engine_arguments
 
 NAME = "bag"
+MODES = ("sgdet", "predcls", "sgcls")
 HELP = "run the streaming engine over a rosbag2 and write a bag with /scene_graph added"
 DESCRIPTION = """\
 Read a rosbag2 (sqlite3 or MCAP folder, or a bare .db3 / .mcap file) with
@@ -32,6 +33,8 @@ Examples:
   tr2 bag in_bag out_bag --image-topic /camera/image_raw/compressed --checkpoint best.pt \\
       --debug-image --storage mcap --device cuda
   tr2 bag in_bag demo_out --image-topic /image --model tr2-small --random-init   # demo only
+  tr2 bag in_bag out_bag --image-topic /camera/image_raw --checkpoint best.pt \\
+      --mode predcls --detections-topic /yolo/detections --class-map config/class_map_coco.yaml
 """
 
 
@@ -67,7 +70,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace OUT (once the new bag is complete)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_arguments(parser)
+    given = parser.add_argument_group("entities from the robot's detector (--mode predcls / sgcls)")
+    given.add_argument(
+        "--detections-topic",
+        metavar="TOPIC",
+        help="vision_msgs/Detection2DArray topic in IN, matched to the images by header stamp",
+    )
+    given.add_argument(
+        "--class-map",
+        metavar="YAML",
+        help="detector class ids -> Action Genome classes (e.g. config/class_map_coco.yaml);"
+        " default: the detector's class ids are Action Genome names",
+    )
+    given.add_argument(
+        "--detections-tolerance",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="largest stamp difference between an image and its detections (default 0: exact)",
+    )
+    add_engine_arguments(parser, modes=MODES)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,11 +98,26 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from tr2_core.errors import ConfigError
     from tr2_core.tools.engine_args import EngineRequest, build_engine
-    from tr2_ros.bag import check_paths, open_bag, process_bag
+    from tr2_ros.bag import Detections, check_paths, open_bag, process_bag
+    from tr2_ros.detections import ClassMap
 
     request = EngineRequest.from_args(args)
-    request.validate()  # cheap checks before the slow model build
+    request.validate(MODES)  # cheap checks before the slow model build
+    detections = None
+    if (request.options.mode == "sgdet") != (args.detections_topic is None):
+        raise ConfigError(
+            "--mode predcls / sgcls take the entities from --detections-topic, and"
+            " --detections-topic needs one of them (sgdet finds its own)"
+        )
+    if args.detections_tolerance < 0:
+        raise ConfigError(f"--detections-tolerance {args.detections_tolerance}: must be >= 0")
+    if args.detections_topic is not None:
+        class_map = ClassMap.load(args.class_map) if args.class_map else ClassMap.action_genome()
+        detections = Detections(
+            args.detections_topic, class_map, int(round(args.detections_tolerance * 1e9))
+        )
     check_paths(Path(args.input), Path(args.output), overwrite=args.overwrite)
     reader, _ = open_bag(
         Path(args.input),
@@ -88,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         [args.graph_topic, args.vocabulary_topic, args.debug_topic if args.debug_image else None],
     )
     reader.close()  # readable, topic checked: now the slow model build
-    engine = build_engine(request)
+    engine = build_engine(request, MODES)
     with logging_redirect_tqdm():
         report = process_bag(
             args.input,
@@ -103,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             relation_threshold=request.options.relation_threshold,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            detections=detections,
         )
     print(report.summary())
     return 130 if report.interrupted else 0

@@ -9,7 +9,16 @@ Topics (relative names, remap them or set the *_topic parameters):
 * ``scene_graph`` (tr2/SceneGraph), header copied from the image;
 * ``scene_graph/vocabulary`` (tr2/Vocabulary), published once, transient local;
 * ``scene_graph/debug_image`` (sensor_msgs/Image rgb8), drawn only while
-  someone subscribes.
+  someone subscribes;
+* ``detections`` (vision_msgs/Detection2DArray, in) with ``mode`` predcls / sgcls:
+  the robot's detector, matched to the images by stamp (:mod:`tr2_ros.detections`);
+* ``scene_graph/entities`` (vision_msgs/Detection2DArray), ``scene_graph/markers``
+  (visualization_msgs/MarkerArray, built only while subscribed) and ``/diagnostics``
+  (:mod:`tr2_ros.outputs`).
+
+Parameters (docs/ros.md): :data:`LIVE_PARAMETERS` apply at once when set, the
+read-only :data:`START_PARAMETERS` at start, every other at each configure. The
+engine's Python log records go to the node's ROS logger (and so to ``/rosout``).
 
 The subscription callback only stores the newest message; one worker thread
 takes the newest frame whenever it is free (stale frames are dropped and
@@ -28,7 +37,9 @@ Run: ``ros2 run tr2 tr2_node --ros-args --params-file config/tr2.yaml`` or
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -36,12 +47,50 @@ from typing import Any
 
 from tr2_core.errors import Tr2Error
 from tr2_ros.conversions import Decoder, build_vocabulary
+from tr2_ros.detections import ClassMap
 from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
+from tr2_ros.outputs import rclpy_factory
 from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
 
 NODE_NAME = "tr2"
+
+LIVE_PARAMETERS: tuple[str, ...] = (
+    "score_threshold", "relation_threshold", "max_rate_hz", "max_gap_s",
+)  # fmt: skip
+"""Parameters a ``ros2 param set`` applies at once, while the node runs."""
+
+START_PARAMETERS: tuple[str, ...] = (
+    "output_topic", "vocabulary_topic", "publish_debug_image", "debug_image_topic",
+    "entities_topic", "publish_markers", "markers_topic", "diagnostics_period_s", "autostart",
+)  # fmt: skip
+"""Read-only parameters, read once when the node starts (its publishers). Every other
+parameter is read again at each configure, so cleanup -> configure picks up new values."""
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records (the engine's: window resets, the model
+    protocol) to an rclpy logger, so that ``/rosout`` and the console see them."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            level = record.levelno
+            if level >= logging.CRITICAL:
+                self._ros_logger.fatal(text)
+            elif level >= logging.ERROR:
+                self._ros_logger.error(text)
+            elif level >= logging.WARNING:
+                self._ros_logger.warning(text)
+            else:
+                self._ros_logger.info(text)
+        except Exception:  # logging must never raise into the engine
+            self.handleError(record)
 
 
 def cv_bridge_fallback() -> Decoder | None:
@@ -132,26 +181,57 @@ class Tr2Node:
     ) -> None:
         self.node = make_lifecycle_node(NODE_NAME, lambda: self, **kwargs)
         self.params = self._declare_parameters()
+        self._log_handler = RosLogHandler(self.node.get_logger())
+        library_log = logging.getLogger("tr2_core")
+        library_log.addHandler(self._log_handler)
+        if library_log.level == logging.NOTSET:
+            library_log.setLevel(logging.INFO)
         self.classes = rclpy_classes() if classes is None else classes
         self._engine_factory = load_engine if engine_factory is None else engine_factory
         self._engine: Engine | None = None
         self._pipeline: ScenePipeline | None = None
         self._worker: threading.Thread | None = None
-        self._subscription = None
+        self._subscription = self._detections_subscription = None
+        self._class_map: ClassMap | None = None
         self._debug_drawing = False
         p = self.params
 
         node = self.node
-        self._graph_pub = node.create_publisher(self.classes.SceneGraph, p.output_topic, _qos(10))
+        # Lifecycle publishers (publish only while active) for the per-frame outputs; the
+        # latched vocabulary and /diagnostics (STALE while inactive) stay plain.
+        managed = getattr(node, "create_lifecycle_publisher", node.create_publisher)
+        self._graph_pub = managed(self.classes.SceneGraph, p.output_topic, _qos(10))
         self._vocabulary_pub = node.create_publisher(
             self.classes.Vocabulary, p.vocabulary_topic, _qos(1, latched=True)
         )
         self._vocabulary_pub.publish(build_vocabulary(self.classes))
         self._debug_pub = None
         if p.publish_debug_image:
-            self._debug_pub = node.create_publisher(
-                self.classes.Image, p.debug_image_topic, _qos(1)
+            self._debug_pub = managed(self.classes.Image, p.debug_image_topic, _qos(1))
+        self._entities_pub = self._markers_pub = self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._make = None
+        try:  # declared in package.xml; a bare wheel install may lack them
+            from diagnostic_msgs.msg import DiagnosticArray
+            from vision_msgs.msg import Detection2DArray
+            from visualization_msgs.msg import MarkerArray
+        except ImportError as e:
+            node.get_logger().warning(
+                f"no entities / markers / diagnostics output: {e} (install vision_msgs,"
+                " visualization_msgs and diagnostic_msgs)"
             )
+        else:
+            self._make = rclpy_factory()
+            self._entities_pub = managed(Detection2DArray, p.entities_topic, _qos(10))
+            if p.publish_markers:
+                self._markers_pub = managed(MarkerArray, p.markers_topic, _qos(1))
+            if p.diagnostics_period_s > 0:
+                self._diagnostics_pub = node.create_publisher(
+                    DiagnosticArray, "/diagnostics", _qos(10)
+                )
+                self._diagnostics_timer = node.create_timer(
+                    p.diagnostics_period_s, self._publish_diagnostics
+                )
 
     def _declare_parameters(self) -> NodeParams:
         from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -161,7 +241,7 @@ class Tr2Node:
                 name=spec.name,
                 description=spec.description,
                 additional_constraints=spec.constraints,
-                read_only=True,
+                read_only=spec.name in START_PARAMETERS,
             )
             if spec.low is not None and isinstance(spec.default, float):
                 descriptor.floating_point_range = [
@@ -174,8 +254,41 @@ class Tr2Node:
                     IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)
                 ]
             self.node.declare_parameter(spec.name, spec.default, descriptor)
+        params = self._read_parameters()
+        self.node.add_on_set_parameters_callback(self._on_set_parameters)
+        return params
+
+    def _read_parameters(self) -> NodeParams:
         values = {spec.name: self.node.get_parameter(spec.name).value for spec in parameter_specs()}
         return NodeParams.from_mapping(values, strict_types=True)
+
+    def _on_set_parameters(self, changes: list[Any]) -> Any:
+        """``ros2 param set``: validated as a whole; :data:`LIVE_PARAMETERS` apply at
+        once, the others at the next configure (cleanup -> configure)."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        current = {name: getattr(self.params, name) for name in self.params.__dataclass_fields__}
+        try:
+            new = NodeParams.from_mapping(
+                current | {c.name: c.value for c in changes}, strict_types=True
+            )
+        except Tr2Error as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        live = {c.name: getattr(new, c.name) for c in changes if c.name in LIVE_PARAMETERS}
+        later = sorted(c.name for c in changes if c.name not in LIVE_PARAMETERS)
+        self.params = dataclasses.replace(self.params, **live)
+        if self._pipeline is not None and live:
+            self._pipeline.tune(self.params)
+        tune = getattr(self._engine, "tune", None)
+        engine_live = {k: v for k, v in live.items() if k in ("score_threshold", "max_gap_s")}
+        if callable(tune) and engine_live:
+            tune(**engine_live)
+        logger = self.node.get_logger()
+        if live:
+            logger.info("set live: " + ", ".join(f"{k}={v}" for k, v in live.items()))
+        if later:
+            logger.info(f"set {', '.join(later)}: takes effect at the next configure")
+        return SetParametersResult(successful=True, reason="")
 
     # -- lifecycle -----------------------------------------------------------
     def configure(self) -> None:
@@ -186,14 +299,19 @@ class Tr2Node:
         """
         if self._engine is not None:
             return
-        p = self.params
+        self.params = p = self._read_parameters()  # values set since the last configure
         logger = self.node.get_logger()
         logger.info(f"loading the TR2 engine (checkpoint '{p.checkpoint}', device {p.device})")
+        self._class_map = None
+        if p.mode != "sgdet":
+            self._class_map = ClassMap.load(p.class_map) if p.class_map else None
         self._engine = self._engine_factory(p)
         rate = f"at most {p.max_rate_hz:g} Hz" if p.max_rate_hz > 0 else "as fast as the model runs"
+        window = getattr(self._engine, "window", p.window)  # an online model keeps its own
         logger.info(
             f"TR2 model: {model_protocol(self._engine, p.checkpoint)}; device {p.device},"
-            f" window {p.window} frames, rate {rate}"
+            f" window {window} frames, rate {rate}, max gap {p.max_gap_s:g} s,"
+            f" {p.threads or 'all'} CPU threads"
         )
 
     def activate(self) -> None:
@@ -217,7 +335,13 @@ class Tr2Node:
             warn=logger.warning,
             error=logger.error,
             fallback=cv_bridge_fallback() if p.input_transport == "raw" else None,
+            class_map=self._class_map,
+            make=self._make,
+            publish_entities=self._entities_pub.publish if self._entities_pub else None,
+            publish_markers=self._markers_pub.publish if self._markers_pub else None,
+            markers_wanted=self._markers_wanted,
         )
+        self._set_publishers_active(True)  # before the worker's first frame
         self._worker = threading.Thread(
             target=self._pipeline.run, name="tr2-inference", daemon=True
         )
@@ -230,22 +354,40 @@ class Tr2Node:
         self._subscription = self.node.create_subscription(
             msg_type, topic, self._pipeline.on_image, qos
         )
+        given = ""
+        if p.mode != "sgdet":
+            from vision_msgs.msg import Detection2DArray
+
+            self._detections_subscription = self.node.create_subscription(
+                Detection2DArray,
+                p.detections_topic,
+                self._pipeline.on_detections,
+                _qos(10, best_effort=p.input_reliability == "best_effort"),
+            )
+            classes = self._pipeline.class_map
+            given = (
+                f"; {p.mode}: entities from"
+                f" '{getattr(self._detections_subscription, 'topic_name', p.detections_topic)}'"
+                f" (classes: {classes.source}, {len(classes.classes)} mapped)"
+            )
         logger.info(
             f"active: subscribed to '{getattr(self._subscription, 'topic_name', topic)}'"
             f" ({p.input_transport}, {p.input_reliability}); publishing"
-            f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'"
+            f" '{getattr(self._graph_pub, 'topic_name', p.output_topic)}'{given}"
         )
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker after its current frame (the engine stays loaded)."""
-        if self._subscription is not None:
-            self.node.destroy_subscription(self._subscription)
-            self._subscription = None
+        for name in ("_subscription", "_detections_subscription"):
+            if getattr(self, name) is not None:
+                self.node.destroy_subscription(getattr(self, name))
+                setattr(self, name, None)
         if self._pipeline is not None:
             self._pipeline.stop()
             if self._worker is not None:
                 self._worker.join()
             self._pipeline = self._worker = None
+            self._set_publishers_active(False)
             self.node.get_logger().info("inactive: unsubscribed, worker stopped")
 
     def cleanup(self) -> None:
@@ -265,6 +407,37 @@ class Tr2Node:
         """Counters of the running pipeline (None while not active)."""
         return None if self._pipeline is None else self._pipeline.stats()
 
+    def _set_publishers_active(self, active: bool) -> None:
+        """(De)activate the lifecycle publishers: this node's transitions drive them
+        (also when tests or scripts call :meth:`activate` directly)."""
+        for pub in (self._graph_pub, self._debug_pub, self._entities_pub, self._markers_pub):
+            switch = getattr(pub, "on_activate" if active else "on_deactivate", None)
+            if callable(switch):
+                switch(None)
+
+    def _markers_wanted(self) -> bool:
+        return self._markers_pub is not None and self._markers_pub.get_subscription_count() > 0
+
+    def _publish_diagnostics(self) -> None:
+        """Timer: one ``/diagnostics`` status (STALE while not active)."""
+        if self._diagnostics_pub is None or self._make is None:
+            return
+        from tr2_ros.outputs import diagnostics_message
+
+        p = self.params
+        if self._pipeline is None:
+            level, message, values = "STALE", "not active", {"device": p.device}
+        else:
+            level, message, values = self._pipeline.diagnostics(
+                getattr(self._engine, "window", p.window), p.device
+            )
+        stamp = self.node.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(
+            diagnostics_message(
+                stamp, self._make, values, level=level, message=message, hardware_id=p.device
+            )
+        )
+
     def _debug_wanted(self) -> bool:
         wanted = self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0
         if wanted != self._debug_drawing:  # log the switch, not every frame
@@ -279,6 +452,7 @@ class Tr2Node:
     def destroy(self) -> None:
         """Clean up and destroy the rclpy node."""
         self.cleanup()
+        logging.getLogger("tr2_core").removeHandler(self._log_handler)
         self.node.destroy_node()
 
 

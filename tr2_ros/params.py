@@ -42,9 +42,53 @@ class NodeParams:
     clip_weights: str = _ENGINE["clip_weights"].field()
     detector_weights: str = _ENGINE["detector_weights"].field()
     device: str = _ENGINE["device"].field(default="cpu")  # a robot picks its device
+    threads: int = _ENGINE["threads"].field(
+        default=2,
+        help="Torch CPU threads (0: torch's choice, every core). 2 leaves the other cores to"
+        " the camera driver, DDS and the rest of the robot; raise it for CPU inference on"
+        " a machine of its own.",
+    )
     window: int = _ENGINE["window"].field()
+    max_gap_s: float = _ENGINE["max_gap_s"].field()
+    mode: str = _ENGINE["mode"].field(
+        help="sgdet: entities from the model's own detector; predcls: boxes and labels from"
+        " the robot's detector (vision_msgs/Detection2DArray on detections_topic, classes"
+        " through class_map); sgcls: boxes from the robot's detector, labels from the model."
+    )
+    detections_topic: str = option(
+        "detections",
+        "With mode predcls / sgcls: the detector's vision_msgs/Detection2DArray topic,"
+        " matched to images by header stamp.",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    class_map: str = option(
+        "",
+        "YAML file mapping the detector's class ids (names or numbers) to Action Genome's"
+        " 36 object classes; unmapped classes are dropped and counted. Empty: the"
+        " detector's class ids are Action Genome class names.",
+        metavar="PATH",
+    )
+    detections_tolerance_s: float = option(
+        0.0,
+        "Largest difference (seconds) between an image's stamp and its detections' stamp"
+        " (0: exact, the detector copies the image header).",
+        low=0.0, high=10.0,
+    )  # fmt: skip
+    detections_wait_s: float = option(
+        0.5,
+        "How long the worker waits for an image's detections before skipping the image"
+        " (counted as unmatched).",
+        low=0.0, high=60.0,
+    )  # fmt: skip
     score_threshold: float = _ENGINE["score_threshold"].field()
     relation_threshold: float = _ENGINE["relation_threshold"].field()
+    # the engine's fast paths (same outputs to float rounding; see docs/gpu.md)
+    fold_batchnorm: bool = _ENGINE["fold_batchnorm"].field()
+    newest_queries_only: bool = _ENGINE["newest_queries_only"].field()
+    tf32: bool = _ENGINE["tf32"].field()
+    fixed_shapes: bool = _ENGINE["fixed_shapes"].field()
+    compile: str = _ENGINE["compile"].field()
+    shape_bucket: int = _ENGINE["shape_bucket"].field()
     input_topic: str = option(
         "image",
         "Input image topic (sensor_msgs/Image); with input_transport 'compressed' the node"
@@ -79,6 +123,25 @@ class NodeParams:
     debug_image_topic: str = option(
         "scene_graph/debug_image", "Debug image topic (sensor_msgs/Image, rgb8).",
         pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    entities_topic: str = option(
+        "scene_graph/entities",
+        "The graph's entities as vision_msgs/Detection2DArray (class id: the Action Genome"
+        " class name; id: the track id).",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    publish_markers: bool = option(
+        True, "Publish RViz markers (boxes, relation lines, captions; only while subscribed)."
+    )
+    markers_topic: str = option(
+        "scene_graph/markers", "RViz markers topic (visualization_msgs/MarkerArray).",
+        pattern=_TOPIC, what="a ROS topic name",
+    )  # fmt: skip
+    diagnostics_period_s: float = option(
+        1.0,
+        "Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics (rate,"
+        " latency, drops, rejects, window fill, resets, device); 0: none.",
+        low=0.0, high=3600.0,
     )  # fmt: skip
     max_rate_hz: float = option(
         0.0, "Most inferences per second (0: as fast as the model runs).", low=0.0, high=1000.0

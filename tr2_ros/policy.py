@@ -36,9 +36,17 @@ class SlotStats:
 
 
 class LatestSlot(Generic[T]):
-    """A one-item mailbox that keeps only the newest item."""
+    """A one-item mailbox that keeps only the newest item.
 
-    def __init__(self) -> None:
+    Args:
+        combine: ``combine(dropped, newest) -> stored``, called under the slot's lock
+            when ``newest`` replaces an item nobody took, so that what the dropped
+            item carried (the longest gap between received frames) is not lost.
+            None: store ``newest`` as it is.
+    """
+
+    def __init__(self, combine: Callable[[T, T], T] | None = None) -> None:
+        self._combine = combine
         self._cond = threading.Condition()
         self._item: T | None = None
         self._full = False
@@ -52,6 +60,8 @@ class LatestSlot(Generic[T]):
         nobody took (that one is dropped and counted). Never blocks on the consumer."""
         with self._cond:
             replaced = self._full
+            if replaced and self._combine is not None:
+                item = self._combine(self._item, item)  # type: ignore[arg-type]
             self._item, self._full = item, True
             self._received += 1
             self._dropped += int(replaced)

@@ -9,6 +9,10 @@ messages and anything shaped like them)::
         for family, triplets in scene_graph_triplets(msg, threshold=0.5).items():
             for t in triplets:
                 print(family, *t)  # subject, track, predicate, object, track, score
+
+Spatial triplets read ``<object, predicate, person>`` (``cup in_front_of person``), as
+Action Genome defines them and ``SceneGraphEdge.msg`` documents; attention and
+contacting ``<person, predicate, object>``.
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tr2_core.vocab import FAMILIES, PREDICATES
+from tr2_core.vocab import FAMILIES, PREDICATES, reading_order
 
 FAMILY_NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 """Predicate families in message order: attention, spatial, contacting."""
 
 
 class Triplet(NamedTuple):
-    """<subject, predicate, object> with the entities' stable track ids and the score.
+    """<subject, predicate, object> with the entities' stable track ids and the score,
+    in Action Genome's reading order (as ``SceneGraphEdge.msg`` documents it): attention
+    and contacting read <person, predicate, object> (``person holding cup``), spatial
+    reads <object, predicate, person> (``cup in_front_of person``: where the object is
+    relative to the person). So ``subject`` is the edge's object node for spatial
+    triplets (:data:`tr2_core.vocab.OBJECT_FIRST_FAMILIES`).
 
     A plain tuple: ``(subject, subject_track, predicate, object, object_track, score)``.
     Track ids are ``SceneGraphNode.track_id`` (-1 where no tracker follows the entity).
@@ -74,8 +83,8 @@ def scene_graph_triplets(
             raise ValueError(
                 f"edge {k} points at nodes ({s}, {o}) but the message has {len(nodes)} nodes"
             )
-        subject, obj = nodes[s], nodes[o]
         for family in families:
+            subject, obj = reading_order(family, nodes[s], nodes[o])
             scores = getattr(edge, family)
             cut = threshold.get(family, 0.5) if isinstance(threshold, Mapping) else threshold
             first = int(scores.first_predicate_id)

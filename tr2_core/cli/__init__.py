@@ -16,7 +16,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, distributions
 from types import ModuleType
 
 from tr2_core.errors import Tr2Error
@@ -43,12 +43,29 @@ ENTRY_POINT_GROUP = "tr2.commands"
 """Entry point group of subcommands from other packages (value: a module path)."""
 
 
+def registered_subcommands(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
+    """The entry points of ``group`` in every installed distribution, by name (the first
+    of a name on ``sys.path`` wins).
+
+    ``importlib.metadata.entry_points`` keeps one distribution per name, the first on
+    the path: in a shell where a ROS 2 workspace is sourced, the ROS package ``tr2``'s
+    metadata (no entry points) comes first and would hide the pip install's ``tr2 bag``.
+    Reading every distribution's entry points does not depend on that name.
+    """
+    found: dict[str, EntryPoint] = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == group:
+                found.setdefault(ep.name, ep)
+    return [found[name] for name in sorted(found)]
+
+
 def subcommand_modules() -> list[ModuleType]:
     """This package's subcommand modules, then those registered under
     :data:`ENTRY_POINT_GROUP` (in name order; one that cannot be imported is
     left out with a warning)."""
     modules = [importlib.import_module(f"tr2_core.cli.{name}") for name in SUBCOMMAND_MODULES]
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+    for ep in registered_subcommands():
         try:
             modules.append(ep.load())
         except ImportError as e:  # e.g. tr2_core installed without tr2_ros: no `tr2 bag`

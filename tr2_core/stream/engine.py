@@ -139,8 +139,8 @@ class StreamingEngine:
             ``window`` (frames ``W`` the temporal decoder sees, the newest
             included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
             ``"sgcls"`` take the boxes, and labels for predcls, passed to
-            :meth:`process`), ``max_gap_s`` (a longer timestamp gap resets the
-            window and tracker), ``score_threshold`` (entities below it are left
+            :meth:`process`), ``max_gap_s`` (a longer gap between received frames
+            resets the window and tracker), ``score_threshold`` (entities below it are left
             out) and ``threads`` (torch CPU threads, when > 0).
         tracker: entity tracker (default :class:`IoUTracker`).
         **changes: :class:`EngineOptions` fields overriding ``options``
@@ -269,6 +269,22 @@ class StreamingEngine:
         model = trained.model
         return cls(model.extractor, model.relation, options, tracker=tracker)
 
+    LIVE_OPTIONS: tuple[str, ...] = ("score_threshold", "max_gap_s")
+    """Options :meth:`tune` changes between frames (the others need a new engine)."""
+
+    def tune(self, **changes: Any) -> None:
+        """Change :data:`LIVE_OPTIONS` between two frames (a node's live parameters).
+
+        Raises:
+            ConfigError: another option, or an invalid value.
+        """
+        other = sorted(set(changes) - set(self.LIVE_OPTIONS))
+        if other:
+            raise ConfigError(f"engine options {other} cannot change while running")
+        self.options = self.options.replace(**changes)
+        self.max_gap_ns = int(self.options.max_gap_s * 1e9)
+        self.score_threshold = self.options.score_threshold
+
     @property
     def device(self) -> torch.device:
         return next(self.relation.parameters()).device
@@ -283,14 +299,15 @@ class StreamingEngine:
         self.tracker.reset()
 
     # ------------------------------------------------------------------ per frame
-    def _check_stamp(self, stamp_ns: int) -> None:
+    def _check_stamp(self, stamp_ns: int, gap_ns: int | None) -> None:
         if not self.frames:
             return
         last = self.frames[-1].stamp_ns
+        gap = stamp_ns - last if gap_ns is None else int(gap_ns)
         if stamp_ns < last:
             self.reset(f"timestamp went backwards ({last} -> {stamp_ns} ns)")
-        elif stamp_ns - last > self.max_gap_ns:
-            self.reset(f"gap of {(stamp_ns - last) / 1e9:.3f} s > {self.max_gap_ns / 1e9} s")
+        elif gap > self.max_gap_ns:
+            self.reset(f"gap of {gap / 1e9:.3f} s > {self.max_gap_ns / 1e9} s")
 
     @torch.no_grad()
     def _encode_frame(
@@ -299,21 +316,28 @@ class StreamingEngine:
         stamp_ns: int,
         boxes: np.ndarray | None,
         labels: np.ndarray | None,
+        scores: np.ndarray | None = None,
     ) -> _WindowFrame:
         dev = self.device
         if self.mode == "sgdet":
             feats = self.extractor.extract([image], frame_keys=[str(stamp_ns)])
         else:
             b_np, lab_np = self._given_entities(boxes, labels)
+            sc_np = np.ones(len(b_np), np.float32) if scores is None else np.asarray(scores)
+            if sc_np.shape != (len(b_np),):
+                raise EngineInputError(f"{len(b_np)} boxes but scores of shape {sc_np.shape}")
             # Non-finite boxes would poison RoIAlign and the crops: leave them out.
             finite = np.isfinite(b_np).all(1)
             if not finite.all():
                 self.stats.rejected += int((~finite).sum())
                 log.warning("dropped %d entities with non-finite boxes", int((~finite).sum()))
-                b_np, lab_np = b_np[finite], lab_np[finite]
+                b_np, lab_np, sc_np = b_np[finite], lab_np[finite], sc_np[finite]
             b = torch.from_numpy(b_np).to(dev)
             lab = torch.from_numpy(lab_np).to(dev)
-            feats = self.extractor.extract([image], [b], [lab], frame_keys=[str(stamp_ns)])
+            sc = torch.from_numpy(sc_np.astype(np.float32)).to(dev)
+            feats = self.extractor.extract(
+                [image], [b], [lab], scores=[sc], frame_keys=[str(stamp_ns)]
+            )
         encoding = self.relation.encode(feats, self.mode)
         tracks = self.tracker.update(
             feats.entity_boxes.cpu().numpy(), encoding.entity_labels.cpu().numpy()
@@ -381,6 +405,9 @@ class StreamingEngine:
         stamp_ns: int,
         boxes: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        *,
+        scores: np.ndarray | None = None,
+        gap_ns: int | None = None,
     ) -> SceneGraphResult:
         """One frame -> its scene graph.
 
@@ -389,6 +416,13 @@ class StreamingEngine:
             stamp_ns: timestamp in nanoseconds (a jump back or a long gap resets).
             boxes: (N, 4) ``x1 y1 x2 y2`` for predcls / sgcls (ignored in sgdet).
             labels: (N,) AG object indices for predcls / sgcls (person first).
+            scores: (N,) confidences of the given boxes (the robot's detector's);
+                None: 1.
+            gap_ns: the longest gap between consecutive frames the source received
+                since the previous processed frame, up to this one. A caller that
+                drops stale frames (the ROS node) passes it, so that the window follows
+                the camera's spacing, not the inference rate; None: the gap to the
+                previous processed frame (every frame processed).
 
         Raises:
             EngineInputError: an image that is not (H, W, 3) uint8, or so elongated that
@@ -402,10 +436,12 @@ class StreamingEngine:
         """
         image = self._checked_image(image)
         stamp_ns = checked_stamp(stamp_ns)
-        self._check_stamp(stamp_ns)
+        if gap_ns is not None:
+            gap_ns = checked_stamp(gap_ns)
+        self._check_stamp(stamp_ns, gap_ns)
         tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
         tensor = tensor.to(self.device)
-        frame = self._encode_frame(tensor, stamp_ns, boxes, labels)
+        frame = self._encode_frame(tensor, stamp_ns, boxes, labels, scores)
         self.frames.append(frame)
         self.stats.frames += 1
         window = np.array([f.stamp_ns for f in self.frames], np.int64)

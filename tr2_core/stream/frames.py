@@ -27,13 +27,15 @@ class FrameFailed(Tr2Error):
     """The engine could not produce a result for one frame (reason in the message)."""
 
 
-def run_frame(engine: Any, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
-    """``engine.process(image, stamp_ns)``, checked to answer this frame.
+def run_frame(engine: Any, image: np.ndarray, stamp_ns: int, **inputs: Any) -> SceneGraphResult:
+    """``engine.process(image, stamp_ns, **inputs)``, checked to answer this frame.
 
     Args:
         engine: a streaming engine (``process(image, stamp_ns) -> SceneGraphResult``).
         image: (H, W, 3) uint8 RGB.
         stamp_ns: the frame's time in nanoseconds.
+        **inputs: further keyword arguments of ``process`` (``boxes``, ``labels``,
+            ``gap_ns``), passed only when given.
 
     Raises:
         FrameFailed: any error of the engine on this frame (the engine runs arbitrary
@@ -41,7 +43,7 @@ def run_frame(engine: Any, image: np.ndarray, stamp_ns: int) -> SceneGraphResult
             another stamp. The caller skips the frame; the engine stays usable.
     """
     try:
-        result = engine.process(image, stamp_ns)
+        result = engine.process(image, stamp_ns, **inputs)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except Exception as e:

@@ -64,7 +64,11 @@ class EngineOptions:
         8, "Frames W in the temporal window the relations are inferred from.", low=1, high=1024
     )
     max_gap_s: float = option(
-        1.0, "A timestamp gap longer than this (seconds) resets the window and the tracks.",
+        3.0,
+        "A gap longer than this (seconds) between consecutive frames the source received"
+        " resets the window and the tracks (frames dropped unprocessed do not make gaps;"
+        " the default keeps Action Genome-spaced frames, about 1 s apart, and a 0.5 Hz"
+        " camera in one window).",
         low=0.0, high=1e9, open_low=True, flag="max-gap", metavar="SECONDS",
     )  # fmt: skip
     score_threshold: float = option(

@@ -35,8 +35,12 @@ OFFLINE_MODES = ("sgdet",)
 """The offline tools have no boxes to give the engine: they run sgdet only."""
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the model / engine options (one of ``--checkpoint`` or ``--model``)."""
+def add_engine_arguments(
+    parser: argparse.ArgumentParser, modes: tuple[str, ...] = OFFLINE_MODES
+) -> None:
+    """Add the model / engine options (one of ``--checkpoint`` or ``--model``);
+    ``modes``: the task modes the tool offers (``tr2 bag`` with a detections topic
+    takes predcls / sgcls too)."""
     specs = engine_option_specs()
     g = parser.add_argument_group("model")
     source = g.add_mutually_exclusive_group(required=True)
@@ -60,8 +64,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode = dataclasses.replace(
         specs["mode"],
-        choices=OFFLINE_MODES,
-        help=specs["mode"].help + " The offline tools offer sgdet only.",
+        choices=modes,
+        help=specs["mode"].help
+        + (" This tool offers sgdet only." if modes == OFFLINE_MODES else ""),
     )
     add_flags(g, [mode if name == "mode" else specs[name] for name in ENGINE_FLAGS])
 
@@ -95,8 +100,9 @@ class EngineRequest:
             overrides=tuple(args.override),
         )
 
-    def validate(self) -> None:
-        """Checks the options together; raises :class:`ConfigError` naming them."""
+    def validate(self, modes: tuple[str, ...] = OFFLINE_MODES) -> None:
+        """Checks the options together (``modes``: those the tool offers); raises
+        :class:`ConfigError` naming them."""
         o = self.options
         if bool(o.checkpoint) == (self.model is not None):
             raise ConfigError("give exactly one of --checkpoint PATH or --model CONFIG")
@@ -111,18 +117,18 @@ class EngineRequest:
             raise ConfigError("--clip-weights / --detector-weights apply to --checkpoint")
         if o.checkpoint and not Path(o.checkpoint).is_file():
             raise ConfigError(f"--checkpoint {o.checkpoint}: no such file")
-        if o.mode not in OFFLINE_MODES:
-            raise ConfigError(f"--mode {o.mode!r}: the offline tools run sgdet only")
+        if o.mode not in modes:
+            raise ConfigError(f"--mode {o.mode!r}: this tool runs {' / '.join(modes)} only")
 
 
-def build_engine(request: EngineRequest) -> StreamingEngine:
+def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES) -> StreamingEngine:
     """The streaming engine the request describes (checkpoint or random init).
 
     Raises:
         ConfigError: inconsistent options.
         WeightsError: (from the model code) missing or mismatched weights.
     """
-    request.validate()
+    request.validate(modes)
     from tr2_core.stream.engine import StreamingEngine
     from tr2_core.stream.options import resolve_device
 

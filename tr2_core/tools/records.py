@@ -10,9 +10,15 @@ Line layout (all keys always present for a processed frame)::
                     "subject": 0, "object": 1,
                     "attention": {"top": "looking_at", "top_id": 0, "top_score": 0.8,
                                   "holding": ["looking_at"], "scores": {name: score, ...}},
-                    "spatial": {...}, "contacting": {...}}, ...]}
+                    "spatial": {...}, "contacting": {...},
+                    "triplets": [[3, "looking_at", 7], [7, "in_front_of", 3],
+                                 [3, "holding", 7]]}, ...]}
 
-``subject`` / ``object`` are rows into ``entities``; ``holding`` lists the
+``subject`` / ``object`` are rows into ``entities`` (the pair: the person, the
+object); ``triplets`` lists the predicates that hold as ``[first track, predicate,
+second track]`` in Action Genome's reading order: ``<person, predicate, object>`` for
+attention and contacting, ``<object, predicate, person>`` for spatial (the cup is in
+front of the person; ``tr2/msg/SceneGraphEdge`` documents the same). ``holding`` lists the
 predicates that hold, best first, as decided by
 :func:`tr2_core.scene_graph.decode_scene_graph`: the top one for single-label
 attention, every one scoring at least the relation threshold for spatial and
@@ -29,7 +35,7 @@ import numpy as np
 
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.types import PredicateScores, SceneGraph, SceneGraphResult
-from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES
+from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES, reading_order
 
 _DIGITS = 5
 
@@ -72,16 +78,25 @@ def graph_record(
         }
         for node in graph.nodes
     ]
-    relations = [
-        {
-            "subject_track": graph.nodes[edge.subject].track_id,
-            "object_track": graph.nodes[edge.object].track_id,
-            "subject": edge.subject,
-            "object": edge.object,
-            **{f.name: _family_record(getattr(edge, f.name)) for f in FAMILIES},
-        }
-        for edge in graph.edges
-    ]
+    relations = []
+    for edge in graph.edges:
+        person, obj = graph.nodes[edge.subject].track_id, graph.nodes[edge.object].track_id
+        triplets = [
+            [first, PREDICATES[i], second]
+            for f in FAMILIES
+            for first, second in [reading_order(f.name, person, obj)]
+            for i in getattr(edge, f.name).holding
+        ]
+        relations.append(
+            {
+                "subject_track": person,
+                "object_track": obj,
+                "subject": edge.subject,
+                "object": edge.object,
+                **{f.name: _family_record(getattr(edge, f.name)) for f in FAMILIES},
+                "triplets": triplets,
+            }
+        )
     return {
         **frame_header(frame, graph.stamp_ns, source),
         "image_size": [int(image_size[0]), int(image_size[1])],

@@ -1,9 +1,11 @@
 """Debug overlay: the scene graph drawn on its frame (NumPy + PIL, ROS-free).
 
 Boxes are coloured by track id and labelled ``label #track score``; every
-edge is an arrow from the subject's box centre to the object's, labelled
-with its best contacting and spatial predicates that hold and the attention
-answer, as :func:`tr2_core.scene_graph.decode_scene_graph` decided them.
+edge is an arrow from the person's box centre to the object's, labelled
+with its best contacting predicates that hold and the attention answer (read
+along the arrow) and its best spatial predicate spelled out object first
+(``cup in_front_of person``, as Action Genome reads it), as
+:func:`tr2_core.scene_graph.decode_scene_graph` decided them.
 Only drawn while someone subscribes to the debug topic, so per-box drawing
 calls are fine here.
 """
@@ -16,7 +18,7 @@ import numpy as np
 
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.types import SceneGraph, SceneGraphEdge, SceneGraphResult
-from tr2_core.vocab import OBJECT_CLASSES, PREDICATES
+from tr2_core.vocab import OBJECT_CLASSES, PREDICATES, SPATIAL, reading_order
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -27,19 +29,31 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 """Distinct colours, indexed by track id (or node index when untracked)."""
 
 
-def edge_caption(edge: SceneGraphEdge, max_contacting: int = 2) -> str:
-    """A short caption of one edge: the best contacting predicates that hold (at
-    most ``max_contacting``; the top one if none holds), the best spatial one
-    that holds, then the attention answer, e.g. ``'holding, in_front_of | looking_at'``."""
-    names = [PREDICATES[i] for i in edge.contacting.holding[:max_contacting]]
-    names = names or [PREDICATES[edge.contacting.top]]
-    names += [PREDICATES[i] for i in edge.spatial.holding[:1]]
-    return f"{', '.join(names)} | {PREDICATES[edge.attention.top]}"
+def edge_caption(
+    edge: SceneGraphEdge, max_contacting: int = 2, names: tuple[str, str] = ("person", "object")
+) -> str:
+    """A short caption of one edge (drawn on the arrow from the person to the object):
+    the best contacting predicates that hold (at most ``max_contacting``; the top one if
+    none holds) and the attention answer, which read person -> object; then the best
+    spatial one that holds, spelled out in Action Genome's object-first order with the
+    entities' ``names`` (person, object), e.g. ``'holding | looking_at | cup
+    in_front_of person'`` (the cup is in front of the person)."""
+    contacting = [PREDICATES[i] for i in edge.contacting.holding[:max_contacting]]
+    contacting = contacting or [PREDICATES[edge.contacting.top]]
+    caption = f"{', '.join(contacting)} | {PREDICATES[edge.attention.top]}"
+    for i in edge.spatial.holding[:1]:
+        first, second = reading_order(SPATIAL.name, *names)
+        caption += f" | {first} {PREDICATES[i]} {second}"
+    return caption
 
 
 def edge_captions(graph: SceneGraph, max_contacting: int = 2) -> list[str]:
-    """:func:`edge_caption` of every edge of ``graph``."""
-    return [edge_caption(edge, max_contacting) for edge in graph.edges]
+    """:func:`edge_caption` of every edge of ``graph``, with the entities' labels."""
+    label = lambda k: OBJECT_CLASSES[graph.nodes[k].label]  # noqa: E731
+    return [
+        edge_caption(edge, max_contacting, (label(edge.subject), label(edge.object)))
+        for edge in graph.edges
+    ]
 
 
 def draw_scene_graph(
@@ -87,11 +101,11 @@ def draw_scene_graph(
         caption = f"{OBJECT_CLASSES[node.label]}{track} {node.score:.2f}"
         _text(draw, (x1, y1), caption, colour, font, above=True)
 
-    for edge in graph.edges:
+    for edge, caption in zip(graph.edges, edge_captions(graph), strict=True):
         start, end = centres[edge.subject].tolist(), centres[edge.object].tolist()
         _arrow(draw, start, end, colours[edge.object], line)
         middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
-        _text(draw, middle, edge_caption(edge), colours[edge.object], font, above=False)
+        _text(draw, middle, caption, colours[edge.object], font, above=False)
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
