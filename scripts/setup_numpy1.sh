@@ -6,9 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NUMPY1_VERSION=${NUMPY1_VERSION:-1.26.4}
-if [ ! -x .venv-numpy1/bin/python ]; then
-  rm -rf .venv-numpy1.partial
+# copied again whenever .venv's packages changed (setup.sh / setup_ros.sh installed more)
+packages=$(.venv/bin/python -m pip freeze --disable-pip-version-check 2>/dev/null | grep -v '^numpy==' | sha256sum | cut -c1-16)
+if [ ! -x .venv-numpy1/bin/python ] || [ "$(cat .venv-numpy1/.copied-from 2>/dev/null)" != "$packages" ]; then
+  rm -rf .venv-numpy1 .venv-numpy1.partial
   cp -a --reflink=auto .venv .venv-numpy1.partial
+  echo "$packages" > .venv-numpy1.partial/.copied-from
   mv .venv-numpy1.partial .venv-numpy1
 fi
 if ! .venv-numpy1/bin/python -c "import numpy, sys; sys.exit(numpy.__version__ != '$NUMPY1_VERSION')" 2>/dev/null; then
