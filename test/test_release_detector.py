@@ -764,7 +764,7 @@ def test_other_files_are_refused_with_a_reason(authors_state, converted, tmp_pat
         convert_detector({**authors_checkpoint(authors_state), "pooling_mode": "pool"}, "x.pth")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
-    with pytest.raises(WeightsError, match="junk.pth: not a readable torch file"):
+    with pytest.raises(WeightsError, match="junk.pth: refused: not a readable torch file"):
         read_release_detector(junk)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 import torch
 
 from tr2_core.config import apply_overrides, from_dict
-from tr2_core.errors import ConfigError, WeightsError, torch_load_failure
+from tr2_core.errors import ConfigError, WeightsError
 from tr2_core.models import (
     FeatureExtractor,
     ModelConfig,
@@ -35,6 +35,7 @@ from tr2_core.models import (
     resolve_config,
 )
 from tr2_core.models.glove import init_class_embeddings
+from tr2_core.torch_files import load_weights_file
 
 log = logging.getLogger("tr2.run")
 
@@ -341,12 +342,7 @@ def load_checkpoint(
     from tr2_core.checkpoint_schema import check_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as e:  # corrupt file, or one that needs unsafe globals
-        raise WeightsError(f"{path}: refused: {torch_load_failure(e)}") from None
+    ckpt = load_weights_file(path, "checkpoint", map_location=map_location, mmap=mmap)
     check_checkpoint(ckpt, path)
     return ckpt
 

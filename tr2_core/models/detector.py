@@ -18,9 +18,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from tr2_core.errors import WeightsError, torch_load_failure
+from tr2_core.errors import WeightsError
 from tr2_core.models.config import DetectorConfig
 from tr2_core.models.release_detector import ReleaseFasterRCNN, build_release_detector
+from tr2_core.torch_files import load_weights_file
 from tr2_core.vocab import PERSON
 
 LAYER3_CHANNELS: dict[str, int] = {
@@ -105,13 +106,7 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN | ReleaseFasterRCNN:
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """``torch.load(path, weights_only=True)``; unwraps ``{"state_dict": ...}`` /
     ``{"model": ...}``; raises :class:`WeightsError` naming ``what`` and the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{what} weights file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-        raise WeightsError(f"{what} weights {path}: refused: {torch_load_failure(e)}") from None
+    data = load_weights_file(path, f"{what} weights")
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -33,6 +33,7 @@ from tr2_core.errors import WeightsError
 from tr2_core.models.config import ModelConfig, load_model_config
 from tr2_core.models.tr2 import RelationModel
 from tr2_core.release.clip import TR2_CLIP_PREFIX
+from tr2_core.torch_files import load_weights_file
 
 RELEASE_TASKS = ("predcls", "sgcls", "sgdet")
 RELEASE_MODEL = "tr2-release"
@@ -115,12 +116,7 @@ def read_release_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         WeightsError: unreadable, or not ``{"state_dict": {name: tensor}}``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"TR² checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-        raise WeightsError(f"{path}: not a readable torch checkpoint ({e})") from None
+    data = load_weights_file(path, "TR² checkpoint")
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise WeightsError(f"{path}: not an authors' TR² checkpoint (no 'state_dict' dict)")
     state = data["state_dict"]
@@ -236,12 +232,7 @@ def read_detector_classifier(path: str | Path) -> tuple[torch.Tensor, torch.Tens
     (jwyang faster-rcnn.pytorch: ``{"model": state_dict, ...}``), read with
     ``weights_only=True``."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"detector weights not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-        raise WeightsError(f"{path}: not a readable torch file ({e})") from None
+    data = load_weights_file(path, "detector weights")
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict):
         raise WeightsError(f"{path}: not a faster-rcnn.pytorch detector (no 'model' dict)")

@@ -19,6 +19,7 @@ import torch
 
 from tr2_core.errors import WeightsError
 from tr2_core.release.torchscript import is_torchscript_archive, read_torchscript_tensors
+from tr2_core.torch_files import load_weights_file
 
 OPENAI_CLIP_MODEL = "ViT-B-32-quickgelu"
 """The open_clip model OpenAI's ViT-B/32 weights mean what they meant in."""
@@ -45,12 +46,7 @@ def read_openai_clip(path: str | Path) -> dict[str, torch.Tensor]:
     if is_torchscript_archive(path):
         state = read_torchscript_tensors(path)
     else:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-            raise WeightsError(
-                f"{path}: not a TorchScript archive nor a torch file ({e})"
-            ) from None
+        data = load_weights_file(path, "CLIP weights")
         if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
             inner = data["state_dict"]
             state = {

@@ -22,6 +22,7 @@ import torch
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import DetectorConfig, load_model_config
 from tr2_core.models.release_detector import ReleaseFasterRCNN
+from tr2_core.torch_files import load_weights_file
 
 RELEASE_DETECTOR_CONFIG = "tr2-release-detector"
 """The named model config whose detector section is the authors' detector."""
@@ -168,12 +169,5 @@ def read_release_detector(
 ) -> dict[str, torch.Tensor]:
     """Read the authors' ``faster_rcnn_ag.pth`` (``torch.load(weights_only=True)``: no
     code in the file runs) and convert it (:func:`convert_detector`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"detector file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a weights error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path}: not a readable torch file ({first})") from None
+    obj = load_weights_file(path, "detector weights")
     return convert_detector(obj, str(path), cfg)
