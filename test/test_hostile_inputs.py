@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from tools_testing import frames, tiny_model
+from tools_testing import frames, tiny_model, write_mp4
 
 from tr2_core.stream.engine import EngineInputError, StreamingEngine
 
@@ -121,23 +121,9 @@ def test_two_spellings_of_one_frame_are_refused_naming_both(tmp_path, other):
 
 
 # --------------------------------------------------------------------------- videos
-def _write_video(path, images, fps: int = 10, options: dict | None = None) -> None:
-    """A real H.264 file in the container of ``path``'s suffix (PyAV)."""
-    av = pytest.importorskip("av", reason="video files need PyAV")
-    with av.open(str(path), mode="w", options=options or {}) as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.height, stream.width = images[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for rgb in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
 def _undecodable_mp4(path) -> None:
     """An MP4 whose index is intact and whose every coded byte is garbage."""
-    _write_video(path, frames(8), options={"movflags": "faststart"})
+    write_mp4(path, frames(8), options={"movflags": "faststart"})
     data = path.read_bytes()
     start = data.find(b"mdat") + 4
     path.write_bytes(data[:start] + b"\xff" * (len(data) - start))
@@ -173,7 +159,7 @@ def test_mp4_cut_at_90_percent_is_one_line_or_a_warning(tmp_path):
 
     for layout, options in (("index last", {}), ("index first", {"movflags": "faststart"})):
         path = tmp_path / "cut.mp4"
-        _write_video(path, frames(20), options=options)
+        write_mp4(path, frames(20), options=options)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) * 9 // 10])
         try:
@@ -204,7 +190,7 @@ def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
     from tr2_core.tools import video
 
     path = tmp_path / "a.mp4"
-    _write_video(path, frames(10))
+    write_mp4(path, frames(10))
     real_init = video.VideoSource.__init__
 
     def init(self, *args, **kwargs):
@@ -246,7 +232,7 @@ def test_half_truncated_video_without_a_frame_count_is_reported(tmp_path, suffix
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
             out.mux(stream.encode())
     else:
-        _write_video(path, frames(30, seed=2))
+        write_mp4(path, frames(30, seed=2))
     whole = process_video(path, EmptyEngine(), tmp_path / "whole.jsonl", progress=False)
     assert whole.frames == 30 and whole.truncated is None  # no false alarm
     data = path.read_bytes()
