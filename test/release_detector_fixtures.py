@@ -124,3 +124,77 @@ def authors_checkpoint(model: OrderedDict) -> dict:
 def write_authors_detector(path: Path, model: OrderedDict) -> Path:
     torch.save(authors_checkpoint(model), path)
     return path
+
+
+# --------------------------------------------------------------------------- SGDet relabelling
+CLEANED = (5, 8, 17)  # book, chair, food: their clean_class calls
+
+
+def ref_nms_plain(boxes: list, scores: list, threshold: float) -> list[int]:
+    """Their NMS kernel: +1 areas; a box goes when its IoU with a kept one is > threshold."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    keep, dropped = [], set()
+    for pos, i in enumerate(order):
+        if i in dropped:
+            continue
+        keep.append(i)
+        x1, y1, x2, y2 = boxes[i]
+        area = (x2 - x1 + 1) * (y2 - y1 + 1)
+        for j in order[pos + 1 :]:
+            u1, v1, u2, v2 = boxes[j]
+            iw = max(0.0, min(x2, u2) - max(x1, u1) + 1)
+            ih = max(0.0, min(y2, v2) - max(y1, v1) + 1)
+            inter = iw * ih
+            if inter / (area + (u2 - u1 + 1) * (v2 - v1 + 1) - inter) > threshold:
+                dropped.add(j)
+    return keep
+
+
+def argmax(values: list) -> int:
+    return max(range(len(values)), key=lambda k: (values[k], -k))
+
+
+def ref_relabel(frames, boxes, dists, num_frames, cleaned=CLEANED, nms=0.6, person="prob"):
+    """Their ObjectClassifier.forward (sgdet, eval) as loops over plain lists. Returns
+    per kept box (frame, box, label, score, source row)."""
+    entries = [
+        {"f": f, "box": b, "dist": d, "row": r, "label": argmax(d) + 1}
+        for r, (f, b, d) in enumerate(zip(frames, boxes, dists, strict=True))
+    ]
+    for cls in cleaned:  # clean_class: per frame, the frame's boxes then its copies
+        out = []
+        for f in range(num_frames):
+            mine = [e for e in entries if e["f"] == f]
+            copies = []
+            for e in mine:
+                if e["label"] == cls:
+                    d = list(e["dist"])
+                    d[cls - 1] = 0.0
+                    copies.append({**e, "dist": d, "label": argmax(d) + 1})
+            out += mine + copies
+        entries = out
+    kept = []
+    for f in range(num_frames):
+        mine = [e for e in entries if e["f"] == f]
+        for j in range(36):
+            group = [e for e in mine if argmax(e["dist"]) == j]
+            if not group:
+                continue
+            group.sort(key=lambda e: -e["dist"][j])
+            keep = ref_nms_plain([e["box"] for e in group], [e["dist"][j] for e in group], nms)
+            kept += [group[k] for k in keep]
+    result = []
+    for f in range(num_frames):
+        mine = [e for e in kept if e["f"] == f]
+        if not mine:
+            continue
+        human = argmax([e["dist"][0] for e in mine])
+        if person == "label":  # a broken variant: the first box labelled person
+            human = next((k for k, e in enumerate(mine) if e["label"] == 1), 0)
+        for k, e in enumerate(mine):
+            rest = e["dist"][1:]
+            label, score = argmax(rest) + 2, max(rest)
+            if k == human:
+                label, score = 1, e["dist"][0]
+            result.append((f, e["box"], label, score, e["row"]))
+    return result

@@ -64,7 +64,8 @@ def test_paper_config_uses_the_pair_focal_loss_and_lambda_per_task():
     assert cfg.loss.focal_form == "pair" and not cfg.loss.alpha_index_shift
     assert cfg.loss.object_weight_for("sgcls") == 10.0
     assert cfg.loss.object_weight_for("sgdet") == 1.0
-    assert cfg.object_classifier.sgdet_labels == "detector"  # authors: SGDet keeps them
+    assert cfg.object_classifier.sgdet_labels == "detector"  # tr2: the detector's labels
+    assert load_model_config("tr2-release").object_classifier.sgdet_labels == "release"
     small = load_model_config("tr2-small", ("fusion.dropout=0.0", "guidance.mode=none"))
     torch.manual_seed(0)
     model = RelationModel(small).train()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from release_detector_fixtures import (
     authors_checkpoint,
     authors_model_state,
+    ref_relabel,
     write_authors_detector,
 )
 
@@ -634,7 +635,7 @@ def test_legacy_anchors_are_the_published_table():
 
 # =========================================================================== the extractor
 def test_extractor_runs_the_release_detector(
-    release_cfg, network, converted, image, reference, tmp_path
+    release_cfg, network, converted, image, reference, authors_state, tmp_path
 ):
     """``detector.architecture=release`` through the feature extractor, weights from a
     converted file through the ordinary detector-weights route: SGDet entities are the
@@ -698,6 +699,23 @@ def test_extractor_runs_the_release_detector(
     assert missed and entity_gt[count:].tolist() == missed
     assert relative(train.entity_features[:count], ref_det["features"]) < 1e-4
     assert relative(train.entity_features[count:], reference["given"][missed]) < 1e-4
+    # the release's relabelling (object_classifier.sgdet_labels=release): the reference's
+    # detections through their object classifier's SGDet inference
+    oc = dataclasses.replace(cfg.object_classifier, sgdet_labels="release")
+    extractor.config = dataclasses.replace(cfg, object_classifier=oc)
+    try:
+        relabelled = extractor.extract([pixels])
+    finally:
+        extractor.config = cfg
+    sd = authors_state
+    logits = F.linear(ref_det["features"], sd["RCNN_cls_score.weight"], sd["RCNN_cls_score.bias"])
+    dist = F.softmax(logits[:, 1:], 1)
+    ref = ref_relabel([0] * count, ref_det["boxes"].tolist(), dist.tolist(), 1)
+    assert relabelled.entity_labels.tolist() == [r[2] for r in ref]
+    assert torch.allclose(relabelled.entity_boxes, torch.tensor([r[1] for r in ref]), atol=1e-3)
+    assert relative(relabelled.entity_features, ref_det["features"][[r[4] for r in ref]]) < 1e-4
+    assert torch.allclose(relabelled.entity_scores, torch.tensor([r[3] for r in ref]), atol=1e-5)
+    assert relabelled.pair_subject.unique().tolist() == [relabelled.entity_labels.argmin().item()]
 
 
 # =========================================================================== the file

@@ -234,11 +234,15 @@ class ObjectClassifierConfig:
     dedup: bool = True
     """Authors' duplicate removal: per frame, of the most frequent predicted class only the
     most confident box keeps it; the others take their next best class."""
-    sgdet_labels: Literal["detector", "classifier"] = "detector"
-    """Labels and scores of the detected boxes at SGDet inference. ``detector``
-    (authors): the detector's own (after its score threshold and per-class NMS); the
-    object classifier is trained but not used. ``classifier``: the object classifier
-    relabels every box with the SGCls label decision (``person``, ``dedup``)."""
+    sgdet_labels: Literal["detector", "classifier", "release"] = "detector"
+    """Labels and scores of the detected boxes at SGDet inference (the object classifier
+    is trained in every case). ``detector``: the detector's own, each box the class of its
+    per-class NMS. ``classifier``: the object classifier relabels every box with the SGCls
+    label decision (``person``, ``dedup``). ``release`` (the authors'): the boxes are
+    relabelled from the detector's class distribution over the 36 objects, books, chairs
+    and food duplicated under their next class, a second per-class NMS at 0.6, the
+    person by probability (:func:`~tr2_core.models.detector.release_sgdet_entities`);
+    changes the entity set, so the pairs and union features follow it."""
 
 
 @dataclass

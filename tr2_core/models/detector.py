@@ -20,7 +20,11 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import DetectorConfig
-from tr2_core.models.release_detector import ReleaseFasterRCNN, build_release_detector
+from tr2_core.models.release_detector import (
+    ReleaseFasterRCNN,
+    build_release_detector,
+    nms_legacy,
+)
 from tr2_core.torch_files import load_weights_file
 from tr2_core.vocab import PERSON
 
@@ -316,3 +320,70 @@ def assign_detections(
         assigned[d] = g
         iou[d, :] = -1.0
         iou[:, g] = -1.0
+
+
+# --------------------------------------------------------------------------- release SGDet
+RELEASE_CLEANED_CLASSES: tuple[int, ...] = (5, 8, 17)
+"""book, chair, food: the classes whose boxes the release duplicates under their next
+best class before its second NMS (``clean_class`` of its object classifier)."""
+RELEASE_RELABEL_NMS: float = 0.6
+"""IoU of the release's per-class NMS over the relabelled boxes."""
+
+
+def release_sgdet_entities(
+    entity_frame: torch.Tensor,
+    entity_boxes: torch.Tensor,
+    entity_features: torch.Tensor,
+    distribution: torch.Tensor,
+    num_frames: int,
+) -> tuple[torch.Tensor, ...]:
+    """The authors' SGDet post-processing of detections (their object classifier at SGDet
+    inference, which relabels the boxes without its own network).
+
+    1. Labels from the detector's class distribution over the 36 objects (background
+       dropped, renormalised): the argmax.
+    2. For book, chair and food in turn, every box labelled so is duplicated, the copy with
+       that class's probability zeroed and labelled by its remaining argmax (copies go
+       after the frame's other boxes).
+    3. Per frame and per argmax class (ascending), best first, NMS at 0.6 with +1 areas.
+    4. The person of each frame is the box with the highest person probability (score:
+       that probability); every other box takes its best class among 2..36 and that
+       probability as score.
+
+    Args:
+        entity_frame: (N,) int64, sorted. entity_boxes: (N, 4) frame pixels.
+        entity_features: (N, D). distribution: (N, 36), column j = class j + 1.
+    Returns:
+        (frame, boxes, labels, scores, features, distribution) of the kept boxes, frame by
+        frame in the authors' order: class ascending, then probability descending.
+    """
+    frame, boxes, feats, dist = entity_frame, entity_boxes, entity_features, distribution
+    labels = dist.argmax(dim=1) + 1
+    for cls in RELEASE_CLEANED_CLASSES:
+        copy = labels == cls
+        copy_dist = dist[copy].clone()
+        copy_dist[:, cls - 1] = 0.0
+        frame = torch.cat([frame, frame[copy]])
+        boxes = torch.cat([boxes, boxes[copy]])
+        feats = torch.cat([feats, feats[copy]])
+        dist = torch.cat([dist, copy_dist])
+        labels = torch.cat([labels, copy_dist.argmax(dim=1) + 1])
+        # stable by frame: each frame's copies follow its earlier boxes, as theirs
+        order = torch.sort(frame, stable=True).indices
+        frame, boxes, feats, dist, labels = (t[order] for t in (frame, boxes, feats, dist, labels))
+    kept: list[torch.Tensor] = []
+    groups = torch.stack([frame, labels], dim=1).unique(dim=0)  # (frame, class) ascending
+    for f, cls in groups.tolist():
+        rows = torch.nonzero((frame == f) & (labels == cls)).reshape(-1)
+        score = dist[rows, cls - 1]
+        ranked = rows[torch.sort(score, descending=True, stable=True).indices]
+        kept.append(ranked[nms_legacy(boxes[ranked], dist[ranked, cls - 1], RELEASE_RELABEL_NMS)])
+    keep = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.long, device=frame.device)
+    frame, boxes, feats, dist = frame[keep], boxes[keep], feats[keep], dist[keep]
+    scores, best = dist[:, PERSON:].max(dim=1)  # classes 2..36
+    labels = best + PERSON + 1
+    person = group_argmax(dist[:, 0], frame, num_frames)
+    person = person[person >= 0]
+    labels[person] = PERSON
+    scores[person] = dist[person, 0]
+    return frame, boxes, labels, scores, feats, dist

@@ -24,6 +24,7 @@ from tr2_core.models.detector import (
     keep_single_person,
     load_detector_weights,
     make_pairs,
+    release_sgdet_entities,
     union_boxes,
 )
 from tr2_core.models.release_detector import ReleaseFasterRCNN
@@ -151,6 +152,12 @@ class FeatureExtractor(nn.Module):
         results, _ = det.roi_heads(feats, proposals, images_t.image_sizes)
         boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
         return boxes, [r["labels"] for r in results], [r["scores"] for r in results], None
+
+    def class_distribution(self, entity_features: torch.Tensor) -> torch.Tensor:
+        """(N, D) entity features -> (N, 36): the detector's classification layer's
+        softmax over the 36 objects, background dropped first (as the release)."""
+        logits = self.detector.roi_heads.box_predictor.cls_score(entity_features)
+        return logits.float()[:, 1:].softmax(dim=1)
 
     def _chunks(self, num_frames: int) -> list[range]:
         step = max(1, self.config.detector.frames_per_batch)
@@ -349,6 +356,10 @@ class FeatureExtractor(nn.Module):
                 per_frame = [box[local == i] for i in range(len(chunk))]
                 feat = self._pool(images_t, feats, scales, per_frame)
                 # _pool returns rows frame by frame; entities are already sorted by frame
+            if gt is None and self.config.object_classifier.sgdet_labels == "release":
+                frame, box, lab, sc, feat, _ = release_sgdet_entities(
+                    frame, box, feat, self.class_distribution(feat), num_frames
+                )
             frame_ids.append(frame)
             box_rows.append(box)
             label_rows.append(lab)

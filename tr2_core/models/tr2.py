@@ -153,12 +153,13 @@ class RelationModel(nn.Module):
         in the authors' release (their object classifier returns these while training);
         the classifier's logits still train it, and its predicted labels are used only at
         inference (eval mode). SGDet inference takes the detector's labels and scores
-        instead when ``object_classifier.sgdet_labels`` is ``detector`` (authors).
+        (for ``release``: as the extractor relabelled them) instead when
+        ``object_classifier.sgdet_labels`` is ``detector`` or ``release``.
         """
         if mode == "predcls":
             return None, features.entity_labels, features.entity_scores
         logits, labels, scores = self.object_classifier.classify(features)
-        detector_labels = self.config.object_classifier.sgdet_labels == "detector"
+        detector_labels = self.config.object_classifier.sgdet_labels in ("detector", "release")
         if self.training or (mode == "sgdet" and detector_labels):
             return logits, features.entity_labels, features.entity_scores
         return logits, labels, scores

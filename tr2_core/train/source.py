@@ -321,6 +321,9 @@ def make_source(
     cache = None
     if use_cache:
         dtype = CACHE_DTYPES[train_cfg.cache_dtype]
+        # the release's relabelling changes which boxes are entities
+        relabel = frozen.extractor.config.object_classifier.sgdet_labels == "release"
+        detected_entities = "detected+release-relabel" if relabel else "detected"
         cache_key = {
             "extractor_config": {
                 "detector": to_dict(frozen.extractor.config.detector),
@@ -333,7 +336,7 @@ def make_source(
             "split": ag_split,
             # PredCls and SGCls extract the same features (GT boxes): they share entries
             # SGDet training: assigned labels and GT-relation pairs (extract_sgdet_training)
-            "entities": ("assigned+missed-gt" if sgdet_assign else "detected")
+            "entities": ("assigned+missed-gt" if sgdet_assign else detected_entities)
             if run.task == "sgdet"
             else "annotated",
             "filter_small_boxes": run.small_boxes_filtered,
