@@ -132,6 +132,12 @@ class VideoFeatures:
         pair_subject: (P,) int64 row into the entities (the person).
         pair_object: (P,) int64 row into the entities.
         union_features: (P, 512) float32 CLIP image embedding of the union-box crop.
+        other_pair_subject, other_pair_object: (Q,) int64 rows of the entity pairs of a
+            frame that are not pairs (neither is the pairs' subject; each unordered pair
+            once, lower row first, sorted by frame), or None when not extracted. Only
+            SGCls with ``object_classifier.sgcls_pairs: classifier`` asks for them: it
+            re-forms the pairs around the person the classifier chose.
+        other_union_features: (Q, 512) float32 their union-crop embeddings, or None.
     """
 
     frame_keys: list[str]
@@ -145,6 +151,9 @@ class VideoFeatures:
     pair_subject: torch.Tensor
     pair_object: torch.Tensor
     union_features: torch.Tensor
+    other_pair_subject: torch.Tensor | None = None
+    other_pair_object: torch.Tensor | None = None
+    other_union_features: torch.Tensor | None = None
 
 
 @dataclass

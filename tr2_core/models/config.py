@@ -234,6 +234,13 @@ class ObjectClassifierConfig:
     dedup: bool = True
     """Authors' duplicate removal: per frame, of the most frequent predicted class only the
     most confident box keeps it; the others take their next best class."""
+    sgcls_pairs: Literal["given", "classifier"] = "given"
+    """The pairs at SGCls inference. ``given`` (tr2): the given person box x every other
+    box, as extracted. ``classifier`` (the release): re-formed around the person the
+    classifier chose: per frame that box x every box not labelled person (a duplicate the
+    classifier relabelled person drops out), with the union features of the new pairs
+    (the extractor then also embeds the other entity pairs; needs ``person:
+    classifier``)."""
     sgdet_labels: Literal["detector", "classifier", "release"] = "detector"
     """Labels and scores of the detected boxes at SGDet inference (the object classifier
     is trained in every case). ``detector``: the detector's own, each box the class of its
@@ -337,6 +344,12 @@ class ModelConfig:
                 raise ConfigError(f"fusion.{key} must be >= 0")
         if not 0.0 <= fus.dropout < 1.0:
             raise ConfigError(f"fusion.dropout={fus.dropout} must be in [0, 1)")
+        oc = self.object_classifier
+        if oc.sgcls_pairs == "classifier" and oc.person != "classifier":
+            raise ConfigError(
+                "object_classifier.sgcls_pairs=classifier re-pairs around the classifier's "
+                f"person: it needs object_classifier.person=classifier, not {oc.person!r}"
+            )
         det = self.detector
         if det.architecture == "torchvision":
             for key in ("max_size", "detections_per_image"):

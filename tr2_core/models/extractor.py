@@ -24,6 +24,7 @@ from tr2_core.models.detector import (
     keep_single_person,
     load_detector_weights,
     make_pairs,
+    other_pairs,
     release_sgdet_entities,
     union_boxes,
 )
@@ -174,6 +175,7 @@ class FeatureExtractor(nn.Module):
         scores: Sequence[torch.Tensor] | None = None,
         tracks: Sequence[torch.Tensor] | None = None,
         frame_keys: Sequence[str] | None = None,
+        with_other_pairs: bool = False,
     ) -> VideoFeatures:
         """Features of one clip.
 
@@ -186,6 +188,8 @@ class FeatureExtractor(nn.Module):
             scores: per frame (n_t,) confidences for given boxes (default 1).
             tracks: per frame (n_t,) int64 track ids for given boxes (default -1).
             frame_keys: T keys (default ``"0"``, ``"1"``, ...).
+            with_other_pairs: given boxes only: also the union features of the entity
+                pairs that are not pairs (SGCls re-pairing, ``sgcls_pairs: classifier``).
         Returns:
             :class:`VideoFeatures` on the extractor's device.
         """
@@ -195,7 +199,9 @@ class FeatureExtractor(nn.Module):
             return self._extract_detected(images, frame_keys=frame_keys)[0]
         if labels is None or len(labels) != len(boxes) or len(boxes) != len(images):
             raise ValueError("give boxes and labels as one tensor per image")
-        return self._extract_given(images, boxes, labels, scores, tracks, frame_keys)
+        return self._extract_given(
+            images, boxes, labels, scores, tracks, frame_keys, with_other_pairs
+        )
 
     @torch.no_grad()
     def extract_sgdet_training(
@@ -238,9 +244,12 @@ class FeatureExtractor(nn.Module):
         entity_track: torch.Tensor,
         *,
         background_objects: bool = True,
+        with_other_pairs: bool = False,
     ) -> VideoFeatures:
         """Pairs, union features and the :class:`VideoFeatures` of a clip's entities;
-        ``background_objects`` false: no pair has a background (label 0) object."""
+        ``background_objects`` false: no pair has a background (label 0) object;
+        ``with_other_pairs``: also the union features of the entity pairs that are not
+        pairs (:func:`other_pairs`)."""
         num_frames = frames.shape[0]
         pair_frame, pair_subject, pair_object = make_pairs(
             entity_frame, entity_labels, entity_scores, num_frames
@@ -254,6 +263,15 @@ class FeatureExtractor(nn.Module):
             )
         union = union_boxes(entity_boxes[pair_subject], entity_boxes[pair_object])
         union_features = self.union(frames, pair_frame, union)
+        others: dict[str, torch.Tensor] = {}
+        if with_other_pairs:
+            first, second = other_pairs(entity_frame, entity_labels, entity_scores, num_frames)
+            crops = union_boxes(entity_boxes[first], entity_boxes[second])
+            others = {
+                "other_pair_subject": first,
+                "other_pair_object": second,
+                "other_union_features": self.union(frames, entity_frame[first], crops).float(),
+            }
         keys = list(frame_keys) if frame_keys is not None else [str(i) for i in range(num_frames)]
         if len(keys) != num_frames:
             raise ValueError(f"{len(keys)} frame keys for {num_frames} images")
@@ -269,9 +287,12 @@ class FeatureExtractor(nn.Module):
             pair_subject=pair_subject,
             pair_object=pair_object,
             union_features=union_features.float(),
+            **others,
         )
 
-    def _extract_given(self, images, boxes, labels, scores, tracks, frame_keys) -> VideoFeatures:
+    def _extract_given(
+        self, images, boxes, labels, scores, tracks, frame_keys, with_other_pairs=False
+    ) -> VideoFeatures:
         device = self.device
         imgs = [_as_float_image(im).to(device) for im in images]
         boxes = [b.to(device).float().reshape(-1, 4) for b in boxes]
@@ -296,6 +317,7 @@ class FeatureExtractor(nn.Module):
             cat([t.to(device).long().reshape(-1) for t in tracks])
             if tracks is not None
             else torch.full((n,), -1, dtype=torch.long, device=device),
+            with_other_pairs=with_other_pairs,
         )
 
     def _extract_detected(self, images, *, frame_keys, gt=None):

@@ -16,12 +16,19 @@ from torch import nn
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.config import ModelConfig, TaskMode, resolve_config
-from tr2_core.models.detector import load_strict, read_state_dict, union_boxes
+from tr2_core.models.detector import (
+    group_argmax,
+    load_strict,
+    pairs_around,
+    read_state_dict,
+    union_boxes,
+)
 from tr2_core.models.fusion import RelationFusion, SequenceLayout, sequence_layout
 from tr2_core.models.guidance import ChangeHead, TextTable, load_text_table
 from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
 from tr2_core.models.online import online_windows
 from tr2_core.models.outputs import PairEncoding, RelationOutput
+from tr2_core.types import VideoFeatures
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
@@ -163,6 +170,23 @@ class RelationModel(nn.Module):
         if self.training or (mode == "sgdet" and detector_labels):
             return logits, features.entity_labels, features.entity_scores
         return logits, labels, scores
+
+    @torch.no_grad()
+    def inference_pairs(self, features: VideoFeatures, mode: TaskMode) -> VideoFeatures:
+        """The features whose pairs the model predicts: ``features`` itself, except at
+        SGCls inference with ``object_classifier.sgcls_pairs: classifier`` (the release),
+        where the pairs are re-formed around the person the classifier chose
+        (:func:`~tr2_core.models.detector.pairs_around`). Callers predict on, and read
+        the pairs of, what this returns."""
+        cfg = self.config.object_classifier
+        if mode != "sgcls" or self.training or cfg.sgcls_pairs != "classifier":
+            return features
+        logits, labels, _ = self.object_classifier.classify(features)
+        person_probability = logits.detach().float()[:, 1:].softmax(-1)[:, 0]
+        person = group_argmax(
+            person_probability, features.entity_frame, len(features.frame_keys)
+        )
+        return pairs_around(features, person, labels)
 
     def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:
         """Per-frame half: entity labels (given, or the object classifier), relation

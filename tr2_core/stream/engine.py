@@ -335,9 +335,16 @@ class StreamingEngine:
             b = torch.from_numpy(b_np).to(dev)
             lab = torch.from_numpy(lab_np).to(dev)
             sc = torch.from_numpy(sc_np.astype(np.float32)).to(dev)
+            repair = self.relation.config.object_classifier.sgcls_pairs == "classifier"
             feats = self.extractor.extract(
-                [image], [b], [lab], scores=[sc], frame_keys=[str(stamp_ns)]
+                [image],
+                [b],
+                [lab],
+                scores=[sc],
+                frame_keys=[str(stamp_ns)],
+                with_other_pairs=self.mode == "sgcls" and repair,
             )
+            feats = self.relation.inference_pairs(feats, self.mode)
         encoding = self.relation.encode(feats, self.mode)
         tracks = self.tracker.update(
             feats.entity_boxes.cpu().numpy(), encoding.entity_labels.cpu().numpy()

@@ -211,6 +211,12 @@ def slice_features(features: VideoFeatures, start: int, stop: int) -> VideoFeatu
     out["pair_frame"] = out["pair_frame"] - start
     out["pair_subject"] = out["pair_subject"] - e0
     out["pair_object"] = out["pair_object"] - e0
+    if features.other_pair_subject is not None:
+        other_frame = features.entity_frame[features.other_pair_subject]
+        q0, q1 = _row_range(other_frame, start, stop)
+        out["other_pair_subject"] = features.other_pair_subject[q0:q1] - e0
+        out["other_pair_object"] = features.other_pair_object[q0:q1] - e0
+        out["other_union_features"] = features.other_union_features[q0:q1]
     return replace(features, **out)
 
 

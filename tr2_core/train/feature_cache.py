@@ -43,7 +43,8 @@ CACHE_DTYPES: dict[str, torch.dtype] = {
 }
 
 CACHE_FORMAT_VERSION = 1
-_FLOAT_FEATURES = ("entity_features", "union_features")
+_FLOAT_FEATURES = ("entity_features", "union_features", "other_union_features")
+_OPTIONAL_FIELDS = ("other_pair_subject", "other_pair_object", "other_union_features")
 _EXTRA = "extra."
 _TENSOR_FIELDS = tuple(f.name for f in fields(VideoFeatures) if f.name != "frame_keys")
 
@@ -114,6 +115,7 @@ class FeatureCache:
             values = {
                 name: tensors[name].float() if name in _FLOAT_FEATURES else tensors[name]
                 for name in _TENSOR_FIELDS
+                if name in tensors or name not in _OPTIONAL_FIELDS
             }
         except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
             raise DatasetError(f"{path}: unreadable feature-cache entry ({e}); delete it") from None
@@ -135,6 +137,8 @@ class FeatureCache:
         """
         tensors = {}
         for name in _TENSOR_FIELDS:
+            if getattr(features, name) is None:  # an optional field not extracted
+                continue
             t = getattr(features, name).detach()
             if name in _FLOAT_FEATURES:
                 stored = t.to(self.dtype)

@@ -135,6 +135,10 @@ def predict(
                 features, _ = source.get(index, start, stop)
                 features = move_features(features, device)
                 with autocast():
+                    # the release's SGCls re-pairs around the classifier's person
+                    features = getattr(relation, "module", relation).inference_pairs(
+                        features, task
+                    )
                     output = clip_output(relation, features, task)
                 parts.append(clip_predictions(features, output))
     finally:

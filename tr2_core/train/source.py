@@ -94,6 +94,8 @@ class ClipSource:
         task: ``predcls`` / ``sgcls`` (GT boxes in) or ``sgdet`` (detections).
         sgdet_assign: SGDet training features (detections assigned to GT + missed GT),
             which come with targets; otherwise SGDet features have no targets.
+        other_pairs: PredCls / SGCls: also the union features of the entity pairs that
+            are not pairs (the release's SGCls re-pairing at inference).
         cache: a feature cache, or None to extract every time.
         autocast: context factory wrapped around the extractor (AMP on CUDA).
     """
@@ -105,6 +107,7 @@ class ClipSource:
         task: str,
         *,
         sgdet_assign: bool = False,
+        other_pairs: bool = False,
         cache: FeatureCache | None = None,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
@@ -112,6 +115,7 @@ class ClipSource:
         self.extractor = extractor
         self.task = task
         self.sgdet_assign = sgdet_assign
+        self.other_pairs = other_pairs
         self.cache = cache
         self.autocast = autocast
 
@@ -146,6 +150,7 @@ class ClipSource:
                 per_frame(clip.entity_boxes, clip.entity_frame, t),
                 per_frame(clip.entity_labels, clip.entity_frame, t),
                 frame_keys=clip.frame_keys,
+                with_other_pairs=self.other_pairs,
             )
         same = features.pair_subject.shape == clip.pair_subject.shape and bool(
             torch.equal(features.pair_subject.cpu(), clip.pair_subject)
@@ -315,6 +320,12 @@ def make_source(
     rows = split_rows(split_name, split, run.data, train_cfg)
     videos = ActionGenomeVideos(split, max_videos=max_videos, rows=rows)
     sgdet_assign = run.task == "sgdet" and training
+    # the release's SGCls re-pairs at inference: it needs every entity pair's union
+    other_pairs = (
+        run.task == "sgcls"
+        and not training
+        and frozen.extractor.config.object_classifier.sgcls_pairs == "classifier"
+    )
     # the extraction runs the detector with its frozen batch norms folded into the
     # convolutions: same features to float rounding, a pass over every activation fewer
     frozen.extractor.fold_batchnorm()
@@ -324,6 +335,7 @@ def make_source(
         # the release's relabelling changes which boxes are entities
         relabel = frozen.extractor.config.object_classifier.sgdet_labels == "release"
         detected_entities = "detected+release-relabel" if relabel else "detected"
+        annotated = "annotated+other-pairs" if other_pairs else "annotated"
         cache_key = {
             "extractor_config": {
                 "detector": to_dict(frozen.extractor.config.detector),
@@ -338,7 +350,7 @@ def make_source(
             # SGDet training: assigned labels and GT-relation pairs (extract_sgdet_training)
             "entities": ("assigned+missed-gt" if sgdet_assign else detected_entities)
             if run.task == "sgdet"
-            else "annotated",
+            else annotated,
             "filter_small_boxes": run.small_boxes_filtered,
         }
         root = Path(run.cache_dir) if run.cache_dir else default_feature_cache_dir()
@@ -348,6 +360,7 @@ def make_source(
         frozen.extractor,
         run.task,
         sgdet_assign=sgdet_assign,
+        other_pairs=other_pairs,
         cache=cache,
         autocast=autocast_factory(train_cfg, device),
     )
