@@ -183,9 +183,7 @@ class RelationModel(nn.Module):
             return features
         logits, labels, _ = self.object_classifier.classify(features)
         person_probability = logits.detach().float()[:, 1:].softmax(-1)[:, 0]
-        person = group_argmax(
-            person_probability, features.entity_frame, len(features.frame_keys)
-        )
+        person = group_argmax(person_probability, features.entity_frame, len(features.frame_keys))
         return pairs_around(features, person, labels)
 
     def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:

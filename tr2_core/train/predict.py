@@ -136,9 +136,7 @@ def predict(
                 features = move_features(features, device)
                 with autocast():
                     # the release's SGCls re-pairs around the classifier's person
-                    features = getattr(relation, "module", relation).inference_pairs(
-                        features, task
-                    )
+                    features = getattr(relation, "module", relation).inference_pairs(features, task)
                     output = clip_output(relation, features, task)
                 parts.append(clip_predictions(features, output))
     finally:
