@@ -265,9 +265,9 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     from tr2_core.data.action_genome import load_split
-    from tr2_core.models.config import resolve_config
-    from tr2_core.models.detector import build_detector, load_detector_weights
+    from tr2_core.models.entities import build_detector, load_detector_weights
     from tr2_core.models.extractor import create_extractor
+    from tr2_core.models.model_config import resolve_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="synthetic AG root (tr2 make-synthetic)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tr2_core.models.config import ModelConfig, load_model_config
+from tr2_core.models.model_config import ModelConfig, load_model_config
 from tr2_core.types import VideoFeatures, VideoTargets
 from tr2_core.vocab import CONTACTING, SPATIAL
 

@@ -184,7 +184,7 @@ def _torchvision_detector() -> tuple[str, ...]:
     import json
 
     from tr2_core.config import to_dict
-    from tr2_core.models.config import load_model_config
+    from tr2_core.models.model_config import load_model_config
 
     section = to_dict(load_model_config("tr2").detector)
     return tuple(f"detector.{k}={json.dumps(v)}" for k, v in section.items() if k != "weights")
@@ -212,7 +212,7 @@ def release_tr2_base():
     """tr2-release at the test files' widths (CLIP: :data:`SMALL_CLIP`)."""
     import json
 
-    from tr2_core.models.config import load_model_config
+    from tr2_core.models.model_config import load_model_config
 
     clip = "clip.overrides=" + json.dumps(SMALL_CLIP)
     return load_model_config("tr2-release", (*RELEASE_TR2_OVERRIDES, clip))

@@ -164,7 +164,7 @@ def make_random_checkpoint(path) -> str:
     what the real node loads in the live tests. A few MB; about a second on CPU."""
     import torch
 
-    from tr2_core.models.config import load_model_config
+    from tr2_core.models.model_config import load_model_config
     from tr2_core.run import RunSpec, build_run_model
     from tr2_core.train.checkpoint import run_config_dict
     from tr2_core.train.config import TrainConfig

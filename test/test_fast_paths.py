@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from tr2_core.errors import ConfigError
-from tr2_core.models.config import resolve_config
-from tr2_core.models.detector import build_detector, fold_frozen_batchnorm
+from tr2_core.models.entities import build_detector, fold_frozen_batchnorm
 from tr2_core.models.fusion import TemporalDecoder, make_grouping, sequence_layout
+from tr2_core.models.model_config import resolve_config
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.stream.options import EngineOptions

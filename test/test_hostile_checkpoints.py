@@ -169,7 +169,7 @@ def test_code_carrying_checkpoint_refused_in_one_line_without_unsafe_advice(tmp_
 def test_code_carrying_weight_files_refused_in_one_line(tmp_path):
     """Detector / relation weight files: the same one line (before: torch's six-line
     advice to re-run with weights_only=False)."""
-    from tr2_core.models.detector import read_state_dict
+    from tr2_core.models.entities import read_state_dict
 
     class Payload:
         def __reduce__(self):

@@ -12,15 +12,11 @@ from model_fixtures import small_config
 
 from tr2_core.errors import WeightsError
 from tr2_core.models import create_extractor, load_model_config
-from tr2_core.models.detector import (
-    assign_detections,
-    best_person,
-    build_detector,
-    keep_single_person,
-    make_pairs,
-)
-from tr2_core.models.union import UnionFeatureEncoder, create_clip, square_crop_boxes
+from tr2_core.models.entities import best_person, build_detector, keep_single_person
+from tr2_core.models.pair_features import UnionFeatureEncoder, create_clip, square_crop_boxes
+from tr2_core.models.pairs import make_pairs
 from tr2_core.run import build_model
+from tr2_core.train.sgdet_assignment import assign_detections, extract_sgdet_training
 from tr2_core.vocab import PERSON
 
 
@@ -158,7 +154,7 @@ def test_sgdet_detection_invariants():
 def test_sgdet_training_adds_missed_gt(extractor):
     gt_boxes = [BOXES, BOXES[:2], BOXES]
     gt_labels = [LABELS, LABELS[:2], LABELS]
-    f, entity_gt = extractor.extract_sgdet_training(frames(), gt_boxes, gt_labels)
+    f, entity_gt = extract_sgdet_training(extractor, frames(), gt_boxes, gt_labels)
     assert entity_gt.shape == f.entity_labels.shape
     matched = entity_gt[entity_gt >= 0]
     assert sorted(matched.tolist()) == list(range(8))  # every GT box exactly once
@@ -185,7 +181,7 @@ def test_sgdet_training_labels_and_pairs_are_the_assigned_gt():
         predictor.bias[2] = 2.9
     gt_boxes = [BOXES, BOXES[:2], BOXES]
     gt_labels = [LABELS, LABELS[:2], LABELS]
-    f, entity_gt = ext.extract_sgdet_training(frames(), gt_boxes, gt_labels)
+    f, entity_gt = extract_sgdet_training(ext, frames(), gt_boxes, gt_labels)
     gt_all = torch.cat(gt_labels)
     assert (f.entity_labels == 0).sum() > 0  # background detections stay entities
     expected = torch.where(entity_gt >= 0, gt_all[entity_gt.clamp(min=0)], 0)

@@ -11,17 +11,17 @@ import torch
 from model_fixtures import make_features, make_targets
 
 from tr2_core.models import RelationModel, load_model_config
-from tr2_core.models.config import ObjectClassifierConfig
-from tr2_core.models.detector import Float32BoxCoder, build_detector
+from tr2_core.models.entities import Float32BoxCoder, build_detector
+from tr2_core.models.entity_classifier import decide_entity_labels
 from tr2_core.models.glove import glove_class_vectors, init_class_embeddings
 from tr2_core.models.guidance import ChangeHead
-from tr2_core.models.heads import (
+from tr2_core.models.losses import compute_losses, pair_focal_bce
+from tr2_core.models.model_config import ObjectClassifierConfig
+from tr2_core.models.predicate_heads import (
     LinearPredicateHeads,
     TaskPredicateHeads,
     TextPredicateHeads,
-    decide_entity_labels,
 )
-from tr2_core.models.losses import compute_losses, pair_focal_bce
 from tr2_core.train.config import load_train_config
 from tr2_core.vocab import OBJECT_CLASSES, PERSON
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from model_fixtures import make_features, small_config
 
-from tr2_core.models.config import FusionConfig, load_model_config
 from tr2_core.models.fusion import (
     MessageToken,
     RelationFusion,
@@ -19,7 +18,8 @@ from tr2_core.models.fusion import (
     sequence_layout,
     sinusoidal_embedding,
 )
-from tr2_core.models.tr2 import RelationModel
+from tr2_core.models.model_config import FusionConfig, load_model_config
+from tr2_core.models.relation_model import RelationModel
 
 D = 32
 CFG = FusionConfig(heads=4, ffn_dim=64, dropout=0.0)

@@ -18,7 +18,7 @@ from tr2_core.models.guidance import (
     prompt_grid,
     save_text_table,
 )
-from tr2_core.models.union import create_clip
+from tr2_core.models.pair_features import create_clip
 from tr2_core.vocab import OBJECT_INDEX, PREDICATE_INDEX
 
 

@@ -19,7 +19,7 @@ from tr2_core.models.losses import (
     object_ce,
     text_targets,
 )
-from tr2_core.models.tr2 import RelationModel
+from tr2_core.models.relation_model import RelationModel
 from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 
 

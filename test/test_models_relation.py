@@ -13,7 +13,7 @@ from tr2_core.models import (
     load_model_config,
     load_relation_weights,
 )
-from tr2_core.models.tr2 import box_masks
+from tr2_core.models.pair_features import box_masks
 from tr2_core.vocab import PERSON
 
 
@@ -131,7 +131,7 @@ def test_geometry_branch_sees_where_the_boxes_are():
     """The mask map is flattened (STTran's vr_fc), not averaged: the same layout moved
     within the union grid is a different input. A global average pool over these
     stride-4 convolutions gives a layout shifted by 4 cells the same vector."""
-    from tr2_core.models.tr2 import GeometryBranch
+    from tr2_core.models.pair_features import GeometryBranch
 
     torch.manual_seed(0)
     branch = GeometryBranch(27, 32).eval()

@@ -9,7 +9,7 @@ from model_fixtures import make_features, small_config
 
 from tr2_core.models import RelationModel
 from tr2_core.models.fusion import TemporalDecoder
-from tr2_core.models.outputs import concat_encodings
+from tr2_core.models.relation_outputs import concat_encodings
 from tr2_core.train.dataset import slice_features
 
 # a pair absent in frame 2, two cups (label 11) sharing a class-label sequence in frame 3

@@ -8,8 +8,8 @@ import math
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from tr2_core.models.config import resolve_config
-from tr2_core.models.detector import build_detector
+from tr2_core.models.entities import build_detector
+from tr2_core.models.model_config import resolve_config
 from tr2_core.pretrain.detector import _flip_frame, train_detector
 from tr2_core.pretrain.frames import PretrainFrames
 

@@ -68,8 +68,8 @@ def test_rendered_world_matches_what_the_loader_reads(dataset):
 def test_clip_fitting_on_the_world_lowers_its_loss(dataset):
     """A few steps of :func:`train_clip` (probe + contrastive steps) on a tiny world: the
     loss falls and the model comes back frozen."""
-    from tr2_core.models.config import resolve_config
-    from tr2_core.models.union import create_clip
+    from tr2_core.models.model_config import resolve_config
+    from tr2_core.models.pair_features import create_clip
     from tr2_core.pretrain.clip import train_clip
 
     torch.manual_seed(0)
@@ -88,7 +88,7 @@ def test_the_fits_run_on_deterministic_kernels(dataset, monkeypatch):
     caller's setting is back afterwards."""
     import tr2_core.pretrain.clip as clip_fit
     import tr2_core.pretrain.detector as detector_fit
-    from tr2_core.models.config import resolve_config
+    from tr2_core.models.model_config import resolve_config
     from tr2_core.pretrain import PretrainBudget, train_weights
 
     seen: dict[str, bool] = {}

@@ -18,7 +18,7 @@ from release_fixtures import (
 )
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.tr2 import RelationModel
+from tr2_core.models.relation_model import RelationModel
 from tr2_core.release.checkpoint import (
     VALUE_CHANGES,
     convert_release_relation,

@@ -195,8 +195,8 @@ def test_fp16_clip_is_openais_mixed_precision(reference, archive, tmp_path):
 
     from release_fixtures import openai_convert_weights
 
-    from tr2_core.models.config import ClipConfig
-    from tr2_core.models.union import create_clip
+    from tr2_core.models.model_config import ClipConfig
+    from tr2_core.models.pair_features import create_clip
 
     path = tmp_path / "open_clip.pt"
     torch.save(convert_openai_clip(read_openai_clip(archive), str(archive),

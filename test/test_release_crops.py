@@ -18,8 +18,8 @@ from torchvision.transforms import (
     ToTensor,
 )
 
-from tr2_core.models.config import ClipConfig
-from tr2_core.models.union import UnionFeatureEncoder, stack_frames
+from tr2_core.models.model_config import ClipConfig
+from tr2_core.models.pair_features import UnionFeatureEncoder, stack_frames
 
 
 def _encoder(mode: str) -> UnionFeatureEncoder:

@@ -33,12 +33,13 @@ from release_detector_fixtures import (
 
 from tr2_core.errors import WeightsError
 from tr2_core.models import release_detector as rd
-from tr2_core.models.detector import build_detector, load_detector_weights
+from tr2_core.models.entities import build_detector, load_detector_weights
 from tr2_core.release.detector import (
     convert_detector,
     read_release_detector,
     release_detector_config,
 )
+from tr2_core.train.sgdet_assignment import extract_sgdet_training
 
 MEANS_BGR = np.array([102.9801, 115.9465, 122.7717], dtype=np.float32)
 MIN_SIZE = 64
@@ -640,9 +641,9 @@ def test_extractor_runs_the_release_detector(
     """``detector.architecture=release`` through the feature extractor, weights from a
     converted file through the ordinary detector-weights route: SGDet entities are the
     reference's detections with their proposal features; given boxes pool as theirs."""
-    from tr2_core.models.config import load_model_config
     from tr2_core.models.extractor import FeatureExtractor
-    from tr2_core.models.union import UnionFeatureEncoder, create_clip
+    from tr2_core.models.model_config import load_model_config
+    from tr2_core.models.pair_features import UnionFeatureEncoder, create_clip
 
     path = tmp_path / "release-detector.pt"
     torch.save(converted, path)
@@ -691,8 +692,8 @@ def test_extractor_runs_the_release_detector(
     assert relative(given.entity_features, reference["given"]) < 1e-4
     # SGDet training: detections keep their proposal features, the GT boxes no detection
     # matched are pooled (their FINAL_FEATURES_X)
-    train, entity_gt = extractor.extract_sgdet_training(
-        [pixels], [GIVEN_BOXES], [torch.tensor([1, 5, 9])]
+    train, entity_gt = extract_sgdet_training(
+        extractor, [pixels], [GIVEN_BOXES], [torch.tensor([1, 5, 9])]
     )
     count = ref_det["labels"].shape[0]
     missed = sorted(set(range(3)) - set(entity_gt[:count].tolist()))
@@ -794,7 +795,7 @@ def test_the_raw_file_through_detector_weights_says_how_to_convert(authors_file,
 # =========================================================================== the config
 def test_release_only_settings_are_refused_elsewhere():
     from tr2_core.errors import ConfigError
-    from tr2_core.models.config import DetectorConfig, load_model_config
+    from tr2_core.models.model_config import DetectorConfig, load_model_config
 
     assert DetectorConfig().architecture == "torchvision"  # tr2's own stays the default
     with pytest.raises(ConfigError, match="detector.max_size=null needs"):

@@ -10,7 +10,7 @@ from model_fixtures import make_features, make_targets, small_config
 from torch.nn import functional as F
 
 from tr2_core.models.losses import guidance_loss
-from tr2_core.models.tr2 import RelationModel
+from tr2_core.models.relation_model import RelationModel
 from tr2_core.vocab import FAMILIES
 
 OBJECTS = [[5, 7], [5, 7, 9], [7, 9], [5, 9, 7]]

@@ -24,9 +24,9 @@ from tools_testing import frames, write_frames
 
 from tr2_core.cli import main
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
-from tr2_core.models.config import load_model_config
-from tr2_core.models.detector import build_detector
+from tr2_core.models.entities import build_detector
 from tr2_core.models.guidance import load_text_table
+from tr2_core.models.model_config import load_model_config
 from tr2_core.release.detector import read_release_detector
 
 SETS = [a for o in (*RELEASE_TR2_OVERRIDES, "clip.overrides=" + json.dumps(SMALL_CLIP))
@@ -48,7 +48,7 @@ def files(tmp_path_factory):
         model.clip.load_state_dict(clip.state_dict())  # the same frozen CLIP
         checkpoints[task] = save_release_checkpoint(model, folder / f"{task}.tar")
     # the detector network in tr2's format, for tr2 test / tr2 video
-    from tr2_core.models.config import load_model_config
+    from tr2_core.models.model_config import load_model_config
 
     cfg = load_model_config("tr2-release", RELEASE_TR2_OVERRIDES)
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ from model_fixtures import make_features, small_config
 
 from tr2_core.errors import ConfigError
 from tr2_core.models import RelationModel, create_extractor
-from tr2_core.models.detector import other_pairs, pairs_around, union_boxes
-from tr2_core.models.union import stack_frames
+from tr2_core.models.pair_features import stack_frames
+from tr2_core.models.pairs import other_pairs, pairs_around, union_boxes
 from tr2_core.vocab import PERSON
 
 RELEASE = ("object_classifier.person=classifier", "object_classifier.sgcls_pairs=classifier")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from release_detector_fixtures import ref_relabel
 
-from tr2_core.models import detector as det
+from tr2_core.models import entities as det
 
 
 def scene(seed: int, num: int = 40, num_frames: int = 4):

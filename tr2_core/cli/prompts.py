@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     import open_clip
 
     from tr2_core.errors import WeightsError
-    from tr2_core.models.config import load_model_config
     from tr2_core.models.guidance import build_text_table, save_text_table
-    from tr2_core.models.union import create_clip
+    from tr2_core.models.model_config import load_model_config
+    from tr2_core.models.pair_features import create_clip
     from tr2_core.outputs import check_output_files
 
     check_output_files({"--out": args.out}, inputs=[args.clip_weights])

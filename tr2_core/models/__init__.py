@@ -20,7 +20,16 @@ features, mode))``: per-frame half, then the temporal half over a window);
 ``compute_losses(output, features, targets, text_table, config) -> dict``.
 """
 
-from tr2_core.models.config import (
+from tr2_core.models.extractor import FeatureExtractor, create_extractor
+from tr2_core.models.guidance import (
+    TextTable,
+    build_text_table,
+    load_text_table,
+    prompt,
+    save_text_table,
+)
+from tr2_core.models.losses import alpha_from_counts, compute_losses
+from tr2_core.models.model_config import (
     ClipConfig,
     DetectorConfig,
     FusionConfig,
@@ -33,23 +42,14 @@ from tr2_core.models.config import (
     load_model_config,
     resolve_config,
 )
-from tr2_core.models.extractor import FeatureExtractor, create_extractor
-from tr2_core.models.guidance import (
-    TextTable,
-    build_text_table,
-    load_text_table,
-    prompt,
-    save_text_table,
-)
-from tr2_core.models.losses import alpha_from_counts, compute_losses
-from tr2_core.models.outputs import PairEncoding, RelationOutput, concat_encodings
-from tr2_core.models.tr2 import (
+from tr2_core.models.pair_features import create_clip
+from tr2_core.models.relation_model import (
     TASK_MODES,
     RelationModel,
     create_relation_model,
     load_relation_weights,
 )
-from tr2_core.models.union import create_clip
+from tr2_core.models.relation_outputs import PairEncoding, RelationOutput, concat_encodings
 
 __all__ = [
     "TASK_MODES",

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +17,52 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import ModelConfig, resolve_config
-from tr2_core.models.detector import (
-    assign_detections,
+from tr2_core.models.entities import (
     build_detector,
+    detect,
     fold_frozen_batchnorm,
     keep_single_person,
     load_detector_weights,
-    make_pairs,
-    other_pairs,
     release_sgdet_entities,
-    union_boxes,
 )
-from tr2_core.models.release_detector import ReleaseFasterRCNN
-from tr2_core.models.union import UnionFeatureEncoder, create_clip, stack_frames
+from tr2_core.models.model_config import ModelConfig, resolve_config
+from tr2_core.models.pair_features import UnionFeatureEncoder, create_clip, stack_frames
+from tr2_core.models.pairs import make_pairs, other_pairs, union_boxes
 from tr2_core.types import VideoFeatures
 
 log = logging.getLogger(__name__)
 
 
-def _as_float_image(image: torch.Tensor) -> torch.Tensor:
-    return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+def frames_on_device(images: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Frames (3, H, W) uint8, or float in [0, 1] -> float in [0, 1] on ``device``."""
+    return [
+        (im.float() / 255.0 if im.dtype == torch.uint8 else im.float()).to(device) for im in images
+    ]
+
+
+@dataclass
+class DetectedChunk:
+    """A chunk of frames through the detector (:meth:`FeatureExtractor.detect_chunks`).
+
+    Attributes:
+        frames: the chunk's frame indices in the clip.
+        batch, feature_maps, scales: the detector's input batch, its C4 feature maps and
+            the (t, 2) x / y resize factor of each frame: what pooling more boxes needs.
+        entity_frame: (n,) int64 clip frame index, sorted. entity_boxes: (n, 4) original
+            pixels. entity_labels: (n,) int64. entity_scores: (n,) float.
+        entity_features: (n, feature_dim) the release detector's proposal features, or
+            None (torchvision's: pooled at the final boxes, :meth:`FeatureExtractor.pool_rows`).
+    """
+
+    frames: range
+    batch: Any
+    feature_maps: dict[str, torch.Tensor]
+    scales: torch.Tensor
+    entity_frame: torch.Tensor
+    entity_boxes: torch.Tensor
+    entity_labels: torch.Tensor
+    entity_scores: torch.Tensor
+    entity_features: torch.Tensor | None
 
 
 class FeatureExtractor(nn.Module):
@@ -80,7 +106,7 @@ class FeatureExtractor(nn.Module):
     # ------------------------------------------------------------------ fast paths
     def fold_batchnorm(self) -> int:
         """Fold the frozen detector's batch norms into its convolutions, in place
-        (:func:`~tr2_core.models.detector.fold_frozen_batchnorm`; the CLIP tower has
+        (:func:`~tr2_core.models.entities.fold_frozen_batchnorm`; the CLIP tower has
         none). Same features to float rounding. Returns the number folded."""
         return fold_frozen_batchnorm(self.detector)
 
@@ -139,21 +165,6 @@ class FeatureExtractor(nn.Module):
         pooled = det.roi_heads.box_roi_pool(feats, scaled, images_t.image_sizes)
         return self._run_box_head(pooled)
 
-    def _detect(self, images_t, feats, scales: torch.Tensor):
-        """Run RPN + box heads; per-frame lists of (boxes original px, labels, scores) and
-        the detections' features: the release detector's proposal features (as the
-        authors' SGDet takes them), None for torchvision's (pooled at the boxes later)."""
-        det = self.detector
-        if isinstance(det, ReleaseFasterRCNN):  # boxes come back in the frames' pixels
-            results = det.detect(images_t, feats)
-            boxes = [r["boxes"] for r in results]
-            features = [r["features"] for r in results]
-            return boxes, [r["labels"] for r in results], [r["scores"] for r in results], features
-        proposals, _ = det.rpn(images_t, feats)
-        results, _ = det.roi_heads(feats, proposals, images_t.image_sizes)
-        boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
-        return boxes, [r["labels"] for r in results], [r["scores"] for r in results], None
-
     def class_distribution(self, entity_features: torch.Tensor) -> torch.Tensor:
         """(N, D) entity features -> (N, 36): the detector's classification layer's
         softmax over the 36 objects, background dropped first (as the release)."""
@@ -196,43 +207,15 @@ class FeatureExtractor(nn.Module):
         if boxes is None:
             if labels is not None or scores is not None or tracks is not None:
                 raise ValueError("labels/scores/tracks need boxes (SGDet detects its own)")
-            return self._extract_detected(images, frame_keys=frame_keys)[0]
+            return self._extract_detected(images, frame_keys=frame_keys)
         if labels is None or len(labels) != len(boxes) or len(boxes) != len(images):
             raise ValueError("give boxes and labels as one tensor per image")
         return self._extract_given(
             images, boxes, labels, scores, tracks, frame_keys, with_other_pairs
         )
 
-    @torch.no_grad()
-    def extract_sgdet_training(
-        self,
-        images: Sequence[torch.Tensor],
-        gt_boxes: Sequence[torch.Tensor],
-        gt_labels: Sequence[torch.Tensor],
-        *,
-        frame_keys: Sequence[str] | None = None,
-    ) -> tuple[VideoFeatures, torch.Tensor]:
-        """SGDet training features, as the authors train SGDet: detections assigned to GT
-        boxes (IoU > assign_iou, greedy, one-to-one) plus the GT boxes the detector missed
-        (score 1, pooled features), so every GT relation can be trained.
-
-        Every entity carries its *assigned* label (the GT label of its GT box; 0,
-        background, for an unmatched detection), not the detector's: the relation model
-        trains on these (class embeddings, sequence keys) and the object classifier
-        learns them. The pairs are the GT relations only: per frame the entity assigned
-        to the GT person x every entity assigned to a GT object (background detections
-        stay entities, for the object classifier, but are in no pair).
-
-        Returns:
-            (features, entity_gt): ``entity_gt`` (N,) int64 row into the concatenated
-            ``gt_boxes`` (frame order), -1 for an unmatched detection (background target).
-        """
-        if len(gt_boxes) != len(images) or len(gt_labels) != len(images):
-            raise ValueError("give gt_boxes and gt_labels as one tensor per image")
-        return self._extract_detected(images, frame_keys=frame_keys, gt=(gt_boxes, gt_labels))
-
     # ------------------------------------------------------------------ implementation
-    def _finish(
+    def finish(
         self,
         frames: torch.Tensor,
         frame_keys: Sequence[str] | None,
@@ -294,7 +277,7 @@ class FeatureExtractor(nn.Module):
         self, images, boxes, labels, scores, tracks, frame_keys, with_other_pairs=False
     ) -> VideoFeatures:
         device = self.device
-        imgs = [_as_float_image(im).to(device) for im in images]
+        imgs = frames_on_device(images, device)
         boxes = [b.to(device).float().reshape(-1, 4) for b in boxes]
         features = []
         for chunk in self._chunks(len(imgs)):
@@ -304,7 +287,7 @@ class FeatureExtractor(nn.Module):
         entity_frame = torch.repeat_interleave(torch.arange(len(imgs), device=device), counts)
         n = int(counts.sum())
         cat = torch.cat
-        return self._finish(
+        return self.finish(
             stack_frames(imgs),
             frame_keys,
             entity_frame,
@@ -320,87 +303,66 @@ class FeatureExtractor(nn.Module):
             with_other_pairs=with_other_pairs,
         )
 
-    def _extract_detected(self, images, *, frame_keys, gt=None):
-        device = self.device
-        cfg = self.config.detector
-        imgs = [_as_float_image(im).to(device) for im in images]
-        num_frames = len(imgs)
-        frame_ids, box_rows, label_rows, score_rows, feat_rows, gt_rows = [], [], [], [], [], []
-        gt_offset = 0
+    def detect_chunks(self, frames: list[torch.Tensor]) -> Iterator[DetectedChunk]:
+        """The detector over ``frames`` (float, on the extractor's device), a chunk of
+        ``detector.frames_per_batch`` frames at a time: each chunk's detections, with one
+        best person per frame, and what pooling more boxes on those frames needs."""
+        num_frames = len(frames)
         for chunk in self._chunks(num_frames):
-            images_t, feats, scales = self._backbone([imgs[i] for i in chunk])
-            boxes, labels, scores, det_feats = self._detect(images_t, feats, scales)
-            counts = torch.tensor([b.shape[0] for b in boxes], device=device)
-            frame = torch.repeat_interleave(torch.tensor(list(chunk), device=device), counts)
+            batch, feature_maps, scales = self._backbone([frames[i] for i in chunk])
+            boxes, labels, scores, features = detect(self.detector, batch, feature_maps, scales)
+            counts = torch.tensor([b.shape[0] for b in boxes], device=scales.device)
+            frame = torch.repeat_interleave(torch.tensor(list(chunk), device=scales.device), counts)
             box, lab, sc = torch.cat(boxes), torch.cat(labels), torch.cat(scores)
             keep = keep_single_person(frame, lab, sc, num_frames)
-            frame, box, lab, sc = frame[keep], box[keep], lab[keep], sc[keep]
-            # detections with their own features (release detector): only added GT boxes
-            # are pooled; row order below follows `frame` / `box`
-            feat = torch.cat(det_feats)[keep] if det_feats is not None else None
-            assigned = torch.full_like(lab, -1)
-            if gt is not None:
-                gboxes = [gt[0][i].to(device).float().reshape(-1, 4) for i in chunk]
-                glabels = [gt[1][i].to(device).long().reshape(-1) for i in chunk]
-                gcounts = torch.tensor([b.shape[0] for b in gboxes], device=device)
-                gframe = torch.repeat_interleave(torch.tensor(list(chunk), device=device), gcounts)
-                gbox = torch.cat(gboxes)
-                glab = torch.cat(glabels)
-                assigned = assign_detections(box, frame, gbox, gframe, cfg.assign_iou)
-                missed = torch.ones(gbox.shape[0], dtype=torch.bool, device=device)
-                missed[assigned[assigned >= 0]] = False
-                grows = torch.arange(gbox.shape[0], device=device)
-                if feat is not None:
-                    added = [gbox[missed & (gframe == i)] for i in chunk]
-                    feat = torch.cat([feat, self._pool(images_t, feats, scales, added)])
-                frame = torch.cat([frame, gframe[missed]])
-                box = torch.cat([box, gbox[missed]])
-                lab = torch.cat([lab, glab[missed]])
-                sc = torch.cat([sc, torch.ones(int(missed.sum()), device=device)])
-                assigned = torch.cat([assigned, grows[missed]])
-                # the authors' training labels: the assigned GT label, 0 = background
-                gt_label = glab[assigned.clamp(min=0)] if glab.numel() else lab
-                lab = torch.where(assigned >= 0, gt_label, torch.zeros_like(lab))
-                assigned = torch.where(assigned >= 0, assigned + gt_offset, assigned)
-                gt_offset += gbox.shape[0]
-                # keep entities sorted by frame (stable: detections before added GT boxes)
-                order = torch.sort(frame, stable=True).indices
-                frame, box, lab, sc, assigned = (
-                    frame[order],
-                    box[order],
-                    lab[order],
-                    sc[order],
-                    assigned[order],
-                )
-                feat = feat[order] if feat is not None else None
+            yield DetectedChunk(
+                frames=chunk,
+                batch=batch,
+                feature_maps=feature_maps,
+                scales=scales,
+                entity_frame=frame[keep],
+                entity_boxes=box[keep],
+                entity_labels=lab[keep],
+                entity_scores=sc[keep],
+                entity_features=torch.cat(features)[keep] if features is not None else None,
+            )
+
+    def pool(self, chunk: DetectedChunk, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Entity features of boxes on a chunk's frames: ``boxes`` one (n_t, 4) tensor per
+        frame of the chunk, original pixels -> (sum n_t, feature_dim), frame by frame."""
+        return self._pool(chunk.batch, chunk.feature_maps, chunk.scales, boxes)
+
+    def pool_rows(
+        self, chunk: DetectedChunk, entity_frame: torch.Tensor, entity_boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """Entity features of rows sorted by frame: entity_frame (n,) clip frame index,
+        entity_boxes (n, 4) original pixels -> (n, feature_dim)."""
+        local = entity_frame - chunk.frames.start
+        return self.pool(chunk, [entity_boxes[local == i] for i in range(len(chunk.frames))])
+
+    def _extract_detected(self, images, *, frame_keys) -> VideoFeatures:
+        frames = frames_on_device(images, self.device)
+        relabel = self.config.object_classifier.sgdet_labels == "release"
+        rows: list[tuple[torch.Tensor, ...]] = []
+        for chunk in self.detect_chunks(frames):
+            frame, box, lab, sc = (
+                chunk.entity_frame,
+                chunk.entity_boxes,
+                chunk.entity_labels,
+                chunk.entity_scores,
+            )
+            feat = chunk.entity_features
             if feat is None:
-                local = frame - chunk.start
-                per_frame = [box[local == i] for i in range(len(chunk))]
-                feat = self._pool(images_t, feats, scales, per_frame)
-                # _pool returns rows frame by frame; entities are already sorted by frame
-            if gt is None and self.config.object_classifier.sgdet_labels == "release":
+                feat = self.pool_rows(chunk, frame, box)
+            if relabel:
                 frame, box, lab, sc, feat, _ = release_sgdet_entities(
-                    frame, box, feat, self.class_distribution(feat), num_frames
+                    frame, box, feat, self.class_distribution(feat), len(frames)
                 )
-            frame_ids.append(frame)
-            box_rows.append(box)
-            label_rows.append(lab)
-            score_rows.append(sc)
-            feat_rows.append(feat)
-            gt_rows.append(assigned)
-        entity_frame = torch.cat(frame_ids)
-        features = self._finish(
-            stack_frames(imgs),
-            frame_keys,
-            entity_frame,
-            torch.cat(box_rows),
-            torch.cat(label_rows),
-            torch.cat(score_rows),
-            torch.cat(feat_rows),
-            torch.full_like(entity_frame, -1),
-            background_objects=gt is None,
+            rows.append((frame, box, lab, sc, feat))
+        frame, box, lab, sc, feat = (torch.cat(column) for column in zip(*rows, strict=True))
+        return self.finish(
+            stack_frames(frames), frame_keys, frame, box, lab, sc, feat, torch.full_like(frame, -1)
         )
-        return features, torch.cat(gt_rows)
 
 
 def create_extractor(

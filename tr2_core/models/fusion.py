@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tr2_core.models.config import FusionConfig
+from tr2_core.models.model_config import FusionConfig
 
 
 # --------------------------------------------------------------------------- grouping

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tr2_core.errors import WeightsError, clip
-from tr2_core.models.config import GuidanceConfig
+from tr2_core.models.model_config import GuidanceConfig
 from tr2_core.npz import read_npz
 from tr2_core.progress import bar_disabled
 from tr2_core.vocab import (

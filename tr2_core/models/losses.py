@@ -113,7 +113,7 @@ def relation_focal(
     logits: torch.Tensor, targets: torch.Tensor, alpha: torch.Tensor | None, loss_cfg
 ) -> torch.Tensor:
     """Spatial / contacting loss of the form chosen by ``loss_cfg.focal_form``
-    (:class:`~tr2_core.models.config.LossConfig`): :func:`pair_focal_bce` or
+    (:class:`~tr2_core.models.model_config.LossConfig`): :func:`pair_focal_bce` or
     :func:`focal_bce`."""
     if loss_cfg.focal_form == "pair":
         return pair_focal_bce(
@@ -250,16 +250,16 @@ def compute_losses(
     """All loss terms of one clip.
 
     Args:
-        output: :class:`~tr2_core.models.outputs.RelationOutput`.
+        output: :class:`~tr2_core.models.relation_outputs.RelationOutput`.
         features: the :class:`~tr2_core.types.VideoFeatures` given to the model.
         targets: :class:`~tr2_core.types.VideoTargets` aligned with ``features``.
         text_table: (37, 26, D) CLIP text embeddings (or a
             :class:`~tr2_core.models.guidance.TextTable`); needed for guidance
             ``full`` / ``no_tdiff``.
-        config: :class:`~tr2_core.models.config.ModelConfig` (``loss`` and ``guidance``).
+        config: :class:`~tr2_core.models.model_config.ModelConfig` (``loss`` and ``guidance``).
         class_alpha: optional per-class focal weights ``{"spatial": (6,), "contacting": (17,)}``.
         task: ``predcls`` / ``sgcls`` / ``sgdet``: picks lambda
-            (:meth:`~tr2_core.models.config.LossConfig.object_weight_for`).
+            (:meth:`~tr2_core.models.model_config.LossConfig.object_weight_for`).
     Returns:
         ``{"object", "attention", "spatial", "contacting", "guidance"}`` scalars; "object"
         already includes lambda and "guidance" its weight; inactive terms are 0.

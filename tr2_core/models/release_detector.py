@@ -6,7 +6,7 @@ module is that network at inference, built from torchvision parts where they com
 the same thing, with the same attribute layout as torchvision's ``FasterRCNN``
 (``transform``, ``backbone``, ``rpn``, ``roi_heads.box_roi_pool / box_head /
 box_predictor``) so the feature extractor drives both alike. What differs from
-:func:`~tr2_core.models.detector.build_detector`, each part below:
+:func:`~tr2_core.models.entities.build_detector`, each part below:
 
 - input: RGB -> BGR in 0-255 minus the caffe pixel means (no std), shorter side to
   ``min_size`` with bilinear sampling at OpenCV's positions, no cap on the longer side
@@ -37,7 +37,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import nms, roi_align
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from tr2_core.models.config import LAYER4_CHANNELS, DetectorConfig
+from tr2_core.models.model_config import LAYER4_CHANNELS, DetectorConfig
 from tr2_core.vocab import PERSON
 
 PIXEL_MEANS_BGR: tuple[float, float, float] = (102.9801, 115.9465, 122.7717)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from tr2_core.config import to_dict
-from tr2_core.models.config import resolve_config
+from tr2_core.models.model_config import resolve_config
 from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ def train_weights(
 ) -> tuple[dict, dict, dict]:
     """Train both parts on ``device`` from a random init seeded by ``budget.seed``;
     returns their state dicts (on the CPU) and a report (first / last losses)."""
-    from tr2_core.models.detector import build_detector
-    from tr2_core.models.union import create_clip
+    from tr2_core.models.entities import build_detector
+    from tr2_core.models.pair_features import create_clip
     from tr2_core.pretrain.clip import train_clip
     from tr2_core.pretrain.detector import train_detector
     from tr2_core.pretrain.frames import load_pretrain_frames

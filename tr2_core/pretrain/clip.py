@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tr2_core.models.config import ModelConfig
-from tr2_core.models.detector import union_boxes
 from tr2_core.models.guidance import prompt_grid
-from tr2_core.models.union import UnionFeatureEncoder, stack_frames
+from tr2_core.models.model_config import ModelConfig
+from tr2_core.models.pair_features import UnionFeatureEncoder, stack_frames
+from tr2_core.models.pairs import union_boxes
 from tr2_core.pretrain.frames import PretrainFrames
 from tr2_core.pretrain.steps import freeze, take_step
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import ModelConfig, load_model_config
-from tr2_core.models.tr2 import RelationModel
+from tr2_core.models.model_config import ModelConfig, load_model_config
+from tr2_core.models.relation_model import RelationModel
 from tr2_core.release.clip import TR2_CLIP_PREFIX
 from tr2_core.torch_files import load_weights_file
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import DetectorConfig, load_model_config
+from tr2_core.models.model_config import DetectorConfig, load_model_config
 from tr2_core.models.release_detector import ReleaseFasterRCNN
 from tr2_core.torch_files import load_weights_file
 

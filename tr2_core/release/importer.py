@@ -25,8 +25,8 @@ import torch
 
 from tr2_core.config import to_dict
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import ModelConfig, load_model_config
 from tr2_core.models.guidance import file_sha256, save_text_table
+from tr2_core.models.model_config import ModelConfig, load_model_config
 from tr2_core.outputs import Output, check_output, partial_folder, replace_with
 from tr2_core.release.checkpoint import (
     RELEASE_MODEL,

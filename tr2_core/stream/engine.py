@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from tr2_core.errors import ConfigError, Tr2Error, describe
-from tr2_core.models.config import TaskMode
-from tr2_core.models.outputs import PairEncoding, concat_encodings
+from tr2_core.models.model_config import TaskMode
+from tr2_core.models.relation_outputs import PairEncoding, concat_encodings
 from tr2_core.scene_graph import keep_valid
 from tr2_core.stream.options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker

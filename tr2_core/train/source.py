@@ -27,6 +27,7 @@ from tr2_core.run import FrozenExtractor, RunSpec
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
+from tr2_core.train.sgdet_assignment import extract_sgdet_training
 from tr2_core.types import VideoFeatures, VideoTargets
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ class ClipSource:
             if self.task == "sgdet":
                 if not self.sgdet_assign:
                     return self.extractor.extract(images, frame_keys=clip.frame_keys), {}
-                features, entity_gt = self.extractor.extract_sgdet_training(
+                features, entity_gt = extract_sgdet_training(
+                    self.extractor,
                     images,
                     per_frame(clip.entity_boxes, clip.entity_frame, t),
                     per_frame(clip.entity_labels, clip.entity_frame, t),

@@ -2,7 +2,7 @@
 relation feature fusion, predicate heads and guidance projections.
 
 It consumes :class:`~tr2_core.types.VideoFeatures` (cacheable outputs of the
-frozen extractor) and returns :class:`~tr2_core.models.outputs.RelationOutput`.
+frozen extractor) and returns :class:`~tr2_core.models.relation_outputs.RelationOutput`.
 The task mode only chooses where entity labels come from (given in PredCls,
 object classifier in SGCls/SGDet); all other branches are the same.
 """
@@ -15,101 +15,20 @@ import torch
 from torch import nn
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import ModelConfig, TaskMode, resolve_config
-from tr2_core.models.detector import (
-    group_argmax,
-    load_strict,
-    pairs_around,
-    read_state_dict,
-    union_boxes,
-)
+from tr2_core.models.entities import group_argmax, load_strict, read_state_dict
+from tr2_core.models.entity_classifier import ObjectClassifier
 from tr2_core.models.fusion import RelationFusion, SequenceLayout, sequence_layout
 from tr2_core.models.guidance import ChangeHead, TextTable, load_text_table
-from tr2_core.models.heads import ObjectClassifier, build_predicate_heads
+from tr2_core.models.model_config import ModelConfig, TaskMode, resolve_config
 from tr2_core.models.online import online_windows
-from tr2_core.models.outputs import PairEncoding, RelationOutput
+from tr2_core.models.pair_features import RelationRepresentation
+from tr2_core.models.pairs import pairs_around
+from tr2_core.models.predicate_heads import build_predicate_heads
+from tr2_core.models.relation_outputs import PairEncoding, RelationOutput
 from tr2_core.types import VideoFeatures
-from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
+from tr2_core.vocab import FAMILIES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
-
-
-def box_masks(subject: torch.Tensor, obj: torch.Tensor, size: int) -> torch.Tensor:
-    """STTran-style two-channel masks: (P, 2, size, size) float, 1 where a cell centre of a
-    size x size grid laid over the union box lies inside the subject (channel 0) / object
-    (channel 1) box."""
-    union = union_boxes(subject, obj)
-    steps = (torch.arange(size, device=subject.device, dtype=subject.dtype) + 0.5) / size
-    wh = (union[:, 2:] - union[:, :2]).clamp(min=1e-6)
-    xs = union[:, None, 0] + steps[None] * wh[:, None, 0]  # (P, S)
-    ys = union[:, None, 1] + steps[None] * wh[:, None, 1]
-    out = []
-    for box in (subject, obj):
-        in_x = (xs >= box[:, None, 0]) & (xs <= box[:, None, 2])
-        in_y = (ys >= box[:, None, 1]) & (ys <= box[:, None, 3])
-        out.append(in_y[:, :, None] & in_x[:, None, :])
-    return torch.stack(out, dim=1).to(subject.dtype)
-
-
-class GeometryBranch(nn.Module):
-    """Optional box-geometry branch, STTran's mask branch: two-channel union-box masks ->
-    two strided convolutions -> the (128, S/4, S/4) map flattened -> linear -> vector.
-
-    Flattened as STTran's ``vr_fc`` does, not averaged: the predicates of the spatial
-    family and most contacting ones are thresholds on where the boxes sit in the union
-    (overlap share, centre heights), and a global average pool keeps only a
-    translation-invariant summary of the map (with it, tr2-small reached With R@10 75.8 /
-    75.9 on the demo's data, seeds 0 / 1; flattened 81.0 / 79.3;
-    docs/experiments/synthetic-world.md).
-    Widths 64 / 128 are the project's choice (STTran: 128 / 256 with batch norms and a
-    max pool; off in the paper-size model).
-    """
-
-    def __init__(self, mask_size: int, out_dim: int) -> None:
-        super().__init__()
-        self.mask_size = mask_size
-        cells = (mask_size + 3) // 4  # two stride-2 convolutions with "same" padding
-        self.net = nn.Sequential(
-            nn.Conv2d(2, 64, kernel_size=5, stride=2, padding=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(128 * cells * cells, out_dim),
-        )
-
-    def forward(self, subject_boxes: torch.Tensor, object_boxes: torch.Tensor) -> torch.Tensor:
-        """(P, 4), (P, 4) -> (P, out_dim)."""
-        return self.net(box_masks(subject_boxes, object_boxes, self.mask_size))
-
-
-class RelationRepresentation(nn.Module):
-    """Pair representation (P, d_model): Concat(union 512, W_s subject 2048->512,
-    W_o object 2048->512, E_s[subject label] 200, E_o[object label] 200[, geometry])."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        rep = config.representation
-        self.subject_proj = nn.Linear(rep.entity_dim, rep.entity_proj_dim)
-        self.object_proj = nn.Linear(rep.entity_dim, rep.entity_proj_dim)
-        self.subject_embed = nn.Embedding(NUM_OBJECT_CLASSES, rep.class_embed_dim)
-        self.object_embed = nn.Embedding(NUM_OBJECT_CLASSES, rep.class_embed_dim)
-        self.geometry = (
-            GeometryBranch(rep.geometry_mask_size, rep.geometry_dim) if rep.geometry else None
-        )
-
-    def forward(self, features, labels: torch.Tensor) -> torch.Tensor:
-        s, o = features.pair_subject, features.pair_object
-        parts = [
-            features.union_features,
-            self.subject_proj(features.entity_features[s]),
-            self.object_proj(features.entity_features[o]),
-            self.subject_embed(labels[s]),
-            self.object_embed(labels[o]),
-        ]
-        if self.geometry is not None:
-            parts.append(self.geometry(features.entity_boxes[s], features.entity_boxes[o]))
-        return torch.cat(parts, dim=1)
 
 
 class RelationModel(nn.Module):
@@ -156,7 +75,7 @@ class RelationModel(nn.Module):
         The labels feed the class embeddings, the sequence keys and the text heads. In
         SGCls and SGDet training they are the given labels -- GT labels, and in SGDet the
         labels assigned to the detections (see
-        :meth:`~tr2_core.models.extractor.FeatureExtractor.extract_sgdet_training`) -- as
+        :func:`~tr2_core.train.sgdet_assignment.extract_sgdet_training`) -- as
         in the authors' release (their object classifier returns these while training);
         the classifier's logits still train it, and its predicted labels are used only at
         inference (eval mode). SGDet inference takes the detector's labels and scores
@@ -176,7 +95,7 @@ class RelationModel(nn.Module):
         """The features whose pairs the model predicts: ``features`` itself, except at
         SGCls inference with ``object_classifier.sgcls_pairs: classifier`` (the release),
         where the pairs are re-formed around the person the classifier chose
-        (:func:`~tr2_core.models.detector.pairs_around`). Callers predict on, and read
+        (:func:`~tr2_core.models.pairs.pairs_around`). Callers predict on, and read
         the pairs of, what this returns."""
         cfg = self.config.object_classifier
         if mode != "sgcls" or self.training or cfg.sgcls_pairs != "classifier":

@@ -11,7 +11,7 @@ import torch
 
 @dataclass
 class RelationOutput:
-    """What :class:`~tr2_core.models.tr2.RelationModel` returns for one clip.
+    """What :class:`~tr2_core.models.relation_model.RelationModel` returns for one clip.
 
     ``N`` entities and ``P`` pairs, aligned with the input
     :class:`~tr2_core.types.VideoFeatures` rows.
@@ -69,8 +69,8 @@ class RelationOutput:
 
 @dataclass
 class PairEncoding:
-    """The per-frame half of :class:`~tr2_core.models.tr2.RelationModel`
-    (:meth:`~tr2_core.models.tr2.RelationModel.encode`): everything the temporal decode
+    """The per-frame half of :class:`~tr2_core.models.relation_model.RelationModel`
+    (:meth:`~tr2_core.models.relation_model.RelationModel.encode`): everything the temporal decode
     needs. It depends only on each frame's own entities and pairs, so the streaming engine
     computes it once per frame and keeps it (:func:`concat_encodings` makes a window).
 

@@ -212,7 +212,8 @@ class HeadConfig:
 
 @dataclass
 class ObjectClassifierConfig:
-    """Object classifier of SGCls / SGDet (see :class:`~tr2_core.models.heads.ObjectClassifier`)."""
+    """Object classifier of SGCls / SGDet
+    (:class:`~tr2_core.models.entity_classifier.ObjectClassifier`)."""
 
     hidden_dim: int = 1024
     dropout: float = 0.1
@@ -248,7 +249,7 @@ class ObjectClassifierConfig:
     label decision (``person``, ``dedup``). ``release`` (the authors'): the boxes are
     relabelled from the detector's class distribution over the 36 objects, books, chairs
     and food duplicated under their next class, a second per-class NMS at 0.6, the
-    person by probability (:func:`~tr2_core.models.detector.release_sgdet_entities`);
+    person by probability (:func:`~tr2_core.models.entities.release_sgdet_entities`);
     changes the entity set, so the pairs and union features follow it."""
 
 

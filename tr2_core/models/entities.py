@@ -1,13 +1,16 @@
-"""Entities: Faster R-CNN (torchvision building blocks, ResNet C4) and the box-level
-operations of the pipeline (pooled RoI features, single best person, pairs,
-SGDet training assignment). All box operations are vectorised over the clip.
+"""Entities: the detector that finds them and the per-frame rules over its detections.
+
+The detector is torchvision's Faster R-CNN with a ResNet C4 body, or the authors'
+network (:mod:`tr2_core.models.release_detector`); both are built, loaded and sped up
+here. Over a clip's detections: the single best person of a frame, and the release's
+SGDet relabelling. All box operations are vectorised over the clip.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -16,18 +19,17 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign, box_iou
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tr2_core.errors import WeightsError
-from tr2_core.models.config import DetectorConfig
+from tr2_core.models.model_config import DetectorConfig
 from tr2_core.models.release_detector import (
     ReleaseFasterRCNN,
     build_release_detector,
     nms_legacy,
 )
 from tr2_core.torch_files import load_weights_file
-from tr2_core.types import VideoFeatures
 from tr2_core.vocab import PERSON
 
 LAYER3_CHANNELS: dict[str, int] = {
@@ -213,14 +215,7 @@ def fold_frozen_batchnorm(module: nn.Module) -> int:
     return folded
 
 
-# --------------------------------------------------------------------------- box ops
-def union_boxes(subject: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
-    """Union of two box sets (P, 4) ``x1 y1 x2 y2`` -> (P, 4)."""
-    lo = torch.minimum(subject[:, :2], obj[:, :2])
-    hi = torch.maximum(subject[:, 2:], obj[:, 2:])
-    return torch.cat([lo, hi], dim=1)
-
-
+# --------------------------------------------------------------------------- per-frame rules
 def group_argmax(
     values: torch.Tensor,
     groups: torch.Tensor,
@@ -256,101 +251,6 @@ def best_person(
     return group_argmax(entity_scores, entity_frame, num_frames, entity_labels == PERSON)
 
 
-def make_pairs(
-    entity_frame: torch.Tensor,
-    entity_labels: torch.Tensor,
-    entity_scores: torch.Tensor,
-    num_frames: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pairs of a clip: the best person of each frame x every other entity of the frame.
-
-    Returns (pair_frame, pair_subject, pair_object), each (P,) int64, in entity row order
-    (so sorted by frame when the entities are).
-    """
-    subject_of = best_person(entity_frame, entity_labels, entity_scores, num_frames)
-    rows = torch.arange(entity_frame.shape[0], device=entity_frame.device)
-    subj = subject_of[entity_frame]
-    keep = (subj >= 0) & (subj != rows)
-    return entity_frame[keep], subj[keep], rows[keep]
-
-
-def other_pairs(
-    entity_frame: torch.Tensor,
-    entity_labels: torch.Tensor,
-    entity_scores: torch.Tensor,
-    num_frames: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The entity pairs of each frame that :func:`make_pairs` leaves out: every
-    unordered pair of two entities neither of which is the frame's subject.
-
-    entity_frame (N,) int64 sorted -> (first, second), each (Q,) int64 entity rows,
-    ``first < second``, sorted by frame. Together with the pairs they cover every
-    unordered pair of a frame's entities once.
-    """
-    device = entity_frame.device
-    rows = torch.arange(entity_frame.shape[0], device=device)
-    counts = torch.bincount(entity_frame, minlength=num_frames)
-    start = torch.cumsum(counts, 0) - counts
-    later = (start + counts)[entity_frame] - rows - 1  # entities after each one in its frame
-    first = torch.repeat_interleave(rows, later)
-    group_start = torch.cumsum(later, 0) - later
-    offset = torch.arange(first.shape[0], device=device) - torch.repeat_interleave(
-        group_start, later
-    )
-    second = first + offset + 1
-    subject_of = best_person(entity_frame, entity_labels, entity_scores, num_frames)
-    subject = subject_of[entity_frame[first]]
-    keep = (first != subject) & (second != subject)
-    return first[keep], second[keep]
-
-
-def pairs_around(
-    features: VideoFeatures, person_of_frame: torch.Tensor, entity_labels: torch.Tensor
-) -> VideoFeatures:
-    """``features`` with its pairs re-formed around other subjects (the release's SGCls
-    re-pairing): per frame the entity ``person_of_frame`` (T,) int64 (-1: none) x every
-    other entity whose ``entity_labels`` (N,) is not person, in entity order. Each new
-    pair's union feature is the one already extracted for the same two entities (union
-    boxes do not depend on the order): from the pairs or the other pairs.
-
-    Raises:
-        ValueError: a new pair's two entities have no union feature (features extracted
-            without ``with_other_pairs``).
-    """
-    frame = features.entity_frame
-    num = frame.shape[0]
-    rows = torch.arange(num, device=frame.device)
-    subject = person_of_frame[frame] if num else rows
-    keep = (subject >= 0) & (subject != rows) & (entity_labels != PERSON)
-    new_subject, new_object = subject[keep], rows[keep]
-
-    def unordered(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(a, b) * num + torch.maximum(a, b)
-
-    known = [unordered(features.pair_subject, features.pair_object)]
-    union = [features.union_features]
-    if features.other_pair_subject is not None:
-        known.append(unordered(features.other_pair_subject, features.other_pair_object))
-        union.append(features.other_union_features.to(features.union_features))
-    known_keys = torch.cat(known)
-    order = torch.argsort(known_keys)
-    wanted = unordered(new_subject, new_object)
-    pos = torch.searchsorted(known_keys[order], wanted).clamp(max=max(known_keys.numel() - 1, 0))
-    found = known_keys.numel() > 0 and bool((known_keys[order][pos] == wanted).all())
-    if wanted.numel() and not found:
-        raise ValueError(
-            "SGCls re-pairing needs the union features of every entity pair of a frame: "
-            "extract with with_other_pairs=True (object_classifier.sgcls_pairs=classifier)"
-        )
-    return replace(
-        features,
-        pair_frame=frame[keep],
-        pair_subject=new_subject,
-        pair_object=new_object,
-        union_features=torch.cat(union)[order[pos]] if wanted.numel() else union[0][:0],
-    )
-
-
 def keep_single_person(
     entity_frame: torch.Tensor,
     entity_labels: torch.Tensor,
@@ -363,48 +263,10 @@ def keep_single_person(
     return (entity_labels != PERSON) | (best[entity_frame] == rows)
 
 
-def assign_detections(
-    det_boxes: torch.Tensor,
-    det_frame: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_frame: torch.Tensor,
-    iou_threshold: float = 0.5,
-) -> torch.Tensor:
-    """Greedy one-to-one assignment of detections to GT boxes of the same frame at
-    IoU > ``iou_threshold`` (highest IoU first; each detection and GT used once).
-
-    Implemented as rounds of mutual-best matching over the whole clip, which yields
-    the same matches as the sequential greedy pass (a mutually best pair is never taken
-    by a higher-IoU pair) without a Python loop over boxes.
-
-    Returns:
-        (D,) int64 GT row per detection, -1 when unmatched.
-    """
-    num_det, num_gt = det_boxes.shape[0], gt_boxes.shape[0]
-    assigned = torch.full((num_det,), -1, dtype=torch.long, device=det_boxes.device)
-    if num_det == 0 or num_gt == 0:
-        return assigned
-    iou = box_iou(det_boxes.float(), gt_boxes.float())
-    iou = torch.where(det_frame[:, None] == gt_frame[None, :], iou, torch.zeros_like(iou))
-    iou = torch.where(iou > iou_threshold, iou, torch.full_like(iou, -1.0))
-    det_rows = torch.arange(num_det, device=iou.device)
-    while True:
-        best_gt_val, best_gt = iou.max(dim=1)  # per detection
-        best_det = iou.argmax(dim=0)  # per GT
-        mutual = (best_gt_val > 0) & (best_det[best_gt] == det_rows)
-        if not bool(mutual.any()):
-            return assigned
-        d = det_rows[mutual]
-        g = best_gt[mutual]
-        assigned[d] = g
-        iou[d, :] = -1.0
-        iou[:, g] = -1.0
-
-
-# --------------------------------------------------------------------------- release SGDet
 RELEASE_CLEANED_CLASSES: tuple[int, ...] = (5, 8, 17)
 """book, chair, food: the classes whose boxes the release duplicates under their next
 best class before its second NMS (``clean_class`` of its object classifier)."""
+
 RELEASE_RELABEL_NMS: float = 0.6
 """IoU of the release's per-class NMS over the relabelled boxes."""
 
@@ -466,3 +328,38 @@ def release_sgdet_entities(
     labels[person] = PERSON
     scores[person] = dist[person, 0]
     return frame, boxes, labels, scores, feats, dist
+
+
+# --------------------------------------------------------------------------- detections
+def detect(
+    detector: FasterRCNN | ReleaseFasterRCNN,
+    batch: Any,
+    feature_maps: dict[str, torch.Tensor],
+    scales: torch.Tensor,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+    """Proposals and detections of a transformed batch (both detectors have torchvision's
+    layout: ``transform``, ``backbone``, ``rpn``, ``roi_heads``; only their detection
+    rules differ, and only here).
+
+    Args:
+        batch: the detector's ``ImageList`` of t frames. feature_maps: ``{"0": C4 map}``.
+        scales: (t, 2) x / y resize factor of each frame.
+    Returns:
+        per frame: boxes (n, 4) in the frame's own pixels, labels (n,) int64, scores (n,);
+        and per frame the detections' features (n, feature_dim): the release detector's
+        proposal features (as the authors' SGDet takes them), or None for torchvision's
+        (pooled at the final boxes by the caller).
+    """
+    if isinstance(detector, ReleaseFasterRCNN):  # boxes come back in the frames' pixels
+        results = detector.detect(batch, feature_maps)
+        features = [r["features"] for r in results]
+        return (
+            [r["boxes"] for r in results],
+            [r["labels"] for r in results],
+            [r["scores"] for r in results],
+            features,
+        )
+    proposals, _ = detector.rpn(batch, feature_maps)
+    results, _ = detector.roi_heads(feature_maps, proposals, batch.image_sizes)
+    boxes = [r["boxes"] / scales[i].repeat(2) for i, r in enumerate(results)]
+    return boxes, [r["labels"] for r in results], [r["scores"] for r in results], None
