@@ -13,9 +13,14 @@ import shutil
 import pytest
 import torch
 from release_detector_fixtures import authors_model_state, write_authors_detector
-from release_fixtures import RELEASE_TR2_OVERRIDES, RELEASE_WIDTHS, SMALL_CLIP, AuthorsTR2
 from release_fixtures import _TORCHVISION_DETECTOR as STAND_IN
-from release_fixtures import save_release_checkpoint
+from release_fixtures import (
+    RELEASE_TR2_OVERRIDES,
+    RELEASE_WIDTHS,
+    SMALL_CLIP,
+    AuthorsTR2,
+    save_release_checkpoint,
+)
 
 from tr2_core.cli import main
 from tr2_core.errors import WeightsError
@@ -83,7 +88,7 @@ def test_the_folder_moves_whole_and_other_weights_are_refused(imported, tmp_path
     state["roi_heads.box_predictor.cls_score.bias"] += 0.5
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="differ from the ones the model was trained with"):
-        load_trained(moved / "sgdet.pt", announce=False, detector_weights=str(tmp_path / "other.pt"))
+        load_trained(moved / "sgdet.pt", announce=False, detector_weights=tmp_path / "other.pt")
 
     # the checkpoint alone, without its folder: a clear error naming the field
     (tmp_path / "alone").mkdir()
@@ -93,9 +98,7 @@ def test_the_folder_moves_whole_and_other_weights_are_refused(imported, tmp_path
         load_trained(tmp_path / "alone" / "sgdet.pt", announce=False)
 
 
-def test_absolute_paths_keep_working_and_relative_ones_cannot_leave_the_folder(
-    imported, tmp_path
-):
+def test_absolute_paths_keep_working_and_relative_ones_cannot_leave_the_folder(imported, tmp_path):
     out, _ = imported
     ckpt = torch.load(out / "sgdet.pt", weights_only=True)
     # as tr2 train writes them: no paths_relative_to, the files as given (absolute)
