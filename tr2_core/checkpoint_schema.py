@@ -27,6 +27,10 @@ What is checked, field by field (the keys are described in
                  with their exact shapes and ranges
 ``extractor_fingerprint``  a short hex string (or absent)
 ``random_init``  a bool (or absent)
+``paths_relative_to``  absent, or ``"checkpoint"``: then the run's weight paths
+                 (``clip_weights``, ``detector_weights``, ``text_table``) are plain
+                 relative paths inside the checkpoint's folder (no absolute path, no
+                 ``..``), resolved against it when loaded (``tr2 import-release``)
 ``log_record``   absent, None, or a JSON object (at most :data:`MAX_LOG_RECORD_CHARS`)
                  whose ``epoch`` is the checkpoint's
 
@@ -120,6 +124,7 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> None:
     _check_scalars(ckpt, path)
     check_state_dict(ckpt["model"], path)  # tensors, finite (already in memory)
     model_cfg = check_config(ckpt["config"], path)
+    _check_relative_paths(ckpt, path)
     check_state_dict(ckpt["model"], path, model_cfg, finite=False)  # names and shapes
     for key in ("optimizer", "scheduler", "scaler"):
         if key in ckpt and not isinstance(ckpt[key], dict):
@@ -154,6 +159,20 @@ def _check_scalars(ckpt: dict[str, Any], path: str | Path) -> None:
             parsed = None
         if not isinstance(parsed, dict) or parsed.get("epoch") != epoch:
             raise refuse(path, "log_record", f"not the JSON record of epoch {epoch}")
+
+
+def _check_relative_paths(ckpt: dict[str, Any], path: str | Path) -> None:
+    from tr2_core.run import CHECKPOINT_RELATIVE, RELATIVE_RUN_PATHS, checkpoint_relative_path
+
+    if "paths_relative_to" not in ckpt:
+        return
+    if ckpt["paths_relative_to"] != CHECKPOINT_RELATIVE:
+        raise refuse(path, "paths_relative_to",
+                     f"{describe(ckpt['paths_relative_to'])} is not 'checkpoint'")  # fmt: skip
+    for field in RELATIVE_RUN_PATHS:
+        value = ckpt["config"]["run"].get(field)
+        if value:
+            checkpoint_relative_path(value, path, field)
 
 
 # --------------------------------------------------------------------------- config

@@ -292,9 +292,59 @@ def build_run_model(
         if text_table_out and out_dir is not None:
             save_built_text_table(built, out_dir)
     if training:
+        fill_detector_classifier(built)
         rep = built.relation.representation
-        init_class_embeddings([rep.subject_embed, rep.object_embed], run.glove)
+        tables = [rep.subject_embed, rep.object_embed]
+        if built.relation.object_classifier.class_embed is not None:
+            tables.append(built.relation.object_classifier.class_embed)
+        init_class_embeddings(tables, run.glove)
     return built
+
+
+def detector_classifier(extractor: FeatureExtractor) -> torch.nn.Linear:
+    """The frozen detector's classification layer (``roi_heads.box_predictor.cls_score``,
+    Linear entity_dim -> classes), in tr2's torchvision detector and in the authors'."""
+    return extractor.detector.roi_heads.box_predictor.cls_score
+
+
+def fill_detector_classifier(model: RunModel) -> bool:
+    """Copy the frozen detector's classification layer into the object classifier's
+    ``detector_cls_weight`` / ``detector_cls_bias`` buffers (its third input,
+    ``object_classifier.class_distribution``), as a new model starts; False when the
+    config has no third input. A trained or imported checkpoint loads its own saved
+    copy over these (see :func:`load_trained`).
+
+    Raises:
+        ConfigError: the detector's layer is not (37, representation.entity_dim)."""
+    classifier = model.relation.object_classifier
+    if classifier.class_embed is None:
+        return False
+    layer = detector_classifier(model.extractor)
+    want = tuple(classifier.detector_cls_weight.shape)
+    if tuple(layer.weight.shape) != want:
+        raise ConfigError(
+            f"object_classifier.class_distribution: the detector's classification layer "
+            f"(roi_heads.box_predictor.cls_score) is {tuple(layer.weight.shape)}, the object "
+            f"classifier needs {want} (37 classes x representation.entity_dim)"
+        )
+    with torch.no_grad():
+        classifier.detector_cls_weight.copy_(layer.weight)
+        classifier.detector_cls_bias.copy_(layer.bias)
+    return True
+
+
+def detector_classifier_differs(model: RunModel) -> bool:
+    """Whether the object classifier's saved copy of the detector's classification layer
+    differs from the layer of the detector built now (False without the third input)."""
+    classifier = model.relation.object_classifier
+    if classifier.class_embed is None:
+        return False
+    layer = detector_classifier(model.extractor)
+    saved = classifier.detector_cls_weight
+    return tuple(layer.weight.shape) != tuple(saved.shape) or not (
+        torch.equal(layer.weight.to(saved), saved)
+        and torch.equal(layer.bias.to(saved), classifier.detector_cls_bias)
+    )
 
 
 def save_built_text_table(model: RunModel, out_dir: Path) -> None:
@@ -357,6 +407,67 @@ def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelCon
     except KeyError as e:
         raise WeightsError(f"checkpoint config has no {e} section") from None
     return run, model_cfg, seed
+
+
+CHECKPOINT_RELATIVE = "checkpoint"
+"""Value of a checkpoint's ``paths_relative_to`` key: its run's weight paths
+(:data:`RELATIVE_RUN_PATHS`) are file names relative to the checkpoint's own folder
+(``tr2 import-release`` writes them so, and the folder may be moved or copied whole)."""
+
+RELATIVE_RUN_PATHS = ("clip_weights", "detector_weights", "text_table")
+"""The ``run`` fields a checkpoint with ``paths_relative_to: checkpoint`` names relative
+to its own folder."""
+
+
+def checkpoint_relative_path(value: str, checkpoint: str | Path, field: str) -> Path:
+    """``value`` (a run path of a ``paths_relative_to: checkpoint`` checkpoint) resolved
+    against the folder of ``checkpoint``. Only plain relative paths inside that folder
+    are accepted: an absolute path or a ``..`` part would let a copied checkpoint reach
+    files outside the folder it came with.
+
+    Raises:
+        WeightsError: an absolute path or one that leaves the folder, naming the field."""
+    path = Path(value)
+    if path.is_absolute() or path.anchor or ".." in path.parts or not path.parts:
+        raise WeightsError(
+            f"{checkpoint}: config.run.{field}: {value!r} is not a path inside the "
+            "checkpoint's folder; the checkpoint is refused"
+        )
+    return Path(checkpoint).absolute().parent / path
+
+
+def resolve_run_paths(
+    run: RunSpec,
+    ckpt: dict[str, Any],
+    checkpoint: str | Path,
+    overrides: dict[str, Any] | None = None,
+) -> RunSpec:
+    """``run`` with its weight paths resolved as the checkpoint ``ckpt`` (read from
+    ``checkpoint``) means them: against the checkpoint's folder when it says
+    ``paths_relative_to: checkpoint``, else unchanged (``tr2 train`` checkpoints name
+    the files as they were given). A field given in ``overrides`` (not None: the
+    command line's ``--detector-weights`` ...) is left for the caller to replace.
+
+    Raises:
+        WeightsError: a path that leaves the checkpoint's folder, or a file missing
+            beside the checkpoint (naming the field and the option that replaces it)."""
+    if ckpt.get("paths_relative_to") != CHECKPOINT_RELATIVE:
+        return run
+    overrides = overrides or {}
+    for field in RELATIVE_RUN_PATHS:
+        value = getattr(run, field)
+        if not value:
+            continue
+        path = checkpoint_relative_path(value, checkpoint, field)
+        if overrides.get(field) is None and field != "text_table" and not path.is_file():
+            option = "--" + field.replace("_", "-")
+            raise WeightsError(
+                f"{checkpoint}: config.run.{field}: {value} is not beside the checkpoint "
+                f"(its paths are relative to its folder: move the folder whole, or pass "
+                f"{option})"
+            )
+        setattr(run, field, str(path))
+    return run
 
 
 @dataclass
@@ -427,6 +538,7 @@ def load_trained(
         config = {**config, "model": apply_overrides(config.get("model", {}), model_overrides)}
         check_override_sizes(config["model"], model_overrides)
     run, model_cfg, seed = run_spec_and_model_config(config)
+    run = resolve_run_paths(run, ckpt, checkpoint, run_overrides)
     for key, value in run_overrides.items():
         if value is not None:
             setattr(run, key, value)
@@ -445,5 +557,12 @@ def load_trained(
         model.relation.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise WeightsError(f"{checkpoint}: relation weights do not fit the config ({e})") from None
+    if detector_classifier_differs(model):
+        # the saved copy is the model's: kept, as trained (or imported), never replaced
+        log.warning(
+            "%s: the object classifier's copy of the detector's classification layer differs "
+            "from the layer of the detector built now (%s); it keeps its own saved copy",
+            checkpoint, run.detector_weights or "random init",
+        )  # fmt: skip
     model.relation.eval()
     return TrainedModel(run, model, ckpt)

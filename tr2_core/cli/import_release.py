@@ -14,6 +14,9 @@ PredCls / SGCls / SGDet checkpoints -> complete tr2 checkpoints that tr2 test,
 tr2 video, tr2 bag and the ROS node load as they are. Every input is recognised by its
 structure and refused with a one-line reason when it is not what it claims to be.
 Nothing is written unless everything converts; no output replaces an input.
+The checkpoints name the converted files relative to their own folder (move or copy
+the folder whole) and, with the authors' detector network converted, pin the
+detector and CLIP they were converted with (other weights are refused).
 
 examples:
   tr2 import-release --clip ViT-B-32.pt --text-table clip_sentence.npy \\

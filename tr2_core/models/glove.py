@@ -82,8 +82,14 @@ def glove_class_vectors(
 
 
 def init_class_embeddings(embeddings: list[nn.Embedding], glove_path: str | Path | None) -> str:
-    """Initialise the (37, dim) class ``embeddings`` from GloVe (both with the same
-    vectors, as the authors) or leave them random; logs and returns what was done."""
+    """Initialise class embeddings from GloVe (all with the same vectors, as the authors)
+    or leave them random; logs and returns what was done. Each is a (37, dim) table of
+    all classes, or a (36, dim) table of the objects alone (background row dropped: the
+    object classifier's class-distribution table, ``obj_classes[1:]`` in the authors'
+    code)."""
+    for emb in embeddings:
+        if emb.num_embeddings not in (len(OBJECT_CLASSES), len(OBJECT_CLASSES) - 1):
+            raise ValueError(f"a class embedding has {emb.num_embeddings} rows, not 37 or 36")
     if glove_path is None:
         message = "class embeddings: random init (no --glove file; the authors use GloVe-200)"
         log.info(message)
@@ -92,7 +98,9 @@ def init_class_embeddings(embeddings: list[nn.Embedding], glove_path: str | Path
     vectors, missing = glove_class_vectors(glove_path, dim)
     with torch.no_grad():
         for emb in embeddings:
-            emb.weight.copy_(vectors)
+            if emb.embedding_dim != dim:
+                raise ValueError(f"class embeddings of {emb.embedding_dim} and {dim} dimensions")
+            emb.weight.copy_(vectors[len(OBJECT_CLASSES) - emb.num_embeddings :])
     message = (
         f"class embeddings: GloVe {dim}-d from {glove_path} "
         f"({len(OBJECT_CLASSES) - len(missing)}/{len(OBJECT_CLASSES)} classes; random: "

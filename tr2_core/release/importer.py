@@ -6,7 +6,11 @@ Output folder (kind ``release-import``):
 * ``text_table.npz`` -- the release's text table in tr2's format;
 * ``detector.pt`` -- the detector state dict, when the detector network converts;
 * ``predcls.pt`` / ``sgcls.pt`` / ``sgdet.pt`` -- complete tr2 checkpoints (config +
-  relation weights) whose run points at the files above (absolute paths);
+  relation weights) whose run names the files above relative to the folder
+  (``paths_relative_to: checkpoint``, resolved against the checkpoint's own folder when
+  loaded: the folder may be moved or copied whole), with the fingerprint of the frozen
+  extractor those files build (``extractor_fingerprint``: loading with other detector
+  or CLIP weights is refused), when the detector network was converted;
 * ``import.json`` -- what came from where (file names and sha256).
 
 Everything is converted and checked in memory first, written into a partial folder
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from tr2_core.config import to_dict
+from tr2_core.config import from_dict, to_dict
 from tr2_core.errors import WeightsError
 from tr2_core.models.guidance import file_sha256, save_text_table
 from tr2_core.models.model_config import ModelConfig, load_model_config
@@ -39,7 +43,7 @@ from tr2_core.release.checkpoint import (
 from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_openai_clip
 from tr2_core.release.detector import read_release_detector
 from tr2_core.release.text_table import read_release_text_table
-from tr2_core.run import RunSpec
+from tr2_core.run import CHECKPOINT_RELATIVE, RunSpec, build_frozen_extractor
 from tr2_core.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -169,6 +173,11 @@ def import_release(
         checkpoints[task] = _tr2_checkpoint(
             weights, config, task, model, clip_path, detector_path, table_path, path
         )
+    if checkpoints and detector_path is None:
+        log.info(
+            "checkpoints: no extractor fingerprint recorded (the detector network was not "
+            "converted); tr2 test / video take any --detector-weights with them"
+        )
 
     # --- write into a partial folder, then move it into place
     written: dict[str, Path] = {}
@@ -188,7 +197,12 @@ def import_release(
         if detector_state is not None and detector_path is not None:
             torch.save(detector_state, stage / detector_path.name)
             written["detector"] = detector_path
+        fingerprints: dict[str, str] = {}
         for task, ckpt in checkpoints.items():
+            if detector_path is not None and clip_path is not None:
+                ckpt["extractor_fingerprint"] = _extractor_fingerprint(
+                    ckpt["config"]["model"], stage, fingerprints
+                )
             torch.save(ckpt, stage / f"{task}.pt")
             written[task] = final / f"{task}.pt"
         for name, path in written.items():
@@ -199,6 +213,23 @@ def import_release(
         (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         replace_with(target, stage, inputs=inputs.paths(), overwrite=overwrite)
     return written
+
+
+def _extractor_fingerprint(model: dict, folder: Path, known: dict[str, str]) -> str:
+    """The fingerprint of the frozen extractor a checkpoint of model config ``model``
+    (a plain dict) builds from the converted files in ``folder``: built by the same
+    function as loading it (``tr2_core.run.load_trained``), so it is the same hash.
+    ``known`` remembers it per detector / CLIP / representation config (all the
+    extractor is built from; the tasks differ only in their heads)."""
+    key = json.dumps({k: model[k] for k in ("detector", "clip", "representation")}, sort_keys=True)
+    if key not in known:
+        config = from_dict(ModelConfig, model, "release model config")
+        known[key] = build_frozen_extractor(
+            config,
+            detector_weights=folder / DETECTOR_FILE,
+            clip_weights=str(folder / clip_file_name(config.clip.model_name)),
+        ).fingerprint
+    return known[key]
 
 
 def _tr2_checkpoint(
@@ -212,16 +243,18 @@ def _tr2_checkpoint(
     source: Path,
 ) -> dict:
     """A checkpoint ``tr2 test`` / ``tr2 video`` / ``tr2 bag`` / the node load as they
-    are (``tr2_core.run.load_trained``): relation weights, the run and model configs."""
+    are (``tr2_core.run.load_trained``): relation weights, the run and model configs;
+    the run names the converted files by their names in the output folder."""
     run = RunSpec(
         data="",
         model=str(model),
         task=task,  # type: ignore[arg-type]
-        clip_weights=str(clip_path) if clip_path else None,
-        detector_weights=str(detector_path) if detector_path else None,
-        text_table=str(table_path) if table_path else None,
+        clip_weights=clip_path.name if clip_path else None,
+        detector_weights=detector_path.name if detector_path else None,
+        text_table=table_path.name if table_path else None,
     )
     return {
+        "paths_relative_to": CHECKPOINT_RELATIVE,
         "model": weights,
         "config": {"run": asdict(run), "model": to_dict(config), "train": to_dict(TrainConfig())},
         "epoch": 0,

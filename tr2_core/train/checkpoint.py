@@ -17,6 +17,11 @@ that needs pickled classes), so ``torch.load(..., weights_only=True)`` reads it:
 ``random_init``  whether the frozen parts were random
 ``log_record``   the epoch's ``metrics.jsonl`` record as a JSON string (restores a
                  log line lost to a kill between the checkpoint and the log append)
+
+``tr2 train`` names the weight files of ``config.run`` as they were given (used as
+they are when loaded). A checkpoint ``tr2 import-release`` writes says
+``paths_relative_to: checkpoint`` instead: its weight files are named relative to its
+own folder (:func:`tr2_core.run.resolve_run_paths`).
 """
 
 from __future__ import annotations
