@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from tr2_core.models import load_model_config
-    from tr2_core.run import RunSpec, build_run_extractor
+    from tr2_core.run import build_run_extractor
+    from tr2_core.run_spec import RunSpec
     from tr2_core.train.config import load_train_config
     from tr2_core.train.distributed import Dist, fill_cache
     from tr2_core.train.loop import train

@@ -73,7 +73,7 @@ def run_training(
     budget: one epoch is timed, then the run is resumed for as many epochs as fit. Returns
     the per-epoch records of ``metrics.jsonl``."""
     from tr2_core.models import load_model_config
-    from tr2_core.run import RunSpec
+    from tr2_core.run_spec import RunSpec
     from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import train
 

@@ -165,7 +165,8 @@ def make_random_checkpoint(path) -> str:
     import torch
 
     from tr2_core.models.model_config import load_model_config
-    from tr2_core.run import RunSpec, build_run_model
+    from tr2_core.run import build_run_model
+    from tr2_core.run_spec import RunSpec
     from tr2_core.train.checkpoint import run_config_dict
     from tr2_core.train.config import TrainConfig
 

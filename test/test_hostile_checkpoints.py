@@ -21,7 +21,8 @@ from tr2_core.cli import main as tr2_main
 from tr2_core.errors import WeightsError
 from tr2_core.models import create_relation_model, load_model_config
 from tr2_core.outputs import MARKER
-from tr2_core.run import RunSpec, load_checkpoint
+from tr2_core.run import load_checkpoint
+from tr2_core.run_spec import RunSpec
 from tr2_core.train.checkpoint import (
     RUN_FOLDER_KIND,
     append_log,

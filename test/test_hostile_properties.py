@@ -299,7 +299,7 @@ def test_prediction_npz_bytes_mutated_give_a_documented_error(seed, compressed, 
 @cache
 def _checkpoint() -> dict[str, Any]:
     from tr2_core.models import create_relation_model, load_model_config
-    from tr2_core.run import RunSpec
+    from tr2_core.run_spec import RunSpec
     from tr2_core.train.checkpoint import checkpoint_state, run_config_dict
     from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import Optimisation

@@ -19,7 +19,8 @@ from tr2_core.data.action_genome import load_split
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic, temporal_config
 from tr2_core.evaluation.predictions import load_predictions
 from tr2_core.models import load_model_config
-from tr2_core.run import RunSpec, load_checkpoint
+from tr2_core.run import load_checkpoint
+from tr2_core.run_spec import RunSpec
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train

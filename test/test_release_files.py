@@ -33,7 +33,8 @@ from tr2_core.errors import DatasetError, UnsafePickleError, WeightsError
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
 from tr2_core.models.guidance import TextTable, load_text_table, save_text_table
 from tr2_core.models.model_config import load_model_config
-from tr2_core.run import RunSpec, build_run_model, load_checkpoint
+from tr2_core.run import build_run_model, load_checkpoint
+from tr2_core.run_spec import RunSpec
 from tr2_core.testing.eval_fixtures import random_predictions
 from tr2_core.train.checkpoint import run_config_dict
 from tr2_core.train.config import TrainConfig

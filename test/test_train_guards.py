@@ -13,7 +13,8 @@ from model_fixtures import make_features
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.errors import DatasetError
 from tr2_core.models import load_model_config
-from tr2_core.run import RunSpec, load_checkpoint
+from tr2_core.run import load_checkpoint
+from tr2_core.run_spec import RunSpec
 from tr2_core.train.config import load_train_config
 from tr2_core.train.feature_cache import FeatureCache
 from tr2_core.train.guards import NonFiniteGuard, NonFiniteLossError

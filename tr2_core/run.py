@@ -22,6 +22,7 @@ from typing import Any, Literal, TextIO
 
 import torch
 
+from tr2_core.checkpoint_schema import MODEL_LIMITS, check_checkpoint
 from tr2_core.config import apply_overrides, from_dict
 from tr2_core.errors import ConfigError, WeightsError
 from tr2_core.models import (
@@ -29,12 +30,20 @@ from tr2_core.models import (
     ModelConfig,
     RelationModel,
     TextTable,
+    build_text_table,
     create_extractor,
     create_relation_model,
     load_text_table,
     resolve_config,
+    save_text_table,
 )
 from tr2_core.models.glove import init_class_embeddings
+from tr2_core.run_spec import (
+    CHECKPOINT_RELATIVE,
+    RELATIVE_RUN_PATHS,
+    RunSpec,
+    checkpoint_relative_path,
+)
 from tr2_core.torch_files import load_weights_file
 
 log = logging.getLogger("tr2.run")
@@ -88,36 +97,6 @@ def resolve_device(
         return torch.device(device)
     except RuntimeError:
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-
-
-# --------------------------------------------------------------------------- run spec
-@dataclass
-class RunSpec:
-    """What a run is built from besides the model and training configs; saved (as a plain
-    dict, with both configs) in every checkpoint."""
-
-    data: str
-    """AG root folder (``annotations/``, ``frames/``)."""
-    model: str = "tr2"
-    """Model config name or path the run started from (the resolved config is saved)."""
-    task: TaskMode = "predcls"
-    random_init: bool = False
-    clip_weights: str | None = None
-    detector_weights: str | None = None
-    text_table: str | None = None
-    glove: str | None = None
-    """GloVe text file (e.g. glove.6B.200d.txt) initialising the class embeddings."""
-    filter_small_boxes: bool | None = None
-    """Drop objects with a short edge <= 16 px; default: on for SGCls / SGDet, as the
-    baselines."""
-    cache_dir: str | None = None
-    """Feature-cache root; default ``$TR2_CACHE_DIR/features`` or ``~/.cache/tr2/features``."""
-
-    @property
-    def small_boxes_filtered(self) -> bool:
-        from tr2_core.evaluation.predictions import small_box_filter
-
-        return small_box_filter(self.task, self.filter_small_boxes)
 
 
 # --------------------------------------------------------------------------- built parts
@@ -349,8 +328,6 @@ def detector_classifier_differs(model: RunModel) -> bool:
 
 def save_built_text_table(model: RunModel, out_dir: Path) -> None:
     """Write the prompt table ``model``'s build made to ``out_dir/text_table.npz``."""
-    from tr2_core.models import save_text_table
-
     if model.built_text_table is not None:
         path = out_dir / "text_table.npz"
         save_text_table(path, model.built_text_table)
@@ -362,8 +339,6 @@ def build_run_text_table(
 ) -> TextTable:
     """The (37, 26, D) prompt table from the extractor's own (frozen) CLIP text tower."""
     import open_clip
-
-    from tr2_core.models import build_text_table
 
     return build_text_table(
         extractor.union.clip,
@@ -389,8 +364,6 @@ def load_checkpoint(
             missing file, one that is not a checkpoint or needs code to load, a field
             of the wrong type, out of range or too large.
     """
-    from tr2_core.checkpoint_schema import check_checkpoint
-
     path = Path(path)
     ckpt = load_weights_file(path, "checkpoint", map_location=map_location, mmap=mmap)
     check_checkpoint(ckpt, path)
@@ -407,33 +380,6 @@ def run_spec_and_model_config(config: dict[str, Any]) -> tuple[RunSpec, ModelCon
     except KeyError as e:
         raise WeightsError(f"checkpoint config has no {e} section") from None
     return run, model_cfg, seed
-
-
-CHECKPOINT_RELATIVE = "checkpoint"
-"""Value of a checkpoint's ``paths_relative_to`` key: its run's weight paths
-(:data:`RELATIVE_RUN_PATHS`) are file names relative to the checkpoint's own folder
-(``tr2 import-release`` writes them so, and the folder may be moved or copied whole)."""
-
-RELATIVE_RUN_PATHS = ("clip_weights", "detector_weights", "text_table")
-"""The ``run`` fields a checkpoint with ``paths_relative_to: checkpoint`` names relative
-to its own folder."""
-
-
-def checkpoint_relative_path(value: str, checkpoint: str | Path, field: str) -> Path:
-    """``value`` (a run path of a ``paths_relative_to: checkpoint`` checkpoint) resolved
-    against the folder of ``checkpoint``. Only plain relative paths inside that folder
-    are accepted: an absolute path or a ``..`` part would let a copied checkpoint reach
-    files outside the folder it came with.
-
-    Raises:
-        WeightsError: an absolute path or one that leaves the folder, naming the field."""
-    path = Path(value)
-    if path.is_absolute() or path.anchor or ".." in path.parts or not path.parts:
-        raise WeightsError(
-            f"{checkpoint}: config.run.{field}: {value!r} is not a path inside the "
-            "checkpoint's folder; the checkpoint is refused"
-        )
-    return Path(checkpoint).absolute().parent / path
 
 
 def resolve_run_paths(
@@ -495,8 +441,6 @@ def check_override_sizes(model: dict[str, Any], overrides: Sequence[str]) -> Non
 
     Raises:
         ConfigError: naming the override and the allowed range."""
-    from tr2_core.checkpoint_schema import MODEL_LIMITS
-
     for item in overrides:
         key = item.partition("=")[0]
         section, _, name = key.partition(".")

@@ -100,7 +100,7 @@ def setup_logging() -> None:
 def run(args: argparse.Namespace) -> int:
     from tr2_core.errors import ConfigError
     from tr2_core.models import load_model_config
-    from tr2_core.run import RunSpec
+    from tr2_core.run_spec import RunSpec
     from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import train
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tr2_core.config import load_config, to_dict
 from tr2_core.errors import ConfigError
 
 BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
@@ -115,8 +116,6 @@ class ClipConfig:
         """This section as the feature and pretraining caches key on it: the plain dict,
         ``precision`` left out at its default so that keys made before it existed stay
         valid."""
-        from tr2_core.config import to_dict
-
         parts = to_dict(self)
         if parts.get("precision") == "fp32":
             del parts["precision"]
@@ -382,8 +381,6 @@ def load_model_config(
 ) -> ModelConfig:
     """A named model config (``tr2_core/configs/models/<name>.yaml``) or a YAML path,
     with dotted overrides -> ModelConfig."""
-    from tr2_core.config import load_config
-
     return load_config(ModelConfig, name_or_path, "models", tuple(overrides))
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from tr2_core.config import apply_overrides, from_dict, to_dict
 from tr2_core.errors import WeightsError
 from tr2_core.models.model_config import ModelConfig, load_model_config
 from tr2_core.models.relation_model import RelationModel
@@ -102,8 +103,6 @@ def release_model_config(task: str, base: str | Path | ModelConfig = RELEASE_MOD
         "heads.sgdet_classifier=null",
     )
     if isinstance(base, ModelConfig):
-        from tr2_core.config import apply_overrides, from_dict, to_dict
-
         data = apply_overrides(to_dict(base), overrides)
         return from_dict(ModelConfig, data, "release model config")
     return load_model_config(base, overrides)

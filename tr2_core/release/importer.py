@@ -43,7 +43,8 @@ from tr2_core.release.checkpoint import (
 from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_openai_clip
 from tr2_core.release.detector import read_release_detector
 from tr2_core.release.text_table import read_release_text_table
-from tr2_core.run import CHECKPOINT_RELATIVE, RunSpec, build_frozen_extractor
+from tr2_core.run import build_frozen_extractor
+from tr2_core.run_spec import CHECKPOINT_RELATIVE, RunSpec
 from tr2_core.train.config import TrainConfig
 
 log = logging.getLogger(__name__)

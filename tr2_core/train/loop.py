@@ -39,13 +39,8 @@ from tr2_core.checkpoint_schema import check_state_dict
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.progress import bar_disabled
-from tr2_core.run import (
-    RunModel,
-    RunSpec,
-    build_run_model,
-    load_checkpoint,
-    save_built_text_table,
-)
+from tr2_core.run import RunModel, build_run_model, load_checkpoint, save_built_text_table
+from tr2_core.run_spec import RunSpec
 from tr2_core.train.checkpoint import (
     RUN_FOLDER_KIND,
     append_log,

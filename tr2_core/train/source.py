@@ -23,7 +23,8 @@ from PIL import Image
 
 from tr2_core.config import to_dict
 from tr2_core.errors import DatasetError
-from tr2_core.run import FrozenExtractor, RunSpec
+from tr2_core.run import FrozenExtractor
+from tr2_core.run_spec import RunSpec
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
