@@ -1,6 +1,22 @@
 """TR² model: frozen feature extractor (Faster R-CNN + CLIP image tower) and the
 trainable relation model (representation, fusion, heads, guidance projections).
 
+One module a stage, in the order data flows through them::
+
+    entities.py          image -> entities: the detector (torchvision's, or the authors'
+      release_detector.py   network), its weights, one person per frame, SGDet relabelling
+    entity_classifier.py entities -> labels (SGCls / SGDet): the object classifier
+    pairs.py             entities -> pairs: the person x every other entity
+    pair_features.py     pairs -> pair features: CLIP union crops, relation representation
+    extractor.py         the frozen stages above composed: frames -> VideoFeatures
+    fusion.py            pair features -> fused relation features (spatial, temporal)
+      online.py             the online protocol's windows
+    predicate_heads.py   fused features -> predicate scores per family
+    relation_outputs.py  what the relation model hands on (PairEncoding, RelationOutput)
+    relation_model.py    the trainable stages above composed: RelationModel
+    guidance.py, losses.py, glove.py   training: prompts and text table, losses, GloVe
+    model_config.py      the configuration of all of it (configs as data)
+
 Public API::
 
     from tr2_core.models import (

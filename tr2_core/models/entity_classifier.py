@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from tr2_core.models.entities import group_argmax
 from tr2_core.models.model_config import ObjectClassifierConfig
+from tr2_core.types import VideoFeatures
 from tr2_core.vocab import NUM_OBJECT_CLASSES, PERSON
 
 BOX_EMBED_DIM = 128
@@ -96,7 +97,7 @@ class ObjectClassifier(nn.Module):
         logits = nn.functional.linear(features, self.detector_cls_weight, self.detector_cls_bias)
         return logits[:, 1:].softmax(dim=1)
 
-    def classify(self, video) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def classify(self, video: VideoFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits and label decision for a :class:`~tr2_core.types.VideoFeatures`:
         (logits (N, 37), labels (N,) int64, scores (N,) float, detached)."""
         logits = self(video.entity_features, video.entity_boxes)

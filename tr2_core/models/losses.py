@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
+from tr2_core.models.model_config import ModelConfig
+from tr2_core.models.relation_outputs import RelationOutput
+from tr2_core.types import VideoFeatures, VideoTargets
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, SPATIAL, Family
 
 
@@ -238,11 +241,11 @@ def change_bce(
 
 
 def compute_losses(
-    output,
-    features,
-    targets,
+    output: RelationOutput,
+    features: VideoFeatures,
+    targets: VideoTargets,
     text_table: torch.Tensor | None,
-    config,
+    config: ModelConfig,
     *,
     class_alpha: Mapping[str, torch.Tensor] | None = None,
     task: str | None = None,

@@ -16,6 +16,7 @@ from torchvision.ops import roi_align
 from tr2_core.errors import WeightsError
 from tr2_core.models.model_config import ClipConfig, ModelConfig
 from tr2_core.models.pairs import union_boxes
+from tr2_core.types import VideoFeatures
 from tr2_core.vocab import NUM_OBJECT_CLASSES
 
 
@@ -264,7 +265,7 @@ class RelationRepresentation(nn.Module):
             GeometryBranch(rep.geometry_mask_size, rep.geometry_dim) if rep.geometry else None
         )
 
-    def forward(self, features, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: VideoFeatures, labels: torch.Tensor) -> torch.Tensor:
         s, o = features.pair_subject, features.pair_object
         parts = [
             features.union_features,

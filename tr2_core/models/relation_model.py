@@ -25,7 +25,7 @@ from tr2_core.models.pair_features import RelationRepresentation
 from tr2_core.models.pairs import pairs_around
 from tr2_core.models.predicate_heads import build_predicate_heads
 from tr2_core.models.relation_outputs import PairEncoding, RelationOutput
-from tr2_core.types import VideoFeatures
+from tr2_core.types import VideoFeatures, VideoTargets
 from tr2_core.vocab import FAMILIES
 
 TASK_MODES: tuple[str, ...] = ("predcls", "sgcls", "sgdet")
@@ -68,7 +68,7 @@ class RelationModel(nn.Module):
         )
 
     def entity_labels(
-        self, features, mode: TaskMode
+        self, features: VideoFeatures, mode: TaskMode
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """(entity_logits or None, labels (N,), scores (N,)) for ``mode``.
 
@@ -105,7 +105,7 @@ class RelationModel(nn.Module):
         person = group_argmax(person_probability, features.entity_frame, len(features.frame_keys))
         return pairs_around(features, person, labels)
 
-    def encode(self, features, mode: TaskMode = "predcls") -> PairEncoding:
+    def encode(self, features: VideoFeatures, mode: TaskMode = "predcls") -> PairEncoding:
         """Per-frame half: entity labels (given, or the object classifier), relation
         representation and spatial encoder. Every row depends only on its own frame, so a
         stream computes this once per frame and caches it.
@@ -261,8 +261,8 @@ class RelationModel(nn.Module):
 
     def forward(
         self,
-        features,
-        targets=None,
+        features: VideoFeatures,
+        targets: VideoTargets | None = None,
         *,
         mode: TaskMode = "predcls",
         with_guidance: bool | None = None,
