@@ -130,22 +130,30 @@ def write_authors_detector(path: Path, model: OrderedDict) -> Path:
 CLEANED = (5, 8, 17)  # book, chair, food: their clean_class calls
 
 
-def ref_nms_plain(boxes: list, scores: list, threshold: float) -> list[int]:
-    """Their NMS kernel: +1 areas; a box goes when its IoU with a kept one is > threshold."""
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+def ref_nms(boxes, scores, threshold: float, margins: list | None = None) -> list[int]:
+    """Their NMS kernel (GPU and CPU alike): +1 areas; a box goes when its IoU with a kept
+    one is > threshold. ``margins`` collects |IoU - threshold| of every comparison made."""
+    b = boxes.tolist() if hasattr(boxes, "tolist") else list(boxes)
+    s = [float(v) for v in scores]
+    order = sorted(range(len(s)), key=lambda i: -s[i])
     keep, dropped = [], set()
     for pos, i in enumerate(order):
         if i in dropped:
             continue
         keep.append(i)
-        x1, y1, x2, y2 = boxes[i]
+        x1, y1, x2, y2 = b[i]
         area = (x2 - x1 + 1) * (y2 - y1 + 1)
         for j in order[pos + 1 :]:
-            u1, v1, u2, v2 = boxes[j]
+            if j in dropped:
+                continue
+            u1, v1, u2, v2 = b[j]
             iw = max(0.0, min(x2, u2) - max(x1, u1) + 1)
             ih = max(0.0, min(y2, v2) - max(y1, v1) + 1)
             inter = iw * ih
-            if inter / (area + (u2 - u1 + 1) * (v2 - v1 + 1) - inter) > threshold:
+            iou = inter / (area + (u2 - u1 + 1) * (v2 - v1 + 1) - inter)
+            if margins is not None:
+                margins.append(abs(iou - threshold))
+            if iou > threshold:
                 dropped.add(j)
     return keep
 
@@ -181,7 +189,7 @@ def ref_relabel(frames, boxes, dists, num_frames, cleaned=CLEANED, nms=0.6, pers
             if not group:
                 continue
             group.sort(key=lambda e: -e["dist"][j])
-            keep = ref_nms_plain([e["box"] for e in group], [e["dist"][j] for e in group], nms)
+            keep = ref_nms([e["box"] for e in group], [e["dist"][j] for e in group], nms)
             kept += [group[k] for k in keep]
     result = []
     for f in range(num_frames):

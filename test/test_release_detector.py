@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from release_detector_fixtures import (
     authors_checkpoint,
     authors_model_state,
+    ref_nms,
     ref_relabel,
     write_authors_detector,
 )
@@ -173,31 +174,6 @@ NMS_MARGINS: list[float] = []
 of 0, float32 kernels may decide either way, and no test can ask for one answer."""
 
 
-def ref_nms(boxes, scores, threshold) -> list[int]:
-    """Their GPU NMS: +1 areas, a box goes when its IoU with a kept one is > threshold."""
-    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
-    b = boxes.tolist()
-    keep, dropped = [], set()
-    for pos, i in enumerate(order):
-        if i in dropped:
-            continue
-        keep.append(i)
-        x1, y1, x2, y2 = b[i]
-        area_i = (x2 - x1 + 1) * (y2 - y1 + 1)
-        for j in order[pos + 1 :]:
-            if j in dropped:
-                continue
-            u1, v1, u2, v2 = b[j]
-            iw = max(0.0, min(x2, u2) - max(x1, u1) + 1)
-            ih = max(0.0, min(y2, v2) - max(y1, v1) + 1)
-            inter = iw * ih
-            iou = inter / (area_i + (u2 - u1 + 1) * (v2 - v1 + 1) - inter)
-            NMS_MARGINS.append(abs(iou - threshold))
-            if iou > threshold:
-                dropped.add(j)
-    return keep
-
-
 def ref_rpn(feat, sd, height, width, post_nms=POST_NMS):
     """Their test-time proposal layer: 6000 before NMS 0.7, post_nms after, zero-padded."""
     hidden = F.relu(
@@ -222,7 +198,7 @@ def ref_rpn(feat, sd, height, width, post_nms=POST_NMS):
     scores = fg.permute(0, 2, 3, 1).reshape(-1)
     order = torch.sort(scores, descending=True, stable=True).indices[:6000]
     boxes, scores = boxes[order], scores[order]
-    keep = ref_nms(boxes, scores, 0.7)[:post_nms]
+    keep = ref_nms(boxes, scores, 0.7, NMS_MARGINS)[:post_nms]
     out = torch.zeros(post_nms, 4)
     out[: len(keep)] = boxes[keep]
     return out
@@ -289,7 +265,7 @@ def ref_detections(proposals, features, sd, height, width, scale, clip=True):
             continue
         order = torch.sort(probs[inds, j], descending=True, stable=True).indices
         cls_boxes = boxes[inds][:, 4 * j : 4 * j + 4][order]
-        keep = ref_nms(cls_boxes, probs[inds, j][order], 0.4)
+        keep = ref_nms(cls_boxes, probs[inds, j][order], 0.4, NMS_MARGINS)
         if j == 1:
             keep = keep[:1]
         for k in keep:

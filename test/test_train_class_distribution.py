@@ -13,7 +13,13 @@ from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.errors import ConfigError
 from tr2_core.models import load_model_config
 from tr2_core.models.glove import class_words
-from tr2_core.run import build_run_extractor, build_run_model, detector_classifier, fill_detector_classifier, load_trained
+from tr2_core.run import (
+    build_run_extractor,
+    build_run_model,
+    detector_classifier,
+    fill_detector_classifier,
+    load_trained,
+)
 from tr2_core.run_spec import RunSpec
 from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train

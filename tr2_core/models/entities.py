@@ -27,6 +27,7 @@ from tr2_core.models.model_config import DetectorConfig
 from tr2_core.models.release_detector import (
     ReleaseFasterRCNN,
     build_release_detector,
+    c4_body,
     nms_legacy,
 )
 from tr2_core.torch_files import load_weights_file
@@ -69,17 +70,7 @@ def build_detector(cfg: DetectorConfig) -> FasterRCNN | ReleaseFasterRCNN:
     if cfg.architecture == "release":
         return build_release_detector(cfg)
     resnet = getattr(torchvision.models, cfg.backbone)(weights=None, norm_layer=FrozenBatchNorm2d)
-    body = nn.Sequential(
-        OrderedDict(
-            conv1=resnet.conv1,
-            bn1=resnet.bn1,
-            relu=resnet.relu,
-            maxpool=resnet.maxpool,
-            layer1=resnet.layer1,
-            layer2=resnet.layer2,
-            layer3=resnet.layer3,
-        )
-    )
+    body = c4_body(resnet)
     body.out_channels = LAYER3_CHANNELS[cfg.backbone]
     box_head = nn.Sequential(
         OrderedDict(layer4=resnet.layer4, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())

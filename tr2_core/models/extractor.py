@@ -64,6 +64,11 @@ class DetectedChunk:
     entity_scores: torch.Tensor
     entity_features: torch.Tensor | None
 
+    @property
+    def detections(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(entity_frame, entity_boxes, entity_labels, entity_scores)."""
+        return self.entity_frame, self.entity_boxes, self.entity_labels, self.entity_scores
+
 
 class FeatureExtractor(nn.Module):
     """Detector + CLIP image tower, frozen (eval mode, no gradients).
@@ -345,12 +350,7 @@ class FeatureExtractor(nn.Module):
         relabel = self.config.object_classifier.sgdet_labels == "release"
         rows: list[tuple[torch.Tensor, ...]] = []
         for chunk in self.detect_chunks(frames):
-            frame, box, lab, sc = (
-                chunk.entity_frame,
-                chunk.entity_boxes,
-                chunk.entity_labels,
-                chunk.entity_scores,
-            )
+            frame, box, lab, sc = chunk.detections
             feat = chunk.entity_features
             if feat is None:
                 feat = self.pool_rows(chunk, frame, box)

@@ -429,6 +429,22 @@ class ReleaseRoIHeads(nn.Module):
         return results, {}
 
 
+def c4_body(resnet: torchvision.models.ResNet) -> nn.Sequential:
+    """The C4 body of a ResNet (conv1 .. layer3, stride 16), parameter names as
+    torchvision's ``FasterRCNN`` backbone has them; ``layer4`` is the box head."""
+    return nn.Sequential(
+        OrderedDict(
+            conv1=resnet.conv1,
+            bn1=resnet.bn1,
+            relu=resnet.relu,
+            maxpool=resnet.maxpool,
+            layer1=resnet.layer1,
+            layer2=resnet.layer2,
+            layer3=resnet.layer3,
+        )
+    )
+
+
 class ReleaseFasterRCNN(nn.Module):
     """The authors' detector at inference; torchvision's ``FasterRCNN`` layout.
 
@@ -441,17 +457,7 @@ class ReleaseFasterRCNN(nn.Module):
         super().__init__()
         resnet = caffe_resnet(cfg.backbone)
         self.transform = CaffeTransform(cfg.min_size, cfg.max_size)
-        self.backbone = nn.Sequential(
-            OrderedDict(
-                conv1=resnet.conv1,
-                bn1=resnet.bn1,
-                relu=resnet.relu,
-                maxpool=resnet.maxpool,
-                layer1=resnet.layer1,
-                layer2=resnet.layer2,
-                layer3=resnet.layer3,
-            )
-        )
+        self.backbone = c4_body(resnet)
         self.backbone.out_channels = LAYER4_CHANNELS[cfg.backbone] // 2
         self.rpn = ReleaseRPN(self.backbone.out_channels, cfg)
         self.roi_heads = ReleaseRoIHeads(resnet.layer4, cfg)

@@ -89,12 +89,7 @@ def extract_sgdet_training(
     rows: list[tuple[torch.Tensor, ...]] = []
     gt_offset = 0
     for chunk in extractor.detect_chunks(frames):
-        frame, box, lab, sc = (
-            chunk.entity_frame,
-            chunk.entity_boxes,
-            chunk.entity_labels,
-            chunk.entity_scores,
-        )
+        frame, box, lab, sc = chunk.detections
         # detections with their own features (release detector): only added GT boxes
         # are pooled; row order below follows `frame` / `box`
         feat = chunk.entity_features
