@@ -60,7 +60,8 @@ def detect_split(split, extractor, videos: int = 0) -> list[tuple[range, Any]]:
     that many, 0: all): per video its GT frame rows and its
     :class:`~tr2_core.types.VideoFeatures` (on the CPU). Run once, scored twice (the
     detector's metrics and the SGDet frequency baseline)."""
-    from tr2_core.train.source import load_image, move_features
+    from tr2_core.data.images import load_image
+    from tr2_core.train.source import move_features
 
     gt = split.gt
     count = min(videos, len(gt.videos)) if videos > 0 else len(gt.videos)
@@ -187,7 +188,7 @@ def draw_person_misses(split, misses, path: str | Path, count: int = 12, margin:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tr2_core.train.source import load_image
+    from tr2_core.data.images import load_image
 
     chosen = misses[:: max(1, len(misses) // count)][:count]
     cols = min(6, max(1, len(chosen)))

@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_fixtures import make_features, make_targets
 
+from tr2_core.cache_keys import cache_key
 from tr2_core.checkpoint_schema import check_rng_state
 from tr2_core.cli.train import split_overrides
 from tr2_core.errors import ConfigError, DatasetError, WeightsError
@@ -31,7 +32,7 @@ from tr2_core.train.dataset import (
     slice_features,
     slice_targets,
 )
-from tr2_core.train.feature_cache import FeatureCache, cache_key
+from tr2_core.train.feature_cache import FeatureCache
 from tr2_core.train.loop import class_alpha
 from tr2_core.train.predict import (
     concat_predictions,

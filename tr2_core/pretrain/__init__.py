@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
+from tr2_core.cache_keys import annotation_stats, cache_key
 from tr2_core.config import to_dict
 from tr2_core.models.config import resolve_config
-from tr2_core.train.feature_cache import annotation_stats, cache_key
 
 log = logging.getLogger(__name__)
 

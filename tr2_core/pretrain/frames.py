@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from tr2_core.data.action_genome import load_split
+from tr2_core.data.images import load_image
 from tr2_core.data.synthetic.writer import validation_videos
-from tr2_core.train.source import load_image
 
 
 @dataclass

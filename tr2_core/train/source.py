@@ -19,27 +19,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from tr2_core.cache_keys import annotation_stats
 from tr2_core.config import to_dict
+from tr2_core.data.images import load_image
 from tr2_core.errors import DatasetError
 from tr2_core.run import FrozenExtractor, RunSpec
 from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
-from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
+from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache
 from tr2_core.types import VideoFeatures, VideoTargets
 
 log = logging.getLogger(__name__)
-
-
-def load_image(path: Path) -> torch.Tensor:
-    """(3, H, W) uint8 RGB image; :class:`DatasetError` naming the file if unreadable."""
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: cannot read frame image ({e})") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def per_frame(values: torch.Tensor, frame: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
