@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tr2_core.cli.plot_runs import PredictionsInput, as_predictions
 from tr2_core.errors import ConfigError, DatasetError, PredictionsError
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.viz.figure import DEFAULT_DPI, check_output_path
+from tr2_core.viz.run_plots import PredictionsInput, as_predictions
 from tr2_core.viz.scene_graph import (
     FramePairs,
     class_name,
