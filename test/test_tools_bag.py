@@ -12,7 +12,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from tools_testing import H, W, frames, png_bytes, tiny_engine
 
 from tr2_core.cli import main
-from tr2_core.tools.staging import OutputExistsError, OutputPathError
+from tr2_core.outputs import OutputExistsError, OutputPathError
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import OBJECT_CLASSES
 from tr2_ros.bag import BagError, process_bag

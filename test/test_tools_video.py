@@ -14,11 +14,10 @@ from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
-from tr2_core.outputs import MARKER
+from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError, staged_outputs
 from tr2_core.stream.options import EngineOptions
 from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.tools.records import result_record
-from tr2_core.tools.staging import OutputExistsError, OutputPathError, staged_outputs
 from tr2_core.tools.video import VideoError, image_files, process_video, read_image
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL

@@ -83,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
-    from tr2_core.outputs import prepare_folder
+    from tr2_core.outputs import prepare_folder, staged_outputs
     from tr2_core.run import load_checkpoint
-    from tr2_core.tools.staging import staged_outputs
 
     # every field of the checkpoint is checked before anything is built or written
     ckpt = load_checkpoint(args.checkpoint)

@@ -5,8 +5,6 @@
 * :mod:`~tr2_core.tools.records`: a decoded scene graph as a JSON line.
 * :mod:`~tr2_core.tools.engine_args`: the engine flags of ``tr2 video`` and
   ``tr2 bag``, generated from :class:`~tr2_core.stream.options.EngineOptions`.
-* :mod:`~tr2_core.tools.staging`: outputs written beside their final path and
-  renamed into place only when complete.
 
 The rosbag tool (``tr2 bag``) writes ROS messages, so it lives in
 ``tr2_ros/bag.py``.

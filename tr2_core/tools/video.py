@@ -13,7 +13,7 @@ or undecodable image or packet) or that the engine cannot take
 (:func:`tr2_core.stream.frames.run_frame`) gets a JSON line with its ``error``
 and is counted; it never stops the run, and Ctrl-C keeps the frames done.
 Outputs are written beside their final paths and appear when the run ends
-(:mod:`tr2_core.tools.staging`); what they may replace: :mod:`tr2_core.outputs`.
+(:func:`tr2_core.outputs.staged_outputs`); what they may replace: :mod:`tr2_core.outputs`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error, clip
-from tr2_core.outputs import Output
+from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.tools.records import error_record, graph_record
-from tr2_core.tools.staging import check_output, staged_outputs
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +454,7 @@ def check_paths(
     resolved = [p.resolve() for p in outs]
     if len(set(resolved)) != len(resolved) or src.resolve() in resolved:
         raise VideoError("IN, --jsonl and --overlay must be different paths")
-    check_output(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
+    check_staged_outputs(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
 
 
 def process_video(
