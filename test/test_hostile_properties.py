@@ -474,7 +474,7 @@ def test_text_table_zip_bomb_refused_before_inflating(tmp_path):
 def test_wellformed_image_folders_read_back_exactly(sizes, seed):
     from PIL import Image
 
-    from tr2_core.tools.video import open_source
+    from tr2_core.runners.video_runner import open_source
 
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
@@ -505,7 +505,7 @@ def _png(seed: int) -> bytes:
 @budget(30)
 @given(kind=st.integers(0, 3), data=st.data())
 def test_mutated_images_cost_their_frame_only(kind, data):
-    from tr2_core.tools.video import open_source
+    from tr2_core.runners.video_runner import open_source
 
     suffix = [".png", ".jpg", ".bmp", ".tif"][kind]
     with _scratch() as tmp:
@@ -563,7 +563,7 @@ def _video(suffix: str) -> bytes:
 @budget(25)
 @given(suffix=st.sampled_from([".mp4", ".mkv"]), data=st.data())
 def test_mutated_videos_give_lines_or_a_documented_error(suffix, data):
-    from tr2_core.tools.video import process_video
+    from tr2_core.runners.video_runner import process_video
 
     with _scratch() as tmp:
         path = Path(tmp) / f"in{suffix}"
@@ -578,7 +578,7 @@ def test_mutated_videos_give_lines_or_a_documented_error(suffix, data):
 
 
 def test_wellformed_videos_read_every_frame(tmp_path):
-    from tr2_core.tools.video import process_video
+    from tr2_core.runners.video_runner import process_video
 
     for suffix in (".mp4", ".mkv"):
         path = tmp_path / f"v{suffix}"

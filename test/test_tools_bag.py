@@ -383,7 +383,7 @@ def test_topic_errors_and_existing_output(tmp_path):
 
 
 def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeypatch):
-    import tr2_core.tools.engine_args as engine_args
+    import tr2_core.runners.engine_args as engine_args
 
     def no_build(options):
         raise AssertionError("the model must not be built for an unreadable bag")
@@ -402,7 +402,7 @@ def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeyp
 
 
 def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
-    import tr2_core.tools.engine_args as engine_args
+    import tr2_core.runners.engine_args as engine_args
 
     seen = []
 

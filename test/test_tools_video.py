@@ -15,10 +15,10 @@ from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
 from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError, staged_outputs
+from tr2_core.runners.engine_args import EngineRequest, add_engine_arguments
+from tr2_core.runners.records import result_record
+from tr2_core.runners.video_runner import VideoError, image_files, process_video, read_image
 from tr2_core.stream.options import EngineOptions
-from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
-from tr2_core.tools.records import result_record
-from tr2_core.tools.video import VideoError, image_files, process_video, read_image
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
 
@@ -412,7 +412,7 @@ def test_overwrite_never_deletes_inputs_or_unrelated_folders(tmp_path):
 def test_image_size_is_bounded_before_decoding(tmp_path, monkeypatch):
     """Class 5: main decoded a small PNG claiming 10000x10000 (4.7 GB in `tr2 video`).
     The size comes from the header; the bound is lowered here to keep the test small."""
-    import tr2_core.tools.video as video
+    import tr2_core.runners.video_runner as video
 
     monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)
     folder = tmp_path / "f"

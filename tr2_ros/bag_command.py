@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tr2_core.tools.engine_args import add_engine_arguments
+from tr2_core.runners.engine_args import add_engine_arguments
 
 NAME = "bag"
 MODES = ("sgdet", "predcls", "sgcls")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from tr2_core.errors import ConfigError
-    from tr2_core.tools.engine_args import EngineRequest, build_engine
+    from tr2_core.runners.engine_args import EngineRequest, build_engine
     from tr2_ros.bag import Detections, check_paths, open_bag, process_bag
     from tr2_ros.detections import ClassMap
 

@@ -375,8 +375,8 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
     from PIL import Image
 
     from tr2_core.data.action_genome import load_split
+    from tr2_core.runners.records import result_record
     from tr2_core.stream.engine import StreamingEngine
-    from tr2_core.tools.records import result_record
     from tr2_core.viz.overlay import draw_scene_graph
 
     split = load_split(data, "test", show_progress=False)

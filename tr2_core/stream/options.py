@@ -2,7 +2,7 @@
 
 Every field carries its default, help and constraints (:mod:`tr2_core.options`).
 :class:`~tr2_core.stream.engine.StreamingEngine` takes an instance; the flags of
-``tr2 video`` / ``tr2 bag`` (:mod:`tr2_core.tools.engine_args`) and the ROS
+``tr2 video`` / ``tr2 bag`` (:mod:`tr2_core.runners.engine_args`) and the ROS
 node's parameters (``tr2_ros/params.py``) are generated from these fields.
 Importing this module does not import torch.
 """

@@ -3,7 +3,7 @@
 Input is either a video file (anything FFmpeg reads, through PyAV) or a folder
 of images (PNG / JPEG / BMP / WebP / TIFF, in natural order of their names, so
 ``frames/VIDEO.mp4/000123.png`` of an Action Genome layout works as is). Output
-is one JSON line per frame (:mod:`tr2_core.tools.records`) and, optionally, the
+is one JSON line per frame (:mod:`tr2_core.runners.records`) and, optionally, the
 annotated frames as a video (``.mp4``, ``.mkv``, ``.mov``, ``.avi``) or as a
 folder of PNGs (any other path).
 
@@ -33,9 +33,9 @@ import numpy as np
 from tr2_core.errors import Tr2Error, clip
 from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
+from tr2_core.runners.records import error_record, graph_record
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
-from tr2_core.tools.records import error_record, graph_record
 
 log = logging.getLogger(__name__)
 
