@@ -1,7 +1,7 @@
 """Detector check: does the synthetic-world detector find the person?
 
 Trains the small detector the way ``tr2 pretrain-synthetic`` does
-(:func:`tr2_core.pretrain.detector.train_detector` on the training videos minus the
+(:func:`tr2_core.pretrain.detector_fit.train_detector` on the training videos minus the
 validation videos) or loads a saved ``FasterRCNN.state_dict()`` (``--weights``), then
 runs the SGDet path the engine and ``tr2 test`` use -- ``FeatureExtractor.extract``
 without boxes: per-class score threshold, NMS, a single best person per frame -- on
@@ -314,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         load_detector_weights(extractor.detector, args.weights)
     else:
         from tr2_core.pretrain import PretrainBudget
-        from tr2_core.pretrain.detector import train_detector
-        from tr2_core.pretrain.frames import load_pretrain_frames
+        from tr2_core.pretrain.detector_fit import train_detector
+        from tr2_core.pretrain.training_frames import load_pretrain_frames
         from tr2_core.pretrain.world import render_world, world_config
 
         extra = dict(item.split("=", 1) for item in args.set)
@@ -358,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sgdet_baseline:
         from _common import frequency_on_detections
 
-        from tr2_core.baseline import fit_frequency
         from tr2_core.evaluation.predictions import save_predictions
         from tr2_core.evaluation.recall import evaluate
+        from tr2_core.frequency_baseline import fit_frequency
 
         table = fit_frequency(load_split(Path(args.data), "train", show_progress=False))
         preds = frequency_on_detections(detections_as_predictions(split, detected), table)

@@ -167,7 +167,7 @@ def make_random_checkpoint(path) -> str:
     from tr2_core.models.config import load_model_config
     from tr2_core.run import RunSpec, build_run_model
     from tr2_core.train.checkpoint import run_config_dict
-    from tr2_core.train.config import TrainConfig
+    from tr2_core.train.recipe import TrainConfig
 
     run = RunSpec(data="", model="tr2-small", task="sgdet", random_init=True)
     model_cfg, train_cfg = load_model_config("tr2-small"), TrainConfig()

@@ -17,7 +17,7 @@ from tr2_core.models.detector import build_detector, fold_frozen_batchnorm
 from tr2_core.models.fusion import TemporalDecoder, make_grouping, sequence_layout
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 
 H, W = 96, 128
 

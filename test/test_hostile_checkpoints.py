@@ -28,8 +28,8 @@ from tr2_core.train.checkpoint import (
     checkpoint_state,
     run_config_dict,
 )
-from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import Optimisation, train
+from tr2_core.train.recipe import load_train_config
 
 
 @pytest.fixture(autouse=True)

@@ -301,8 +301,8 @@ def _checkpoint() -> dict[str, Any]:
     from tr2_core.models import create_relation_model, load_model_config
     from tr2_core.run import RunSpec
     from tr2_core.train.checkpoint import checkpoint_state, run_config_dict
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import Optimisation
+    from tr2_core.train.recipe import load_train_config
 
     torch.manual_seed(0)
     model_cfg = load_model_config("tr2-small")

@@ -22,7 +22,7 @@ from tr2_core.models.heads import (
     decide_entity_labels,
 )
 from tr2_core.models.losses import compute_losses, pair_focal_bce
-from tr2_core.train.config import load_train_config
+from tr2_core.train.recipe import load_train_config
 from tr2_core.vocab import OBJECT_CLASSES, PERSON
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tr2_core.baseline import fit_frequency, predict_frequency
 from tr2_core.cli import SUBCOMMAND_MODULES
 from tr2_core.cli import plot as plot_cli
 from tr2_core.cli import plot_frames as frames
@@ -25,11 +24,12 @@ from tr2_core.evaluation.changes import relation_changes, triplet_object_class
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
 from tr2_core.evaluation.recall import evaluate, evaluate_detailed
 from tr2_core.evaluation.report import compare_per_frame, save_per_frame
+from tr2_core.frequency_baseline import fit_frequency, predict_frequency
 from tr2_core.types import SceneGraphResult
 from tr2_core.viz import run_plots
 from tr2_core.viz.curves import TrainingLog, draw_training_curves
 from tr2_core.viz.recall_bars import RunMetrics, draw_recall
-from tr2_core.viz.scene_graph import draw_scene_graph_result, frame_pairs_from_predictions
+from tr2_core.viz.scene_graph_figure import draw_scene_graph_result, frame_pairs_from_predictions
 from tr2_core.vocab import CONTACTING, OBJECT_CLASSES, PERSON, PREDICATES, SPATIAL
 
 CFG = SyntheticConfig(

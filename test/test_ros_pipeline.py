@@ -20,7 +20,7 @@ from ros_testing import (
     random_rgb,
 )
 
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_ros.conversions import decode_image, stamp_to_ns
 from tr2_ros.params import NodeParams
 from tr2_ros.pipeline import ScenePipeline, describe_header

@@ -18,7 +18,7 @@ from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError, staged_
 from tr2_core.runners.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.runners.records import result_record
 from tr2_core.runners.video_runner import VideoError, image_files, process_video, read_image
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
 

@@ -21,7 +21,6 @@ from tr2_core.train.checkpoint import (
     get_rng_state,
     set_rng_state,
 )
-from tr2_core.train.config import TrainConfig, load_train_config
 from tr2_core.train.dataset import (
     ActionGenomeVideos,
     VideoClip,
@@ -39,6 +38,7 @@ from tr2_core.train.predict import (
     predictions_from_bytes,
     predictions_to_bytes,
 )
+from tr2_core.train.recipe import TrainConfig, load_train_config
 from tr2_core.train.source import held_out_rows, sgdet_targets, split_rows
 from tr2_core.train.validation import gt_first_videos, metric_value
 from tr2_core.types import GroundTruth, Predictions, VideoTargets

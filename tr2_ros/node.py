@@ -14,7 +14,7 @@ Topics (relative names, remap them or set the *_topic parameters):
   the robot's detector, matched to the images by stamp (:mod:`tr2_ros.detections`);
 * ``scene_graph/entities`` (vision_msgs/Detection2DArray), ``scene_graph/markers``
   (visualization_msgs/MarkerArray, built only while subscribed) and ``/diagnostics``
-  (:mod:`tr2_ros.outputs`).
+  (:mod:`tr2_ros.standard_messages`).
 
 Parameters (docs/ros.md): :data:`LIVE_PARAMETERS` apply at once when set, the
 read-only :data:`START_PARAMETERS` at start, every other at each configure. The
@@ -50,9 +50,9 @@ from tr2_ros.conversions import Decoder, build_vocabulary
 from tr2_ros.detections import ClassMap
 from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
-from tr2_ros.outputs import rclpy_factory
 from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
+from tr2_ros.standard_messages import rclpy_factory
 
 NODE_NAME = "tr2"
 
@@ -422,7 +422,7 @@ class Tr2Node:
         """Timer: one ``/diagnostics`` status (STALE while not active)."""
         if self._diagnostics_pub is None or self._make is None:
             return
-        from tr2_ros.outputs import diagnostics_message
+        from tr2_ros.standard_messages import diagnostics_message
 
         p = self.params
         if self._pipeline is None:

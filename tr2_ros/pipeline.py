@@ -34,9 +34,9 @@ from tr2_ros.detections import (
     entities_from_detections,
 )
 from tr2_ros.messages import MessageClasses
-from tr2_ros.outputs import MessageFactory, detections_message, markers_message
 from tr2_ros.params import NodeParams
 from tr2_ros.policy import LatestSlot, RateLimiter
+from tr2_ros.standard_messages import MessageFactory, detections_message, markers_message
 
 
 class Engine(Protocol):
@@ -141,7 +141,8 @@ class ScenePipeline:
         class_map: with mode predcls / sgcls, the detector's classes -> Action Genome's
             (default: :meth:`ClassMap.action_genome`).
         make: message factory for the vision_msgs / visualization_msgs outputs
-            (:mod:`tr2_ros.outputs`); needed with ``publish_entities`` / ``publish_markers``.
+            (:mod:`tr2_ros.standard_messages`); needed with ``publish_entities`` /
+            ``publish_markers``.
         publish_entities: called with each frame's ``vision_msgs/Detection2DArray``.
         publish_markers: called with each frame's ``visualization_msgs/MarkerArray``,
             built only while ``markers_wanted()``.

@@ -418,7 +418,7 @@ def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, 
            plots, label: str) -> list:  # fmt: skip
     from tr2_core.cli.plot_frames import plot_scene_graph, plot_timeline
     from tr2_core.viz.run_plots import plot_fig5, plot_recall, plot_training_curves
-    from tr2_core.viz.scene_graph import draw_scene_graph_result
+    from tr2_core.viz.scene_graph_figure import draw_scene_graph_result
 
     plots.mkdir(parents=True, exist_ok=True)
     made = [

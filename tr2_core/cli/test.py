@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.evaluation.report import format_temporal_effects
     from tr2_core.run import load_trained
     from tr2_core.train.checkpoint import train_config_from
-    from tr2_core.train.config import autocast_factory
     from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict, protocol_name
+    from tr2_core.train.recipe import autocast_factory
     from tr2_core.train.source import make_source
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

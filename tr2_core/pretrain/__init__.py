@@ -1,5 +1,5 @@
 """Frozen features that carry the synthetic scene: the small detector and the small
-CLIP fitted to a synthetic dataset (:mod:`.detector`, :mod:`.clip`), saved in exactly
+CLIP fitted to a synthetic dataset (:mod:`.detector_fit`, :mod:`.clip_fit`), saved in exactly
 the formats real weights come in -- a torchvision ``FasterRCNN`` state dict and an
 open_clip checkpoint -- so a run loads them through ``--detector-weights`` /
 ``--clip-weights`` like real weights.
@@ -139,10 +139,10 @@ def train_weights(
     returns their state dicts (on the CPU) and a report (first / last losses)."""
     from tr2_core.models.detector import build_detector
     from tr2_core.models.union import create_clip
-    from tr2_core.pretrain.clip import train_clip
-    from tr2_core.pretrain.detector import train_detector
-    from tr2_core.pretrain.frames import load_pretrain_frames
+    from tr2_core.pretrain.clip_fit import train_clip
+    from tr2_core.pretrain.detector_fit import train_detector
     from tr2_core.pretrain.steps import deterministic_kernels
+    from tr2_core.pretrain.training_frames import load_pretrain_frames
     from tr2_core.pretrain.world import render_world, world_config
 
     torch.manual_seed(budget.seed)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig
+from tr2_core.data.synthetic.generator_config import META_FILE, SyntheticConfig
 from tr2_core.errors import ConfigError
-from tr2_core.pretrain.frames import PretrainFrames
+from tr2_core.pretrain.training_frames import PretrainFrames
 from tr2_core.progress import bar_disabled
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_INDEX, SPATIAL
 

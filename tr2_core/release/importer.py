@@ -40,7 +40,7 @@ from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_ope
 from tr2_core.release.detector import read_release_detector
 from tr2_core.release.text_table import read_release_text_table
 from tr2_core.run import RunSpec
-from tr2_core.train.config import TrainConfig
+from tr2_core.train.recipe import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Engine options of ``tr2 bag`` and ``tr2 video``, and the engine they build.
 
-The flags are generated from :class:`~tr2_core.stream.options.EngineOptions`
+The flags are generated from :class:`~tr2_core.stream.engine_options.EngineOptions`
 (the declaration the ROS node's parameters come from too); only where the
 model comes from is command-line specific. A trained model comes from
 ``--checkpoint`` (``StreamingEngine.from_checkpoint``); ``--model CONFIG
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tr2_core.errors import ConfigError
 from tr2_core.options import add_flags, cli_name, options_from_mapping
-from tr2_core.stream.options import EngineOptions, engine_option_specs
+from tr2_core.stream.engine_options import EngineOptions, engine_option_specs
 
 if TYPE_CHECKING:
     from tr2_core.stream.engine import StreamingEngine
@@ -130,7 +130,7 @@ def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES)
     """
     request.validate(modes)
     from tr2_core.stream.engine import StreamingEngine
-    from tr2_core.stream.options import resolve_device
+    from tr2_core.stream.engine_options import resolve_device
 
     if request.options.checkpoint:
         return StreamingEngine.from_checkpoint(options=request.options)

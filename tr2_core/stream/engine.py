@@ -33,7 +33,7 @@ from tr2_core.errors import ConfigError, Tr2Error, describe
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
 from tr2_core.scene_graph import keep_valid
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
@@ -135,7 +135,7 @@ class StreamingEngine:
     Args:
         extractor: the frozen :class:`~tr2_core.models.FeatureExtractor`.
         relation: the trained :class:`~tr2_core.models.RelationModel`.
-        options: :class:`~tr2_core.stream.options.EngineOptions`; the engine uses
+        options: :class:`~tr2_core.stream.engine_options.EngineOptions`; the engine uses
             ``window`` (frames ``W`` the temporal decoder sees, the newest
             included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
             ``"sgcls"`` take the boxes, and labels for predcls, passed to

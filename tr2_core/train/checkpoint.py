@@ -38,7 +38,7 @@ from tr2_core.errors import ConfigError, WeightsError, clip
 from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.run import RunSpec, run_spec_and_model_config
-from tr2_core.train.config import TrainConfig
+from tr2_core.train.recipe import TrainConfig
 
 log = logging.getLogger("tr2.train")
 

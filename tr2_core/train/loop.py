@@ -58,11 +58,11 @@ from tr2_core.train.checkpoint import (
     restore_training,
     run_config_dict,
 )
-from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
 from tr2_core.train.guards import NonFiniteGuard
 from tr2_core.train.prefetch import pin, prefetched
+from tr2_core.train.recipe import TrainConfig, autocast_factory
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
 from tr2_core.train.validation import metric_value, validate
 

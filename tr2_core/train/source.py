@@ -25,9 +25,9 @@ from tr2_core.config import to_dict
 from tr2_core.data.images import load_image
 from tr2_core.errors import DatasetError
 from tr2_core.run import FrozenExtractor, RunSpec
-from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
 from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache
+from tr2_core.train.recipe import TrainConfig, autocast_factory
 from tr2_core.types import VideoFeatures, VideoTargets
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from tr2_core.models.config import ModelConfig
 from tr2_core.models.detector import union_boxes
 from tr2_core.models.guidance import prompt_grid
 from tr2_core.models.union import UnionFeatureEncoder, stack_frames
-from tr2_core.pretrain.frames import PretrainFrames
 from tr2_core.pretrain.steps import freeze, take_step
+from tr2_core.pretrain.training_frames import PretrainFrames
 
 
 @torch.no_grad()
