@@ -231,9 +231,9 @@ def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
             calls.append((checkpoint, kwargs))
             return FakeEngine()
 
-    fake = types.ModuleType("tr2_core.stream")
+    fake = types.ModuleType("tr2_core.stream.engine")
     fake.StreamingEngine = StreamingEngine
-    monkeypatch.setitem(sys.modules, "tr2_core.stream", fake)
+    monkeypatch.setitem(sys.modules, "tr2_core.stream.engine", fake)
     with pytest.raises(ConfigError, match="'checkpoint' is empty"):
         load_engine(NodeParams())
     ckpt = tmp_path / "tr2.pt"

@@ -383,12 +383,12 @@ def test_topic_errors_and_existing_output(tmp_path):
 
 
 def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeypatch):
-    import tr2_core.runners.engine_args as engine_args
+    import tr2_ros.bag_command as bag_command
 
     def no_build(options):
         raise AssertionError("the model must not be built for an unreadable bag")
 
-    monkeypatch.setattr(engine_args, "build_engine", no_build)
+    monkeypatch.setattr(bag_command, "build_engine", no_build)
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
     _corrupt(src, "db3-garbage")
@@ -402,7 +402,7 @@ def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeyp
 
 
 def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
-    import tr2_core.runners.engine_args as engine_args
+    import tr2_ros.bag_command as bag_command
 
     seen = []
 
@@ -410,7 +410,7 @@ def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
         seen.append(options)
         return EmptyEngine()
 
-    monkeypatch.setattr(engine_args, "build_engine", fake_build)
+    monkeypatch.setattr(bag_command, "build_engine", fake_build)
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(2))])
     rc = main(["bag", str(src), str(dst), "--image-topic", TOPIC, "--model", "tr2-small",

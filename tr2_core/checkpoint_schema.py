@@ -44,7 +44,9 @@ from typing import Any
 
 import torch
 
+from tr2_core.config import from_dict, to_dict
 from tr2_core.errors import ConfigError, WeightsError, clip, describe
+from tr2_core.models import ModelConfig, create_relation_model
 
 MAX_EPOCH = 1_000_000
 MAX_LOG_RECORD_CHARS = 1 << 20
@@ -164,9 +166,7 @@ def check_config(config: Any, path: str | Path) -> Any:
         WeightsError: a section missing or of the wrong type, a bad value, a size
             beyond :data:`MODEL_LIMITS` or :data:`MAX_PARAMETERS`.
     """
-    from tr2_core.config import from_dict
-    from tr2_core.models import ModelConfig
-    from tr2_core.run import RunSpec
+    from tr2_core.run import RunSpec  # deferred: run.py imports this module (a cycle)
 
     if not isinstance(config, dict):
         raise refuse(path, "config", f"a {type(config).__name__}, not a dict")
@@ -237,16 +237,11 @@ def _check_overrides(value: Any, path: str | Path, where: str, depth: int) -> No
 def meta_relation_state(model_cfg: Any) -> dict[str, torch.Size]:
     """Names and shapes of the relation model's state dict for ``model_cfg``, built on
     the ``meta`` device (no memory, no weights); the last few configs are remembered."""
-    from tr2_core.config import to_dict
-
     return dict(_meta_relation_state(json.dumps(to_dict(model_cfg), sort_keys=True)))
 
 
 @functools.lru_cache(maxsize=8)
 def _meta_relation_state(config_json: str) -> tuple[tuple[str, torch.Size], ...]:
-    from tr2_core.config import from_dict
-    from tr2_core.models import ModelConfig, create_relation_model
-
     model_cfg = from_dict(ModelConfig, json.loads(config_json))
     with torch.device("meta"):
         relation = create_relation_model(model_cfg, device="meta")

@@ -38,6 +38,7 @@ from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.types import SceneGraphResult
+from tr2_core.viz.overlay import draw_scene_graph
 from tr2_ros.conversions import (
     ConversionError,
     ImageRejected,
@@ -238,8 +239,6 @@ class _Frames:
             return None
         debug = None
         if self.debug:
-            from tr2_core.viz.overlay import draw_scene_graph
-
             debug = encode_rgb_image(draw_scene_graph(image, graph), msg.header, self.classes)
         return graph_msg, debug
 

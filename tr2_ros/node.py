@@ -52,7 +52,7 @@ from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
 from tr2_ros.params import NodeParams, parameter_specs
 from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
-from tr2_ros.standard_messages import rclpy_factory
+from tr2_ros.standard_messages import diagnostics_message, rclpy_factory
 
 NODE_NAME = "tr2"
 
@@ -137,7 +137,7 @@ def checkpoint_model_name(checkpoint: str) -> str:
     Read through the one checkpoint gate (:func:`tr2_core.run.load_checkpoint`, every
     field checked), memory-mapped, so the weights are not read into memory a second time."""
     try:
-        from tr2_core.run import load_checkpoint
+        from tr2_core.run import load_checkpoint  # deferred: torch
 
         config = load_checkpoint(checkpoint, mmap=True)["config"]
         return str(config["model"].get("name") or config["run"].get("model") or "?")
@@ -422,7 +422,6 @@ class Tr2Node:
         """Timer: one ``/diagnostics`` status (STALE while not active)."""
         if self._diagnostics_pub is None or self._make is None:
             return
-        from tr2_ros.standard_messages import diagnostics_message
 
         p = self.params
         if self._pipeline is None:

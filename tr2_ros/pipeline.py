@@ -17,6 +17,7 @@ import numpy as np
 from tr2_core.errors import Tr2Error
 from tr2_core.stream.frames import run_frame
 from tr2_core.types import SceneGraph, SceneGraphResult
+from tr2_core.viz.overlay import draw_scene_graph
 from tr2_ros.conversions import (
     ConversionError,
     Decoder,
@@ -78,10 +79,7 @@ def load_engine(params: NodeParams) -> Engine:
         WeightsError: (from the engine) missing or mismatched weights.
     """
     checkpoint = params.require_checkpoint()
-    try:  # heavy: torch, open_clip
-        from tr2_core.stream import StreamingEngine
-    except ImportError:  # the package may not re-export it
-        from tr2_core.stream.engine import StreamingEngine
+    from tr2_core.stream.engine import StreamingEngine  # deferred: torch, open_clip
 
     return StreamingEngine.from_checkpoint(str(checkpoint), options=params.engine_options())
 
@@ -394,8 +392,6 @@ class ScenePipeline:
         return given
 
     def _publish_debug_image(self, image: np.ndarray, graph: SceneGraph, header: Any) -> None:
-        from tr2_core.viz.overlay import draw_scene_graph
-
         try:
             drawn = draw_scene_graph(image, graph)
             self._publish_debug(encode_rgb_image(drawn, header, self.classes))

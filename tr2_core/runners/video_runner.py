@@ -36,6 +36,7 @@ from tr2_core.progress import bar_disabled
 from tr2_core.runners.records import error_record, graph_record
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
+from tr2_core.viz.overlay import draw_scene_graph
 
 log = logging.getLogger(__name__)
 
@@ -566,8 +567,6 @@ def _frame_record(
     height, width = frame.image.shape[:2]
     report.graphs += 1
     if writer is not None:
-        from tr2_core.viz.overlay import draw_scene_graph
-
         writer.write(draw_scene_graph(frame.image, graph), frame)
     return graph_record(graph, frame.index, image_size=(width, height), source=frame.source)
 

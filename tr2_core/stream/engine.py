@@ -32,6 +32,7 @@ import torch
 from tr2_core.errors import ConfigError, Tr2Error, describe
 from tr2_core.models.config import TaskMode
 from tr2_core.models.outputs import PairEncoding, concat_encodings
+from tr2_core.run import load_trained
 from tr2_core.scene_graph import keep_valid
 from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
@@ -251,8 +252,6 @@ class StreamingEngine:
                 (:func:`tr2_core.run.load_checkpoint`: one line naming the field).
             ConfigError: an unknown or invalid option.
         """
-        from tr2_core.run import load_trained
-
         if options is not None and not isinstance(options, EngineOptions):
             raise ConfigError(f"options must be EngineOptions, got {type(options).__name__}")
         if checkpoint is not None:

@@ -144,6 +144,6 @@ def resolve_device(device: str) -> str:
     Raises:
         ConfigError: a CUDA device on a machine without CUDA, or not a device name.
     """
-    from tr2_core.run import resolve_device as resolve
+    from tr2_core.run import resolve_device as resolve  # deferred: torch
 
     return str(resolve(device))

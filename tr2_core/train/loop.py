@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from tr2_core.checkpoint_schema import check_state_dict
-from tr2_core.models import ModelConfig
+from tr2_core.models import ModelConfig, alpha_from_counts, compute_losses
 from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.progress import bar_disabled
 from tr2_core.run import (
@@ -78,8 +78,6 @@ def seed_everything(seed: int) -> None:
 def class_alpha(videos: ActionGenomeVideos) -> dict[str, torch.Tensor]:
     """Per-class focal weights from the frequencies of the labels of the videos the run
     trains on (authors' formula); held-out validation videos do not count."""
-    from tr2_core.models import alpha_from_counts
-
     pairs = videos.pair_rows()
     return {
         "spatial": alpha_from_counts(videos.pair_spatial[pairs].sum(axis=0)),
@@ -175,8 +173,6 @@ def train_epoch(
     """One pass over this rank's share of the training videos -> loss sums and counts
     over all ranks (``loss``, each loss term, ``_frames``, ``_steps``) and this rank's
     ``_time_s`` / ``_cpu_s``."""
-    from tr2_core.models import compute_losses
-
     model.train()
     src = data.train
     order = shard_indices(len(src), d.rank, d.world_size, shuffle=cfg.shuffle,

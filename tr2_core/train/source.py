@@ -22,7 +22,10 @@ import torch
 
 from tr2_core.cache_keys import annotation_stats
 from tr2_core.config import to_dict
+from tr2_core.data.action_genome import load_split
 from tr2_core.data.images import load_image
+from tr2_core.data.synthetic import META_FILE
+from tr2_core.data.synthetic.writer import validation_videos
 from tr2_core.errors import DatasetError
 from tr2_core.run import FrozenExtractor, RunSpec
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
@@ -236,9 +239,6 @@ def held_out_rows(split: Any, data_root: str | Path, cfg: TrainConfig) -> list[i
     videos)``, at least one, never all, drawn with ``val_seed`` (independent of the
     training seed).
     """
-    from tr2_core.data.synthetic import META_FILE
-    from tr2_core.data.synthetic.writer import validation_videos
-
     videos = [str(v) for v in split.gt.videos]
     if (Path(data_root) / "annotations" / META_FILE).is_file():
         listed = set(validation_videos(data_root))
@@ -297,8 +297,6 @@ def make_source(
     Returns:
         (source, the loaded split).
     """
-    from tr2_core.data.action_genome import load_split
-
     ag_split = ag_split_of(split_name)
     split = load_split(
         run.data, ag_split, filter_small_boxes=run.small_boxes_filtered, show_progress=False
