@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tr2_core.stream.engine_contract import ONLINE, EngineStats
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 from tr2_ros.conversions import ENCODINGS
@@ -116,8 +117,11 @@ def make_result(
 
 
 class FakeEngine:
-    """Stands in for ``tr2_core.stream.StreamingEngine``: records its inputs,
+    """Stands in for ``tr2_core.stream.StreamingEngine`` (it implements
+    :class:`~tr2_core.stream.engine_contract.SceneGraphEngine`): records its inputs,
     returns ``make_result`` sized to the image, optionally waits or fails."""
+
+    protocol, model_name, window = ONLINE, "fake", 8
 
     def __init__(self, delay: float = 0.0, fail_on: set[int] | None = None, result=None):
         self.delay = delay
@@ -125,11 +129,11 @@ class FakeEngine:
         self.result = result
         self.calls: list[tuple[tuple[int, ...], int]] = []
         self.inputs: list[dict] = []
+        self.stats = EngineStats(protocol=ONLINE)
+        self.tuned: list[dict] = []
         self.closed = False
 
     def process(self, image: np.ndarray, stamp_ns: int, **inputs) -> SceneGraphResult:
-        import time
-
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append((image.shape, stamp_ns))
         self.inputs.append(inputs)
@@ -142,6 +146,9 @@ class FakeEngine:
         return make_result(
             4, stamp_ns=stamp_ns, width=float(image.shape[1]), height=float(image.shape[0])
         )
+
+    def tune(self, **changes) -> None:
+        self.tuned.append(changes)
 
     def close(self) -> None:
         self.closed = True

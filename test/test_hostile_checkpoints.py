@@ -252,14 +252,6 @@ def test_tr2_test_refuses_a_bad_checkpoint_before_writing(good_checkpoint, tmp_p
     assert not out.exists()
 
 
-def test_node_reads_the_model_name_through_the_gate(good_checkpoint, tmp_path):
-    node = pytest.importorskip("tr2_ros.node", reason="the ROS 2 node needs rclpy")
-    assert node.checkpoint_model_name(str(_save(good_checkpoint, tmp_path / "a.pt"))) == "tr2-small"
-    ckpt = copy.deepcopy(good_checkpoint)
-    ckpt["config"]["model"] = "tr2-small"  # a string: the node's lookup raised before
-    assert node.checkpoint_model_name(str(_save(ckpt, tmp_path / "b.pt"))) == "?"
-
-
 def test_inference_overrides_are_bounded_as_the_checkpoint_is(good_checkpoint, tmp_path):
     """Before: detector.detections_per_image=1000000000 was accepted (an allocation later)."""
     from tr2_core.errors import ConfigError

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from tools_testing import frames, tiny_model, write_mp4
+from tools_testing import EmptyEngine, frames, tiny_model, write_mp4
 
 from tr2_core.stream.engine import EngineInputError, StreamingEngine
 
@@ -153,7 +153,6 @@ def test_overlay_on_a_video_where_no_frame_decodes(tmp_path, capsys):
 
 
 def test_mp4_cut_at_90_percent_is_one_line_or_a_warning(tmp_path):
-    from test_tools_video import EmptyEngine
 
     from tr2_core.runners.video_runner import VideoError, process_video
 
@@ -185,7 +184,6 @@ class _Damaged:
 
 def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
     """Before: the AttributeError left process_video as a traceback."""
-    from test_tools_video import EmptyEngine
 
     import tr2_core.runners.video_runner as video
 
@@ -216,7 +214,6 @@ def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
 def test_half_truncated_video_without_a_frame_count_is_reported(tmp_path, suffix):
     """Matroska states a duration but no frame count. Before: a file cut in half ran as
     a short video, exit 0, no warning."""
-    from test_tools_video import EmptyEngine
 
     from tr2_core.runners.video_runner import process_video
 

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
+from tools_testing import (
+    EmptyEngine,
+    H,
+    RecordingEngine,
+    W,
+    frames,
+    tiny_engine,
+    write_frames,
+    write_mp4,
+)
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
@@ -35,19 +44,6 @@ def read_lines(path: Path) -> list[dict]:
 
 def no_leftovers(*paths: Path) -> bool:
     return all(not p.exists() and not list(p.parent.glob(f".{p.name}*partial-*")) for p in paths)
-
-
-class Recording:
-    def __init__(self, engine, fail_on: int | None = None, error: type = RuntimeError):
-        self.engine, self.fail_on, self.error = engine, fail_on, error
-        self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
-
-    def process(self, image, stamp_ns):
-        if len(self.calls) == self.fail_on:
-            raise self.error("engine exploded")
-        result = self.engine.process(image, stamp_ns)
-        self.calls.append((image.copy(), stamp_ns, result))
-        return result
 
 
 def _check_lines(lines: list[dict], calls) -> None:
@@ -77,7 +73,7 @@ def _check_lines(lines: list[dict], calls) -> None:
 def test_image_folder_to_jsonl_and_overlay_pngs(tmp_path):
     images = frames(3, seed=1)
     write_frames(tmp_path / "frames" / "VID.mp4", images)  # an AG-style folder name
-    engine = Recording(tiny_engine(window=2))
+    engine = RecordingEngine(tiny_engine(window=2))
     report = process_video(
         tmp_path / "frames" / "VID.mp4",
         engine,
@@ -109,7 +105,7 @@ def test_mp4_to_jsonl_and_overlay_mp4(tmp_path):
     av = pytest.importorskip("av", reason="PyAV not installed: video-file input/output untested")
     images = frames(4, seed=2)
     write_mp4(tmp_path / "clip.mp4", images, fps=10)
-    engine = Recording(tiny_engine())
+    engine = RecordingEngine(tiny_engine())
     report = process_video(
         tmp_path / "clip.mp4",
         engine,
@@ -167,16 +163,6 @@ def test_cli_end_to_end_with_random_init(tmp_path, capsys, keep_torch_threads):
 # Bad inputs and outputs (a stand-in engine: fast).
 
 
-class EmptyEngine:
-    def process(self, image, stamp_ns):
-        z = np.zeros
-        return SceneGraphResult(
-            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
-            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
-            z((0, 17), np.float32), np.array([stamp_ns]),
-        )  # fmt: skip
-
-
 def test_unreadable_images_become_error_lines(tmp_path, caplog):
     folder = tmp_path / "frames"
     write_frames(folder, frames(3))
@@ -184,7 +170,7 @@ def test_unreadable_images_become_error_lines(tmp_path, caplog):
     (folder / "000002.png").write_bytes(data[: len(data) // 3])  # truncated PNG
     (folder / "000004.png").write_bytes(b"")  # empty file
     (folder / "notes.txt").write_text("not a frame")
-    engine = Recording(EmptyEngine())
+    engine = RecordingEngine(EmptyEngine())
     report = process_video(folder, engine, tmp_path / "o.jsonl", progress=False)
     assert (report.frames, report.graphs, report.rejected) == (4, 2, 2)
     lines = read_lines(tmp_path / "o.jsonl")
@@ -242,7 +228,7 @@ def test_outputs_appear_only_when_complete(tmp_path):
     write_frames(tmp_path / "f", frames(3))
     jsonl, overlay = tmp_path / "o.jsonl", tmp_path / "ov"
     with pytest.raises(MemoryError, match="exploded"):  # not one frame's fault: no output
-        process_video(tmp_path / "f", Recording(EmptyEngine(), fail_on=1, error=MemoryError),
+        process_video(tmp_path / "f", RecordingEngine(EmptyEngine(), fail_on=1, error=MemoryError),
                       jsonl, overlay=overlay, progress=False)  # fmt: skip
     assert no_leftovers(jsonl, overlay)
     jsonl.write_text("old\n")
@@ -377,7 +363,7 @@ def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
     assert "inference failed on this 1x600x3 frame" in lines[2]["error"]
     assert all("error" not in line for i, line in enumerate(lines) if i != 2)
     assert len(list((tmp_path / "ov").glob("*.png"))) == 3
-    cut = process_video(folder, Recording(EmptyEngine(), fail_on=1, error=KeyboardInterrupt),
+    cut = process_video(folder, RecordingEngine(EmptyEngine(), fail_on=1, error=KeyboardInterrupt),
                         tmp_path / "cut.jsonl", progress=False)  # fmt: skip
     assert cut.interrupted and "interrupted" in cut.summary()
     assert len(read_lines(tmp_path / "cut.jsonl")) == 1

@@ -1,5 +1,5 @@
-"""Shared helpers for the tests of ``tr2 bag`` / ``tr2 video``: a tiny real engine
-and small generated bags and frames.
+"""Shared helpers for the tests of ``tr2 bag`` / ``tr2 video``: a tiny real engine,
+stand-in engines, and small generated bags and frames.
 
 The tiny engine is ``tr2-small`` with random weights (seeded), shrunk to
 48x64 inputs, its detector's classifier made image-independent so that every
@@ -20,6 +20,8 @@ import torch
 
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
+from tr2_core.stream.engine_contract import ONLINE, EngineStats
+from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import OBJECT_INDEX
 
 H, W = 48, 64
@@ -90,3 +92,77 @@ def write_mp4(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+# --------------------------------------------------------------------------
+# Stand-in engines (they implement tr2_core.stream.engine_contract.SceneGraphEngine).
+
+
+def empty_result(stamp_ns: int) -> SceneGraphResult:
+    """A scene graph with no entity and no pair, answering ``stamp_ns``."""
+    z = np.zeros
+    return SceneGraphResult(
+        stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
+        z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
+        z((0, 17), np.float32), np.array([stamp_ns]),
+    )  # fmt: skip
+
+
+class EmptyEngine:
+    """Stand-in engine: an empty scene graph per frame (fast), records stamps;
+    raises ``error`` on the calls listed in ``fail_on``; ``shape``: the shape every
+    image must have (None: any (H, W, 3) uint8 RGB image)."""
+
+    protocol, model_name, window = ONLINE, "empty", 4
+
+    def __init__(
+        self,
+        fail_on: tuple[int, ...] = (),
+        error: type[BaseException] = RuntimeError,
+        shape: tuple[int, int, int] | None = None,
+    ):
+        self.stamps: list[int] = []
+        self.fail_on, self.error, self.shape, self.calls = fail_on, error, shape, 0
+        self.stats = EngineStats(protocol=ONLINE)
+        self.tuned: list[dict] = []
+        self.closed = False
+
+    def process(self, image, stamp_ns, boxes=None, labels=None, *, scores=None, gap_ns=None):
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert self.shape is None or image.shape == self.shape
+        self.calls += 1
+        if self.calls - 1 in self.fail_on:
+            raise self.error("engine exploded")
+        self.stamps.append(stamp_ns)
+        self.stats.frames += 1
+        return empty_result(stamp_ns)
+
+    def tune(self, **changes) -> None:
+        self.tuned.append(changes)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingEngine:
+    """Wraps an engine; keeps each (image, stamp, result); raises ``error`` instead of
+    answering call number ``fail_on`` (0-based; None: never)."""
+
+    def __init__(self, engine, fail_on: int | None = None, error: type = RuntimeError):
+        self.engine, self.fail_on, self.error = engine, fail_on, error
+        self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
+        self.protocol, self.model_name = engine.protocol, engine.model_name
+        self.window, self.stats = engine.window, engine.stats
+
+    def process(self, image, stamp_ns, boxes=None, labels=None, *, scores=None, gap_ns=None):
+        if len(self.calls) == self.fail_on:
+            raise self.error("engine exploded")
+        result = self.engine.process(image, stamp_ns)
+        self.calls.append((image.copy(), stamp_ns, result))
+        return result
+
+    def tune(self, **changes) -> None:
+        self.engine.tune(**changes)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -36,6 +36,7 @@ from typing import Any
 from tr2_core.errors import Tr2Error, clip
 from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.types import SceneGraphResult
 from tr2_core.viz.overlay import draw_scene_graph
@@ -176,7 +177,7 @@ class _Frames:
 
     def __init__(
         self,
-        engine: Any,
+        engine: SceneGraphEngine,
         typestore: Any,
         classes: MessageClasses,
         report: BagReport,
@@ -494,7 +495,7 @@ def _close(src: Path, reader: Any) -> None:
 def process_bag(
     src: str | Path,
     dst: str | Path,
-    engine: Any,
+    engine: SceneGraphEngine,
     image_topic: str,
     *,
     graph_topic: str = "/scene_graph",

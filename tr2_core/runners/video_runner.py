@@ -35,6 +35,7 @@ from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
 from tr2_core.runners.records import error_record, graph_record
 from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
 from tr2_core.viz.overlay import draw_scene_graph
 
@@ -460,7 +461,7 @@ def check_paths(
 
 def process_video(
     src: str | Path,
-    engine: Any,
+    engine: SceneGraphEngine,
     jsonl: str | Path,
     *,
     overlay: str | Path | None = None,
@@ -501,7 +502,7 @@ def process_video(
 
 def _run(
     source: FolderSource | VideoSource,
-    engine: Any,
+    engine: SceneGraphEngine,
     finals: list[Output],
     inputs: list[Path],
     report: VideoReport,
@@ -549,7 +550,7 @@ def _run(
 
 
 def _frame_record(
-    engine: Any,
+    engine: SceneGraphEngine,
     frame: Frame,
     writer: PngFolderWriter | VideoWriter | None,
     report: VideoReport,
