@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from tools_testing import EmptyEngine, frames, tiny_model, write_mp4
+from tools_testing import TINY_ARGS, EmptyEngine, frames, tiny_model, write_mp4
 
 from tr2_core.stream.engine import EngineInputError, StreamingEngine
 
@@ -132,7 +132,6 @@ def _undecodable_mp4(path) -> None:
 def test_overlay_on_a_video_where_no_frame_decodes(tmp_path, capsys):
     """Before: with --overlay, exit 2 'internal error: nothing was written' and no JSON
     lines; without it, one error line per frame and exit 0."""
-    from test_tools_video import TINY_ARGS
 
     from tr2_core.cli import main
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from test_hostile_data import _release
+from ag_fixtures import small_release
 
 from tr2_core.cli import main
 from tr2_core.data.action_genome import load_split
@@ -44,7 +44,7 @@ def _dead_pid() -> int:
 # ----------------------------------------------------------------------------- outputs
 def test_eval_refuses_outputs_that_name_its_inputs(tmp_path, capsys):
     """`tr2 eval --json PRED.npz` must not overwrite the predictions with the metrics."""
-    rb, _ = _release(tmp_path)
+    rb, _ = small_release()
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
     preds = save_predictions(tmp_path / "p.npz", random_predictions(gt, seed=1))

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.path)
+from evaluation_fixtures import (
     BOOK,
     BOOK_BOX,
     CUP,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tools_testing import (
+    TINY_ARGS,
     EmptyEngine,
     H,
     RecordingEngine,
@@ -30,12 +31,6 @@ from tr2_core.runners.video_runner import VideoError, image_files, process_video
 from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
-
-TINY_ARGS = [
-    "--model", "tr2-small", "--random-init", "--score-threshold", "0", "--window", "3",
-    "--override", "detector.min_size=48", "--override", "detector.max_size=64",
-    "--override", "detector.rpn_post_nms_top_n=5", "--no-progress", "--threads", "1",
-]  # fmt: skip
 
 
 def read_lines(path: Path) -> list[dict]:

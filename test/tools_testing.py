@@ -32,6 +32,12 @@ TINY_OVERRIDES = (
     "detector.detections_per_image=100",
     "detector.rpn_post_nms_top_n=5",
 )
+TINY_ARGS = [
+    "--model", "tr2-small", "--random-init", "--score-threshold", "0", "--window", "3",
+    "--override", "detector.min_size=48", "--override", "detector.max_size=64",
+    "--override", "detector.rpn_post_nms_top_n=5", "--no-progress", "--threads", "1",
+]  # fmt: skip
+"""``tr2 video`` / ``tr2 bag`` flags for a small random-init model on one thread."""
 CLASS_LOGITS = {"person": 2.0, "cup/glass/bottle": 3.0, "book": 3.0}
 
 
