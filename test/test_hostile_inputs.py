@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from tools_testing import TINY_ARGS, EmptyEngine, frames, tiny_model, write_mp4
+from engine_fixtures import TINY_ARGS, EmptyEngine, frames, tiny_model, write_mp4
 
 from tr2_core.stream.engine import EngineInputError, StreamingEngine
 

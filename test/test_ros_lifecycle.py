@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from ros_testing import (
+from ros_fixtures import (
     ANSWER_S,
     STARTUP_S,
     LiveNode,

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pytest
 import yaml
-from ros_testing import (
+from ros_fixtures import (
     ANSWER_S,
     CONFIG,
     STARTUP_S,

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_testing import (
+from ros_fixtures import (
     CONFIG,
     STARTUP_S,
     LiveNode,

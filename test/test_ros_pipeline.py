@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from ros_testing import (
+from ros_fixtures import (
     FakeEngine,
     classes,
     compressed_msg,

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from ros_testing import classes, header, make_result
+from ros_fixtures import classes, header, make_result
 
 from tr2_core.runners.records import graph_record
 from tr2_core.scene_graph import InvalidSceneGraph, decode_scene_graph, keep_valid

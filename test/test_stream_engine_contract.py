@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_testing import FakeEngine
-from tools_testing import EmptyEngine, RecordingEngine, frames, tiny_engine
+from engine_fixtures import EmptyEngine, RecordingEngine, frames, tiny_engine
+from ros_fixtures import FakeEngine
 
 from tr2_core.errors import Tr2Error
 from tr2_core.stream.engine_contract import OFFLINE_RUN_CAUSALLY, ONLINE, SceneGraphEngine

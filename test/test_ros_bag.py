@@ -20,8 +20,8 @@ from bag_fixtures import (
     read_bag,
     write_bag,
 )
+from engine_fixtures import EmptyEngine, H, RecordingEngine, W, frames, png_bytes, tiny_engine
 from rosbags.rosbag2 import Reader, Writer
-from tools_testing import EmptyEngine, H, RecordingEngine, W, frames, png_bytes, tiny_engine
 
 from tr2_core.cli import main
 from tr2_core.outputs import OutputExistsError, OutputPathError
@@ -98,7 +98,7 @@ def test_round_trip(tmp_path, storage, msgtype, real):
         edges += len(g.edges)
     if real:
         assert [len(r.window_stamps_ns) for _, _, r in engine.calls] == [1, 2, 3]
-        assert edges > 0, "the tiny engine should find person-object pairs (see tools_testing)"
+        assert edges > 0, "the tiny engine should find person-object pairs (see engine_fixtures)"
     (vocab,) = after["/scene_graph/vocabulary"]
     assert TS.deserialize_cdr(vocab[1], "tr2/msg/Vocabulary").object_classes == list(OBJECT_CLASSES)
     assert vocab[0] == before[TOPIC][0][0]

@@ -4,8 +4,8 @@ entities as vision_msgs/Detection2DArray, RViz markers, /diagnostics."""
 from __future__ import annotations
 
 import numpy as np
-from ros_testing import FakeEngine, classes, image_msg, make_result, random_rgb
-from ros_testing import vision_typestore as store
+from ros_fixtures import FakeEngine, classes, image_msg, make_result, random_rgb
+from ros_fixtures import vision_typestore as store
 
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.vocab import OBJECT_CLASSES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tools_testing import (
+from engine_fixtures import (
     TINY_ARGS,
     EmptyEngine,
     H,
