@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from ag_fixtures import ReleaseBuilder
+from engine_fixtures import EmptyEngine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -528,21 +529,6 @@ def test_mutated_images_cost_their_frame_only(kind, data):
 
 
 # --------------------------------------------------------------------------- videos
-class _AnyFrame:
-    """An engine that answers every frame with an empty scene graph."""
-
-    def process(self, image: np.ndarray, stamp_ns: int) -> Any:
-        from tr2_core.types import SceneGraphResult
-
-        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        z = np.zeros
-        return SceneGraphResult(
-            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
-            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
-            z((0, 17), np.float32), np.array([stamp_ns]),
-        )  # fmt: skip
-
-
 @cache
 def _video(suffix: str) -> bytes:
     av = pytest.importorskip("av", reason="video files need PyAV")
@@ -569,7 +555,7 @@ def test_mutated_videos_give_lines_or_a_documented_error(suffix, data):
         path = Path(tmp) / f"in{suffix}"
         path.write_bytes(data.draw(byte_mutations(_video(suffix))))
         jsonl = Path(tmp) / "out.jsonl"
-        report = outcome(lambda: process_video(path, _AnyFrame(), jsonl, progress=False), [path])
+        report = outcome(lambda: process_video(path, EmptyEngine(), jsonl, progress=False), [path])
         if not isinstance(report, Exception):
             lines = jsonl.read_text().splitlines()
             assert len(lines) == report.frames == report.graphs + report.rejected
@@ -583,7 +569,7 @@ def test_wellformed_videos_read_every_frame(tmp_path):
     for suffix in (".mp4", ".mkv"):
         path = tmp_path / f"v{suffix}"
         path.write_bytes(_video(suffix))
-        report = process_video(path, _AnyFrame(), tmp_path / f"{suffix}.jsonl", progress=False)
+        report = process_video(path, EmptyEngine(), tmp_path / f"{suffix}.jsonl", progress=False)
         assert (report.frames, report.graphs, report.truncated) == (12, 12, None)
 
 
@@ -611,7 +597,7 @@ def _bag(folder: Path, storage: str, images: list[np.ndarray]) -> Path:
 
 def _process_bag(src: Path, dst: Path) -> Any:
     bag = pytest.importorskip("tr2_ros.bag", reason="tr2 bag needs the ROS 2 layer")
-    return bag.process_bag(src, dst, _AnyFrame(), "/cam", progress=False)
+    return bag.process_bag(src, dst, EmptyEngine(), "/cam", progress=False)
 
 
 @budget(6)
