@@ -169,6 +169,7 @@ def test_every_import_follows_the_layer_table_of_the_architecture_page():
     assert {"vocab.py", "models/", "stream/", "cli/", "tr2_ros/"} <= set(table)
     assert len(imports) > 20 and imports["cli/"]  # the walk found the package
     assert layer_violations(table, imports) == []
+    assert "train/" not in imports["stream/"]  # the engine runs without the training code
 
 
 def test_the_layer_check_can_fail():
