@@ -24,7 +24,7 @@ from engine_fixtures import (
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
-from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError, staged_outputs
+from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError
 from tr2_core.runners.engine_args import EngineRequest, add_engine_arguments
 from tr2_core.runners.records import result_record
 from tr2_core.runners.video_runner import VideoError, image_files, process_video, read_image
@@ -233,22 +233,6 @@ def test_outputs_appear_only_when_complete(tmp_path):
         process_video(tmp_path / "f", EmptyEngine(), jsonl, overlay=jsonl, progress=False)
     process_video(tmp_path / "f", EmptyEngine(), jsonl, overwrite=True, progress=False)
     assert len(read_lines(jsonl)) == 3
-
-
-def test_staged_outputs_publish_all_or_nothing(tmp_path):
-    a, b = tmp_path / "a.txt", tmp_path / "b"
-    with pytest.raises(KeyboardInterrupt):
-        with staged_outputs([a, b]) as (sa, sb):
-            sa.write_text("x")
-            sb.mkdir()
-            raise KeyboardInterrupt
-    assert no_leftovers(a, b)
-    with staged_outputs([a, b]) as (sa, sb):
-        sa.write_text("x")
-        sb.mkdir()
-        assert not a.exists()  # not before the end
-    assert a.read_text() == "x" and b.is_dir()
-    assert sorted(tmp_path.iterdir()) == sorted([a, b])  # no staging folders left
 
 
 # --------------------------------------------------------------------------
