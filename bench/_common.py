@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from tr2_core.baseline import FrequencyTable
+from tr2_core.frequency_baseline import FrequencyTable
 from tr2_core.types import Predictions
 from tr2_core.vocab import PERSON
 
@@ -18,7 +18,7 @@ from tr2_core.vocab import PERSON
 def parse_engine_options(items: list[str]) -> dict[str, object]:
     """``["tf32=true", "compile=cuda-graphs"]`` -> EngineOptions changes (typed by the
     field's default)."""
-    from tr2_core.stream.options import EngineOptions
+    from tr2_core.stream.engine_options import EngineOptions
 
     defaults = EngineOptions()
     changes: dict[str, object] = {}
@@ -31,7 +31,7 @@ def parse_engine_options(items: list[str]) -> dict[str, object]:
 
 def frequency_on_detections(preds: Predictions, table: FrequencyTable) -> Predictions:
     """``preds`` with every pair's predicate scores replaced by the frequencies of its
-    object's label (``table``: :func:`~tr2_core.baseline.fit_frequency`)."""
+    object's label (``table``: :func:`~tr2_core.frequency_baseline.fit_frequency`)."""
     classes = preds.box_labels[preds.pair_object]
     return dataclasses.replace(
         preds,

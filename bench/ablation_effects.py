@@ -23,8 +23,8 @@ import numpy as np
 def group_recalls(test_dir: Path, gt, groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """(F,) per-frame With R@10 of one run over the GT triplets of each frame group
     (``groups``: name -> (F,) bool); NaN for frames outside the group."""
-    from tr2_core.cli.plot_runs import as_predictions
     from tr2_core.evaluation.recall import evaluate_detailed
+    from tr2_core.viz.run_plots import as_predictions
 
     preds, name = as_predictions(test_dir / "predictions.npz")
     result = evaluate_detailed(gt, preds, task="predcls", settings=["with"], ks=[10],
@@ -45,8 +45,8 @@ def frame_groups(data: Path, gt) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tr2_core.cli.plot_runs import load_split_gt
     from tr2_core.evaluation.bootstrap import bootstrap_difference, bootstrap_recall
+    from tr2_core.viz.run_plots import load_split_gt
 
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

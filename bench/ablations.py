@@ -159,7 +159,7 @@ def split_sizes(data: Path) -> dict[str, int | None]:
     frame): ``train`` (AG's set, validation included), ``validation`` (those in the
     synthetic meta's list; None for AG, where the recipe holds out its
     ``val_fraction``), ``trained`` (train - validation), ``test`` and ``test_frames``."""
-    from tr2_core.cli.plot_runs import load_split_gt
+    from tr2_core.viz.run_plots import load_split_gt
 
     train = load_split_gt(data, "train").videos
     test_gt = load_split_gt(data, "test")
@@ -287,8 +287,8 @@ def per_frame_recalls(test_dir: Path, gt, changed: np.ndarray) -> dict[str, np.n
     """A run's per-frame With recalls: ``'all'`` (F, len(KS)) and ``'changed'``
     (F, len(KS)) over the changed triplets only; NaN for frames that do not count.
     Checks that their means are the R@K of the run's metrics.json."""
-    from tr2_core.cli.plot_runs import as_predictions
     from tr2_core.evaluation.recall import evaluate_detailed
+    from tr2_core.viz.run_plots import as_predictions
 
     preds, name = as_predictions(test_dir / "predictions.npz")
     result = evaluate_detailed(
@@ -529,7 +529,7 @@ def plot_fig5_runs(tests: dict[str, list[Path]], data: Path, out: Path, seed: in
     """Fig. 5 for TR² against STTran-like (first seed), when both ran."""
     if "tr2" not in tests or "sttran-like" not in tests:
         return
-    from tr2_core.cli.plot_runs import plot_fig5
+    from tr2_core.viz.run_plots import plot_fig5
 
     fig5 = plot_fig5(
         tests["tr2"][0] / "predictions.npz",
@@ -556,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     check_sizes(sizes, args.small)
     tests, runs = run_study(args, data, out)
 
-    from tr2_core.cli.plot_runs import load_split_gt
     from tr2_core.evaluation.changes import CHANGED, relation_changes
+    from tr2_core.viz.run_plots import load_split_gt
 
     gt = load_split_gt(data, "test")  # PredCls: no small-box filter
     changed = relation_changes(gt).triplet_state == CHANGED

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tr2_core.run import build_model
     from tr2_core.stream.engine import StreamingEngine
-    from tr2_core.stream.options import EngineOptions
+    from tr2_core.stream.engine_options import EngineOptions
     from tr2_ros.messages import make_typestore, rosbags_classes
     from tr2_ros.params import NodeParams
     from tr2_ros.pipeline import ScenePipeline

@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     from tr2_core.models import load_model_config
     from tr2_core.run import build_run_extractor
     from tr2_core.run_spec import RunSpec
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.distributed import Dist, fill_cache
     from tr2_core.train.loop import train
+    from tr2_core.train.recipe import load_train_config
     from tr2_core.train.source import make_source
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tr2_throughput_"))

@@ -1,7 +1,7 @@
 """Detector check: does the synthetic-world detector find the person?
 
 Trains the small detector the way ``tr2 pretrain-synthetic`` does
-(:func:`tr2_core.pretrain.detector.train_detector` on the training videos minus the
+(:func:`tr2_core.pretrain.detector_fit.train_detector` on the training videos minus the
 validation videos) or loads a saved ``FasterRCNN.state_dict()`` (``--weights``), then
 runs the SGDet path the engine and ``tr2 test`` use -- ``FeatureExtractor.extract``
 without boxes: per-class score threshold, NMS, a single best person per frame -- on
@@ -60,7 +60,8 @@ def detect_split(split, extractor, videos: int = 0) -> list[tuple[range, Any]]:
     that many, 0: all): per video its GT frame rows and its
     :class:`~tr2_core.types.VideoFeatures` (on the CPU). Run once, scored twice (the
     detector's metrics and the SGDet frequency baseline)."""
-    from tr2_core.train.source import load_image, move_features
+    from tr2_core.data.images import load_image
+    from tr2_core.train.source import move_features
 
     gt = split.gt
     count = min(videos, len(gt.videos)) if videos > 0 else len(gt.videos)
@@ -187,7 +188,7 @@ def draw_person_misses(split, misses, path: str | Path, count: int = 12, margin:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tr2_core.train.source import load_image
+    from tr2_core.data.images import load_image
 
     chosen = misses[:: max(1, len(misses) // count)][:count]
     cols = min(6, max(1, len(chosen)))
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         load_detector_weights(extractor.detector, args.weights)
     else:
         from tr2_core.pretrain import PretrainBudget
-        from tr2_core.pretrain.detector import train_detector
-        from tr2_core.pretrain.frames import load_pretrain_frames
+        from tr2_core.pretrain.detector_fit import train_detector
+        from tr2_core.pretrain.training_frames import load_pretrain_frames
         from tr2_core.pretrain.world import render_world, world_config
 
         extra = dict(item.split("=", 1) for item in args.set)
@@ -357,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sgdet_baseline:
         from _common import frequency_on_detections
 
-        from tr2_core.baseline import fit_frequency
         from tr2_core.evaluation.predictions import save_predictions
         from tr2_core.evaluation.recall import evaluate
+        from tr2_core.frequency_baseline import fit_frequency
 
         table = fit_frequency(load_split(Path(args.data), "train", show_progress=False))
         preds = frequency_on_detections(detections_as_predictions(split, detected), table)

@@ -48,9 +48,9 @@ def make_data(root: Path, videos: int, seed: int, width: int, height: int) -> No
 
 def baseline_metrics(data: Path) -> dict[str, Any]:
     """The frequency baseline's evaluator result on the test split (PredCls)."""
-    from tr2_core.baseline import fit_frequency, predict_frequency
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.recall import evaluate
+    from tr2_core.frequency_baseline import fit_frequency, predict_frequency
 
     train = load_split(data, "train", show_progress=False)
     test = load_split(data, "test", show_progress=False)
@@ -74,8 +74,8 @@ def run_training(
     the per-epoch records of ``metrics.jsonl``."""
     from tr2_core.models import load_model_config
     from tr2_core.run_spec import RunSpec
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import train
+    from tr2_core.train.recipe import load_train_config
 
     model_cfg = load_model_config("tr2-small", model_overrides)
     train_cfg = load_train_config("small", ("epochs=1", *train_overrides))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from _common import frequency_on_detections, person_found
 
-from tr2_core.baseline import fit_frequency
 from tr2_core.data.action_genome import load_split
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
+from tr2_core.frequency_baseline import fit_frequency
 
 
 def main(argv: list[str] | None = None) -> int:

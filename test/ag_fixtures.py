@@ -111,3 +111,12 @@ class ReleaseBuilder:
         """Write the release under ``root`` and return ``root``."""
         write_annotations(root, self.person, self.objects)
         return root
+
+
+def small_release() -> tuple[ReleaseBuilder, str]:
+    """A one-video release (frames 1-3 with a cup, frame 4 with a book) and the key of
+    its last frame."""
+    rb = ReleaseBuilder()
+    rb.video("V.mp4", [1, 2, 3])
+    key = rb.frame("V.mp4", 4, [{"cls": "book"}])
+    return rb, key

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from tr2_core.models.extractor import create_extractor
 from tr2_core.models.model_config import ModelConfig, load_model_config
 from tr2_core.types import VideoFeatures, VideoTargets
-from tr2_core.vocab import CONTACTING, SPATIAL
+from tr2_core.vocab import CONTACTING, PERSON, SPATIAL
 
 
 def small_config(*overrides: str) -> ModelConfig:
@@ -71,3 +72,26 @@ def make_targets(features: VideoFeatures, seed: int = 0) -> VideoTargets:
         pair_spatial=spatial,
         pair_contacting=contacting,
     )
+
+
+# --------------------------------------------------------------------------- extractor inputs
+def frames(num: int = 3, seed: int = 0, size=(96, 128)) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=g) for _ in range(num)]
+
+
+BOXES = torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 30.0, 120.0, 80.0], [0.0, 0.0, 20.0, 30.0]])
+LABELS = torch.tensor([PERSON, 5, 9])
+
+
+def people_and_bags_extractor():
+    """A small random-init extractor whose detector sees people (0.27) and bags (0.25)
+    everywhere: every frame has several detections of both."""
+    ext = create_extractor(small_config("detector.detections_per_image=100"), random_init=True)
+    with torch.no_grad():
+        predictor = ext.detector.roi_heads.box_predictor.cls_score
+        predictor.weight.zero_()
+        predictor.bias.zero_()
+        predictor.bias[PERSON] = 3.0
+        predictor.bias[2] = 2.9
+    return ext

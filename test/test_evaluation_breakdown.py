@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.path)
+from evaluation_fixtures import (
     BOOK,
     BOOK_BOX,
     CUP,

@@ -17,7 +17,7 @@ from tr2_core.models.fusion import TemporalDecoder, make_grouping, sequence_layo
 from tr2_core.models.model_config import resolve_config
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 
 H, W = 96, 128
 

@@ -29,8 +29,8 @@ from tr2_core.train.checkpoint import (
     checkpoint_state,
     run_config_dict,
 )
-from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import Optimisation, train
+from tr2_core.train.recipe import load_train_config
 
 
 @pytest.fixture(autouse=True)
@@ -251,14 +251,6 @@ def test_tr2_test_refuses_a_bad_checkpoint_before_writing(good_checkpoint, tmp_p
     err = capsys.readouterr().err
     assert "best.pt: epoch: 'three' is not an integer" in err and "Traceback" not in err
     assert not out.exists()
-
-
-def test_node_reads_the_model_name_through_the_gate(good_checkpoint, tmp_path):
-    node = pytest.importorskip("tr2_ros.node", reason="the ROS 2 node needs rclpy")
-    assert node.checkpoint_model_name(str(_save(good_checkpoint, tmp_path / "a.pt"))) == "tr2-small"
-    ckpt = copy.deepcopy(good_checkpoint)
-    ckpt["config"]["model"] = "tr2-small"  # a string: the node's lookup raised before
-    assert node.checkpoint_model_name(str(_save(ckpt, tmp_path / "b.pt"))) == "?"
 
 
 def test_inference_overrides_are_bounded_as_the_checkpoint_is(good_checkpoint, tmp_path):

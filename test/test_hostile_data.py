@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ag_fixtures import ReleaseBuilder
+from ag_fixtures import ReleaseBuilder, small_release
 
 from tr2_core.cli import main
 from tr2_core.data.action_genome import load_split
@@ -35,13 +35,6 @@ _NO_REFS = (3, "|", None, None, None, -1, -1, 0)  # dtype state whose flags clai
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TR2_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _release(tmp_path: Path) -> tuple[ReleaseBuilder, str]:
-    rb = ReleaseBuilder()
-    rb.video("V.mp4", [1, 2, 3])
-    key = rb.frame("V.mp4", 4, [{"cls": "book"}])
-    return rb, key
 
 
 # --------------------------------------------------------------------------
@@ -86,7 +79,7 @@ _FORGED = {
 def test_forged_object_arrays_never_leave_the_unpickler(tmp_path, forged):
     # the payload sits where the real data has a float32 array; tr2 eval runs
     # in a subprocess so that a segfault fails this test instead of pytest
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     rb.person[key]["bbox"] = _RawArray(_FORGED[forged], b"\x41" * 16)
     root = rb.write(tmp_path / "ag")
     preds = tmp_path / "p.npz"
@@ -160,7 +153,7 @@ def _nested_ops(levels: int, width: int) -> bytes:
 def test_loader_bounded_on_expanding_records(tmp_path, opcodes, field):
     # unguarded, np.array / the error message walk every leaf (minutes, GBs) or
     # recurse; run in a subprocess with a deadline so that a hang fails
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     rb.objects[key][0]["bbox" if field == "bbox" else "contacting_relationship"] = "SENTINEL"
     root = rb.write(tmp_path / "ag")
     # the value is unpickled by safe_loads from a few hundred bytes, then put
@@ -230,7 +223,7 @@ def test_predictions_zip_bomb_refused_before_inflating(tmp_path):
     ids=["nan", "inf", "x2<x1", "y2<y1"],
 )
 def test_bad_person_box_rejected_naming_file_and_frame(tmp_path, box):
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     rb.person[key]["bbox"] = np.array([box], np.float32)
     with pytest.raises(DatasetError, match="person box must be finite") as info:
         load_split(rb.write(tmp_path / "ag"), "test", show_progress=False)
@@ -238,7 +231,7 @@ def test_bad_person_box_rejected_naming_file_and_frame(tmp_path, box):
 
 
 def test_object_box_overflowing_float32_rejected(tmp_path):
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     rb.objects[key][0]["bbox"] = (3.0e38, 2.0, 1.0e38, 4.0)  # finite, x + w is not in float32
     with pytest.raises(DatasetError, match="fit float32") as info:
         load_split(rb.write(tmp_path / "ag"), "test", show_progress=False)
@@ -246,7 +239,7 @@ def test_object_box_overflowing_float32_rejected(tmp_path):
 
 
 def test_baseline_blames_the_annotations_not_its_output(tmp_path, capsys):
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     rb.video("T.mp4", [1, 2, 3], split="train")
     rb.person[key]["bbox"] = np.array([(np.nan, 0, 1, 1)], np.float32)
     root = rb.write(tmp_path / "ag")
@@ -257,7 +250,7 @@ def test_baseline_blames_the_annotations_not_its_output(tmp_path, capsys):
 
 
 def test_missing_frames_are_refused_naming_count_and_first_key(tmp_path, capsys):
-    rb, _ = _release(tmp_path)
+    rb, _ = small_release()
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
     preds = random_predictions(gt, seed=3)
@@ -346,7 +339,7 @@ _MALFORMED = {
 @pytest.mark.parametrize("case", list(_MALFORMED))
 def test_malformed_records_give_one_line(tmp_path, case):
     mutate, match = _MALFORMED[case]
-    rb, key = _release(tmp_path)
+    rb, key = small_release()
     mutate(rb, key)
     root = tmp_path / "ag"
     rb.write(root) if case != "frame key is an int" else _write_raw(rb, root)
@@ -369,7 +362,7 @@ def _write_raw(rb: ReleaseBuilder, root: Path) -> None:
 
 
 def test_npy_and_folder_given_as_predictions(tmp_path, capsys):
-    rb, _ = _release(tmp_path)
+    rb, _ = small_release()
     root = rb.write(tmp_path / "ag")
     npy = tmp_path / "preds.npy"
     np.save(npy, np.zeros(3))
@@ -382,7 +375,7 @@ def test_npy_and_folder_given_as_predictions(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag", ["--json", "--per-frame"])
 def test_folder_given_for_an_output_file(tmp_path, capsys, flag):
-    rb, _ = _release(tmp_path)
+    rb, _ = small_release()
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
     preds = save_predictions(tmp_path / "p.npz", random_predictions(gt, seed=1))

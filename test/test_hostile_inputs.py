@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from tools_testing import frames, tiny_model, write_mp4
+from engine_fixtures import TINY_ARGS, EmptyEngine, frames, tiny_model, write_mp4
 
 from tr2_core.stream.engine import EngineInputError, StreamingEngine
 
@@ -132,7 +132,6 @@ def _undecodable_mp4(path) -> None:
 def test_overlay_on_a_video_where_no_frame_decodes(tmp_path, capsys):
     """Before: with --overlay, exit 2 'internal error: nothing was written' and no JSON
     lines; without it, one error line per frame and exit 0."""
-    from test_tools_video import TINY_ARGS
 
     from tr2_core.cli import main
 
@@ -153,9 +152,8 @@ def test_overlay_on_a_video_where_no_frame_decodes(tmp_path, capsys):
 
 
 def test_mp4_cut_at_90_percent_is_one_line_or_a_warning(tmp_path):
-    from test_tools_video import EmptyEngine
 
-    from tr2_core.tools.video import VideoError, process_video
+    from tr2_core.runners.video_runner import VideoError, process_video
 
     for layout, options in (("index last", {}), ("index first", {"movflags": "faststart"})):
         path = tmp_path / "cut.mp4"
@@ -185,9 +183,8 @@ class _Damaged:
 
 def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
     """Before: the AttributeError left process_video as a traceback."""
-    from test_tools_video import EmptyEngine
 
-    from tr2_core.tools import video
+    import tr2_core.runners.video_runner as video
 
     path = tmp_path / "a.mp4"
     write_mp4(path, frames(10))
@@ -216,9 +213,8 @@ def test_pyav_errors_on_damaged_packets_cost_one_frame(tmp_path, monkeypatch):
 def test_half_truncated_video_without_a_frame_count_is_reported(tmp_path, suffix):
     """Matroska states a duration but no frame count. Before: a file cut in half ran as
     a short video, exit 0, no warning."""
-    from test_tools_video import EmptyEngine
 
-    from tr2_core.tools.video import process_video
+    from tr2_core.runners.video_runner import process_video
 
     path = tmp_path / f"a{suffix}"
     if suffix == ".webm":

@@ -1,6 +1,6 @@
 """Hostile outputs, resume and logs: what a command may
 replace, how a killed run's files are reclaimed, how a resume treats damaged state.
-Frame-level failures are tested with their tools (test_tools_video.py, test_tools_bag.py)."""
+Frame-level failures are tested with their tools (test_runners_video_runner.py, test_ros_bag.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from test_hostile_data import _release
+from ag_fixtures import small_release
 
 from tr2_core.cli import main
 from tr2_core.data.action_genome import load_split
@@ -44,7 +44,7 @@ def _dead_pid() -> int:
 # ----------------------------------------------------------------------------- outputs
 def test_eval_refuses_outputs_that_name_its_inputs(tmp_path, capsys):
     """`tr2 eval --json PRED.npz` must not overwrite the predictions with the metrics."""
-    rb, _ = _release(tmp_path)
+    rb, _ = small_release()
     root = rb.write(tmp_path / "ag")
     gt = load_split(root, "test", show_progress=False).gt
     preds = save_predictions(tmp_path / "p.npz", random_predictions(gt, seed=1))
@@ -167,7 +167,7 @@ def test_checkpoint_with_nan_weights_is_refused_at_load(tmp_path):
 
 @pytest.fixture(scope="module")
 def predcls_engine():
-    from tools_testing import tiny_model
+    from engine_fixtures import tiny_model
 
     from tr2_core.stream.engine import StreamingEngine
 
@@ -179,7 +179,7 @@ def predcls_engine():
 
 def test_engine_arguments_get_one_clear_error(predcls_engine):
     """Clear errors, not TypeError / IndexError tracebacks from deep inside numpy or torch."""
-    from tools_testing import frames
+    from engine_fixtures import frames
 
     from tr2_core.stream.engine import EngineInputError
 
@@ -201,7 +201,7 @@ def test_engine_arguments_get_one_clear_error(predcls_engine):
 def test_frame_without_a_pair_keeps_its_entities(predcls_engine):
     """Class 6: main returned an empty result (the entities vanished silently) when a
     frame had no person-object pair."""
-    from tools_testing import frames
+    from engine_fixtures import frames
 
     result = predcls_engine().process(frames(1)[0], 0, boxes=[[2, 2, 30, 30]], labels=[1])
     assert result.entity_labels.tolist() == [1] and result.entity_boxes.shape == (1, 4)

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from ag_fixtures import ReleaseBuilder
+from engine_fixtures import EmptyEngine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -301,8 +302,8 @@ def _checkpoint() -> dict[str, Any]:
     from tr2_core.models import create_relation_model, load_model_config
     from tr2_core.run_spec import RunSpec
     from tr2_core.train.checkpoint import checkpoint_state, run_config_dict
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import Optimisation
+    from tr2_core.train.recipe import load_train_config
 
     torch.manual_seed(0)
     model_cfg = load_model_config("tr2-small")
@@ -474,7 +475,7 @@ def test_text_table_zip_bomb_refused_before_inflating(tmp_path):
 def test_wellformed_image_folders_read_back_exactly(sizes, seed):
     from PIL import Image
 
-    from tr2_core.tools.video import open_source
+    from tr2_core.runners.video_runner import open_source
 
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
@@ -505,7 +506,7 @@ def _png(seed: int) -> bytes:
 @budget(30)
 @given(kind=st.integers(0, 3), data=st.data())
 def test_mutated_images_cost_their_frame_only(kind, data):
-    from tr2_core.tools.video import open_source
+    from tr2_core.runners.video_runner import open_source
 
     suffix = [".png", ".jpg", ".bmp", ".tif"][kind]
     with _scratch() as tmp:
@@ -528,21 +529,6 @@ def test_mutated_images_cost_their_frame_only(kind, data):
 
 
 # --------------------------------------------------------------------------- videos
-class _AnyFrame:
-    """An engine that answers every frame with an empty scene graph."""
-
-    def process(self, image: np.ndarray, stamp_ns: int) -> Any:
-        from tr2_core.types import SceneGraphResult
-
-        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        z = np.zeros
-        return SceneGraphResult(
-            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
-            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
-            z((0, 17), np.float32), np.array([stamp_ns]),
-        )  # fmt: skip
-
-
 @cache
 def _video(suffix: str) -> bytes:
     av = pytest.importorskip("av", reason="video files need PyAV")
@@ -563,13 +549,13 @@ def _video(suffix: str) -> bytes:
 @budget(25)
 @given(suffix=st.sampled_from([".mp4", ".mkv"]), data=st.data())
 def test_mutated_videos_give_lines_or_a_documented_error(suffix, data):
-    from tr2_core.tools.video import process_video
+    from tr2_core.runners.video_runner import process_video
 
     with _scratch() as tmp:
         path = Path(tmp) / f"in{suffix}"
         path.write_bytes(data.draw(byte_mutations(_video(suffix))))
         jsonl = Path(tmp) / "out.jsonl"
-        report = outcome(lambda: process_video(path, _AnyFrame(), jsonl, progress=False), [path])
+        report = outcome(lambda: process_video(path, EmptyEngine(), jsonl, progress=False), [path])
         if not isinstance(report, Exception):
             lines = jsonl.read_text().splitlines()
             assert len(lines) == report.frames == report.graphs + report.rejected
@@ -578,12 +564,12 @@ def test_mutated_videos_give_lines_or_a_documented_error(suffix, data):
 
 
 def test_wellformed_videos_read_every_frame(tmp_path):
-    from tr2_core.tools.video import process_video
+    from tr2_core.runners.video_runner import process_video
 
     for suffix in (".mp4", ".mkv"):
         path = tmp_path / f"v{suffix}"
         path.write_bytes(_video(suffix))
-        report = process_video(path, _AnyFrame(), tmp_path / f"{suffix}.jsonl", progress=False)
+        report = process_video(path, EmptyEngine(), tmp_path / f"{suffix}.jsonl", progress=False)
         assert (report.frames, report.graphs, report.truncated) == (12, 12, None)
 
 
@@ -611,7 +597,7 @@ def _bag(folder: Path, storage: str, images: list[np.ndarray]) -> Path:
 
 def _process_bag(src: Path, dst: Path) -> Any:
     bag = pytest.importorskip("tr2_ros.bag", reason="tr2 bag needs the ROS 2 layer")
-    return bag.process_bag(src, dst, _AnyFrame(), "/cam", progress=False)
+    return bag.process_bag(src, dst, EmptyEngine(), "/cam", progress=False)
 
 
 @budget(6)

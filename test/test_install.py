@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ros_testing import live_skip_reason
+from ros_fixtures import live_skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 LIST = (

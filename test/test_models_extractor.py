@@ -1,37 +1,25 @@
-"""Frozen extractor: pooled RoI features, batched CLIP union crops, SGDet detection and
-training assignment, weights errors, and the paper-size build."""
+"""Frozen extractor: pooled RoI features, batched CLIP union crops, SGDet detection,
+weights errors, and the paper-size build."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import pytest
 import torch
-from model_fixtures import small_config
+from model_fixtures import BOXES, LABELS, frames, people_and_bags_extractor, small_config
 
 from tr2_core.errors import WeightsError
 from tr2_core.models import create_extractor, load_model_config
-from tr2_core.models.entities import best_person, build_detector, keep_single_person
+from tr2_core.models.entities import build_detector
 from tr2_core.models.pair_features import UnionFeatureEncoder, create_clip, square_crop_boxes
-from tr2_core.models.pairs import make_pairs
 from tr2_core.run import build_model
-from tr2_core.train.sgdet_assignment import assign_detections, extract_sgdet_training
 from tr2_core.vocab import PERSON
 
 
 @pytest.fixture(scope="module")
 def extractor():
     return create_extractor(small_config("detector.score_thresh=0.0"), random_init=True)
-
-
-def frames(num: int = 3, seed: int = 0, size=(96, 128)) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=g) for _ in range(num)]
-
-
-BOXES = torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 30.0, 120.0, 80.0], [0.0, 0.0, 20.0, 30.0]])
-LABELS = torch.tensor([PERSON, 5, 9])
 
 
 def test_given_boxes_shapes_and_pairs(extractor):
@@ -81,62 +69,8 @@ def test_crop_and_resize_geometry():
     assert sq.tolist() == [[30.0, 0.0, 70.0, 40.0]]
 
 
-def test_best_person_and_pairs_vectorised():
-    frame = torch.tensor([0, 0, 0, 1, 1, 2])
-    labels = torch.tensor([PERSON, 5, PERSON, 7, 8, PERSON])
-    scores = torch.tensor([0.5, 0.9, 0.8, 0.4, 0.3, 0.2])
-    assert best_person(frame, labels, scores, 4).tolist() == [2, -1, 5, -1]
-    keep = keep_single_person(frame, labels, scores, 4)
-    assert keep.tolist() == [False, True, True, True, True, True]
-    pf, ps, po = make_pairs(frame[keep], labels[keep], scores[keep], 4)
-    assert pf.tolist() == [0] and ps.tolist() == [1] and po.tolist() == [0]
-
-
-def _greedy_reference(det, gt, iou_thr):
-    from torchvision.ops import box_iou
-
-    iou = box_iou(det, gt)
-    cand = sorted(
-        ((float(iou[d, g]), d, g) for d, g in itertools.product(range(len(det)), range(len(gt)))),
-        reverse=True,
-    )
-    out, used_d, used_g = [-1] * len(det), set(), set()
-    for v, d, g in cand:
-        if v > iou_thr and d not in used_d and g not in used_g:
-            out[d] = g
-            used_d.add(d)
-            used_g.add(g)
-    return out
-
-
-def test_assign_detections_equals_sequential_greedy():
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        nd, ng = (
-            int(torch.randint(1, 12, (1,), generator=gen)),
-            int(torch.randint(1, 8, (1,), generator=gen)),
-        )
-        gt = torch.rand(ng, 2, generator=gen) * 50
-        gt = torch.cat([gt, gt + 20 + torch.rand(ng, 2, generator=gen) * 20], 1)
-        pick = torch.randint(0, ng, (nd,), generator=gen)
-        det = gt[pick] + torch.randn(nd, 4, generator=gen) * 4
-        got = assign_detections(
-            det, torch.zeros(nd, dtype=torch.long), gt, torch.zeros(ng, dtype=torch.long)
-        )
-        assert got.tolist() == _greedy_reference(det, gt, 0.5)
-    # boxes of different frames never match
-    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    assert assign_detections(box, torch.tensor([0]), box, torch.tensor([1])).tolist() == [-1]
-
-
 def test_sgdet_detection_invariants():
-    ext = create_extractor(small_config("detector.detections_per_image=100"), random_init=True)
-    with torch.no_grad():  # a detector that sees people (0.27) and bags (0.25) everywhere
-        predictor = ext.detector.roi_heads.box_predictor.cls_score
-        predictor.weight.zero_()
-        predictor.bias.zero_()
-        predictor.bias[PERSON] = 3.0
-        predictor.bias[2] = 2.9
+    ext = people_and_bags_extractor()
     raw = ext.detector([im.float() / 255 for im in frames()])
     assert min(int((r["labels"] == PERSON).sum()) for r in raw) > 1
     assert min(int((r["labels"] == 2).sum()) for r in raw) > 1
@@ -149,47 +83,6 @@ def test_sgdet_detection_invariants():
     assert (f.entity_labels[f.pair_subject] == PERSON).all()
     assert (f.pair_subject != f.pair_object).all()
     assert torch.equal(f.entity_frame, f.entity_frame.sort().values)
-
-
-def test_sgdet_training_adds_missed_gt(extractor):
-    gt_boxes = [BOXES, BOXES[:2], BOXES]
-    gt_labels = [LABELS, LABELS[:2], LABELS]
-    f, entity_gt = extract_sgdet_training(extractor, frames(), gt_boxes, gt_labels)
-    assert entity_gt.shape == f.entity_labels.shape
-    matched = entity_gt[entity_gt >= 0]
-    assert sorted(matched.tolist()) == list(range(8))  # every GT box exactly once
-    gt_all = torch.cat(gt_boxes)
-    from torchvision.ops import box_iou
-
-    rows = (entity_gt >= 0).nonzero().flatten()
-    ious = box_iou(f.entity_boxes[rows], gt_all[entity_gt[rows]]).diagonal()
-    assert (ious > 0.5).all()
-    assert torch.equal(f.entity_frame, f.entity_frame.sort().values)
-
-
-def test_sgdet_training_labels_and_pairs_are_the_assigned_gt():
-    """As the authors: entities carry their assigned GT label (0 = background), the
-    person is the entity assigned to the GT person, and the pairs are the GT relations
-    only (no background object) -- with a detector that calls everything a person or a
-    bag, none of its labels reach the training features."""
-    ext = create_extractor(small_config("detector.detections_per_image=100"), random_init=True)
-    with torch.no_grad():  # people (0.27) and bags (0.25) everywhere
-        predictor = ext.detector.roi_heads.box_predictor.cls_score
-        predictor.weight.zero_()
-        predictor.bias.zero_()
-        predictor.bias[PERSON] = 3.0
-        predictor.bias[2] = 2.9
-    gt_boxes = [BOXES, BOXES[:2], BOXES]
-    gt_labels = [LABELS, LABELS[:2], LABELS]
-    f, entity_gt = extract_sgdet_training(ext, frames(), gt_boxes, gt_labels)
-    gt_all = torch.cat(gt_labels)
-    assert (f.entity_labels == 0).sum() > 0  # background detections stay entities
-    expected = torch.where(entity_gt >= 0, gt_all[entity_gt.clamp(min=0)], 0)
-    assert torch.equal(f.entity_labels, expected)
-    assert sorted(entity_gt[f.pair_object].tolist()) == [1, 2, 4, 6, 7]  # GT objects
-    assert sorted(set(entity_gt[f.pair_subject].tolist())) == [0, 3, 5]  # GT persons
-    assert (f.entity_labels[f.pair_subject] == PERSON).all()
-    assert f.union_features.shape[0] == 5
 
 
 def test_missing_weights_are_errors_not_random(tmp_path, caplog):

@@ -22,7 +22,7 @@ from tr2_core.models.predicate_heads import (
     TaskPredicateHeads,
     TextPredicateHeads,
 )
-from tr2_core.train.config import load_train_config
+from tr2_core.train.recipe import load_train_config
 from tr2_core.vocab import OBJECT_CLASSES, PERSON
 
 

@@ -22,8 +22,8 @@ from tr2_core.models import load_model_config
 from tr2_core.run import load_checkpoint
 from tr2_core.run_spec import RunSpec
 from tr2_core.stream.engine import StreamingEngine
-from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train
+from tr2_core.train.recipe import load_train_config
 
 MODEL_OVERRIDES = ("detector.min_size=64", "detector.max_size=128")
 

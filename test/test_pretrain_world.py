@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from tr2_core.data.synthetic import make_synthetic, temporal_config
-from tr2_core.data.synthetic.video import generate_video
+from tr2_core.data.synthetic.video_generator import generate_video
 from tr2_core.errors import ConfigError
-from tr2_core.pretrain.frames import load_pretrain_frames
+from tr2_core.pretrain.training_frames import load_pretrain_frames
 from tr2_core.pretrain.world import WORLD_SEED_BASE, render_world, world_config
 from tr2_core.vocab import ATTENTION, OBJECT_INDEX, SPATIAL
 
@@ -70,7 +70,7 @@ def test_clip_fitting_on_the_world_lowers_its_loss(dataset):
     loss falls and the model comes back frozen."""
     from tr2_core.models.model_config import resolve_config
     from tr2_core.models.pair_features import create_clip
-    from tr2_core.pretrain.clip import train_clip
+    from tr2_core.pretrain.clip_fit import train_clip
 
     torch.manual_seed(0)
     cfg = resolve_config("tr2-small")
@@ -86,8 +86,7 @@ def test_the_fits_run_on_deterministic_kernels(dataset, monkeypatch):
     """Both fits of :func:`~tr2_core.pretrain.train_weights` run with deterministic
     kernels (a 2-thread CLIP fit otherwise drifts from one process to the next), and the
     caller's setting is back afterwards."""
-    import tr2_core.pretrain.clip as clip_fit
-    import tr2_core.pretrain.detector as detector_fit
+    import tr2_core.pretrain as pretrain
     from tr2_core.models.model_config import resolve_config
     from tr2_core.pretrain import PretrainBudget, train_weights
 
@@ -100,10 +99,8 @@ def test_the_fits_run_on_deterministic_kernels(dataset, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(clip_fit, "train_clip", spy("clip", clip_fit.train_clip))
-    monkeypatch.setattr(
-        detector_fit, "train_detector", spy("detector", detector_fit.train_detector)
-    )
+    monkeypatch.setattr(pretrain, "train_clip", spy("clip", pretrain.train_clip))
+    monkeypatch.setattr(pretrain, "train_detector", spy("detector", pretrain.train_detector))
     assert not torch.are_deterministic_algorithms_enabled()
     budget = PretrainBudget(detector_steps=1, clip_steps=1, world_videos=2, seed=0)
     train_weights(dataset, resolve_config("tr2-small"), budget)

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 
-from tr2_core.baseline import fit_frequency, load_frequency_table, save_frequency_table
 from tr2_core.cli import main
 from tr2_core.data.action_genome import SMALL_BOX_MAX_EDGE, load_split
 from tr2_core.data.release_writer import RELEASE_PICKLE_PROTOCOL, dump_release_pickle
@@ -31,13 +30,14 @@ from tr2_core.data.safe_pickle import MAX_UNBACKED_BYTES, CheckedArray, safe_loa
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.errors import DatasetError, UnsafePickleError, WeightsError
 from tr2_core.evaluation.predictions import load_predictions, save_predictions
+from tr2_core.frequency_baseline import fit_frequency, load_frequency_table, save_frequency_table
 from tr2_core.models.guidance import TextTable, load_text_table, save_text_table
 from tr2_core.models.model_config import load_model_config
 from tr2_core.run import build_run_model, load_checkpoint
 from tr2_core.run_spec import RunSpec
 from tr2_core.testing.eval_fixtures import random_predictions
 from tr2_core.train.checkpoint import run_config_dict
-from tr2_core.train.config import TrainConfig
+from tr2_core.train.recipe import TrainConfig
 from tr2_core.vocab import NUM_OBJECT_CLASSES, NUM_PREDICATES, OBJECT_CLASSES, PREDICATES
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))

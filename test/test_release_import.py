@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from engine_fixtures import frames, write_frames
 from release_detector_fixtures import authors_model_state, write_authors_detector
 from release_fixtures import (
     RELEASE_TR2_OVERRIDES,
@@ -20,7 +21,6 @@ from release_fixtures import (
     save_release_detector,
     write_openai_archive,
 )
-from tools_testing import frames, write_frames
 
 from tr2_core.cli import main
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic

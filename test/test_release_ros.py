@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from bag_fixtures import IMAGE_T, T0, TOPIC, TS, raw_image, read_bag, write_bag
+from engine_fixtures import frames
 from release_fixtures import (
     RELEASE_TR2_OVERRIDES,
     SMALL_CLIP,
@@ -22,16 +24,14 @@ from release_fixtures import (
     save_release_detector,
     write_openai_archive,
 )
-from ros_testing import image_at, ros_isolation_env, stamp_ns_of, unique_domain_id
-from test_tools_bag import IMAGE_T, T0, TOPIC, TS, raw_image, read_bag, write_bag
-from tools_testing import frames
+from ros_fixtures import image_at, ros_isolation_env, stamp_ns_of, unique_domain_id
 
 from tr2_core.cli import main
 from tr2_core.models.entities import build_detector
 from tr2_core.models.model_config import load_model_config
 from tr2_core.run import load_trained
 from tr2_core.stream.engine import StreamingEngine
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.vocab import OBJECT_INDEX
 
 SMALL_FRAMES = ("detector.min_size=48", "detector.max_size=64")

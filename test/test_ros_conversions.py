@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
-from ros_testing import classes, compressed_msg, header, image_msg, make_result, random_rgb
+from ros_fixtures import classes, compressed_msg, header, image_msg, make_result, random_rgb
 
 from tr2_core.scene_graph import check_result
 from tr2_core.vocab import FAMILIES, OBJECT_CLASSES, PREDICATES

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_testing import (
+from ros_fixtures import (
     VISION_MSGS,
     FakeEngine,
     classes,

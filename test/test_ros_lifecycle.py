@@ -15,8 +15,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from ros_testing import image_at, live_skip_reason, shared_random_checkpoint, wait_until
-from test_ros_live import ANSWER_S, STARTUP_S, LiveNode, _qos, answered
+from ros_fixtures import (
+    ANSWER_S,
+    STARTUP_S,
+    LiveNode,
+    answered,
+    image_at,
+    live_skip_reason,
+    qos,
+    shared_random_checkpoint,
+    wait_until,
+)
 
 SKIP = live_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
@@ -110,9 +119,9 @@ def test_lifecycle_transitions_through_the_services(tmp_path):
 
     node = _waiting_node(tmp_path, shared_random_checkpoint())
     try:
-        graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), _qos())
+        graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), qos())
         camera = node.peer.node.create_publisher(
-            Image, node.topic("image"), _qos(1, best_effort=True)
+            Image, node.topic("image"), qos(1, best_effort=True)
         )
         lifecycle = Lifecycle(node)
         assert lifecycle.state() == "unconfigured"

@@ -22,75 +22,28 @@ import io
 import re
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from ros_testing import (
+from ros_fixtures import (
+    ANSWER_S,
+    CONFIG,
+    STARTUP_S,
+    LiveNode,
     LiveProcess,
-    Peer,
+    answered,
     image_at,
     live_skip_reason,
+    publish_until_answered,
+    qos,
     shared_random_checkpoint,
     stamp_ns_of,
-    unique_domain_id,
-    unique_namespace,
     wait_until,
 )
 
 SKIP = live_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
-
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "tr2.yaml"
-STARTUP_S = 180.0  # torch + model load on a busy 2-core CI machine
-ANSWER_S = 60.0
-
-
-class LiveNode:
-    """A tr2_node process and the test's peer node in the same domain and namespace."""
-
-    def __init__(self, log_path: Path, *ros_args: str, active: bool = True) -> None:
-        self.domain = unique_domain_id()
-        self.ns = unique_namespace()
-        self.process = LiveProcess(
-            "tr2_node", log_path, self.domain, ros_args=(*ros_args, "-r", f"__ns:={self.ns}")
-        )
-        self.peer = Peer(self.domain)
-        if active:
-            started = self.process.wait_for_output(r"active: subscribed to", STARTUP_S)
-            assert started, f"tr2_node did not become active:\n{self.process.output()}"
-
-    def topic(self, name: str) -> str:
-        return f"{self.ns}/{name}"
-
-    def close(self) -> int | None:
-        self.peer.close()
-        return self.process.stop()
-
-
-def _qos(depth: int = 10, *, best_effort: bool = False, latched: bool = False):
-    from tr2_ros.node import _qos as node_qos
-
-    return node_qos(depth, best_effort=best_effort, latched=latched)
-
-
-def answered(graphs: list, stamps: set[int]) -> list:
-    """The (receive time, graph) pairs answering one of ``stamps``."""
-    return [(t, g) for t, g in list(graphs) if stamp_ns_of(g) in stamps]
-
-
-def publish_until_answered(publisher, graphs: list, timeout: float = ANSWER_S, **image):
-    """Publish fresh frames every 0.25 s until one is answered; that (time, graph)."""
-    stamps: set[int] = set()
-
-    def publish() -> None:
-        stamp = time.time_ns()
-        stamps.add(stamp)
-        publisher.publish(image_at(stamp, **image))
-
-    assert wait_until(lambda: answered(graphs, stamps), timeout, 0.25, publish), "no answer"
-    return answered(graphs, stamps)[0]
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +56,10 @@ def live(tmp_path_factory):
     node = LiveNode(
         log, "--params-file", str(CONFIG), "-p", f"checkpoint:={shared_random_checkpoint()}"
     )
-    node.graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), _qos())
-    node.reliable_camera = node.peer.node.create_publisher(Image, node.topic("image"), _qos())
+    node.graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), qos())
+    node.reliable_camera = node.peer.node.create_publisher(Image, node.topic("image"), qos())
     node.camera = node.peer.node.create_publisher(
-        Image, node.topic("image"), _qos(1, best_effort=True)
+        Image, node.topic("image"), qos(1, best_effort=True)
     )
     yield node
     status = node.close()  # SIGINT
@@ -138,7 +91,7 @@ def test_vocabulary_received_by_a_late_subscriber(live):
     from tr2.msg import Vocabulary
 
     vocabularies = live.peer.collect(
-        Vocabulary, live.topic("scene_graph/vocabulary"), _qos(1, latched=True)
+        Vocabulary, live.topic("scene_graph/vocabulary"), qos(1, latched=True)
     )
     assert wait_until(lambda: vocabularies, 20.0)
     vocabulary = vocabularies[0][1]
@@ -192,7 +145,7 @@ def test_debug_image_only_while_subscribed(live):
     publish_until_answered(live.camera, live.graphs)
     assert "debug image: subscriber present" not in live.process.output()  # never drawn yet
     frame = lambda: live.camera.publish(image_at(time.time_ns()))  # noqa: E731
-    debug = live.peer.collect(Image, live.topic("scene_graph/debug_image"), _qos(1))
+    debug = live.peer.collect(Image, live.topic("scene_graph/debug_image"), qos(1))
     _, graph = publish_until_answered(live.camera, live.graphs)
     assert wait_until(
         lambda: debug, 10.0, 0.25, lambda: live.camera.publish(image_at(time.time_ns()))
@@ -298,9 +251,9 @@ def test_params_file_command_line_compressed_input_and_sigint(tmp_path):
         )
         from tr2.msg import SceneGraph
 
-        graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), _qos())
+        graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), qos())
         camera = node.peer.node.create_publisher(
-            CompressedImage, node.topic("image/compressed"), _qos(1, best_effort=True)
+            CompressedImage, node.topic("image/compressed"), qos(1, best_effort=True)
         )
         buffer = io.BytesIO()
         PILImage.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(buffer, format="PNG")

@@ -15,16 +15,19 @@ import time
 
 import numpy as np
 import pytest
-from ros_testing import (
+from ros_fixtures import (
+    CONFIG,
+    STARTUP_S,
+    LiveNode,
     LiveProcess,
     detection_array,
     image_at,
     live_skip_reason,
+    qos,
     shared_random_checkpoint,
     stamp_ns_of,
     wait_until,
 )
-from test_ros_live import CONFIG, STARTUP_S, LiveNode, _qos
 
 SKIP = live_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
@@ -46,10 +49,10 @@ def robot(tmp_path_factory):
         "-p", "mode:=predcls", "-p", "window:=3", "-p", "detections_wait_s:=10.0",
         "-p", "diagnostics_period_s:=0.5",
     )  # fmt: skip
-    node.graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), _qos())
-    node.camera = node.peer.node.create_publisher(Image, node.topic("image"), _qos())
+    node.graphs = node.peer.collect(SceneGraph, node.topic("scene_graph"), qos())
+    node.camera = node.peer.node.create_publisher(Image, node.topic("image"), qos())
     node.detector = node.peer.node.create_publisher(
-        Detection2DArray, node.topic("detections"), _qos()
+        Detection2DArray, node.topic("detections"), qos()
     )
     assert wait_until(
         lambda: node.camera.get_subscription_count() and node.detector.get_subscription_count(),
@@ -104,8 +107,8 @@ def test_entities_out_and_markers_while_subscribed(robot):
     from vision_msgs.msg import Detection2DArray
     from visualization_msgs.msg import MarkerArray
 
-    entities = robot.peer.collect(Detection2DArray, robot.topic("scene_graph/entities"), _qos())
-    markers = robot.peer.collect(MarkerArray, robot.topic("scene_graph/markers"), _qos(1))
+    entities = robot.peer.collect(Detection2DArray, robot.topic("scene_graph/entities"), qos())
+    markers = robot.peer.collect(MarkerArray, robot.topic("scene_graph/markers"), qos(1))
     time.sleep(2.0)  # discovery
     (graph,) = send_scene(robot, 1)
     stamp = stamp_ns_of(graph)
@@ -123,7 +126,7 @@ def test_entities_out_and_markers_while_subscribed(robot):
 def test_diagnostics_published(robot):
     from diagnostic_msgs.msg import DiagnosticArray
 
-    diagnostics = robot.peer.collect(DiagnosticArray, "/diagnostics", _qos())
+    diagnostics = robot.peer.collect(DiagnosticArray, "/diagnostics", qos())
     send_scene(robot, 1)
 
     def running() -> dict | None:
@@ -145,7 +148,7 @@ def test_live_parameter_change_takes_effect_and_engine_warnings_reach_rosout(rob
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
-    rosout = robot.peer.collect(Log, "/rosout", _qos(100))
+    rosout = robot.peer.collect(Log, "/rosout", qos(100))
     client = robot.peer.node.create_client(SetParameters, robot.topic("tr2/set_parameters"))
 
     def set_gap(seconds: float) -> None:

@@ -29,7 +29,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from ros_testing import FakeEngine, image_at, ros_isolation_env, unique_domain_id  # noqa: E402
+from ros_fixtures import FakeEngine, image_at, ros_isolation_env, unique_domain_id  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tr2.msg import SceneGraph, Vocabulary  # noqa: E402

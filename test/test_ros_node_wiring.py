@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ros_testing import FakeEngine, classes, image_msg, random_rgb
+from ros_fixtures import FakeEngine, classes, image_msg, random_rgb
 
 from tr2_core.errors import ConfigError
 from tr2_ros.params import NodeParams, parameter_specs

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from ros_testing import (
+from ros_fixtures import (
     FakeEngine,
     classes,
     compressed_msg,
@@ -20,7 +20,7 @@ from ros_testing import (
     random_rgb,
 )
 
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_ros.conversions import decode_image, stamp_to_ns
 from tr2_ros.params import NodeParams
 from tr2_ros.pipeline import ScenePipeline, describe_header
@@ -231,9 +231,9 @@ def test_load_engine_passes_the_parameters(tmp_path, monkeypatch):
             calls.append((checkpoint, kwargs))
             return FakeEngine()
 
-    fake = types.ModuleType("tr2_core.stream")
+    fake = types.ModuleType("tr2_core.stream.engine")
     fake.StreamingEngine = StreamingEngine
-    monkeypatch.setitem(sys.modules, "tr2_core.stream", fake)
+    monkeypatch.setitem(sys.modules, "tr2_core.stream.engine", fake)
     with pytest.raises(ConfigError, match="'checkpoint' is empty"):
         load_engine(NodeParams())
     ckpt = tmp_path / "tr2.pt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_testing import classes, header, make_result
+from ros_fixtures import classes, header, make_result
 
 from tr2_core.vocab import CONTACTING, PREDICATES, SPATIAL
 from tr2_ros.conversions import build_scene_graph

@@ -8,10 +8,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from ros_testing import classes, header, make_result
+from ros_fixtures import classes, header, make_result
 
+from tr2_core.runners.records import graph_record
 from tr2_core.scene_graph import InvalidSceneGraph, decode_scene_graph, keep_valid
-from tr2_core.tools.records import graph_record
 from tr2_core.viz.overlay import edge_captions
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, OBJECT_CLASSES, PREDICATES, SPATIAL
 from tr2_ros.conversions import scene_graph_message

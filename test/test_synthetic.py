@@ -624,8 +624,8 @@ def test_visible_person_box_bounds_what_the_frame_shows() -> None:
     """person_box='visible': the box bounds exactly the pixels that show
     the person -- nothing of the person outside it, an edge of it on each side -- and
     shrinks where objects in front or an occluder panel hide parts of the joints box."""
-    from tr2_core.data.synthetic.config import temporal_config
-    from tr2_core.data.synthetic.video import VISIBLE_LEVEL, draw_frame, generate_video
+    from tr2_core.data.synthetic.generator_config import temporal_config
+    from tr2_core.data.synthetic.video_generator import VISIBLE_LEVEL, draw_frame, generate_video
 
     cfg = temporal_config(videos=12, min_frames=6, max_frames=10, width=240, height=136,
                           seed=3, occlusion_rate=0.4, no_person_rate=0.0,

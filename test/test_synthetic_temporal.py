@@ -192,7 +192,7 @@ def test_halfway_poses(base: Path, tmp_path: Path, rate: str, mode: str, step: i
 
 
 def test_halfway_pose_is_the_same_in_both_directions(tmp_path: Path) -> None:
-    from tr2_core.data.synthetic.video import generate_video
+    from tr2_core.data.synthetic.video_generator import generate_video
 
     v = generate_video(dataclasses.replace(BASE, change_rate=(0.9, 0.9)), 0, "V.mp4", "train")
     a, b = v.geoms[0], v.geoms[1]

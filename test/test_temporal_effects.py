@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.path)
+from evaluation_fixtures import (
     BOOK,
     BOOK_BOX,
     CUP,
@@ -19,7 +19,6 @@ from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.p
     scores,
 )
 
-from tr2_core.baseline import fit_frequency, predict_frequency
 from tr2_core.cli import main
 from tr2_core.data.action_genome import load_split
 from tr2_core.data.synthetic import META_FILE, make_synthetic, temporal_config
@@ -29,6 +28,7 @@ from tr2_core.evaluation.breakdown import CLEAN, temporal_effects_breakdown
 from tr2_core.evaluation.predictions import save_predictions
 from tr2_core.evaluation.recall import evaluate_detailed
 from tr2_core.evaluation.report import format_report
+from tr2_core.frequency_baseline import fit_frequency, predict_frequency
 from tr2_core.testing.eval_fixtures import ground_truth_from_frames
 
 GROUPS = [*TEMPORAL_EFFECTS, CLEAN]

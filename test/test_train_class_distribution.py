@@ -21,8 +21,8 @@ from tr2_core.run import (
     load_trained,
 )
 from tr2_core.run_spec import RunSpec
-from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train
+from tr2_core.train.recipe import load_train_config
 from tr2_core.vocab import OBJECT_CLASSES
 
 RELEASE_SHAPED = (

@@ -16,8 +16,8 @@ import pytest
 from tr2_core.data.action_genome import load_split
 from tr2_core.data.synthetic import SyntheticConfig, make_synthetic
 from tr2_core.run import load_checkpoint
-from tr2_core.train.config import load_train_config
 from tr2_core.train.dataset import shard_indices
+from tr2_core.train.recipe import load_train_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,10 +15,10 @@ from tr2_core.errors import DatasetError
 from tr2_core.models import load_model_config
 from tr2_core.run import load_checkpoint
 from tr2_core.run_spec import RunSpec
-from tr2_core.train.config import load_train_config
 from tr2_core.train.feature_cache import FeatureCache
 from tr2_core.train.guards import NonFiniteGuard, NonFiniteLossError
 from tr2_core.train.loop import train
+from tr2_core.train.recipe import load_train_config
 from tr2_core.train.source import ClipSource
 
 MODEL_OVERRIDES = ("detector.min_size=64", "detector.max_size=128")

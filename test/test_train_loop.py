@@ -24,8 +24,8 @@ from tr2_core.evaluation.recall import evaluate
 from tr2_core.models import load_model_config
 from tr2_core.run import build_run_extractor, load_checkpoint
 from tr2_core.run_spec import RunSpec
-from tr2_core.train.config import load_train_config
 from tr2_core.train.loop import train
+from tr2_core.train.recipe import load_train_config
 from tr2_core.train.source import make_source
 
 REPO = Path(__file__).resolve().parent.parent

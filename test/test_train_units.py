@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_fixtures import make_features, make_targets
 
+from tr2_core.cache_keys import cache_key
 from tr2_core.checkpoint_schema import check_rng_state
 from tr2_core.cli.train import split_overrides
 from tr2_core.errors import ConfigError, DatasetError, WeightsError
@@ -20,7 +21,6 @@ from tr2_core.train.checkpoint import (
     get_rng_state,
     set_rng_state,
 )
-from tr2_core.train.config import TrainConfig, load_train_config
 from tr2_core.train.dataset import (
     ActionGenomeVideos,
     VideoClip,
@@ -31,13 +31,14 @@ from tr2_core.train.dataset import (
     slice_features,
     slice_targets,
 )
-from tr2_core.train.feature_cache import FeatureCache, cache_key
+from tr2_core.train.feature_cache import FeatureCache
 from tr2_core.train.loop import class_alpha
 from tr2_core.train.predict import (
     concat_predictions,
     predictions_from_bytes,
     predictions_to_bytes,
 )
+from tr2_core.train.recipe import TrainConfig, load_train_config
 from tr2_core.train.source import held_out_rows, sgdet_targets, split_rows
 from tr2_core.train.validation import gt_first_videos, metric_value
 from tr2_core.types import GroundTruth, Predictions, VideoTargets

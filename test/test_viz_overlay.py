@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from ros_testing import make_result
+from ros_fixtures import make_result
 
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.types import SceneGraphResult

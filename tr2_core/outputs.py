@@ -15,6 +15,13 @@ Partial files: every temporary file or folder written here is named
 killed process (``kill -9``, power loss) is recognised and removed by
 :func:`remove_stale_partials` once that process is gone.
 
+Outputs that appear complete or not at all (:func:`staged_outputs`): a command
+writes into a private partial folder beside each final path (same file system, so
+the final :func:`os.replace` is a rename) and only a successful run moves the
+results into place. On any error, Ctrl-C included, the partial folders are removed
+and nothing exists at a final path that was not there before. What may be replaced
+is checked at the start and again at the end.
+
 This module sits with the errors at the bottom of the layers: it imports
 nothing of tr2 but :mod:`tr2_core.errors`.
 """
@@ -27,7 +34,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -308,3 +315,74 @@ def partial_folder(beside: Path) -> Iterator[Path]:
         yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- staged outputs
+def _as_output(item: Output | str | os.PathLike[str]) -> Output:
+    return item if isinstance(item, Output) else Output.file(item, "output")
+
+
+def check_staged_outputs(
+    outs: Output | Sequence[Output],
+    *,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    overwrite: bool,
+) -> None:
+    """Fail early (before any work) on outputs of :func:`staged_outputs` that the rule
+    of this module forbids (:func:`check_outputs`), or one whose folder does not exist.
+
+    Raises:
+        OutputExistsError: it exists and ``overwrite`` is off.
+        OutputPathError: it is / holds / lies in an input, or is an unrelated folder.
+    """
+    outs = [outs] if isinstance(outs, Output) else list(outs)
+    check_outputs(outs, inputs=inputs, overwrite=overwrite)
+    for out in outs:
+        if not out.path.parent.is_dir():
+            raise Tr2Error(f"{out.flag} {out.path}: the folder {out.path.parent} does not exist")
+
+
+@contextmanager
+def staged_outputs(
+    finals: Sequence[Output | str | os.PathLike[str]],
+    *,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+    optional: Sequence[Output] = (),
+) -> Iterator[list[Path]]:
+    """Stage several outputs and publish them together.
+
+    Yields one path per output: ``PARTIAL/<final name>``, where ``PARTIAL`` is a
+    fresh hidden folder beside that output (:func:`partial_folder`). The caller
+    creates what the output says (a file, or a folder) at those paths. On normal
+    exit each staged path replaces its final path (:func:`replace_with`: folders get
+    their kind's marker); on any exception every staged path is removed and the
+    exception propagates.
+
+    Args:
+        finals: the outputs (a bare path is a file output), each in an existing folder.
+        inputs: the command's inputs (never replaced, never inside an output).
+        overwrite: replace outputs that exist (only once the run succeeded).
+        optional: outputs of ``finals`` the caller may leave unwritten (nothing to
+            put in them): they are then not published, and what exists stays.
+
+    Raises:
+        OutputExistsError: an output exists and ``overwrite`` is off.
+        OutputPathError: an output the rule of this module forbids.
+    """
+    outs = [_as_output(p) for p in finals]
+    check_staged_outputs(outs, inputs=inputs, overwrite=overwrite)
+    with ExitStack() as stack:
+        stages = [stack.enter_context(partial_folder(out.path)) for out in outs]
+        staged = [stage / out.path.name for stage, out in zip(stages, outs, strict=True)]
+        yield staged
+        kept = [
+            (p, o) for p, o in zip(staged, outs, strict=True) if p.exists() or o not in optional
+        ]
+        for path, out in kept:
+            if not path.exists():
+                raise Tr2Error(f"internal error: nothing was written for {out.path}")
+            if out.folder_kind is not None and not path.is_dir():
+                raise Tr2Error(f"internal error: {out.path} was staged as a file, not a folder")
+        for path, out in kept:
+            replace_with(out, path, inputs=inputs, overwrite=overwrite)

@@ -14,7 +14,7 @@ This is the one place that decides
   threshold for spatial and contacting.
 
 The ROS message (``tr2_ros/conversions.py``), the JSONL line
-(:mod:`tr2_core.tools.records`) and the overlay (:mod:`tr2_core.viz.overlay`)
+(:mod:`tr2_core.runners.records`) and the overlay (:mod:`tr2_core.viz.overlay`)
 serialise the decoded graph.
 """
 

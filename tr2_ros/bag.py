@@ -17,7 +17,7 @@ logged with its reason and counted; its original message is still copied.
 Ctrl-C keeps the messages copied so far. OUT replaces only a bag an earlier
 ``tr2 bag`` wrote (:mod:`tr2_core.outputs`). An unreadable or corrupt bag
 raises :class:`BagError`, and the output only appears, complete, when the run
-succeeds (:mod:`tr2_core.tools.staging`).
+succeeds (:func:`tr2_core.outputs.staged_outputs`).
 
 It lives on the ROS side because it writes ROS messages (:mod:`tr2_ros.conversions`);
 it needs rosbags, never rclpy.
@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from tr2_core.errors import Tr2Error, clip
-from tr2_core.outputs import Output
+from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
-from tr2_core.tools.staging import check_output, staged_outputs
 from tr2_core.types import SceneGraphResult
+from tr2_core.viz.overlay import draw_scene_graph
 from tr2_ros.conversions import (
     ConversionError,
     ImageRejected,
@@ -176,7 +177,7 @@ class _Frames:
 
     def __init__(
         self,
-        engine: Any,
+        engine: SceneGraphEngine,
         typestore: Any,
         classes: MessageClasses,
         report: BagReport,
@@ -239,8 +240,6 @@ class _Frames:
             return None
         debug = None
         if self.debug:
-            from tr2_core.viz.overlay import draw_scene_graph
-
             debug = encode_rgb_image(draw_scene_graph(image, graph), msg.header, self.classes)
         return graph_msg, debug
 
@@ -440,7 +439,7 @@ def check_paths(src: Path, dst: Path, *, overwrite: bool) -> None:
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise BagError(f"input bag {src} does not exist")
-    check_output(bag_output(dst), inputs=[src], overwrite=overwrite)
+    check_staged_outputs(bag_output(dst), inputs=[src], overwrite=overwrite)
 
 
 def bag_output(dst: Path) -> Output:
@@ -496,7 +495,7 @@ def _close(src: Path, reader: Any) -> None:
 def process_bag(
     src: str | Path,
     dst: str | Path,
-    engine: Any,
+    engine: SceneGraphEngine,
     image_topic: str,
     *,
     graph_topic: str = "/scene_graph",

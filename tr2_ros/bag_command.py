@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tr2_core.tools.engine_args import add_engine_arguments
+from tr2_core.errors import ConfigError
+from tr2_core.runners.engine_args import EngineRequest, add_engine_arguments, build_engine
+from tr2_ros.bag import Detections, check_paths, open_bag, process_bag
+from tr2_ros.detections import ClassMap
 
 NAME = "bag"
 MODES = ("sgdet", "predcls", "sgcls")
@@ -97,11 +100,6 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from tr2_core.errors import ConfigError
-    from tr2_core.tools.engine_args import EngineRequest, build_engine
-    from tr2_ros.bag import Detections, check_paths, open_bag, process_bag
-    from tr2_ros.detections import ClassMap
 
     request = EngineRequest.from_args(args)
     request.validate(MODES)  # cheap checks before the slow model build

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tr2_ros.node import _qos
 from tr2_ros.triplets import FAMILY_NAMES, format_frame, scene_graph_triplets
 
 
@@ -36,8 +37,6 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.node import Node
     from rclpy.utilities import remove_ros_args
     from tr2.msg import SceneGraph
-
-    from tr2_ros.node import _qos
 
     argv = sys.argv if args is None else args
     options = parse_args(remove_ros_args(argv)[1:])

@@ -14,7 +14,7 @@ Topics (relative names, remap them or set the *_topic parameters):
   the robot's detector, matched to the images by stamp (:mod:`tr2_ros.detections`);
 * ``scene_graph/entities`` (vision_msgs/Detection2DArray), ``scene_graph/markers``
   (visualization_msgs/MarkerArray, built only while subscribed) and ``/diagnostics``
-  (:mod:`tr2_ros.outputs`).
+  (:mod:`tr2_ros.standard_messages`).
 
 Parameters (docs/ros.md): :data:`LIVE_PARAMETERS` apply at once when set, the
 read-only :data:`START_PARAMETERS` at start, every other at each configure. The
@@ -46,13 +46,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tr2_core.errors import Tr2Error
+from tr2_core.stream.engine_contract import OFFLINE_RUN_CAUSALLY, ONLINE, SceneGraphEngine
 from tr2_ros.conversions import Decoder, build_vocabulary
 from tr2_ros.detections import ClassMap
 from tr2_ros.lifecycle import make_lifecycle_node
 from tr2_ros.messages import MessageClasses, rclpy_classes
-from tr2_ros.outputs import rclpy_factory
 from tr2_ros.params import NodeParams, parameter_specs
-from tr2_ros.pipeline import Engine, PipelineStats, ScenePipeline, load_engine
+from tr2_ros.pipeline import PipelineStats, ScenePipeline, load_engine
+from tr2_ros.standard_messages import diagnostics_message, rclpy_factory
 
 NODE_NAME = "tr2"
 
@@ -116,33 +117,30 @@ def _qos(depth: int, *, best_effort: bool = False, latched: bool = False) -> Any
 
 
 _PROTOCOL_LINES = {
-    "online": "online model (its output is what tr2 test scored)",
-    "offline-run-causally": "offline model run causally: expect lower quality than its "
-    "test figures",
+    ONLINE: "online model (its output is what tr2 test scored)",
+    OFFLINE_RUN_CAUSALLY: "offline model run causally: expect lower quality than its test figures",
 }
 
 
-def model_protocol(engine: Any, checkpoint: str) -> str:
+def model_protocol(engine: SceneGraphEngine) -> str:
     """How the engine's model sees time, for the start-up log line: the engine's
     ``protocol`` (``online`` or ``offline-run-causally``, docs/protocols.md) in words,
-    and the model config the checkpoint records."""
-    protocol = getattr(engine, "protocol", None) or "protocol unknown"
-    words = _PROTOCOL_LINES.get(protocol, protocol)
-    return f"{words}; checkpoint model config '{checkpoint_model_name(checkpoint)}'"
+    and the name of the model config it runs (the one its checkpoint records)."""
+    words = _PROTOCOL_LINES.get(engine.protocol, engine.protocol)
+    return f"{words}; checkpoint model config '{engine.model_name}'"
 
 
-def checkpoint_model_name(checkpoint: str) -> str:
-    """The model config name a ``tr2 train`` checkpoint records ('?' if unreadable).
+def checked_engine(engine: Any) -> SceneGraphEngine:
+    """``engine`` if it has what the node relies on (:class:`SceneGraphEngine`).
 
-    Read through the one checkpoint gate (:func:`tr2_core.run.load_checkpoint`, every
-    field checked), memory-mapped, so the weights are not read into memory a second time."""
-    try:
-        from tr2_core.run import load_checkpoint
-
-        config = load_checkpoint(checkpoint, mmap=True)["config"]
-        return str(config["model"].get("name") or config["run"].get("model") or "?")
-    except Exception:  # an engine factory may not need a tr2 checkpoint (tests, fakes)
-        return "?"
+    Raises:
+        Tr2Error: one line naming what it lacks.
+    """
+    if isinstance(engine, SceneGraphEngine):
+        return engine
+    needed = ("protocol", "model_name", "window", "stats", "process", "tune", "close")
+    missing = [name for name in needed if not hasattr(engine, name)]
+    raise Tr2Error(f"the engine factory made a {type(engine).__name__} without {missing}")
 
 
 def release_accelerator_memory() -> None:
@@ -175,7 +173,7 @@ class Tr2Node:
     def __init__(
         self,
         *,
-        engine_factory: Callable[[NodeParams], Engine] | None = None,
+        engine_factory: Callable[[NodeParams], SceneGraphEngine] | None = None,
         classes: MessageClasses | None = None,
         **kwargs: Any,
     ) -> None:
@@ -188,7 +186,7 @@ class Tr2Node:
             library_log.setLevel(logging.INFO)
         self.classes = rclpy_classes() if classes is None else classes
         self._engine_factory = load_engine if engine_factory is None else engine_factory
-        self._engine: Engine | None = None
+        self._engine: SceneGraphEngine | None = None
         self._pipeline: ScenePipeline | None = None
         self._worker: threading.Thread | None = None
         self._subscription = self._detections_subscription = None
@@ -279,10 +277,9 @@ class Tr2Node:
         self.params = dataclasses.replace(self.params, **live)
         if self._pipeline is not None and live:
             self._pipeline.tune(self.params)
-        tune = getattr(self._engine, "tune", None)
         engine_live = {k: v for k, v in live.items() if k in ("score_threshold", "max_gap_s")}
-        if callable(tune) and engine_live:
-            tune(**engine_live)
+        if self._engine is not None and engine_live:
+            self._engine.tune(**engine_live)
         logger = self.node.get_logger()
         if live:
             logger.info("set live: " + ", ".join(f"{k}={v}" for k, v in live.items()))
@@ -305,12 +302,11 @@ class Tr2Node:
         self._class_map = None
         if p.mode != "sgdet":
             self._class_map = ClassMap.load(p.class_map) if p.class_map else None
-        self._engine = self._engine_factory(p)
+        self._engine = engine = checked_engine(self._engine_factory(p))
         rate = f"at most {p.max_rate_hz:g} Hz" if p.max_rate_hz > 0 else "as fast as the model runs"
-        window = getattr(self._engine, "window", p.window)  # an online model keeps its own
         logger.info(
-            f"TR2 model: {model_protocol(self._engine, p.checkpoint)}; device {p.device},"
-            f" window {window} frames, rate {rate}, max gap {p.max_gap_s:g} s,"
+            f"TR2 model: {model_protocol(engine)}; device {p.device},"
+            f" window {engine.window} frames, rate {rate}, max gap {p.max_gap_s:g} s,"
             f" {p.threads or 'all'} CPU threads"
         )
 
@@ -396,9 +392,7 @@ class Tr2Node:
         if self._engine is None:
             return
         engine, self._engine = self._engine, None
-        close = getattr(engine, "close", None)
-        if callable(close):
-            close()
+        engine.close()
         del engine
         release_accelerator_memory()
         self.node.get_logger().info("unconfigured: engine released")
@@ -422,15 +416,12 @@ class Tr2Node:
         """Timer: one ``/diagnostics`` status (STALE while not active)."""
         if self._diagnostics_pub is None or self._make is None:
             return
-        from tr2_ros.outputs import diagnostics_message
 
         p = self.params
-        if self._pipeline is None:
+        if self._pipeline is None or self._engine is None:
             level, message, values = "STALE", "not active", {"device": p.device}
         else:
-            level, message, values = self._pipeline.diagnostics(
-                getattr(self._engine, "window", p.window), p.device
-            )
+            level, message, values = self._pipeline.diagnostics(self._engine.window, p.device)
         stamp = self.node.get_clock().now().to_msg()
         self._diagnostics_pub.publish(
             diagnostics_message(

@@ -4,7 +4,7 @@ Each field carries its default (whose Python type is the ROS parameter type),
 description and constraints (:mod:`tr2_core.options`). The engine's options
 (checkpoint, weights, device, window, thresholds) are not written here: they
 are mapped from their one declaration,
-:class:`~tr2_core.stream.options.EngineOptions`, which the ``tr2 video`` /
+:class:`~tr2_core.stream.engine_options.EngineOptions`, which the ``tr2 video`` /
 ``tr2 bag`` flags come from too. The node declares exactly these parameters,
 ``config/tr2.yaml`` sets them, and :meth:`NodeParams.from_mapping` validates
 any mapping of them with messages that name the parameter. ROS-free.
@@ -22,7 +22,7 @@ import yaml
 from tr2_core.errors import ConfigError
 from tr2_core.options import OptionSpec, option, option_specs, options_from_mapping
 from tr2_core.options import validate_options as _validate_options
-from tr2_core.stream.options import EngineOptions, engine_option_specs
+from tr2_core.stream.engine_options import EngineOptions, engine_option_specs
 
 _TOPIC = r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*"
 _ENGINE = engine_option_specs()

@@ -10,13 +10,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from tr2_core.errors import Tr2Error
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.stream.frames import run_frame
-from tr2_core.types import SceneGraph, SceneGraphResult
+from tr2_core.types import SceneGraph
+from tr2_core.viz.overlay import draw_scene_graph
 from tr2_ros.conversions import (
     ConversionError,
     Decoder,
@@ -34,18 +36,9 @@ from tr2_ros.detections import (
     entities_from_detections,
 )
 from tr2_ros.messages import MessageClasses
-from tr2_ros.outputs import MessageFactory, detections_message, markers_message
 from tr2_ros.params import NodeParams
 from tr2_ros.policy import LatestSlot, RateLimiter
-
-
-class Engine(Protocol):
-    """The streaming engine as the node uses it (``tr2_core.stream.StreamingEngine``)."""
-
-    def process(self, image: np.ndarray, stamp_ns: int, **inputs: Any) -> SceneGraphResult:
-        """One frame in ((H, W, 3) uint8 RGB, stamp in ns), its scene graph out
-        (``inputs``: ``gap_ns``, and ``boxes`` / ``labels`` with given entities)."""
-        ...
+from tr2_ros.standard_messages import MessageFactory, detections_message, markers_message
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ class Received:
         return Received(newest.msg, max(gaps) if gaps else None)
 
 
-def load_engine(params: NodeParams) -> Engine:
+def load_engine(params: NodeParams) -> SceneGraphEngine:
     """Build the streaming engine from the node's parameters (imports torch).
 
     Raises:
@@ -78,10 +71,7 @@ def load_engine(params: NodeParams) -> Engine:
         WeightsError: (from the engine) missing or mismatched weights.
     """
     checkpoint = params.require_checkpoint()
-    try:  # heavy: torch, open_clip
-        from tr2_core.stream import StreamingEngine
-    except ImportError:  # the package may not re-export it
-        from tr2_core.stream.engine import StreamingEngine
+    from tr2_core.stream.engine import StreamingEngine  # deferred: torch, open_clip
 
     return StreamingEngine.from_checkpoint(str(checkpoint), options=params.engine_options())
 
@@ -141,7 +131,8 @@ class ScenePipeline:
         class_map: with mode predcls / sgcls, the detector's classes -> Action Genome's
             (default: :meth:`ClassMap.action_genome`).
         make: message factory for the vision_msgs / visualization_msgs outputs
-            (:mod:`tr2_ros.outputs`); needed with ``publish_entities`` / ``publish_markers``.
+            (:mod:`tr2_ros.standard_messages`); needed with ``publish_entities`` /
+            ``publish_markers``.
         publish_entities: called with each frame's ``vision_msgs/Detection2DArray``.
         publish_markers: called with each frame's ``visualization_msgs/MarkerArray``,
             built only while ``markers_wanted()``.
@@ -149,7 +140,7 @@ class ScenePipeline:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: SceneGraphEngine,
         classes: MessageClasses,
         params: NodeParams,
         *,
@@ -345,7 +336,6 @@ class ScenePipeline:
             recent = [r for r in self._recent if r[0] > since]
             fill = self._recent[-1][2] if self._recent else 0
         period = max(now - since, 1e-9)
-        engine_stats = getattr(self.engine, "stats", None)
         values: dict[str, Any] = {
             "rate_hz": len(recent) / period if recent else 0.0,
             "latency_ms": 1000 * float(np.mean([r[1] for r in recent])) if recent else 0.0,
@@ -358,7 +348,7 @@ class ScenePipeline:
             "unmatched": stats.unmatched,
             "unmapped": stats.unmapped,
             "window_fill": f"{fill}/{window}",
-            "resets": getattr(engine_stats, "resets", "n/a"),
+            "resets": self.engine.stats.resets,
             "device": device,
         }
         problems = []
@@ -393,8 +383,6 @@ class ScenePipeline:
         return given
 
     def _publish_debug_image(self, image: np.ndarray, graph: SceneGraph, header: Any) -> None:
-        from tr2_core.viz.overlay import draw_scene_graph
-
         try:
             drawn = draw_scene_graph(image, graph)
             self._publish_debug(encode_rgb_image(drawn, header, self.classes))

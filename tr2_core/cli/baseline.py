@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tr2_core.baseline import fit_frequency, predict_frequency, save_frequency_table
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.predictions import save_predictions
+    from tr2_core.frequency_baseline import fit_frequency, predict_frequency, save_frequency_table
     from tr2_core.outputs import check_output_files
 
     check_output_files({"--out": args.out, "--table": args.table}, inputs=[args.data])

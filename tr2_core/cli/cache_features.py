@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.models import load_model_config
     from tr2_core.run import announce_random_init, build_run_extractor
     from tr2_core.run_spec import RunSpec
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.distributed import fill_cache, setup_distributed
+    from tr2_core.train.recipe import load_train_config
     from tr2_core.train.source import make_source
 
     setup_logging()

@@ -303,11 +303,11 @@ def _gains_over_baseline(data: Path, model_pred: Path, baseline_pred: Path) -> d
     "changed" time-variant group, each with its paired 95 % bootstrap interval over
     the test videos (percent; :mod:`tr2_core.evaluation.bootstrap`): how far one run's
     margin is from noise."""
-    from tr2_core.cli.plot_runs import as_predictions
     from tr2_core.data.action_genome import load_split
     from tr2_core.evaluation.bootstrap import bootstrap_difference
     from tr2_core.evaluation.changes import CHANGED, relation_changes
     from tr2_core.evaluation.recall import evaluate_detailed
+    from tr2_core.viz.run_plots import as_predictions
 
     gt = load_split(data, "test", show_progress=False).gt
     changed = relation_changes(gt).triplet_state == CHANGED
@@ -375,8 +375,8 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
     from PIL import Image
 
     from tr2_core.data.action_genome import load_split
+    from tr2_core.runners.records import result_record
     from tr2_core.stream.engine import StreamingEngine
-    from tr2_core.tools.records import result_record
     from tr2_core.viz.overlay import draw_scene_graph
 
     split = load_split(data, "test", show_progress=False)
@@ -417,8 +417,8 @@ def _stream_video(data, checkpoint, out, window: int) -> dict:
 def _plots(data, run_dir, model_pred, model_json, baseline_pred, baseline_json, streamed,
            plots, label: str) -> list:  # fmt: skip
     from tr2_core.cli.plot_frames import plot_scene_graph, plot_timeline
-    from tr2_core.cli.plot_runs import plot_fig5, plot_recall, plot_training_curves
-    from tr2_core.viz.scene_graph import draw_scene_graph_result
+    from tr2_core.viz.run_plots import plot_fig5, plot_recall, plot_training_curves
+    from tr2_core.viz.scene_graph_figure import draw_scene_graph_result
 
     plots.mkdir(parents=True, exist_ok=True)
     made = [

@@ -1,6 +1,6 @@
 """``tr2 plot``: pictures of runs, results and predictions (PNG or SVG).
 
-The arguments map onto :mod:`tr2_core.cli.plot_runs` (curves, recall, fig5)
+The arguments map onto :mod:`tr2_core.viz.run_plots` (curves, recall, fig5)
 and :mod:`tr2_core.cli.plot_frames` (graph, timeline), which read the files,
 evaluate, and hand computed data to :mod:`tr2_core.viz`.
 """
@@ -125,9 +125,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tr2_core.cli import plot_frames, plot_runs
+    from tr2_core.cli import plot_frames
     from tr2_core.evaluation.predictions import small_box_filter
     from tr2_core.outputs import check_output_files
+    from tr2_core.viz import run_plots
     from tr2_core.viz.curves import DEFAULT_VAL_METRICS
 
     kind = args.plot_kind
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     inputs += [*getattr(args, "run_dirs", []), *getattr(args, "inputs", [])]
     check_output_files({"--out": args.out, "--json": getattr(args, "json", None)}, inputs=inputs)
     if kind == "curves":
-        path = plot_runs.plot_training_curves(
+        path = run_plots.plot_training_curves(
             args.run_dirs,
             args.out,
             labels=args.labels,
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi,
         )
     elif kind == "recall":
-        path = plot_runs.plot_recall(
+        path = run_plots.plot_recall(
             args.inputs,
             args.out,
             labels=args.labels,
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi,
         )
     elif kind == "fig5":
-        path = plot_runs.plot_fig5(
+        path = run_plots.plot_fig5(
             args.a,
             args.b,
             args.out,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tr2_core.cli.plot_runs import PredictionsInput, as_predictions
 from tr2_core.errors import ConfigError, DatasetError, PredictionsError
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.viz.figure import DEFAULT_DPI, check_output_path
-from tr2_core.viz.scene_graph import (
+from tr2_core.viz.run_plots import PredictionsInput, as_predictions
+from tr2_core.viz.scene_graph_figure import (
     FramePairs,
     class_name,
     draw_scene_graph_figure,
@@ -132,7 +132,7 @@ def plot_scene_graph(
 ) -> Path:
     """Scene graph of frame ``frame_key`` of a predictions file, beside the
     image ``AG_ROOT/frames/<frame_key>``
-    (:func:`~tr2_core.viz.scene_graph.draw_scene_graph_figure`).
+    (:func:`~tr2_core.viz.scene_graph_figure.draw_scene_graph_figure`).
 
     With ``show_gt`` and ``AG_ROOT/annotations/`` present, the frame's ground
     truth (``split``, or test then train) ticks correct predicates and adds the

@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.evaluation.report import format_temporal_effects
     from tr2_core.run import load_trained
     from tr2_core.train.checkpoint import train_config_from
-    from tr2_core.train.config import autocast_factory
     from tr2_core.train.distributed import fill_cache, setup_distributed
     from tr2_core.train.predict import predict, protocol_name
+    from tr2_core.train.recipe import autocast_factory
     from tr2_core.train.source import make_source
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -83,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
         from tr2_core.errors import ConfigError
 
         raise ConfigError("tr2 test runs in one process (not under torchrun)")
-    from tr2_core.outputs import prepare_folder
+    from tr2_core.outputs import prepare_folder, staged_outputs
     from tr2_core.run import load_checkpoint
-    from tr2_core.tools.staging import staged_outputs
 
     # every field of the checkpoint is checked before anything is built or written
     ckpt = load_checkpoint(args.checkpoint)

@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from tr2_core.errors import ConfigError
     from tr2_core.models import load_model_config
     from tr2_core.run_spec import RunSpec
-    from tr2_core.train.config import load_train_config
     from tr2_core.train.loop import train
+    from tr2_core.train.recipe import load_train_config
 
     setup_logging()
     if args.resume:

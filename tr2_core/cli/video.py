@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tr2_core.tools.engine_args import add_engine_arguments
+from tr2_core.runners.engine_args import add_engine_arguments
 
 NAME = "video"
 HELP = "scene graphs per frame of a video file or image folder (JSONL, annotated video)"
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from tr2_core.tools.engine_args import EngineRequest, build_engine
-    from tr2_core.tools.video import check_paths, process_video
+    from tr2_core.runners.engine_args import EngineRequest, build_engine
+    from tr2_core.runners.video_runner import check_paths, process_video
 
     request = EngineRequest.from_args(args)
     request.validate()  # cheap checks before the slow model build

@@ -1,5 +1,5 @@
 """Frozen features that carry the synthetic scene: the small detector and the small
-CLIP fitted to a synthetic dataset (:mod:`.detector`, :mod:`.clip`), saved in exactly
+CLIP fitted to a synthetic dataset (:mod:`.detector_fit`, :mod:`.clip_fit`), saved in exactly
 the formats real weights come in -- a torchvision ``FasterRCNN`` state dict and an
 open_clip checkpoint -- so a run loads them through ``--detector-weights`` /
 ``--clip-weights`` like real weights.
@@ -26,9 +26,16 @@ from pathlib import Path
 
 import torch
 
+from tr2_core.cache_keys import annotation_stats, cache_key
 from tr2_core.config import to_dict
+from tr2_core.models.entities import build_detector
 from tr2_core.models.model_config import resolve_config
-from tr2_core.train.feature_cache import annotation_stats, cache_key
+from tr2_core.models.pair_features import create_clip
+from tr2_core.pretrain.clip_fit import train_clip
+from tr2_core.pretrain.detector_fit import train_detector
+from tr2_core.pretrain.steps import deterministic_kernels
+from tr2_core.pretrain.training_frames import load_pretrain_frames
+from tr2_core.pretrain.world import render_world, world_config
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +92,6 @@ def pretrained_weights(
     overridden config and the cache key holds it, so a run must pass the same overrides.
     ``device``: where the fits run (``cpu``, ``cuda``); a fit off the CPU is keyed apart
     (float reduction order differs), CPU keys are unchanged."""
-    from tr2_core.pretrain.world import world_config
-
     cfg = resolve_config(model, list(overrides))
     if budget.world_videos > 0:
         source = {"world": asdict(world_config(data, budget.world_videos, budget.seed))}
@@ -137,14 +142,6 @@ def train_weights(
 ) -> tuple[dict, dict, dict]:
     """Train both parts on ``device`` from a random init seeded by ``budget.seed``;
     returns their state dicts (on the CPU) and a report (first / last losses)."""
-    from tr2_core.models.entities import build_detector
-    from tr2_core.models.pair_features import create_clip
-    from tr2_core.pretrain.clip import train_clip
-    from tr2_core.pretrain.detector import train_detector
-    from tr2_core.pretrain.frames import load_pretrain_frames
-    from tr2_core.pretrain.steps import deterministic_kernels
-    from tr2_core.pretrain.world import render_world, world_config
-
     torch.manual_seed(budget.seed)
     if budget.world_videos > 0:
         frames = render_world(world_config(data, budget.world_videos, budget.seed))

@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig
+from tr2_core.data.synthetic.generator_config import META_FILE, SyntheticConfig
+from tr2_core.data.synthetic.parallel import ordered_map, worker_count
+from tr2_core.data.synthetic.writer import frames_in_memory
 from tr2_core.errors import ConfigError
-from tr2_core.pretrain.frames import PretrainFrames
+from tr2_core.pretrain.training_frames import PretrainFrames
 from tr2_core.progress import bar_disabled
 from tr2_core.vocab import ATTENTION, CONTACTING, OBJECT_INDEX, SPATIAL
 
@@ -77,9 +79,6 @@ def render_world(
     :class:`PretrainFrames` (the release's labels: what a loader of the written
     dataset would read)."""
     from tqdm import tqdm
-
-    from tr2_core.data.synthetic.parallel import ordered_map, worker_count
-    from tr2_core.data.synthetic.writer import frames_in_memory
 
     images, boxes, labels = [], [], []
     pair_frame, subjects, objects, classes, predicates = [], [], [], [], []

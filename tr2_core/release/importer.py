@@ -32,7 +32,10 @@ from tr2_core.errors import WeightsError
 from tr2_core.models.guidance import file_sha256, save_text_table
 from tr2_core.models.model_config import ModelConfig, load_model_config
 from tr2_core.outputs import Output, check_output, partial_folder, replace_with
-from tr2_core.release.checkpoint import (
+from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_openai_clip
+from tr2_core.release.detector import read_release_detector
+from tr2_core.release.text_table import read_release_text_table
+from tr2_core.release.tr2_checkpoints import (
     RELEASE_MODEL,
     RELEASE_TASKS,
     convert_release_relation,
@@ -40,12 +43,9 @@ from tr2_core.release.checkpoint import (
     read_release_checkpoint,
     release_model_config,
 )
-from tr2_core.release.clip import TR2_CLIP_PREFIX, convert_openai_clip, read_openai_clip
-from tr2_core.release.detector import read_release_detector
-from tr2_core.release.text_table import read_release_text_table
 from tr2_core.run import build_frozen_extractor
 from tr2_core.run_spec import CHECKPOINT_RELATIVE, RunSpec
-from tr2_core.train.config import TrainConfig
+from tr2_core.train.recipe import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ import torch
 from tr2_core.errors import ConfigError, Tr2Error, describe
 from tr2_core.models.model_config import TaskMode
 from tr2_core.models.relation_outputs import PairEncoding, concat_encodings
+from tr2_core.run import load_trained
 from tr2_core.scene_graph import keep_valid
-from tr2_core.stream.options import EngineOptions
+from tr2_core.stream.engine_contract import OFFLINE_RUN_CAUSALLY, ONLINE, EngineStats
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.stream.tracker import IoUTracker
 from tr2_core.types import SceneGraphResult, VideoFeatures
 from tr2_core.vocab import FAMILIES, NUM_OBJECT_CLASSES
@@ -63,24 +65,6 @@ class _WindowFrame:
     def scores(self) -> torch.Tensor:
         """(N,) their confidences."""
         return self.encoding.entity_scores
-
-
-@dataclass
-class EngineStats:
-    """Counters a node or tool reports."""
-
-    frames: int = 0
-    resets: int = 0
-    rejected: int = 0
-    reset_reasons: list[str] = field(default_factory=list)
-    protocol: str = ""
-    """``online`` (an online model: the engine's output is what ``tr2 test`` scored) or
-    ``offline-run-causally`` (a bidirectional model: expect lower quality than its test
-    figures)."""
-
-
-ONLINE = "online"
-OFFLINE_RUN_CAUSALLY = "offline-run-causally"
 
 
 def engine_protocol(relation: torch.nn.Module, window: int) -> tuple[str, int]:
@@ -130,12 +114,12 @@ def checked_stamp(stamp_ns: Any) -> int:
 
 
 class StreamingEngine:
-    """Streaming TR².
+    """Streaming TR²; implements :class:`~tr2_core.stream.engine_contract.SceneGraphEngine`.
 
     Args:
         extractor: the frozen :class:`~tr2_core.models.FeatureExtractor`.
         relation: the trained :class:`~tr2_core.models.RelationModel`.
-        options: :class:`~tr2_core.stream.options.EngineOptions`; the engine uses
+        options: :class:`~tr2_core.stream.engine_options.EngineOptions`; the engine uses
             ``window`` (frames ``W`` the temporal decoder sees, the newest
             included), ``mode`` (``"sgdet"`` detects entities; ``"predcls"`` /
             ``"sgcls"`` take the boxes, and labels for predcls, passed to
@@ -171,6 +155,7 @@ class StreamingEngine:
         self.extractor = extractor
         self.relation = relation.eval()
         self.protocol, self.window = engine_protocol(relation, self.options.window)
+        self.model_name: str = relation.config.name
         self._announce_protocol()
         self.mode: TaskMode = self.options.mode  # type: ignore[assignment]
         self.max_gap_ns = int(self.options.max_gap_s * 1e9)
@@ -251,8 +236,6 @@ class StreamingEngine:
                 (:func:`tr2_core.run.load_checkpoint`: one line naming the field).
             ConfigError: an unknown or invalid option.
         """
-        from tr2_core.run import load_trained
-
         if options is not None and not isinstance(options, EngineOptions):
             raise ConfigError(f"options must be EngineOptions, got {type(options).__name__}")
         if checkpoint is not None:
@@ -284,6 +267,10 @@ class StreamingEngine:
         self.options = self.options.replace(**changes)
         self.max_gap_ns = int(self.options.max_gap_s * 1e9)
         self.score_threshold = self.options.score_threshold
+
+    def close(self) -> None:
+        """Drop the frames of the window (a node releases the engine next)."""
+        self.frames.clear()
 
     @property
     def device(self) -> torch.device:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error, clip
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.types import SceneGraphResult
 
 LOGGED_SKIPS = 20
@@ -27,11 +28,13 @@ class FrameFailed(Tr2Error):
     """The engine could not produce a result for one frame (reason in the message)."""
 
 
-def run_frame(engine: Any, image: np.ndarray, stamp_ns: int, **inputs: Any) -> SceneGraphResult:
+def run_frame(
+    engine: SceneGraphEngine, image: np.ndarray, stamp_ns: int, **inputs: Any
+) -> SceneGraphResult:
     """``engine.process(image, stamp_ns, **inputs)``, checked to answer this frame.
 
     Args:
-        engine: a streaming engine (``process(image, stamp_ns) -> SceneGraphResult``).
+        engine: a streaming engine (:class:`~tr2_core.stream.engine_contract.SceneGraphEngine`).
         image: (H, W, 3) uint8 RGB.
         stamp_ns: the frame's time in nanoseconds.
         **inputs: further keyword arguments of ``process`` (``boxes``, ``labels``,

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from tr2_core.types import GroundTruth, Predictions
-from tr2_core.vocab import ATTENTION, CONTACTING, NUM_OBJECT_CLASSES, PERSON, SPATIAL
+from tr2_core.vocab import (
+    ATTENTION,
+    CONTACTING,
+    NUM_OBJECT_CLASSES,
+    OBJECT_CLASSES,
+    PERSON,
+    PREDICATES,
+    SPATIAL,
+)
 
 __all__ = ["ground_truth_from_frames", "random_split", "random_predictions", "release_records"]
 
@@ -259,8 +267,6 @@ def release_records(
     Boxes become ``x y w h`` with ``w = x2 - x1`` (the loader's inverse); every
     object is visible; predicate names come from the GT triplets of its box.
     """
-    from tr2_core.vocab import OBJECT_CLASSES, PREDICATES
-
     family = np.zeros(len(PREDICATES), dtype=np.int64)
     family[SPATIAL.slice] = 1
     family[CONTACTING.slice] = 2

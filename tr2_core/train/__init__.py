@@ -17,11 +17,11 @@ Modules: ``loop`` (the loop), ``distributed`` (ranks and collectives), ``validat
 """
 
 from tr2_core.train.checkpoint import atomic_torch_save
-from tr2_core.train.config import TrainConfig, load_train_config
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip
 from tr2_core.train.feature_cache import FeatureCache
 from tr2_core.train.loop import train
 from tr2_core.train.predict import clip_predictions, concat_predictions, predict
+from tr2_core.train.recipe import TrainConfig, load_train_config
 from tr2_core.train.source import ClipSource
 
 __all__ = [

@@ -44,7 +44,7 @@ from tr2_core.models import ModelConfig
 from tr2_core.outputs import atomic_write, atomic_write_text
 from tr2_core.run import run_spec_and_model_config
 from tr2_core.run_spec import RunSpec
-from tr2_core.train.config import TrainConfig
+from tr2_core.train.recipe import TrainConfig
 
 log = logging.getLogger("tr2.train")
 

@@ -20,7 +20,6 @@ temporary name and renamed, so a killed process leaves no half-written entry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -33,6 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from tr2_core.cache_keys import cache_key
 from tr2_core.errors import DatasetError
 from tr2_core.types import VideoFeatures
 
@@ -42,25 +42,10 @@ CACHE_DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,  # max 65504: overflows to inf on large activations
 }
 
-CACHE_FORMAT_VERSION = 1
 _FLOAT_FEATURES = ("entity_features", "union_features", "other_union_features")
 _OPTIONAL_FIELDS = ("other_pair_subject", "other_pair_object", "other_union_features")
 _EXTRA = "extra."
 _TENSOR_FIELDS = tuple(f.name for f in fields(VideoFeatures) if f.name != "frame_keys")
-
-
-def annotation_stats(root: str | Path) -> list[list[Any]]:
-    """``[name, size, mtime_ns]`` of every file in ``ROOT/annotations`` (sorted)."""
-    ann = Path(root) / "annotations"
-    if not ann.is_dir():
-        raise DatasetError(f"{ann}: annotations folder not found")
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(ann.iterdir())]
-
-
-def cache_key(parts: Mapping[str, Any]) -> str:
-    """Stable hex key of a JSON-serialisable description (key order irrelevant)."""
-    blob = json.dumps({"version": CACHE_FORMAT_VERSION, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _safe_name(video: str) -> str:

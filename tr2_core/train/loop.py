@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from tr2_core.checkpoint_schema import check_state_dict
-from tr2_core.models import ModelConfig
+from tr2_core.models import ModelConfig, alpha_from_counts, compute_losses
 from tr2_core.outputs import atomic_write_text, prepare_folder
 from tr2_core.progress import bar_disabled
 from tr2_core.run import RunModel, build_run_model, load_checkpoint, save_built_text_table
@@ -53,11 +53,11 @@ from tr2_core.train.checkpoint import (
     restore_training,
     run_config_dict,
 )
-from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, frame_window, shard_indices
 from tr2_core.train.distributed import Dist, fill_cache, reduce_sums, setup_distributed
 from tr2_core.train.guards import NonFiniteGuard
 from tr2_core.train.prefetch import pin, prefetched
+from tr2_core.train.recipe import TrainConfig, autocast_factory
 from tr2_core.train.source import ClipSource, make_source, move_features, move_targets
 from tr2_core.train.validation import metric_value, validate
 
@@ -73,8 +73,6 @@ def seed_everything(seed: int) -> None:
 def class_alpha(videos: ActionGenomeVideos) -> dict[str, torch.Tensor]:
     """Per-class focal weights from the frequencies of the labels of the videos the run
     trains on (authors' formula); held-out validation videos do not count."""
-    from tr2_core.models import alpha_from_counts
-
     pairs = videos.pair_rows()
     return {
         "spatial": alpha_from_counts(videos.pair_spatial[pairs].sum(axis=0)),
@@ -170,8 +168,6 @@ def train_epoch(
     """One pass over this rank's share of the training videos -> loss sums and counts
     over all ranks (``loss``, each loss term, ``_frames``, ``_steps``) and this rank's
     ``_time_s`` / ``_cpu_s``."""
-    from tr2_core.models import compute_losses
-
     model.train()
     src = data.train
     order = shard_indices(len(src), d.rank, d.world_size, shuffle=cfg.shuffle,

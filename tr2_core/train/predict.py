@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tr2_core.evaluation.predictions import empty_predictions
 from tr2_core.progress import bar_disabled
 from tr2_core.stream.tracker import IoUTracker, track_frames
 from tr2_core.train.dataset import frame_chunks
@@ -49,8 +50,6 @@ def clip_predictions(features: VideoFeatures, output) -> Predictions:
 def concat_predictions(parts: Sequence[Predictions]) -> Predictions:
     """Concatenate predictions of disjoint frame sets, renumbering the row indices."""
     if not parts:
-        from tr2_core.evaluation.predictions import empty_predictions
-
         return empty_predictions()
     frames = np.cumsum([0] + [len(p.frame_keys) for p in parts])
     boxes = np.cumsum([0] + [len(p.box_frame) for p in parts])

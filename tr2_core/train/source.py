@@ -19,29 +19,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from tr2_core.cache_keys import annotation_stats
 from tr2_core.config import to_dict
+from tr2_core.data.action_genome import load_split
+from tr2_core.data.images import load_image
+from tr2_core.data.synthetic import META_FILE
+from tr2_core.data.synthetic.writer import validation_videos
 from tr2_core.errors import DatasetError
 from tr2_core.run import FrozenExtractor
 from tr2_core.run_spec import RunSpec
-from tr2_core.train.config import TrainConfig, autocast_factory
 from tr2_core.train.dataset import ActionGenomeVideos, VideoClip, slice_features, slice_targets
-from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache, annotation_stats
+from tr2_core.train.feature_cache import CACHE_DTYPES, FeatureCache
+from tr2_core.train.recipe import TrainConfig, autocast_factory
 from tr2_core.train.sgdet_assignment import extract_sgdet_training
 from tr2_core.types import VideoFeatures, VideoTargets
 
 log = logging.getLogger(__name__)
-
-
-def load_image(path: Path) -> torch.Tensor:
-    """(3, H, W) uint8 RGB image; :class:`DatasetError` naming the file if unreadable."""
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: cannot read frame image ({e})") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def per_frame(values: torch.Tensor, frame: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
@@ -253,9 +247,6 @@ def held_out_rows(split: Any, data_root: str | Path, cfg: TrainConfig) -> list[i
     videos)``, at least one, never all, drawn with ``val_seed`` (independent of the
     training seed).
     """
-    from tr2_core.data.synthetic import META_FILE
-    from tr2_core.data.synthetic.writer import validation_videos
-
     videos = [str(v) for v in split.gt.videos]
     if (Path(data_root) / "annotations" / META_FILE).is_file():
         listed = set(validation_videos(data_root))
@@ -314,8 +305,6 @@ def make_source(
     Returns:
         (source, the loaded split).
     """
-    from tr2_core.data.action_genome import load_split
-
     ag_split = ag_split_of(split_name)
     split = load_split(
         run.data, ag_split, filter_small_boxes=run.small_boxes_filtered, show_progress=False

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from tr2_core.errors import ConfigError
+from tr2_core.evaluation.recall import evaluate
 from tr2_core.train.dataset import gt_videos, shard_indices
 from tr2_core.train.distributed import Dist, broadcast_float, gather_predictions
 from tr2_core.train.predict import predict
@@ -51,8 +52,6 @@ def validate(
         (the evaluator's result on rank 0, None elsewhere; the ``metric`` value, on every
         rank).
     """
-    from tr2_core.evaluation.recall import evaluate
-
     order = shard_indices(len(source), d.rank, d.world_size, shuffle=False, seed=0, pad=False)
     preds = predict(
         relation, source, order, task=task, device=d.device, max_clip_frames=max_clip_frames,

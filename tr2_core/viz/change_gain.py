@@ -3,7 +3,7 @@ a function of the proportion of videos sorted by relation-change degree.
 
 :func:`draw_change_gain` draws the arrays of
 :func:`tr2_core.evaluation.breakdown.change_gain_curve`; evaluating the runs is
-the command's job (:func:`tr2_core.cli.plot_runs.fig5_curve`).
+the job of (:func:`tr2_core.viz.run_plots.fig5_curve`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Training curves of one or more runs, overlaid (one colour per run).
 
 :func:`draw_training_curves` takes the per-epoch records of each run (the
-lines of a ``tr2 train`` folder's ``metrics.jsonl``, read by the command:
-:func:`tr2_core.cli.plot_runs.read_run_log`).
+lines of a ``tr2 train`` folder's ``metrics.jsonl``, read by
+:func:`tr2_core.viz.run_plots.read_run_log`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ mean is mR@K) of one or more runs side by side.
 :func:`draw_recall` takes each run's metrics dict (the evaluator's, as in
 ``tr2 eval --json``), optionally with ``'predicates'``
 (:func:`tr2_core.evaluation.breakdown.predicate_breakdown`); loading files and
-evaluating predictions is the command's job (:mod:`tr2_core.cli.plot_runs`).
+evaluating predictions is the job of (:mod:`tr2_core.viz.run_plots`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from tr2_core.viz.figure import (
     new_figure,
     save_figure,
 )
-from tr2_core.viz.scene_graph import class_name
+from tr2_core.viz.scene_graph_figure import class_name
 from tr2_core.vocab import FAMILIES, NUM_PREDICATES, PREDICATES, family_of, readable
 
 __all__ = ["TimelineData", "draw_timeline"]

@@ -71,16 +71,16 @@ records' ``metadata.set``). A seeded subset of the training videos
 trainer that wants honest model selection drops :func:`validation_videos`
 from its training set and validates on them.
 
-Modules (each one job, lowest first): :mod:`.config` (parameters),
+Modules (each one job, lowest first): :mod:`.generator_config` (parameters),
 :mod:`.state` (symbolic scene state and its events), :mod:`.geometry`
 (stage and per-frame geometry types), :mod:`.poses` (the person figure),
 :mod:`.layout` (state -> drawn geometry), :mod:`.labels` (relations from the
-geometry, change measures), :mod:`.render` (pixels), :mod:`.video` (one
+geometry, change measures), :mod:`.render` (pixels), :mod:`.video_generator` (one
 video's timeline and records), :mod:`.temporal` (halfway poses, occlusion,
 blur), :mod:`.writer` (the release on disk), :mod:`.meta` (reading the meta file).
 """
 
-from tr2_core.data.synthetic.config import (
+from tr2_core.data.synthetic.generator_config import (
     META_FILE,
     TEMPORAL_PRESET,
     SyntheticConfig,

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tr2_core.data.synthetic.config import META_FILE
+from tr2_core.data.synthetic.generator_config import META_FILE
 from tr2_core.errors import DatasetError
 
 __all__ = ["TEMPORAL_EFFECTS", "meta_path", "read_meta", "temporal_effect_frames"]

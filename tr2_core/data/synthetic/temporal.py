@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tr2_core.data.synthetic.config import SyntheticConfig
+from tr2_core.data.synthetic.generator_config import SyntheticConfig
 from tr2_core.data.synthetic.geometry import FrameGeometry, Stage
 from tr2_core.data.synthetic.labels import FrameLabels, frame_labels
 from tr2_core.data.synthetic.poses import person_box

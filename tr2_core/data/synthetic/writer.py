@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 from tr2_core.data.release_writer import write_annotations
-from tr2_core.data.synthetic.config import META_FILE, SyntheticConfig, SyntheticSummary
+from tr2_core.data.synthetic.generator_config import META_FILE, SyntheticConfig, SyntheticSummary
 from tr2_core.data.synthetic.meta import meta_path, read_meta
 from tr2_core.data.synthetic.parallel import ordered_map, worker_count
-from tr2_core.data.synthetic.video import VideoOut, draw_frame, generate_video
+from tr2_core.data.synthetic.video_generator import VideoOut, draw_frame, generate_video
 from tr2_core.errors import ConfigError, DatasetError
 from tr2_core.progress import bar_disabled
 

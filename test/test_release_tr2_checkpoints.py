@@ -19,7 +19,7 @@ from release_fixtures import (
 
 from tr2_core.errors import WeightsError
 from tr2_core.models.relation_model import RelationModel
-from tr2_core.release.checkpoint import (
+from tr2_core.release.tr2_checkpoints import (
     VALUE_CHANGES,
     convert_release_relation,
     read_detector_classifier,

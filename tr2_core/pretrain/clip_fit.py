@@ -26,8 +26,8 @@ from tr2_core.models.guidance import prompt_grid
 from tr2_core.models.model_config import ModelConfig
 from tr2_core.models.pair_features import UnionFeatureEncoder, stack_frames
 from tr2_core.models.pairs import union_boxes
-from tr2_core.pretrain.frames import PretrainFrames
 from tr2_core.pretrain.steps import freeze, take_step
+from tr2_core.pretrain.training_frames import PretrainFrames
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops
 
-from tr2_core.data.synthetic.config import SyntheticConfig
+from tr2_core.data.synthetic.generator_config import SyntheticConfig
 from tr2_core.data.synthetic.geometry import FrameGeometry, Stage, make_stage
 from tr2_core.data.synthetic.labels import FrameLabels, frame_labels, relation_changes
 from tr2_core.data.synthetic.layout import place

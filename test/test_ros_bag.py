@@ -8,116 +8,39 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from tools_testing import H, W, frames, png_bytes, tiny_engine
+from bag_fixtures import (
+    COMPRESSED_T,
+    DT,
+    IMAGE_T,
+    T0,
+    TOPIC,
+    TS,
+    compressed_image,
+    raw_image,
+    read_bag,
+    write_bag,
+)
+from engine_fixtures import EmptyEngine, H, RecordingEngine, W, frames, png_bytes, tiny_engine
+from rosbags.rosbag2 import Reader, Writer
 
 from tr2_core.cli import main
-from tr2_core.tools.staging import OutputExistsError, OutputPathError
-from tr2_core.types import SceneGraphResult
+from tr2_core.outputs import OutputExistsError, OutputPathError
 from tr2_core.vocab import OBJECT_CLASSES
 from tr2_ros.bag import BagError, process_bag
 from tr2_ros.conversions import decode_compressed_image, decode_image, stamp_to_ns
-from tr2_ros.messages import make_typestore
-
-TS = make_typestore("humble")
-IMAGE_T, COMPRESSED_T, STRING_T = (
-    "sensor_msgs/msg/Image",
-    "sensor_msgs/msg/CompressedImage",
-    "std_msgs/msg/String",
-)
-TOPIC = "/camera/image"
-T0 = 100 * 10**9
-DT = 100_000_000  # 10 Hz
-LATENCY = 5_000_000  # bag (receive) time = stamp + 5 ms
-
-
-def _header(k: int):
-    t = T0 + k * DT
-    time = TS.types["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
-    return TS.types["std_msgs/msg/Header"](stamp=time, frame_id="cam")
-
-
-def raw_image(k: int, rgb: np.ndarray, encoding: str = "rgb8", data=None):
-    h, w = rgb.shape[:2]
-    return TS.types[IMAGE_T](
-        header=_header(k), height=h, width=w, encoding=encoding, is_bigendian=0, step=w * 3,
-        data=rgb.reshape(-1) if data is None else data,
-    )  # fmt: skip
-
-
-def compressed_image(k: int, payload: bytes, fmt: str = "png"):
-    return TS.types[COMPRESSED_T](
-        header=_header(k), format=fmt, data=np.frombuffer(payload, np.uint8)
-    )
-
-
-def write_bag(path: Path, storage: str, msgtype: str, images: list, *, chatter: bool = True):
-    """A bag with ``images`` (messages, or raw CDR bytes) on TOPIC and, between them,
-    std_msgs/String on /chatter."""
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(path, version=9, storage_plugin=plugin) as w:
-        conn = w.add_connection(TOPIC, msgtype, typestore=TS)
-        text = w.add_connection("/chatter", STRING_T, typestore=TS) if chatter else None
-        for k, msg in enumerate(images):
-            t = T0 + k * DT + LATENCY
-            raw = msg if isinstance(msg, bytes) else TS.serialize_cdr(msg, msgtype)
-            w.write(conn, t, raw)
-            if text is not None:
-                w.write(text, t + 1, TS.serialize_cdr(TS.types[STRING_T](data=f"m{k}"), STRING_T))
-
-
-def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:
-    """topic -> [(bag time, raw CDR)] in bag order."""
-    out: dict[str, list[tuple[int, bytes]]] = {}
-    with Reader(path) as r:
-        for conn in r.connections:
-            out.setdefault(conn.topic, [])
-        for conn, t, raw in r.messages():
-            out[conn.topic].append((t, bytes(raw)))
-    return out
 
 
 def no_leftovers(dst: Path) -> bool:
     return not dst.exists() and not list(dst.parent.glob(f".{dst.name}*partial-*"))
 
 
-class EmptyEngine:
-    """Stand-in engine: an empty scene graph per frame (fast), records stamps;
-    raises on the frames listed in ``fail_on``."""
-
-    def __init__(self, fail_on: tuple[int, ...] = (), error: type[BaseException] = RuntimeError):
-        self.stamps: list[int] = []
-        self.fail_on, self.error, self.calls = fail_on, error, 0
-
-    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
-        assert image.dtype == np.uint8 and image.shape == (H, W, 3)
-        self.calls += 1
-        if self.calls - 1 in self.fail_on:
-            raise self.error("engine exploded")
-        self.stamps.append(stamp_ns)
-        z = np.zeros
-        return SceneGraphResult(
-            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
-            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
-            z((0, 17), np.float32), np.array([stamp_ns]),
-        )  # fmt: skip
+def empty_engine(**kwargs) -> EmptyEngine:
+    """A stand-in engine that checks every frame is decoded to the bag's (H, W)."""
+    return EmptyEngine(shape=(H, W, 3), **kwargs)
 
 
 # --------------------------------------------------------------------------
 # Round trip with the real (tiny) engine.
-
-
-class Recording:
-    """Wraps an engine; keeps each (image, stamp, result)."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
-
-    def process(self, image: np.ndarray, stamp_ns: int) -> SceneGraphResult:
-        result = self.engine.process(image, stamp_ns)
-        self.calls.append((image.copy(), stamp_ns, result))
-        return result
 
 
 @pytest.mark.parametrize(
@@ -140,7 +63,7 @@ def test_round_trip(tmp_path, storage, msgtype, real):
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, storage, msgtype, msgs)
     debug = "/scene_graph/debug_image" if real else None
-    engine = Recording(tiny_engine() if real else EmptyEngine())
+    engine = RecordingEngine(tiny_engine() if real else empty_engine())
     report = process_bag(src, dst, engine, TOPIC, debug_topic=debug, progress=False)
     assert (report.frames, report.graphs, report.rejected, report.failed) == (3, 3, 0, 0)
     assert report.storage == storage
@@ -175,7 +98,7 @@ def test_round_trip(tmp_path, storage, msgtype, real):
         edges += len(g.edges)
     if real:
         assert [len(r.window_stamps_ns) for _, _, r in engine.calls] == [1, 2, 3]
-        assert edges > 0, "the tiny engine should find person-object pairs (see tools_testing)"
+        assert edges > 0, "the tiny engine should find person-object pairs (see engine_fixtures)"
     (vocab,) = after["/scene_graph/vocabulary"]
     assert TS.deserialize_cdr(vocab[1], "tr2/msg/Vocabulary").object_classes == list(OBJECT_CLASSES)
     assert vocab[0] == before[TOPIC][0][0]
@@ -194,7 +117,7 @@ def test_storage_conversion_and_bare_file_input(tmp_path):
     src = tmp_path / "in"
     write_bag(src, "mcap", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(2))])
     (mcap_file,) = src.glob("*.mcap")
-    report = process_bag(mcap_file, tmp_path / "out", EmptyEngine(), TOPIC, storage="sqlite3",
+    report = process_bag(mcap_file, tmp_path / "out", empty_engine(), TOPIC, storage="sqlite3",
                          progress=False)  # fmt: skip
     assert report.graphs == 2 and list((tmp_path / "out").glob("*.db3"))
     assert read_bag(tmp_path / "out")[TOPIC] == read_bag(src)[TOPIC]
@@ -237,7 +160,7 @@ def test_bag_without_definitions(tmp_path, caplog):
     _strip_definitions(src)
     with Reader(src) as r:
         assert all(not c.msgdef.data and not c.digest for c in r.connections)
-    report = process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+    report = process_bag(src, dst, empty_engine(), TOPIC, progress=False)
     assert report.graphs == 2 and report.dropped_topics == ["/foo"]
     assert "my_pkg/msg/Foo" in caplog.text
     with Reader(dst) as r:
@@ -263,7 +186,7 @@ def test_malformed_raw_frames_are_skipped_and_counted(tmp_path, caplog):
     ]
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, msgs)
-    engine = EmptyEngine()
+    engine = empty_engine()
     report = process_bag(src, dst, engine, TOPIC, progress=False)
     assert (report.frames, report.graphs, report.rejected, report.failed) == (5, 2, 3, 0)
     assert engine.stamps == [T0, T0 + 4 * DT]
@@ -286,7 +209,7 @@ def test_truncated_compressed_frame_is_skipped(tmp_path):
     ]
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "mcap", COMPRESSED_T, msgs)
-    report = process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+    report = process_bag(src, dst, empty_engine(), TOPIC, progress=False)
     assert (report.graphs, report.rejected) == (2, 2)
     assert len(read_bag(dst)["/scene_graph"]) == 2
     # The decoder the tool uses agrees that the first frame is the PNG's pixels.
@@ -330,7 +253,7 @@ def test_corrupt_bag_is_a_clear_error_and_leaves_no_output(tmp_path, storage, ho
     write_bag(src, storage, IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
     _corrupt(src, how)
     with pytest.raises(BagError, match="cannot read bag .*in"):
-        process_bag(src, dst, EmptyEngine(), TOPIC, progress=False)
+        process_bag(src, dst, empty_engine(), TOPIC, progress=False)
     assert no_leftovers(dst)
 
 
@@ -339,7 +262,13 @@ def test_failure_mid_run_removes_the_partial_output(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
     with pytest.raises(MemoryError, match="exploded"):
-        process_bag(src, dst, EmptyEngine(fail_on=(1,), error=MemoryError), TOPIC, progress=False)
+        process_bag(
+            src,
+            dst,
+            empty_engine(fail_on=(1,), error=MemoryError),
+            TOPIC,
+            progress=False,
+        )
     assert no_leftovers(dst)
 
 
@@ -348,11 +277,11 @@ def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
     bag). A Ctrl-C keeps the messages copied so far."""
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(3))])
-    report = process_bag(src, dst, EmptyEngine(fail_on=(1,)), TOPIC, progress=False)
+    report = process_bag(src, dst, empty_engine(fail_on=(1,)), TOPIC, progress=False)
     assert (report.frames, report.graphs, report.failed) == (3, 2, 1)
     assert "inference failed" in report.summary() and "engine exploded" in report.summary()
     assert (dst / "metadata.yaml").is_file()
-    interrupted = process_bag(src, tmp_path / "cut", EmptyEngine(fail_on=(1,),
+    interrupted = process_bag(src, tmp_path / "cut", empty_engine(fail_on=(1,),
                               error=KeyboardInterrupt), TOPIC, progress=False)  # fmt: skip
     assert interrupted.interrupted and interrupted.graphs == 1
     assert "interrupted" in interrupted.summary() and (tmp_path / "cut" / "metadata.yaml").is_file()
@@ -362,19 +291,19 @@ def test_topic_errors_and_existing_output(tmp_path):
     src = tmp_path / "in"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
     with pytest.raises(BagError, match=r"no topic '/nope'.*\['/camera/image'\]"):
-        process_bag(src, tmp_path / "a", EmptyEngine(), "/nope", progress=False)
+        process_bag(src, tmp_path / "a", empty_engine(), "/nope", progress=False)
     with pytest.raises(BagError, match="carries.*std_msgs/msg/String"):
-        process_bag(src, tmp_path / "a", EmptyEngine(), "/chatter", progress=False)
+        process_bag(src, tmp_path / "a", empty_engine(), "/chatter", progress=False)
     with pytest.raises(BagError, match="already has topic"):
-        process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, graph_topic="/chatter",
+        process_bag(src, tmp_path / "a", empty_engine(), TOPIC, graph_topic="/chatter",
                     progress=False)  # fmt: skip
     with pytest.raises(OutputPathError, match="outside the input"):
-        process_bag(src, src / "inside", EmptyEngine(), TOPIC, progress=False)
+        process_bag(src, src / "inside", empty_engine(), TOPIC, progress=False)
     assert no_leftovers(tmp_path / "a")
     (tmp_path / "a").mkdir()
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, progress=False)
-    report = process_bag(src, tmp_path / "a", EmptyEngine(), TOPIC, overwrite=True, progress=False)
+        process_bag(src, tmp_path / "a", empty_engine(), TOPIC, progress=False)
+    report = process_bag(src, tmp_path / "a", empty_engine(), TOPIC, overwrite=True, progress=False)
     assert report.graphs == 1 and (tmp_path / "a" / "metadata.yaml").is_file()
 
 
@@ -383,12 +312,12 @@ def test_topic_errors_and_existing_output(tmp_path):
 
 
 def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeypatch):
-    import tr2_core.tools.engine_args as engine_args
+    import tr2_ros.bag_command as bag_command
 
     def no_build(options):
         raise AssertionError("the model must not be built for an unreadable bag")
 
-    monkeypatch.setattr(engine_args, "build_engine", no_build)
+    monkeypatch.setattr(bag_command, "build_engine", no_build)
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
     _corrupt(src, "db3-garbage")
@@ -402,15 +331,15 @@ def test_cli_corrupt_bag_fails_before_building_a_model(tmp_path, capsys, monkeyp
 
 
 def test_cli_writes_graphs_and_debug_image(tmp_path, capsys, monkeypatch):
-    import tr2_core.tools.engine_args as engine_args
+    import tr2_ros.bag_command as bag_command
 
     seen = []
 
     def fake_build(options, *modes):
         seen.append(options)
-        return EmptyEngine()
+        return empty_engine()
 
-    monkeypatch.setattr(engine_args, "build_engine", fake_build)
+    monkeypatch.setattr(bag_command, "build_engine", fake_build)
     src, dst = tmp_path / "in", tmp_path / "out"
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(k, rgb) for k, rgb in enumerate(frames(2))])
     rc = main(["bag", str(src), str(dst), "--image-topic", TOPIC, "--model", "tr2-small",
@@ -430,16 +359,23 @@ def test_overwrite_never_deletes_the_input_or_unrelated_folders(tmp_path):
     write_bag(src, "sqlite3", IMAGE_T, [raw_image(0, frames(1)[0])])
     (tmp_path / "bags" / "notes.txt").write_text("mine")
     with pytest.raises(OutputPathError, match="OUT .* contains the input"):
-        process_bag(src, tmp_path / "bags", EmptyEngine(), TOPIC, overwrite=True, progress=False)
+        process_bag(
+            src,
+            tmp_path / "bags",
+            empty_engine(),
+            TOPIC,
+            overwrite=True,
+            progress=False,
+        )
     other = tmp_path / "other"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     with pytest.raises(OutputPathError, match="tr2 did not write"):
-        process_bag(src, other, EmptyEngine(), TOPIC, overwrite=True, progress=False)
+        process_bag(src, other, empty_engine(), TOPIC, overwrite=True, progress=False)
     assert (tmp_path / "bags" / "notes.txt").read_text() == "mine"
     assert (other / "keep.txt").read_text() == "mine" and (src / "metadata.yaml").is_file()
     assert main(["bag", str(src), str(tmp_path / "bags"), "--image-topic", TOPIC,
                  "--overwrite", "--model", "tr2-small", "--random-init"]) == 2  # fmt: skip
     assert (src / "metadata.yaml").is_file()
-    process_bag(src, tmp_path / "out", EmptyEngine(), TOPIC, progress=False)
-    process_bag(src, tmp_path / "out", EmptyEngine(), TOPIC, overwrite=True, progress=False)
+    process_bag(src, tmp_path / "out", empty_engine(), TOPIC, progress=False)
+    process_bag(src, tmp_path / "out", empty_engine(), TOPIC, overwrite=True, progress=False)

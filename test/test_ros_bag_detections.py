@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_testing import detection_array, vision_typestore
+from bag_fixtures import IMAGE_T, T0, TOPIC, TS, raw_image, read_bag
+from engine_fixtures import frames, tiny_model
+from ros_fixtures import detection_array, vision_typestore
 from rosbags.rosbag2 import StoragePlugin, Writer
-from test_tools_bag import IMAGE_T, T0, TOPIC, TS, raw_image, read_bag
-from tools_testing import frames, tiny_model
 
 from tr2_core.cli import main
 from tr2_core.stream.engine import StreamingEngine

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tr2_core.baseline import fit_frequency
 from tr2_core.data.action_genome import load_split
 from tr2_core.data.synthetic import make_synthetic, temporal_config
 from tr2_core.evaluation.recall import evaluate
+from tr2_core.frequency_baseline import fit_frequency
 from tr2_core.models.extractor import create_extractor
 from tr2_core.models.model_config import resolve_config
 from tr2_core.vocab import PERSON

@@ -3,7 +3,7 @@
 Input is either a video file (anything FFmpeg reads, through PyAV) or a folder
 of images (PNG / JPEG / BMP / WebP / TIFF, in natural order of their names, so
 ``frames/VIDEO.mp4/000123.png`` of an Action Genome layout works as is). Output
-is one JSON line per frame (:mod:`tr2_core.tools.records`) and, optionally, the
+is one JSON line per frame (:mod:`tr2_core.runners.records`) and, optionally, the
 annotated frames as a video (``.mp4``, ``.mkv``, ``.mov``, ``.avi``) or as a
 folder of PNGs (any other path).
 
@@ -13,7 +13,7 @@ or undecodable image or packet) or that the engine cannot take
 (:func:`tr2_core.stream.frames.run_frame`) gets a JSON line with its ``error``
 and is counted; it never stops the run, and Ctrl-C keeps the frames done.
 Outputs are written beside their final paths and appear when the run ends
-(:mod:`tr2_core.tools.staging`); what they may replace: :mod:`tr2_core.outputs`.
+(:func:`tr2_core.outputs.staged_outputs`); what they may replace: :mod:`tr2_core.outputs`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from tr2_core.errors import Tr2Error, clip
-from tr2_core.outputs import Output
+from tr2_core.outputs import Output, check_staged_outputs, staged_outputs
 from tr2_core.progress import bar_disabled
+from tr2_core.runners.records import error_record, graph_record
 from tr2_core.scene_graph import decode_scene_graph
+from tr2_core.stream.engine_contract import SceneGraphEngine
 from tr2_core.stream.frames import FrameFailed, SkipLog, run_frame
-from tr2_core.tools.records import error_record, graph_record
-from tr2_core.tools.staging import check_output, staged_outputs
+from tr2_core.viz.overlay import draw_scene_graph
 
 log = logging.getLogger(__name__)
 
@@ -455,12 +456,12 @@ def check_paths(
     resolved = [p.resolve() for p in outs]
     if len(set(resolved)) != len(resolved) or src.resolve() in resolved:
         raise VideoError("IN, --jsonl and --overlay must be different paths")
-    check_output(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
+    check_staged_outputs(video_outputs(jsonl, overlay), inputs=[src], overwrite=overwrite)
 
 
 def process_video(
     src: str | Path,
-    engine: Any,
+    engine: SceneGraphEngine,
     jsonl: str | Path,
     *,
     overlay: str | Path | None = None,
@@ -501,7 +502,7 @@ def process_video(
 
 def _run(
     source: FolderSource | VideoSource,
-    engine: Any,
+    engine: SceneGraphEngine,
     finals: list[Output],
     inputs: list[Path],
     report: VideoReport,
@@ -549,7 +550,7 @@ def _run(
 
 
 def _frame_record(
-    engine: Any,
+    engine: SceneGraphEngine,
     frame: Frame,
     writer: PngFolderWriter | VideoWriter | None,
     report: VideoReport,
@@ -567,8 +568,6 @@ def _frame_record(
     height, width = frame.image.shape[:2]
     report.graphs += 1
     if writer is not None:
-        from tr2_core.viz.overlay import draw_scene_graph
-
         writer.write(draw_scene_graph(frame.image, graph), frame)
     return graph_record(graph, frame.index, image_size=(width, height), source=frame.source)
 

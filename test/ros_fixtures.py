@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tr2_core.stream.engine_contract import ONLINE, EngineStats
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 from tr2_ros.conversions import ENCODINGS
@@ -116,8 +117,11 @@ def make_result(
 
 
 class FakeEngine:
-    """Stands in for ``tr2_core.stream.StreamingEngine``: records its inputs,
+    """Stands in for ``tr2_core.stream.StreamingEngine`` (it implements
+    :class:`~tr2_core.stream.engine_contract.SceneGraphEngine`): records its inputs,
     returns ``make_result`` sized to the image, optionally waits or fails."""
+
+    protocol, model_name, window = ONLINE, "fake", 8
 
     def __init__(self, delay: float = 0.0, fail_on: set[int] | None = None, result=None):
         self.delay = delay
@@ -125,11 +129,11 @@ class FakeEngine:
         self.result = result
         self.calls: list[tuple[tuple[int, ...], int]] = []
         self.inputs: list[dict] = []
+        self.stats = EngineStats(protocol=ONLINE)
+        self.tuned: list[dict] = []
         self.closed = False
 
     def process(self, image: np.ndarray, stamp_ns: int, **inputs) -> SceneGraphResult:
-        import time
-
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append((image.shape, stamp_ns))
         self.inputs.append(inputs)
@@ -142,6 +146,9 @@ class FakeEngine:
         return make_result(
             4, stamp_ns=stamp_ns, width=float(image.shape[1]), height=float(image.shape[0])
         )
+
+    def tune(self, **changes) -> None:
+        self.tuned.append(changes)
 
     def close(self) -> None:
         self.closed = True
@@ -168,7 +175,7 @@ def make_random_checkpoint(path) -> str:
     from tr2_core.run import build_run_model
     from tr2_core.run_spec import RunSpec
     from tr2_core.train.checkpoint import run_config_dict
-    from tr2_core.train.config import TrainConfig
+    from tr2_core.train.recipe import TrainConfig
 
     run = RunSpec(data="", model="tr2-small", task="sgdet", random_init=True)
     model_cfg, train_cfg = load_model_config("tr2-small"), TrainConfig()
@@ -467,3 +474,59 @@ def detection_array(stamp=(12, 345), detections=(), *, theta: float = 0.0, rclpy
         bbox = make("BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)
         out.append(make("Detection2D", header=header, results=results, bbox=bbox, id=""))
     return make("Detection2DArray", header=header, detections=out)
+
+
+# --------------------------------------------------------------------------
+# A live tr2_node process and the tests' peer node.
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "tr2.yaml"
+"""The node's parameters file."""
+STARTUP_S = 180.0  # torch + model load on a busy 2-core CI machine
+ANSWER_S = 60.0
+
+
+class LiveNode:
+    """A tr2_node process and the test's peer node in the same domain and namespace."""
+
+    def __init__(self, log_path: Path, *ros_args: str, active: bool = True) -> None:
+        self.domain = unique_domain_id()
+        self.ns = unique_namespace()
+        self.process = LiveProcess(
+            "tr2_node", log_path, self.domain, ros_args=(*ros_args, "-r", f"__ns:={self.ns}")
+        )
+        self.peer = Peer(self.domain)
+        if active:
+            started = self.process.wait_for_output(r"active: subscribed to", STARTUP_S)
+            assert started, f"tr2_node did not become active:\n{self.process.output()}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.ns}/{name}"
+
+    def close(self) -> int | None:
+        self.peer.close()
+        return self.process.stop()
+
+
+def qos(depth: int = 10, *, best_effort: bool = False, latched: bool = False):
+    """The node's own QoS profile (rclpy), for the test's peer."""
+    from tr2_ros.node import _qos as node_qos
+
+    return node_qos(depth, best_effort=best_effort, latched=latched)
+
+
+def answered(graphs: list, stamps: set[int]) -> list:
+    """The (receive time, graph) pairs answering one of ``stamps``."""
+    return [(t, g) for t, g in list(graphs) if stamp_ns_of(g) in stamps]
+
+
+def publish_until_answered(publisher, graphs: list, timeout: float = ANSWER_S, **image):
+    """Publish fresh frames every 0.25 s until one is answered; that (time, graph)."""
+    stamps: set[int] = set()
+
+    def publish() -> None:
+        stamp = time.time_ns()
+        stamps.add(stamp)
+        publisher.publish(image_at(stamp, **image))
+
+    assert wait_until(lambda: answered(graphs, stamps), timeout, 0.25, publish), "no answer"
+    return answered(graphs, stamps)[0]

@@ -1,4 +1,4 @@
-"""The synthetic-world detector training (tr2_core.pretrain.detector): a few steps on
+"""The synthetic-world detector training (tr2_core.pretrain.detector_fit): a few steps on
 tiny frames keep torchvision's state-dict format and train what they say."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from tr2_core.models.entities import build_detector
 from tr2_core.models.model_config import resolve_config
-from tr2_core.pretrain.detector import _flip_frame, train_detector
-from tr2_core.pretrain.frames import PretrainFrames
+from tr2_core.pretrain.detector_fit import _flip_frame, train_detector
+from tr2_core.pretrain.training_frames import PretrainFrames
 
 
 def _tiny_frames(count: int = 3) -> PretrainFrames:

@@ -1,6 +1,6 @@
 """Engine options of ``tr2 bag`` and ``tr2 video``, and the engine they build.
 
-The flags are generated from :class:`~tr2_core.stream.options.EngineOptions`
+The flags are generated from :class:`~tr2_core.stream.engine_options.EngineOptions`
 (the declaration the ROS node's parameters come from too); only where the
 model comes from is command-line specific. A trained model comes from
 ``--checkpoint`` (``StreamingEngine.from_checkpoint``); ``--model CONFIG
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from tr2_core.errors import ConfigError
 from tr2_core.options import add_flags, cli_name, options_from_mapping
-from tr2_core.stream.options import EngineOptions, engine_option_specs
+from tr2_core.stream.engine_options import EngineOptions, engine_option_specs, resolve_device
 
 if TYPE_CHECKING:
-    from tr2_core.stream.engine import StreamingEngine
+    from tr2_core.stream.engine import StreamingEngine  # deferred: torch (flags stay light)
 
 ENGINE_FLAGS: tuple[str, ...] = (
     "clip_weights", "detector_weights", "mode", "window", "device", "threads",
@@ -130,11 +130,10 @@ def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES)
     """
     request.validate(modes)
     from tr2_core.stream.engine import StreamingEngine
-    from tr2_core.stream.options import resolve_device
 
     if request.options.checkpoint:
         return StreamingEngine.from_checkpoint(options=request.options)
-    from tr2_core.run import announce_random_init, build_model
+    from tr2_core.run import announce_random_init, build_model  # deferred: torch
 
     announce_random_init(relation_trained=False, stream=sys.stderr)
     model = build_model(

@@ -2,7 +2,7 @@
 
 Every field carries its default, help and constraints (:mod:`tr2_core.options`).
 :class:`~tr2_core.stream.engine.StreamingEngine` takes an instance; the flags of
-``tr2 video`` / ``tr2 bag`` (:mod:`tr2_core.tools.engine_args`) and the ROS
+``tr2 video`` / ``tr2 bag`` (:mod:`tr2_core.runners.engine_args`) and the ROS
 node's parameters (``tr2_ros/params.py``) are generated from these fields.
 Importing this module does not import torch.
 """
@@ -144,6 +144,6 @@ def resolve_device(device: str) -> str:
     Raises:
         ConfigError: a CUDA device on a machine without CUDA, or not a device name.
     """
-    from tr2_core.run import resolve_device as resolve
+    from tr2_core.run import resolve_device as resolve  # deferred: torch
 
     return str(resolve(device))

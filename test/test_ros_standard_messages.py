@@ -4,21 +4,21 @@ entities as vision_msgs/Detection2DArray, RViz markers, /diagnostics."""
 from __future__ import annotations
 
 import numpy as np
-from ros_testing import FakeEngine, classes, image_msg, make_result, random_rgb
-from ros_testing import vision_typestore as store
+from ros_fixtures import FakeEngine, classes, image_msg, make_result, random_rgb
+from ros_fixtures import vision_typestore as store
 
 from tr2_core.scene_graph import decode_scene_graph
 from tr2_core.vocab import OBJECT_CLASSES
 from tr2_ros.detections import ClassMap, entities_from_detections
-from tr2_ros.outputs import (
+from tr2_ros.params import NodeParams
+from tr2_ros.pipeline import ScenePipeline
+from tr2_ros.standard_messages import (
     DIAGNOSTIC_NAME,
     detections_message,
     diagnostics_message,
     markers_message,
     rosbags_factory,
 )
-from tr2_ros.params import NodeParams
-from tr2_ros.pipeline import ScenePipeline
 
 
 def _roundtrip(msg, name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_evaluation import (  # the hand-built frame helpers (test/ is on sys.path)
+from evaluation_fixtures import (
     CUP,
     CUP_BOX,
     PERSON_BOX,

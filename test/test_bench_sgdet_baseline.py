@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tr2_core.baseline import FrequencyTable
+from tr2_core.frequency_baseline import FrequencyTable
 from tr2_core.types import Predictions
 
 ROOT = Path(__file__).resolve().parents[1]

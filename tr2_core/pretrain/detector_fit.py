@@ -33,8 +33,8 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from tr2_core.pretrain.frames import PretrainFrames
 from tr2_core.pretrain.steps import freeze, take_step
+from tr2_core.pretrain.training_frames import PretrainFrames
 
 
 def _as_float(image: torch.Tensor) -> torch.Tensor:

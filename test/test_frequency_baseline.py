@@ -10,18 +10,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tr2_core.baseline import (
-    fit_frequency,
-    load_frequency_table,
-    predict_frequency,
-    save_frequency_table,
-)
 from tr2_core.cli import main
 from tr2_core.data.action_genome import load_split
 from tr2_core.data.release_writer import write_annotations
 from tr2_core.errors import ConfigError, WeightsError
 from tr2_core.evaluation.predictions import validate_predictions
 from tr2_core.evaluation.recall import evaluate
+from tr2_core.frequency_baseline import (
+    fit_frequency,
+    load_frequency_table,
+    predict_frequency,
+    save_frequency_table,
+)
 from tr2_core.testing.eval_fixtures import random_predictions, random_split, release_records
 from tr2_core.vocab import CONTACTING, OBJECT_INDEX, SPATIAL
 

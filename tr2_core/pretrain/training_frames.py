@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from tr2_core.data.action_genome import load_split
+from tr2_core.data.images import load_image
 from tr2_core.data.synthetic.writer import validation_videos
-from tr2_core.train.source import load_image
+from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
 
 
 @dataclass
@@ -44,8 +45,6 @@ def load_pretrain_frames(root: str | Path, max_frames: int = 0) -> PretrainFrame
     """Frames of the training videos of the synthetic dataset at ``root`` minus its
     ``val_videos`` (so model selection stays honest), at most ``max_frames`` (0: all,
     else an even stride over them)."""
-    from tr2_core.vocab import ATTENTION, CONTACTING, SPATIAL
-
     split = load_split(root, "train", show_progress=False)
     gt = split.gt
     held = set(validation_videos(root))

@@ -10,24 +10,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tools_testing import H, W, frames, tiny_engine, write_frames, write_mp4
+from engine_fixtures import (
+    TINY_ARGS,
+    EmptyEngine,
+    H,
+    RecordingEngine,
+    W,
+    frames,
+    tiny_engine,
+    write_frames,
+    write_mp4,
+)
 
 from tr2_core.cli import main
 from tr2_core.errors import ConfigError
-from tr2_core.outputs import MARKER
-from tr2_core.stream.options import EngineOptions
-from tr2_core.tools.engine_args import EngineRequest, add_engine_arguments
-from tr2_core.tools.records import result_record
-from tr2_core.tools.staging import OutputExistsError, OutputPathError, staged_outputs
-from tr2_core.tools.video import VideoError, image_files, process_video, read_image
+from tr2_core.outputs import MARKER, OutputExistsError, OutputPathError
+from tr2_core.runners.engine_args import EngineRequest, add_engine_arguments
+from tr2_core.runners.records import result_record
+from tr2_core.runners.video_runner import VideoError, image_files, process_video, read_image
+from tr2_core.stream.engine_options import EngineOptions
 from tr2_core.types import SceneGraphResult
 from tr2_core.vocab import ATTENTION, CONTACTING, FAMILIES, PREDICATES, SPATIAL
-
-TINY_ARGS = [
-    "--model", "tr2-small", "--random-init", "--score-threshold", "0", "--window", "3",
-    "--override", "detector.min_size=48", "--override", "detector.max_size=64",
-    "--override", "detector.rpn_post_nms_top_n=5", "--no-progress", "--threads", "1",
-]  # fmt: skip
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -36,19 +39,6 @@ def read_lines(path: Path) -> list[dict]:
 
 def no_leftovers(*paths: Path) -> bool:
     return all(not p.exists() and not list(p.parent.glob(f".{p.name}*partial-*")) for p in paths)
-
-
-class Recording:
-    def __init__(self, engine, fail_on: int | None = None, error: type = RuntimeError):
-        self.engine, self.fail_on, self.error = engine, fail_on, error
-        self.calls: list[tuple[np.ndarray, int, SceneGraphResult]] = []
-
-    def process(self, image, stamp_ns):
-        if len(self.calls) == self.fail_on:
-            raise self.error("engine exploded")
-        result = self.engine.process(image, stamp_ns)
-        self.calls.append((image.copy(), stamp_ns, result))
-        return result
 
 
 def _check_lines(lines: list[dict], calls) -> None:
@@ -78,7 +68,7 @@ def _check_lines(lines: list[dict], calls) -> None:
 def test_image_folder_to_jsonl_and_overlay_pngs(tmp_path):
     images = frames(3, seed=1)
     write_frames(tmp_path / "frames" / "VID.mp4", images)  # an AG-style folder name
-    engine = Recording(tiny_engine(window=2))
+    engine = RecordingEngine(tiny_engine(window=2))
     report = process_video(
         tmp_path / "frames" / "VID.mp4",
         engine,
@@ -110,7 +100,7 @@ def test_mp4_to_jsonl_and_overlay_mp4(tmp_path):
     av = pytest.importorskip("av", reason="PyAV not installed: video-file input/output untested")
     images = frames(4, seed=2)
     write_mp4(tmp_path / "clip.mp4", images, fps=10)
-    engine = Recording(tiny_engine())
+    engine = RecordingEngine(tiny_engine())
     report = process_video(
         tmp_path / "clip.mp4",
         engine,
@@ -168,16 +158,6 @@ def test_cli_end_to_end_with_random_init(tmp_path, capsys, keep_torch_threads):
 # Bad inputs and outputs (a stand-in engine: fast).
 
 
-class EmptyEngine:
-    def process(self, image, stamp_ns):
-        z = np.zeros
-        return SceneGraphResult(
-            stamp_ns, z(0, np.int64), z(0, np.int64), z(0, np.float32), z((0, 4), np.float32),
-            z(0, np.int64), z(0, np.int64), z((0, 3), np.float32), z((0, 6), np.float32),
-            z((0, 17), np.float32), np.array([stamp_ns]),
-        )  # fmt: skip
-
-
 def test_unreadable_images_become_error_lines(tmp_path, caplog):
     folder = tmp_path / "frames"
     write_frames(folder, frames(3))
@@ -185,7 +165,7 @@ def test_unreadable_images_become_error_lines(tmp_path, caplog):
     (folder / "000002.png").write_bytes(data[: len(data) // 3])  # truncated PNG
     (folder / "000004.png").write_bytes(b"")  # empty file
     (folder / "notes.txt").write_text("not a frame")
-    engine = Recording(EmptyEngine())
+    engine = RecordingEngine(EmptyEngine())
     report = process_video(folder, engine, tmp_path / "o.jsonl", progress=False)
     assert (report.frames, report.graphs, report.rejected) == (4, 2, 2)
     lines = read_lines(tmp_path / "o.jsonl")
@@ -243,7 +223,7 @@ def test_outputs_appear_only_when_complete(tmp_path):
     write_frames(tmp_path / "f", frames(3))
     jsonl, overlay = tmp_path / "o.jsonl", tmp_path / "ov"
     with pytest.raises(MemoryError, match="exploded"):  # not one frame's fault: no output
-        process_video(tmp_path / "f", Recording(EmptyEngine(), fail_on=1, error=MemoryError),
+        process_video(tmp_path / "f", RecordingEngine(EmptyEngine(), fail_on=1, error=MemoryError),
                       jsonl, overlay=overlay, progress=False)  # fmt: skip
     assert no_leftovers(jsonl, overlay)
     jsonl.write_text("old\n")
@@ -253,22 +233,6 @@ def test_outputs_appear_only_when_complete(tmp_path):
         process_video(tmp_path / "f", EmptyEngine(), jsonl, overlay=jsonl, progress=False)
     process_video(tmp_path / "f", EmptyEngine(), jsonl, overwrite=True, progress=False)
     assert len(read_lines(jsonl)) == 3
-
-
-def test_staged_outputs_publish_all_or_nothing(tmp_path):
-    a, b = tmp_path / "a.txt", tmp_path / "b"
-    with pytest.raises(KeyboardInterrupt):
-        with staged_outputs([a, b]) as (sa, sb):
-            sa.write_text("x")
-            sb.mkdir()
-            raise KeyboardInterrupt
-    assert no_leftovers(a, b)
-    with staged_outputs([a, b]) as (sa, sb):
-        sa.write_text("x")
-        sb.mkdir()
-        assert not a.exists()  # not before the end
-    assert a.read_text() == "x" and b.is_dir()
-    assert sorted(tmp_path.iterdir()) == sorted([a, b])  # no staging folders left
 
 
 # --------------------------------------------------------------------------
@@ -378,7 +342,7 @@ def test_a_frame_the_engine_cannot_take_is_skipped_not_fatal(tmp_path):
     assert "inference failed on this 1x600x3 frame" in lines[2]["error"]
     assert all("error" not in line for i, line in enumerate(lines) if i != 2)
     assert len(list((tmp_path / "ov").glob("*.png"))) == 3
-    cut = process_video(folder, Recording(EmptyEngine(), fail_on=1, error=KeyboardInterrupt),
+    cut = process_video(folder, RecordingEngine(EmptyEngine(), fail_on=1, error=KeyboardInterrupt),
                         tmp_path / "cut.jsonl", progress=False)  # fmt: skip
     assert cut.interrupted and "interrupted" in cut.summary()
     assert len(read_lines(tmp_path / "cut.jsonl")) == 1
@@ -413,7 +377,7 @@ def test_overwrite_never_deletes_inputs_or_unrelated_folders(tmp_path):
 def test_image_size_is_bounded_before_decoding(tmp_path, monkeypatch):
     """Class 5: main decoded a small PNG claiming 10000x10000 (4.7 GB in `tr2 video`).
     The size comes from the header; the bound is lowered here to keep the test small."""
-    import tr2_core.tools.video as video
+    import tr2_core.runners.video_runner as video
 
     monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)
     folder = tmp_path / "f"

@@ -1,9 +1,10 @@
-"""The inputs of ``tr2 plot curves|recall|fig5``: read run folders, metrics and
-predictions files, evaluate predictions, then draw with :mod:`tr2_core.viz`.
+"""The plots of runs (``tr2 plot curves|recall|fig5``) from their files: read run
+folders, metrics and predictions files, evaluate predictions, then draw with the
+drawing modules of :mod:`tr2_core.viz`.
 
-The drawing functions take computed data only; this module is where files are
-read and the evaluator runs. ``tr2 demo`` and ``bench/ablations.py`` call the
-same functions.
+The drawing modules take computed data only; this module is where files are read
+and the evaluator runs. ``tr2 plot``, ``tr2 demo`` and ``bench/ablations.py`` call
+the same functions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from tr2_core.data.action_genome import load_split
 from tr2_core.errors import ConfigError
+from tr2_core.evaluation.breakdown import change_gain_curve, predicate_breakdown
+from tr2_core.evaluation.changes import relation_changes
+from tr2_core.evaluation.predictions import load_predictions, validate_predictions
+from tr2_core.evaluation.recall import evaluate_detailed, parse_settings
+from tr2_core.evaluation.report import is_per_frame_file, load_per_frame
 from tr2_core.outputs import atomic_write_text
 from tr2_core.types import GroundTruth, Predictions
 from tr2_core.viz.change_gain import draw_change_gain
@@ -140,8 +147,6 @@ def as_predictions(predictions: PredictionsInput) -> tuple[Predictions, str]:
     Raises:
         PredictionsError: a missing, unreadable or invalid predictions file.
     """
-    from tr2_core.evaluation.predictions import load_predictions, validate_predictions
-
     if isinstance(predictions, Predictions):
         return validate_predictions(predictions), "predictions"
     return load_predictions(predictions), str(predictions)
@@ -155,8 +160,6 @@ def load_split_gt(
     Raises:
         DatasetError: missing or malformed annotations.
     """
-    from tr2_core.data.action_genome import load_split
-
     return load_split(
         data_root, split, filter_small_boxes=filter_small_boxes, show_progress=False
     ).gt
@@ -173,9 +176,6 @@ def evaluate_for_plots(
     """Evaluate predictions and return the metrics dict of ``tr2 eval --json``
     plus ``'predicates'``
     (:func:`~tr2_core.evaluation.breakdown.predicate_breakdown`)."""
-    from tr2_core.evaluation.breakdown import predicate_breakdown
-    from tr2_core.evaluation.recall import evaluate_detailed
-
     preds, source = as_predictions(predictions)
     result = evaluate_detailed(
         gt, preds, task=task, settings=settings, ks=ks, validate=False, source=source
@@ -259,9 +259,6 @@ def _per_frame_recall(
     what: str,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(F,) R@k per GT frame, and the frame keys when read from a per-frame file."""
-    from tr2_core.evaluation.recall import evaluate_detailed
-    from tr2_core.evaluation.report import is_per_frame_file, load_per_frame
-
     if not isinstance(source, Predictions) and is_per_frame_file(source):
         run = load_per_frame(source)
         settings = [str(s) for s in run["settings"].tolist()]
@@ -289,9 +286,6 @@ def _change_degrees(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(F,) video row of each frame and (V,) change degree of each video: from
     the ground truth, or from the per-frame files when there is none."""
-    from tr2_core.evaluation.changes import relation_changes
-    from tr2_core.evaluation.report import load_per_frame
-
     if gt is not None:
         gt_keys = np.asarray(gt.frame_keys)
         for keys, name in ((keys_a, run_a), (keys_b, run_b)):
@@ -337,9 +331,6 @@ def fig5_curve(
         ConfigError / DatasetError / PredictionsError: bad inputs, or runs on
             different frames.
     """
-    from tr2_core.evaluation.breakdown import change_gain_curve
-    from tr2_core.evaluation.recall import parse_settings
-
     setting = parse_settings([setting])[0]
     if k < 1 or bins < 1:
         raise ConfigError(f"need k >= 1 and bins >= 1, got k={k}, bins={bins}")
