@@ -104,8 +104,6 @@ def test_named_configs_found_in_an_installed_copy(tmp_path):
         "import tr2_core\n"
         "from tr2_core.models.model_config import load_model_config\n"
         "from tr2_core.train.recipe import load_train_config\n"
-        "from tr2_core.models.config import load_model_config\n"
-        "from tr2_core.train.recipe import load_train_config\n"
         "print(tr2_core.__file__)\n"
         "print(load_model_config('tr2-small').d_model, load_model_config('sttran-like').d_model)\n"
         "print(load_train_config('small').epochs)\n"
