@@ -129,7 +129,7 @@ def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES)
         WeightsError: (from the model code) missing or mismatched weights.
     """
     request.validate(modes)
-    from tr2_core.stream.engine import StreamingEngine
+    from tr2_core.stream.engine import StreamingEngine  # deferred: torch
 
     if request.options.checkpoint:
         return StreamingEngine.from_checkpoint(options=request.options)
