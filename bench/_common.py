@@ -54,3 +54,15 @@ def person_found(preds: Predictions, gt, iou_threshold: float = 0.5) -> float:
             iou = box_iou(torch.from_numpy(people), torch.from_numpy(preds.boxes[mine]))
             found += bool((iou >= iou_threshold).any())
     return found / max(len(gt.frame_keys), 1)
+
+
+def scene(height: int, width: int, entities: int, seed: int = 0):
+    """A random frame (H, W, 3) uint8 and ``entities`` boxes (N, 4) float32 (person first)
+    with their labels (N,) int64."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    xy = rng.uniform(0, [width * 0.6, height * 0.6], (entities, 2))
+    wh = rng.uniform(0.1, 0.4, (entities, 2)) * [width, height]
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    labels = np.concatenate([[PERSON], rng.integers(2, 37, entities - 1)]).astype(np.int64)
+    return image, boxes, labels

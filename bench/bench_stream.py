@@ -56,25 +56,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from _common import parse_engine_options
+from _common import parse_engine_options, scene
 
+import tr2_core.models.extractor as extractor_module
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
 from tr2_core.types import VideoFeatures
 from tr2_core.vocab import PERSON
-
-
-def scene(height: int, width: int, entities: int, seed: int = 0):
-    """A random frame (H, W, 3) uint8 and ``entities`` boxes (person first), labels."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    xy = rng.uniform(0, [width * 0.6, height * 0.6], (entities, 2))
-    wh = rng.uniform(0.1, 0.4, (entities, 2)) * [width, height]
-    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-    labels = np.concatenate([[PERSON], rng.integers(2, 37, entities - 1)]).astype(np.int64)
-    return image, boxes, labels
 
 
 def _sync(device: torch.device) -> None:
@@ -248,16 +237,17 @@ def sgdet_model(args, device):
         ):
             layer.weight.zero_()
             layer.bias.zero_()
-    detect = ext._detect
+    detect = extractor_module.detect
 
-    def detect_with_person(images_t, feats, scales):
-        boxes, labels, scores = detect(images_t, feats, scales)
+    def detect_with_person(detector, batch, feature_maps, scales):
+        boxes, labels, scores, features = detect(detector, batch, feature_maps, scales)
         for lab, sc in zip(labels, scores, strict=True):
             if lab.numel():
                 lab[sc.argmax()] = PERSON
-        return boxes, labels, scores
+        return boxes, labels, scores, features
 
-    ext._detect = detect_with_person
+    # the extractor calls the entities stage's detect by module name: this process only
+    extractor_module.detect = detect_with_person
     return model
 
 

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import scene
 
 from tr2_core.run import build_model
 from tr2_core.stream.engine import StreamingEngine
-from tr2_core.vocab import PERSON
 from tr2_ros.policy import LatestSlot
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -58,16 +58,6 @@ class Frame:
     seq: int
     stamp_ns: int  # time.monotonic_ns() when "captured"
     image: np.ndarray
-
-
-def scene(height: int, width: int, entities: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    xy = rng.uniform(0, [width * 0.6, height * 0.6], (entities, 2))
-    wh = rng.uniform(0.1, 0.4, (entities, 2)) * [width, height]
-    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-    labels = np.concatenate([[PERSON], rng.integers(2, 37, entities - 1)]).astype(np.int64)
-    return image, boxes, labels
 
 
 class FifoSlot:
