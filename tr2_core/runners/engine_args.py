@@ -53,7 +53,8 @@ def add_engine_arguments(
     g.add_argument(
         "--random-init",
         action="store_true",
-        help="with --model: random weights everywhere (output is meaningless; loud warning)",
+        help="with --model: random weights everywhere, drawn from seed 0 (output is meaningless "
+        "but the same in every run; loud warning)",
     )
     g.add_argument(
         "--override",
@@ -121,6 +122,11 @@ class EngineRequest:
             raise ConfigError(f"--mode {o.mode!r}: this tool runs {' / '.join(modes)} only")
 
 
+RANDOM_INIT_SEED = 0
+"""``--random-init`` draws its weights from this seed: the same command gives the same
+output in every run (torch seeds its default generator differently in each process)."""
+
+
 def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES) -> StreamingEngine:
     """The streaming engine the request describes (checkpoint or random init).
 
@@ -140,6 +146,7 @@ def build_engine(request: EngineRequest, modes: tuple[str, ...] = OFFLINE_MODES)
         request.model,
         random_init=True,
         overrides=request.overrides,
+        seed=RANDOM_INIT_SEED,
         device=resolve_device(request.options.device),
         announce=False,
     )
